@@ -1,0 +1,311 @@
+//! Control messages between an agent (the customer client) and the relay.
+//!
+//! A session runs like this:
+//!
+//! 1. agent → [`AgentToRelay::Hello`] with its version and either the signed ticket it was
+//!    downloaded with (first connection) or the session id and resume token it was given
+//!    (reconnection after a dropped link);
+//! 2. relay → [`RelayToAgent::Welcome`] (or [`RelayToAgent::Refused`] and close);
+//! 3. agent → [`AgentToRelay::AcceptTerms`] once the customer accepted the terms; only then
+//!    does the session appear in a queue; relay → [`RelayToAgent::Queue`] with the position,
+//!    again whenever it changes;
+//! 4. relay → [`RelayToAgent::RepJoined`] when a representative accepts; chat flows both ways;
+//! 5. either side ends: agent → [`AgentToRelay::End`], relay → [`RelayToAgent::Ended`].
+//!
+//! Messages out of this order (chat before the terms, a second hello) are protocol errors:
+//! the relay answers [`RelayToAgent::Error`] and closes the connection.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    DecodeError, MAX_CHAT_CHARS, MAX_NAME_CHARS, Validate, Version, check_len, decode_json,
+};
+
+/// Longest ticket or token string, in bytes.
+pub const MAX_TICKET_CHARS: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AgentToRelay {
+    Hello {
+        version: Version,
+        auth: AgentAuth,
+        info: AgentInfo,
+    },
+    AcceptTerms,
+    Chat {
+        text: String,
+    },
+    End {
+        #[serde(default)]
+        reason: String,
+    },
+    Pong {
+        nonce: u64,
+    },
+}
+
+/// How an agent proves it may join.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AgentAuth {
+    /// The signed ticket appended to the downloaded client (single use).
+    Ticket { ticket: String },
+    /// Rejoining a session after a dropped link.
+    Resume { session_id: String, token: String },
+}
+
+/// What the agent tells about the computer it runs on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AgentInfo {
+    /// The customer's name as typed on the portal or the OS user's full name.
+    pub customer_name: String,
+    pub computer: String,
+    /// e.g. "Linux x86_64 (Debian GNU/Linux 12)".
+    pub platform: String,
+    /// Language tag the customer reads: "en", "fr" or "de".
+    pub language: String,
+}
+
+impl AgentToRelay {
+    /// Decodes and validates one message from an untrusted agent.
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        decode_json(text)
+    }
+}
+
+impl Validate for AgentToRelay {
+    fn validate(&self) -> Result<(), DecodeError> {
+        match self {
+            AgentToRelay::Hello { auth, info, .. } => {
+                match auth {
+                    AgentAuth::Ticket { ticket } => {
+                        check_len("ticket", ticket, MAX_TICKET_CHARS, false)?
+                    }
+                    AgentAuth::Resume { session_id, token } => {
+                        check_len("session_id", session_id, 64, false)?;
+                        check_len("token", token, 128, false)?;
+                    }
+                }
+                check_len("customer_name", &info.customer_name, MAX_NAME_CHARS, true)?;
+                check_len("computer", &info.computer, MAX_NAME_CHARS, true)?;
+                check_len("platform", &info.platform, MAX_NAME_CHARS, true)?;
+                check_len("language", &info.language, 16, true)?;
+                Ok(())
+            }
+            AgentToRelay::Chat { text } => check_len("text", text, MAX_CHAT_CHARS, false),
+            AgentToRelay::End { reason } => check_len("reason", reason, 500, true),
+            AgentToRelay::AcceptTerms | AgentToRelay::Pong { .. } => Ok(()),
+        }
+    }
+}
+
+/// Where a session stands, as the agent sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// Connected, the customer has not accepted the terms yet.
+    Terms,
+    /// In a queue, waiting for a representative.
+    Waiting,
+    /// A representative has joined.
+    Active,
+    Ended,
+}
+
+/// Who said or did something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Party {
+    Customer,
+    Rep,
+    System,
+}
+
+/// Why the relay refused an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefuseCode {
+    IncompatibleVersion,
+    TicketInvalid,
+    TicketExpired,
+    TicketUsed,
+    SessionEnded,
+    TooManyAttempts,
+    Busy,
+}
+
+/// Protocol errors the relay reports before it closes a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    Malformed,
+    TooLarge,
+    OutOfOrder,
+    RateLimited,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RelayToAgent {
+    Welcome {
+        version: Version,
+        session_id: String,
+        /// Secret that lets this agent rejoin after a dropped link; keep it in memory only.
+        resume_token: String,
+        /// The organisation's name as configured on the box.
+        site: String,
+        state: SessionState,
+        /// Set when the session was started for one representative.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rep_name: Option<String>,
+    },
+    Refused {
+        code: RefuseCode,
+        message: String,
+    },
+    /// 1-based position in the queue.
+    Queue {
+        position: u32,
+    },
+    RepJoined {
+        name: String,
+    },
+    RepLeft {
+        name: String,
+    },
+    Chat {
+        from: Party,
+        name: String,
+        text: String,
+        /// Milliseconds since the Unix epoch.
+        at: i64,
+    },
+    Ended {
+        by: Party,
+        reason: String,
+    },
+    Ping {
+        nonce: u64,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+impl RelayToAgent {
+    /// Decodes one message from the relay (the agent does not trust it blindly either).
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        decode_json(text)
+    }
+}
+
+impl Validate for RelayToAgent {
+    fn validate(&self) -> Result<(), DecodeError> {
+        match self {
+            RelayToAgent::Welcome {
+                session_id,
+                resume_token,
+                site,
+                rep_name,
+                ..
+            } => {
+                check_len("session_id", session_id, 64, false)?;
+                check_len("resume_token", resume_token, 128, false)?;
+                check_len("site", site, MAX_NAME_CHARS, true)?;
+                if let Some(name) = rep_name {
+                    check_len("rep_name", name, MAX_NAME_CHARS, true)?;
+                }
+                Ok(())
+            }
+            RelayToAgent::Refused { message, .. } | RelayToAgent::Error { message, .. } => {
+                check_len("message", message, 1000, true)
+            }
+            RelayToAgent::RepJoined { name } | RelayToAgent::RepLeft { name } => {
+                check_len("name", name, MAX_NAME_CHARS, true)
+            }
+            RelayToAgent::Chat { name, text, .. } => {
+                check_len("name", name, MAX_NAME_CHARS, true)?;
+                check_len("text", text, MAX_CHAT_CHARS, false)
+            }
+            RelayToAgent::Ended { reason, .. } => check_len("reason", reason, 500, true),
+            RelayToAgent::Queue { .. } | RelayToAgent::Ping { .. } => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MAX_CONTROL_MESSAGE, encode};
+    use proptest::prelude::*;
+
+    #[test]
+    fn hello_round_trip() {
+        let hello = AgentToRelay::Hello {
+            version: crate::VERSION,
+            auth: AgentAuth::Ticket {
+                ticket: "abc.def".into(),
+            },
+            info: AgentInfo {
+                customer_name: "Jeanne".into(),
+                computer: "pc-17".into(),
+                platform: "Linux x86_64".into(),
+                language: "fr".into(),
+            },
+        };
+        let text = encode(&hello);
+        assert!(text.contains(r#""type":"hello""#));
+        assert_eq!(AgentToRelay::decode(&text).unwrap(), hello);
+    }
+
+    #[test]
+    fn rejects_bad_messages() {
+        assert!(matches!(
+            AgentToRelay::decode(r#"{"type":"chat","text":"   "}"#),
+            Err(DecodeError::FieldEmpty { .. })
+        ));
+        assert!(matches!(
+            AgentToRelay::decode(r#"{"type":"chat","text":"hi","extra":1}"#),
+            Err(DecodeError::Malformed(_))
+        ));
+        let long = format!(r#"{{"type":"chat","text":"{}"}}"#, "x".repeat(5000));
+        assert!(matches!(
+            AgentToRelay::decode(&long),
+            Err(DecodeError::FieldTooLong { .. })
+        ));
+        let huge = "x".repeat(MAX_CONTROL_MESSAGE + 1);
+        assert!(matches!(
+            AgentToRelay::decode(&huge),
+            Err(DecodeError::TooLarge(_))
+        ));
+        assert!(AgentToRelay::decode(r#"{"type":"accept_terms"}"#).is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(s in ".{0,2000}") {
+            let _ = AgentToRelay::decode(&s);
+            let _ = RelayToAgent::decode(&s);
+        }
+
+        #[test]
+        fn decode_never_panics_on_jsonish(
+            ty in prop::sample::select(vec!["hello","chat","end","pong","accept_terms","welcome","queue","x"]),
+            body in "[ -~]{0,300}",
+        ) {
+            let s = format!(r#"{{"type":"{ty}",{body}}}"#);
+            let _ = AgentToRelay::decode(&s);
+            let _ = RelayToAgent::decode(&s);
+        }
+
+        #[test]
+        fn chat_round_trips(text in "[^\u{0}]{1,200}") {
+            prop_assume!(!text.trim().is_empty());
+            let msg = AgentToRelay::Chat { text };
+            prop_assert_eq!(AgentToRelay::decode(&encode(&msg)).unwrap(), msg);
+        }
+    }
+}
