@@ -1,1 +1,35 @@
-//! placeholder
+//! `lifeline-relay`: the only network service of the Lifeline box.
+//!
+//! It serves, over TLS (rustls) on one port: the public portal where a customer types a
+//! session key, the client downloads (stock binaries with a signed ticket appended), the
+//! representatives' console, the REST API (`/api/v1`, OpenAPI at `/api/v1/openapi.json`), and
+//! the WebSockets of agents and consoles. It brokers sessions between them: queues, chat,
+//! session end. A second, plain port only redirects to TLS.
+//!
+//! Design: a thin `main` over [`server::serve`]; state lives in SQLite ([`db`], WAL,
+//! migrations in `migrations/`) and the live routing in the [`hub`], which is rebuilt from
+//! the database at start so a restart loses no session or transcript: agents reconnect with
+//! their resume token and consoles get a fresh snapshot.
+//!
+//! Security: no default password (a one-time setup secret creates the first administrator),
+//! argon2id hashes, Secure/HttpOnly/SameSite=Strict cookies with CSRF tokens, bearer tokens
+//! stored only as hashes, session keys and logins rate-limited per address and globally and
+//! audited, strict Content-Security-Policy on every page.
+//!
+//! Current limits: screen sharing, file transfer, shell and jump clients are later work; the
+//! site admin and appliance admin interfaces are not written yet (accounts come from the
+//! setup page and `lifeline-relay user add`); the licence daemon is not consulted yet.
+#![forbid(unsafe_code)]
+
+pub mod accounts;
+pub mod auth;
+pub mod clients;
+pub mod config;
+pub mod db;
+pub mod hub;
+pub mod i18n;
+pub mod ratelimit;
+pub mod server;
+pub mod signing;
+pub mod tls;
+pub mod web;

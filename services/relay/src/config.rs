@@ -1,0 +1,296 @@
+//! Typed configuration: `/etc/lifeline/relay.toml` on the box, overridden by flags.
+//!
+//! Every key is optional; a missing file is fine when it is the default path. Errors name
+//! the file and the key ("relay.toml: key `server.listen`: invalid socket address").
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub const DEFAULT_CONFIG: &str = "/etc/lifeline/relay.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct FileConfig {
+    server: ServerSection,
+    site: SiteSection,
+    tls: TlsSection,
+    limits: LimitsSection,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct ServerSection {
+    listen: Option<String>,
+    redirect_listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    client_store: Option<PathBuf>,
+    public_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct SiteSection {
+    host_name: Option<String>,
+    company: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct TlsSection {
+    certificate: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct LimitsSection {
+    key_attempts_per_minute_per_address: Option<u32>,
+    key_attempts_per_minute_total: Option<u32>,
+    login_attempts_per_minute_per_address: Option<u32>,
+    max_connections: Option<usize>,
+}
+
+/// The relay's settings after merging file, flags and defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// TLS listener (443 on the box).
+    pub listen: SocketAddr,
+    /// Plain HTTP listener that only redirects to TLS; `None` disables it.
+    pub redirect_listen: Option<SocketAddr>,
+    pub data_dir: PathBuf,
+    /// Folder with one sub-folder per `os-arch` holding the stock client binaries.
+    pub client_store: PathBuf,
+    /// Name the certificate is made for and clients are told to connect to.
+    pub host_name: String,
+    /// Base URL agents connect to and links point at; derived from host and port if unset.
+    pub public_url: Option<String>,
+    pub company: String,
+    pub tls_certificate: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub key_attempts_per_minute_per_address: u32,
+    pub key_attempts_per_minute_total: u32,
+    pub login_attempts_per_minute_per_address: u32,
+    pub max_connections: usize,
+}
+
+/// Flag overrides (from the command line).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub redirect_listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub client_store: Option<PathBuf>,
+    pub host_name: Option<String>,
+}
+
+impl Config {
+    /// Loads `path` (a missing default file is allowed) and applies `overrides`.
+    pub fn load(path: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        let (path, required) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG), false),
+        };
+        let file = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
+                path: path.clone(),
+                message: e.message().to_string()
+                    + &e
+                        .span()
+                        .map(|s| format!(" (at line {})", line_of(&text, s.start)))
+                        .unwrap_or_default(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                FileConfig::default()
+            }
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        Self::merge(&path, file, overrides)
+    }
+
+    /// Parses configuration text (used by tests and `load`).
+    pub fn from_toml(path: &Path, text: &str, overrides: Overrides) -> Result<Self, ConfigError> {
+        let file = toml::from_str::<FileConfig>(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.message().to_string(),
+        })?;
+        Self::merge(path, file, overrides)
+    }
+
+    fn merge(path: &Path, file: FileConfig, o: Overrides) -> Result<Self, ConfigError> {
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            message,
+        };
+        let listen = match (o.listen, file.server.listen) {
+            (Some(a), _) => a,
+            (None, Some(s)) => s.parse().map_err(|_| {
+                invalid("server.listen", format!("`{s}` is not an address like 0.0.0.0:443"))
+            })?,
+            (None, None) => "0.0.0.0:443".parse().expect("literal"),
+        };
+        let redirect = o
+            .redirect_listen
+            .or(file.server.redirect_listen)
+            .unwrap_or_else(|| "0.0.0.0:80".into());
+        let redirect_listen = if redirect.is_empty() || redirect == "off" {
+            None
+        } else {
+            Some(redirect.parse().map_err(|_| {
+                invalid(
+                    "server.redirect_listen",
+                    format!("`{redirect}` is not an address like 0.0.0.0:80 (or \"off\")"),
+                )
+            })?)
+        };
+        let data_dir = o
+            .data_dir
+            .or(file.server.data_dir)
+            .unwrap_or_else(|| PathBuf::from("/data/lifeline"));
+        let client_store = o
+            .client_store
+            .or(file.server.client_store)
+            .unwrap_or_else(|| PathBuf::from("/usr/share/lifeline/clients"));
+        let host_name = o
+            .host_name
+            .or(file.site.host_name)
+            .unwrap_or_else(|| "localhost".into());
+        if host_name.is_empty()
+            || host_name.len() > 253
+            || !host_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+        {
+            return Err(invalid(
+                "site.host_name",
+                format!("`{host_name}` is not a host name"),
+            ));
+        }
+        if let Some(url) = &file.server.public_url
+            && !url.starts_with("https://")
+        {
+            return Err(invalid(
+                "server.public_url",
+                "must start with https://".into(),
+            ));
+        }
+        if file.tls.certificate.is_some() != file.tls.key.is_some() {
+            return Err(invalid(
+                "tls.certificate",
+                "set both tls.certificate and tls.key, or neither".into(),
+            ));
+        }
+        let l = file.limits;
+        let positive = |key: &'static str, v: Option<u32>, default: u32| match v {
+            Some(0) => Err(invalid(key, "must be at least 1".into())),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        };
+        Ok(Config {
+            listen,
+            redirect_listen,
+            data_dir,
+            client_store,
+            host_name,
+            public_url: file.server.public_url,
+            company: file.site.company.unwrap_or_else(|| "Lifeline".into()),
+            tls_certificate: file.tls.certificate,
+            tls_key: file.tls.key,
+            key_attempts_per_minute_per_address: positive(
+                "limits.key_attempts_per_minute_per_address",
+                l.key_attempts_per_minute_per_address,
+                10,
+            )?,
+            key_attempts_per_minute_total: positive(
+                "limits.key_attempts_per_minute_total",
+                l.key_attempts_per_minute_total,
+                600,
+            )?,
+            login_attempts_per_minute_per_address: positive(
+                "limits.login_attempts_per_minute_per_address",
+                l.login_attempts_per_minute_per_address,
+                10,
+            )?,
+            max_connections: l.max_connections.unwrap_or(200_000),
+        })
+    }
+
+    /// The URL clients are told to connect to.
+    pub fn public_url(&self, bound_port: u16) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None if bound_port == 443 => format!("https://{}", self.host_name),
+            None => format!("https://{}:{}", self.host_name, bound_port),
+        }
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = Config::from_toml(
+            Path::new("relay.toml"),
+            "[site]\nhost_name = \"support.example.org\"\n",
+            Overrides {
+                listen: Some("127.0.0.1:0".parse().unwrap()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.public_url(443), "https://support.example.org");
+        assert_eq!(c.public_url(8443), "https://support.example.org:8443");
+        assert_eq!(c.key_attempts_per_minute_per_address, 10);
+    }
+
+    #[test]
+    fn errors_name_file_and_key() {
+        let e = Config::from_toml(
+            Path::new("/etc/lifeline/relay.toml"),
+            "[server]\nlisten = \"nowhere\"\n",
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/etc/lifeline/relay.toml: key `server.listen`: `nowhere` is not an address like 0.0.0.0:443"
+        );
+        let e = Config::from_toml(Path::new("r.toml"), "[server]\nlisen = 1\n", Overrides::default())
+            .unwrap_err();
+        assert!(e.to_string().starts_with("r.toml: unknown field `lisen`"), "{e}");
+        let e = Config::from_toml(
+            Path::new("r.toml"),
+            "[limits]\nkey_attempts_per_minute_total = 0\n",
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("limits.key_attempts_per_minute_total"));
+    }
+}

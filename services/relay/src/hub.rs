@@ -1,0 +1,608 @@
+//! The session broker: which sessions are open, which agent link carries each, where each
+//! waits in its queue, and which consoles must hear about a change.
+//!
+//! Every change is written to the database first, then applied in memory and announced; on
+//! start the open sessions are loaded back from the database, so a restart loses nothing a
+//! person would miss (agents reconnect with their resume token, consoles get a snapshot).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use lifeline_proto::agent::{Party, RelayToAgent, SessionState};
+use lifeline_proto::console::{QueueEntry, QueueKind, RelayToConsole};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::db::{Db, DbError, SessionRow, User, now_ms};
+
+/// Messages queued for one agent link.
+pub type AgentTx = mpsc::Sender<RelayToAgent>;
+
+/// Depth of an agent's outgoing queue; a link that falls this far behind is dropped and
+/// the agent resumes (control messages are never silently discarded).
+pub const AGENT_QUEUE: usize = 256;
+
+/// Who may see an announcement on the console socket.
+#[derive(Debug, Clone)]
+pub struct Audience {
+    pub queue: QueueKind,
+    pub owner_id: Option<i64>,
+    pub accepted_by: Option<i64>,
+    /// Chat and presence go to the accepting representative only; queue changes to
+    /// everyone who can see the queue.
+    pub only_accepting_rep: bool,
+}
+
+impl Audience {
+    pub fn admits(&self, user: &User) -> bool {
+        if user.role == "admin" {
+            return true;
+        }
+        if self.accepted_by == Some(user.id) {
+            return true;
+        }
+        if self.only_accepting_rep {
+            return false;
+        }
+        match self.queue {
+            QueueKind::General => true,
+            QueueKind::Personal => self.owner_id == Some(user.id),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Announcement {
+    pub audience: Audience,
+    pub event: Arc<RelayToConsole>,
+}
+
+#[derive(Debug)]
+struct Live {
+    row: SessionRow,
+    owner_name: Option<String>,
+    accepted_by_name: Option<String>,
+    agent: Option<(u64, AgentTx)>,
+    last_position: Option<u32>,
+}
+
+impl Live {
+    fn queue_kind(&self) -> QueueKind {
+        if self.row.queue == "personal" {
+            QueueKind::Personal
+        } else {
+            QueueKind::General
+        }
+    }
+
+    fn state(&self) -> SessionState {
+        match self.row.state.as_str() {
+            "terms" => SessionState::Terms,
+            "waiting" => SessionState::Waiting,
+            "active" => SessionState::Active,
+            _ => SessionState::Ended,
+        }
+    }
+
+    fn entry(&self) -> QueueEntry {
+        QueueEntry {
+            session_id: self.row.id.clone(),
+            queue: self.queue_kind(),
+            owner: self.owner_name.clone(),
+            customer_name: self.row.customer_name.clone(),
+            computer: self.row.computer.clone(),
+            platform: self.row.platform.clone(),
+            state: self.state(),
+            waiting_since: self.row.queued_at.unwrap_or(self.row.created_at),
+            accepted_by: self.accepted_by_name.clone(),
+        }
+    }
+
+    fn audience(&self, only_accepting_rep: bool) -> Audience {
+        Audience {
+            queue: self.queue_kind(),
+            owner_id: self.row.owner_id,
+            accepted_by: self.row.accepted_by,
+            only_accepting_rep,
+        }
+    }
+
+    /// Sessions compete for a place only with those of the same queue.
+    fn queue_key(&self) -> (QueueKind, Option<i64>) {
+        (self.queue_kind(), self.row.owner_id)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("there is no open session with this id")]
+    NotFound,
+    #[error("you may not act on this session")]
+    Forbidden,
+    #[error("another representative accepted this session first")]
+    AlreadyTaken,
+    #[error("the session has not reached the queue yet or has already been accepted")]
+    WrongState,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Live counts for status pages.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub consoles: AtomicU64,
+    pub agents: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct Hub {
+    db: Db,
+    sessions: Mutex<HashMap<String, Live>>,
+    announce: broadcast::Sender<Announcement>,
+    link_gen: AtomicU64,
+    pub counters: Counters,
+    /// user id → number of console sockets (the portal lists reps who are online).
+    online_reps: Mutex<HashMap<i64, u32>>,
+}
+
+impl Hub {
+    /// Loads the open sessions from the database.
+    pub async fn load(db: Db) -> Result<Arc<Self>, DbError> {
+        let mut sessions = HashMap::new();
+        let mut names: HashMap<i64, String> = HashMap::new();
+        for row in db.open_sessions().await? {
+            let mut name_of = async |id: Option<i64>| -> Result<Option<String>, DbError> {
+                let Some(id) = id else { return Ok(None) };
+                if let Some(n) = names.get(&id) {
+                    return Ok(Some(n.clone()));
+                }
+                let n = db.user_by_id(id).await?.map(|u| u.display_name);
+                if let Some(n) = &n {
+                    names.insert(id, n.clone());
+                }
+                Ok(n)
+            };
+            let owner_name = name_of(row.owner_id).await?;
+            let accepted_by_name = name_of(row.accepted_by).await?;
+            sessions.insert(
+                row.id.clone(),
+                Live {
+                    row,
+                    owner_name,
+                    accepted_by_name,
+                    agent: None,
+                    last_position: None,
+                },
+            );
+        }
+        let (announce, _) = broadcast::channel(8192);
+        Ok(Arc::new(Hub {
+            db,
+            sessions: Mutex::new(sessions),
+            announce,
+            link_gen: AtomicU64::new(1),
+            counters: Counters::default(),
+            online_reps: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Live>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Announcement> {
+        self.announce.subscribe()
+    }
+
+    fn announce(&self, audience: Audience, event: RelayToConsole) {
+        // No subscribers is fine.
+        let _ = self.announce.send(Announcement {
+            audience,
+            event: Arc::new(event),
+        });
+    }
+
+    /// What `user` sees right now.
+    pub fn snapshot(&self, user: &User) -> Vec<QueueEntry> {
+        let mut entries: Vec<QueueEntry> = self
+            .lock()
+            .values()
+            .filter(|l| matches!(l.state(), SessionState::Waiting | SessionState::Active))
+            .filter(|l| l.audience(false).admits(user))
+            .filter(|l| l.state() == SessionState::Waiting || l.row.accepted_by == Some(user.id) || user.role == "admin")
+            .map(Live::entry)
+            .collect();
+        entries.sort_by_key(|e| e.waiting_since);
+        entries
+    }
+
+    /// Checks the health of the broker (for the watchdog).
+    pub fn healthy(&self) -> bool {
+        drop(self.lock());
+        true
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    // ---- representatives online ---------------------------------------------------------
+
+    pub fn rep_online(&self, user_id: i64, delta: i32) {
+        let mut m = self.online_reps.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(user_id).or_insert(0);
+        *n = n.saturating_add_signed(delta);
+        if *n == 0 {
+            m.remove(&user_id);
+        }
+    }
+
+    pub fn online_rep_ids(&self) -> Vec<i64> {
+        self.online_reps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    // ---- agent side ---------------------------------------------------------------------
+
+    /// Registers a new session (already in the database) and its first agent link.
+    pub fn add_session(&self, row: SessionRow, owner_name: Option<String>, tx: AgentTx) -> u64 {
+        let gen_ = self.link_gen.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(
+            row.id.clone(),
+            Live {
+                row,
+                owner_name,
+                accepted_by_name: None,
+                agent: Some((gen_, tx)),
+                last_position: None,
+            },
+        );
+        gen_
+    }
+
+    /// Attaches a reconnected agent link; returns its generation and what to tell it.
+    pub fn attach_agent(
+        &self,
+        session_id: &str,
+        token_ok: impl FnOnce(&str) -> bool,
+        tx: AgentTx,
+    ) -> Option<(u64, SessionState, Option<String>, Option<u32>)> {
+        let gen_ = self.link_gen.fetch_add(1, Ordering::Relaxed);
+        let mut s = self.lock();
+        let live = s.get_mut(session_id)?;
+        if !token_ok(&live.row.resume_token_hash) {
+            return None;
+        }
+        live.agent = Some((gen_, tx));
+        let state = live.state();
+        let position = if state == SessionState::Waiting {
+            live.last_position
+        } else {
+            None
+        };
+        let out = (gen_, state, live.accepted_by_name.clone(), position);
+        let audience = live.audience(true);
+        drop(s);
+        self.announce(
+            audience,
+            RelayToConsole::Presence {
+                session_id: session_id.to_string(),
+                online: true,
+            },
+        );
+        Some(out)
+    }
+
+    /// Forgets an agent link if it is still the current one.
+    pub async fn detach_agent(&self, session_id: &str, gen_: u64) {
+        let audience = {
+            let mut s = self.lock();
+            let Some(live) = s.get_mut(session_id) else {
+                return;
+            };
+            if live.agent.as_ref().map(|(g, _)| *g) != Some(gen_) {
+                return;
+            }
+            live.agent = None;
+            live.audience(true)
+        };
+        if let Err(e) = self.db.add_event(session_id, "customer_link_lost", "").await {
+            tracing::warn!(error = %e, "cannot record link loss");
+        }
+        self.announce(
+            audience,
+            RelayToConsole::Presence {
+                session_id: session_id.to_string(),
+                online: false,
+            },
+        );
+    }
+
+    /// Where an open session stands; `None` once it ended.
+    pub fn state_of(&self, session_id: &str) -> Option<SessionState> {
+        self.lock().get(session_id).map(Live::state)
+    }
+
+    pub fn is_online(&self, session_id: &str) -> bool {
+        self.lock()
+            .get(session_id)
+            .is_some_and(|l| l.agent.is_some())
+    }
+
+    /// The customer accepted the terms: the session enters its queue.
+    pub async fn enqueue(&self, session_id: &str) -> Result<(), HubError> {
+        let now = now_ms();
+        {
+            let s = self.lock();
+            let live = s.get(session_id).ok_or(HubError::NotFound)?;
+            if live.state() != SessionState::Terms {
+                return Ok(());
+            }
+        }
+        self.db.set_queued(session_id, now).await?;
+        self.db.add_event(session_id, "terms_accepted", "").await?;
+        let (audience, entry, key) = {
+            let mut s = self.lock();
+            let live = s.get_mut(session_id).ok_or(HubError::NotFound)?;
+            live.row.state = "waiting".into();
+            live.row.queued_at = Some(now);
+            (live.audience(false), live.entry(), live.queue_key())
+        };
+        self.announce(audience, RelayToConsole::Upsert { entry });
+        self.update_positions(key);
+        Ok(())
+    }
+
+    /// Sends each waiting agent of one queue its position when it changed.
+    fn update_positions(&self, key: (QueueKind, Option<i64>)) {
+        let mut s = self.lock();
+        let mut waiting: Vec<(i64, String)> = s
+            .values()
+            .filter(|l| l.state() == SessionState::Waiting && l.queue_key() == key)
+            .map(|l| (l.row.queued_at.unwrap_or(0), l.row.id.clone()))
+            .collect();
+        waiting.sort();
+        for (i, (_, id)) in waiting.iter().enumerate() {
+            let position = i as u32 + 1;
+            if let Some(live) = s.get_mut(id)
+                && live.last_position != Some(position)
+            {
+                live.last_position = Some(position);
+                if let Some((_, tx)) = &live.agent {
+                    let _ = tx.try_send(RelayToAgent::Queue { position });
+                }
+            }
+        }
+    }
+
+    /// Stores and forwards a customer's chat line.
+    pub async fn customer_chat(&self, session_id: &str, text: &str) -> Result<(), HubError> {
+        let (name, audience) = {
+            let s = self.lock();
+            let live = s.get(session_id).ok_or(HubError::NotFound)?;
+            (live.row.customer_name.clone(), live.audience(true))
+        };
+        let at = now_ms();
+        self.db
+            .add_message(session_id, "customer", &name, text, at)
+            .await?;
+        self.announce(
+            audience,
+            RelayToConsole::Chat {
+                session_id: session_id.to_string(),
+                from: Party::Customer,
+                name,
+                text: text.to_string(),
+                at,
+            },
+        );
+        Ok(())
+    }
+
+    // ---- representative side ------------------------------------------------------------
+
+    /// Whether `user` may see this session (queue visibility, or it is theirs).
+    pub fn visible_to(&self, session_id: &str, user: &User) -> Option<bool> {
+        self.lock()
+            .get(session_id)
+            .map(|l| l.audience(false).admits(user))
+    }
+
+    pub async fn accept(&self, session_id: &str, user: &User) -> Result<(), HubError> {
+        {
+            let s = self.lock();
+            let live = s.get(session_id).ok_or(HubError::NotFound)?;
+            if !live.audience(false).admits(user) {
+                return Err(HubError::Forbidden);
+            }
+            if live.state() != SessionState::Waiting {
+                return Err(if live.state() == SessionState::Active {
+                    HubError::AlreadyTaken
+                } else {
+                    HubError::WrongState
+                });
+            }
+        }
+        let now = now_ms();
+        if !self.db.set_accepted(session_id, user.id, now).await? {
+            return Err(HubError::AlreadyTaken);
+        }
+        self.db
+            .add_event(session_id, "accepted", &user.display_name)
+            .await?;
+        let (before, after, entry, key) = {
+            let mut s = self.lock();
+            let live = s.get_mut(session_id).ok_or(HubError::NotFound)?;
+            let before = live.audience(false);
+            live.row.state = "active".into();
+            live.row.accepted_at = Some(now);
+            live.row.accepted_by = Some(user.id);
+            live.accepted_by_name = Some(user.display_name.clone());
+            live.last_position = None;
+            if let Some((_, tx)) = &live.agent {
+                let _ = tx.try_send(RelayToAgent::RepJoined {
+                    name: user.display_name.clone(),
+                });
+            }
+            (before, live.audience(true), live.entry(), live.queue_key())
+        };
+        // Gone from everybody's queue, now a session of the accepting representative.
+        self.announce(
+            before,
+            RelayToConsole::Remove {
+                session_id: session_id.to_string(),
+            },
+        );
+        self.announce(after, RelayToConsole::Upsert { entry });
+        self.update_positions(key);
+        Ok(())
+    }
+
+    fn require_owner(&self, session_id: &str, user: &User) -> Result<Audience, HubError> {
+        let s = self.lock();
+        let live = s.get(session_id).ok_or(HubError::NotFound)?;
+        if live.state() != SessionState::Active {
+            return Err(HubError::WrongState);
+        }
+        if live.row.accepted_by != Some(user.id) && user.role != "admin" {
+            return Err(HubError::Forbidden);
+        }
+        Ok(live.audience(true))
+    }
+
+    pub async fn rep_chat(&self, session_id: &str, user: &User, text: &str) -> Result<(i64, i64), HubError> {
+        let audience = self.require_owner(session_id, user)?;
+        let at = now_ms();
+        let id = self
+            .db
+            .add_message(session_id, "rep", &user.display_name, text, at)
+            .await?;
+        if let Some(tx) = self.agent_tx(session_id) {
+            let _ = tx.try_send(RelayToAgent::Chat {
+                from: Party::Rep,
+                name: user.display_name.clone(),
+                text: text.to_string(),
+                at,
+            });
+        }
+        self.announce(
+            audience,
+            RelayToConsole::Chat {
+                session_id: session_id.to_string(),
+                from: Party::Rep,
+                name: user.display_name.clone(),
+                text: text.to_string(),
+                at,
+            },
+        );
+        Ok((id, at))
+    }
+
+    fn agent_tx(&self, session_id: &str) -> Option<AgentTx> {
+        self.lock()
+            .get(session_id)
+            .and_then(|l| l.agent.as_ref().map(|(_, tx)| tx.clone()))
+    }
+
+    /// A representative ends a session (theirs, or one waiting in a queue they see).
+    pub async fn rep_end(&self, session_id: &str, user: &User) -> Result<(), HubError> {
+        {
+            let s = self.lock();
+            let live = s.get(session_id).ok_or(HubError::NotFound)?;
+            let mine = live.row.accepted_by == Some(user.id) || user.role == "admin";
+            let waiting_visible =
+                live.state() == SessionState::Waiting && live.audience(false).admits(user);
+            if !mine && !waiting_visible {
+                return Err(HubError::Forbidden);
+            }
+        }
+        self.end(
+            session_id,
+            Party::Rep,
+            &format!("ended by {}", user.display_name),
+        )
+        .await
+    }
+
+    /// Ends a session for everyone; idempotent.
+    pub async fn end(&self, session_id: &str, by: Party, reason: &str) -> Result<(), HubError> {
+        let by_s = match by {
+            Party::Customer => "customer",
+            Party::Rep => "rep",
+            Party::System => "system",
+        };
+        let now = now_ms();
+        let changed = self.db.set_ended(session_id, by_s, reason, now).await?;
+        let Some(live) = self.lock().remove(session_id) else {
+            return if changed { Ok(()) } else { Err(HubError::NotFound) };
+        };
+        self.db.add_event(session_id, "ended", reason).await?;
+        if let Some((_, tx)) = &live.agent {
+            let _ = tx.try_send(RelayToAgent::Ended {
+                by,
+                reason: reason.to_string(),
+            });
+        }
+        let mut all = live.audience(false);
+        all.accepted_by = live.row.accepted_by;
+        self.announce(
+            all.clone(),
+            RelayToConsole::Ended {
+                session_id: session_id.to_string(),
+                by,
+                reason: reason.to_string(),
+            },
+        );
+        self.announce(
+            all,
+            RelayToConsole::Remove {
+                session_id: session_id.to_string(),
+            },
+        );
+        if live.state() == SessionState::Waiting {
+            self.update_positions(live.queue_key());
+        }
+        Ok(())
+    }
+
+    /// Ends sessions whose customer has been gone longer than allowed.
+    pub async fn reap(&self, waiting_grace_ms: i64, active_grace_ms: i64, offline_since: &Mutex<HashMap<String, i64>>) {
+        let now = now_ms();
+        let mut to_end = Vec::new();
+        {
+            let s = self.lock();
+            let mut off = offline_since.lock().unwrap_or_else(|e| e.into_inner());
+            off.retain(|id, _| s.get(id).is_some_and(|l| l.agent.is_none()));
+            for (id, live) in s.iter() {
+                if live.agent.is_some() {
+                    continue;
+                }
+                let since = *off.entry(id.clone()).or_insert(now);
+                let grace = if live.state() == SessionState::Active {
+                    active_grace_ms
+                } else {
+                    waiting_grace_ms
+                };
+                if now - since > grace {
+                    to_end.push(id.clone());
+                }
+            }
+        }
+        for id in to_end {
+            if let Err(e) = self
+                .end(&id, Party::System, "the customer's client disconnected and did not come back")
+                .await
+            {
+                tracing::warn!(session = %id, error = %e, "cannot end an abandoned session");
+            }
+        }
+    }
+}

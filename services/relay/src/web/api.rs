@@ -1,0 +1,538 @@
+//! The REST API (`/api/v1`): everything a representative clicks, for scripts and tests.
+//! The OpenAPI document at `/api/v1/openapi.json` is generated from these handlers.
+
+use axum::extract::{Path, Query, State as AxState};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use lifeline_proto::ticket::TicketFile;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+
+use super::error::ErrorBody;
+use super::pages::check_login;
+use super::portal::{self, Refusal};
+use super::{ApiError, Authed, BEARER_TTL_S, ClientIp, Rep, State, audit};
+use crate::auth;
+use crate::clients::PLATFORMS;
+use crate::db::{EventRow, MessageRow, SessionRow, now_ms};
+use crate::i18n::Lang;
+
+pub fn router() -> Router<State> {
+    Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/auth/token", post(token))
+        .route("/me", get(me))
+        .route("/session-keys", post(create_key))
+        .route("/queues", get(queues))
+        .route("/sessions", get(recent_sessions))
+        .route("/sessions/{id}", get(session))
+        .route("/sessions/{id}/accept", post(accept))
+        .route("/sessions/{id}/messages", post(message))
+        .route("/sessions/{id}/end", post(end))
+        .route("/portal/tickets", post(portal_ticket))
+        .route("/audit", get(audit_log))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Lifeline API", version = "1.0.0", description = "Script the Lifeline support box: session keys, queues, sessions, chat."),
+    paths(token, me, create_key, queues, recent_sessions, session, accept, message, end, portal_ticket, audit_log),
+    components(schemas(ErrorBody, TokenRequest, TokenResponse, Me, KeyRequest, KeyResponse, SessionDetail,
+        MessageRequest, MessageCreated, TicketRequest, TicketResponse, Download, SessionList, QueueList,
+        MessageRow, EventRow, crate::db::AuditRow)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        if let Some(c) = openapi.components.as_mut() {
+            c.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// Parses a JSON body with an error a person can read.
+pub struct JsonBody<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(JsonBody(v)),
+            Err(e) => Err(ApiError::BadRequest(format!(
+                "The request body is not valid: {}",
+                e.body_text()
+            ))),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct TokenRequest {
+    username: String,
+    password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+}
+
+/// Exchanges a user name and password for a bearer token.
+#[utoipa::path(post, path = "/api/v1/auth/token", request_body = TokenRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn token(
+    AxState(state): AxState<State>,
+    ClientIp(ip): ClientIp,
+    JsonBody(req): JsonBody<TokenRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let user = check_login(&state, ip, req.username.trim(), &req.password, "api").await?;
+    let token = auth::random_token(32);
+    state
+        .db
+        .insert_auth_session(
+            &auth::token_hash(&token),
+            user.id,
+            "bearer",
+            "",
+            now_ms() + BEARER_TTL_S * 1000,
+        )
+        .await?;
+    Ok(Json(TokenResponse {
+        access_token: token,
+        token_type: "Bearer",
+        expires_in: BEARER_TTL_S,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    username: String,
+    display_name: String,
+    role: String,
+    /// Present for browser sessions: send it as `X-CSRF-Token` on changes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    csrf_token: Option<String>,
+}
+
+/// Who is calling.
+#[utoipa::path(get, path = "/api/v1/me", security(("bearer" = [])),
+    responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
+async fn me(a: Authed) -> Json<Me> {
+    Json(Me {
+        username: a.user.username,
+        display_name: a.user.display_name,
+        role: a.user.role,
+        csrf_token: a.via_cookie.then_some(a.csrf),
+    })
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct KeyRequest {
+    /// `personal` (default) or `general`.
+    #[serde(default)]
+    queue: Option<String>,
+    /// Minutes the key may be used to start a session (1 to 1440, default 20).
+    #[serde(default)]
+    ttl_minutes: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyResponse {
+    key: String,
+    url: String,
+    expires_at: String,
+    email_subject: String,
+    email_body: String,
+}
+
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ms / 1000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// Generates a 7-digit session key for the caller's personal queue or the general queue.
+#[utoipa::path(post, path = "/api/v1/session-keys", request_body = KeyRequest, security(("bearer" = [])),
+    responses((status = 200, body = KeyResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn create_key(
+    AxState(state): AxState<State>,
+    ClientIp(ip): ClientIp,
+    Rep(a): Rep,
+    JsonBody(req): JsonBody<KeyRequest>,
+) -> Result<Json<KeyResponse>, ApiError> {
+    let queue = req.queue.as_deref().unwrap_or("personal");
+    if queue != "personal" && queue != "general" {
+        return Err(ApiError::BadRequest(
+            "queue must be \"personal\" or \"general\"".into(),
+        ));
+    }
+    let ttl = req.ttl_minutes.unwrap_or(20);
+    if !(1..=1440).contains(&ttl) {
+        return Err(ApiError::BadRequest(
+            "ttl_minutes must be between 1 and 1440 (one day)".into(),
+        ));
+    }
+    let expires_at = now_ms() + ttl * 60_000;
+    let link_token = auth::random_token(16);
+    let mut key = String::new();
+    for _ in 0..20 {
+        let candidate = format!("{:07}", rand::rngs::OsRng.gen_range(0..10_000_000u32));
+        if state
+            .db
+            .insert_session_key(&candidate, &link_token, a.user.id, queue, expires_at)
+            .await?
+        {
+            key = candidate;
+            break;
+        }
+    }
+    if key.is_empty() {
+        return Err(ApiError::Conflict(
+            "no free session key was found; try again".into(),
+        ));
+    }
+    audit(&state, &a.user.username, ip, "session_key.create", "ok", &format!("queue={queue} ttl={ttl}")).await;
+    let url = format!("{}/k/{}", state.public_url, link_token);
+    let spaced = format!("{} {}", &key[..3], &key[3..]);
+    let until = rfc3339(expires_at);
+    let email_subject = format!("Remote support session with {}", a.user.display_name);
+    let email_body = format!(
+        "Hello,\n\nto start our remote support session, please open this link:\n{url}\n\n\
+         Or go to {portal} and enter the session key {spaced}.\n\
+         The key can be used once, until {until}.\n\n\
+         You will download a small support program from our own support server. \
+         I will only see or do what you allow, and you can end the session at any time.\n\n\
+         {rep}\n{company}\n",
+        portal = state.public_url,
+        rep = a.user.display_name,
+        company = state.config.company,
+    );
+    Ok(Json(KeyResponse {
+        key,
+        url,
+        expires_at: until,
+        email_subject,
+        email_body,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct QueueList {
+    #[schema(value_type = Vec<Object>)]
+    entries: Vec<lifeline_proto::console::QueueEntry>,
+}
+
+/// The queues the caller sees: general, their personal queue, and their active sessions.
+#[utoipa::path(get, path = "/api/v1/queues", security(("bearer" = [])),
+    responses((status = 200, body = QueueList), (status = 401, body = ErrorBody)))]
+async fn queues(AxState(state): AxState<State>, Rep(a): Rep) -> Json<QueueList> {
+    Json(QueueList {
+        entries: state.hub.snapshot(&a.user),
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionDetail {
+    id: String,
+    /// `terms`, `waiting`, `active` or `ended`.
+    state: String,
+    queue: String,
+    customer_name: String,
+    computer: String,
+    platform: String,
+    language: String,
+    remote_addr: String,
+    created_at: i64,
+    queued_at: Option<i64>,
+    accepted_at: Option<i64>,
+    /// Display name of the representative who accepted it.
+    accepted_by: Option<String>,
+    ended_at: Option<i64>,
+    ended_by: Option<String>,
+    end_reason: Option<String>,
+    /// Whether the customer's client is connected right now.
+    online: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    messages: Option<Vec<MessageRow>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    events: Option<Vec<EventRow>>,
+}
+
+async fn detail(state: &State, row: SessionRow, full: bool) -> Result<SessionDetail, ApiError> {
+    let accepted_by = match row.accepted_by {
+        Some(id) => state.db.user_by_id(id).await?.map(|u| u.display_name),
+        None => None,
+    };
+    let (messages, events) = if full {
+        (
+            Some(state.db.messages(&row.id).await?),
+            Some(state.db.events(&row.id).await?),
+        )
+    } else {
+        (None, None)
+    };
+    Ok(SessionDetail {
+        online: state.hub.is_online(&row.id),
+        id: row.id,
+        state: row.state,
+        queue: row.queue,
+        customer_name: row.customer_name,
+        computer: row.computer,
+        platform: row.platform,
+        language: row.language,
+        remote_addr: row.remote_addr,
+        created_at: row.created_at,
+        queued_at: row.queued_at,
+        accepted_at: row.accepted_at,
+        accepted_by,
+        ended_at: row.ended_at,
+        ended_by: row.ended_by,
+        end_reason: row.end_reason,
+        messages,
+        events,
+    })
+}
+
+/// Loads a session the caller may read.
+async fn readable(state: &State, id: &str, a: &Authed) -> Result<SessionRow, ApiError> {
+    let not_found = || ApiError::NotFound("There is no session with this id.".into());
+    if id.len() > 64 {
+        return Err(not_found());
+    }
+    let row = state.db.session(id).await?.ok_or_else(not_found)?;
+    let user = &a.user;
+    let allowed = user.role == "admin"
+        || row.accepted_by == Some(user.id)
+        || row.owner_id == Some(user.id)
+        || state.hub.visible_to(id, user).unwrap_or(false);
+    if allowed { Ok(row) } else { Err(not_found()) }
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    limit: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionList {
+    sessions: Vec<SessionDetail>,
+}
+
+/// The caller's recent sessions (all sessions for administrators), newest first.
+#[utoipa::path(get, path = "/api/v1/sessions", security(("bearer" = [])),
+    params(("limit" = Option<i64>, Query, description = "at most 200, default 50")),
+    responses((status = 200, body = SessionList), (status = 401, body = ErrorBody)))]
+async fn recent_sessions(
+    AxState(state): AxState<State>,
+    Rep(a): Rep,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<SessionList>, ApiError> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 200);
+    let who = (a.user.role != "admin").then_some(a.user.id);
+    let mut sessions = Vec::new();
+    for row in state.db.recent_sessions(who, limit).await? {
+        sessions.push(detail(&state, row, false).await?);
+    }
+    Ok(Json(SessionList { sessions }))
+}
+
+/// One session with its chat transcript and events.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = SessionDetail), (status = 404, body = ErrorBody)))]
+async fn session(
+    AxState(state): AxState<State>,
+    Rep(a): Rep,
+    Path(id): Path<String>,
+) -> Result<Json<SessionDetail>, ApiError> {
+    let row = readable(&state, &id, &a).await?;
+    Ok(Json(detail(&state, row, true).await?))
+}
+
+/// Accepts a waiting session.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/accept", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = SessionDetail), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn accept(
+    AxState(state): AxState<State>,
+    ClientIp(ip): ClientIp,
+    Rep(a): Rep,
+    Path(id): Path<String>,
+) -> Result<Json<SessionDetail>, ApiError> {
+    readable(&state, &id, &a).await?;
+    state.hub.accept(&id, &a.user).await?;
+    audit(&state, &a.user.username, ip, "session.accept", "ok", &id).await;
+    let row = readable(&state, &id, &a).await?;
+    Ok(Json(detail(&state, row, true).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct MessageRequest {
+    text: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessageCreated {
+    id: i64,
+    at: i64,
+}
+
+/// Sends a chat message to the customer.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/messages", request_body = MessageRequest, security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = MessageCreated), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn message(
+    AxState(state): AxState<State>,
+    Rep(a): Rep,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<MessageRequest>,
+) -> Result<Json<MessageCreated>, ApiError> {
+    let text = lifeline_proto::sanitize_text(&req.text);
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(ApiError::BadRequest("The message is empty.".into()));
+    }
+    if text.chars().count() > lifeline_proto::MAX_CHAT_CHARS {
+        return Err(ApiError::BadRequest(format!(
+            "The message is longer than {} characters.",
+            lifeline_proto::MAX_CHAT_CHARS
+        )));
+    }
+    readable(&state, &id, &a).await?;
+    let (id, at) = state.hub.rep_chat(&id, &a.user, text).await?;
+    Ok(Json(MessageCreated { id, at }))
+}
+
+/// Ends a session.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/end", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = SessionDetail), (status = 404, body = ErrorBody)))]
+async fn end(
+    AxState(state): AxState<State>,
+    ClientIp(ip): ClientIp,
+    Rep(a): Rep,
+    Path(id): Path<String>,
+) -> Result<Json<SessionDetail>, ApiError> {
+    let row = readable(&state, &id, &a).await?;
+    if row.state != "ended" {
+        state.hub.rep_end(&id, &a.user).await?;
+        audit(&state, &a.user.username, ip, "session.end", "ok", &id).await;
+    }
+    let row = readable(&state, &id, &a).await?;
+    Ok(Json(detail(&state, row, true).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct TicketRequest {
+    key: String,
+    #[serde(default)]
+    name: String,
+    /// `en`, `fr` or `de`; defaults to the Accept-Language header.
+    #[serde(default)]
+    language: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Download {
+    platform: &'static str,
+    label: &'static str,
+    url: String,
+    available: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TicketResponse {
+    ticket_id: String,
+    expires_at: String,
+    /// The signed ticket file a client needs to connect.
+    #[schema(value_type = Object)]
+    ticket: TicketFile,
+    downloads: Vec<Download>,
+}
+
+/// The portal step without a browser: a session key becomes a ticket and download links.
+#[utoipa::path(post, path = "/api/v1/portal/tickets", request_body = TicketRequest,
+    responses((status = 200, body = TicketResponse), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 410, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn portal_ticket(
+    AxState(state): AxState<State>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<TicketRequest>,
+) -> Result<Json<TicketResponse>, ApiError> {
+    let lang = Lang::negotiate(
+        req.language.as_deref(),
+        headers
+            .get(http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let ticket = match portal::redeem_key(&state, ip, &req.key, &req.name, lang).await? {
+        Ok(t) => t,
+        Err(r) => {
+            let msg = r.text(Lang::En.t()).to_string();
+            return Err(match r {
+                Refusal::Limited => ApiError::RateLimited,
+                Refusal::Format => ApiError::BadRequest(msg),
+                Refusal::Wrong | Refusal::RepGone => ApiError::NotFound(msg),
+                Refusal::Expired | Refusal::Used => ApiError::Conflict(msg),
+            });
+        }
+    };
+    let downloads = PLATFORMS
+        .iter()
+        .map(|p| Download {
+            platform: p.id,
+            label: p.label,
+            url: format!("{}/download/{}/{}", state.public_url, ticket.id, p.id),
+            available: state.clients.available(p),
+        })
+        .collect();
+    Ok(Json(TicketResponse {
+        ticket_id: ticket.id.clone(),
+        expires_at: rfc3339(ticket.expires_at),
+        ticket: portal::ticket_file(&state, &ticket),
+        downloads,
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    action: Option<String>,
+    limit: Option<i64>,
+}
+
+/// The audit log, newest first (administrators only).
+#[utoipa::path(get, path = "/api/v1/audit", security(("bearer" = [])),
+    params(("action" = Option<String>, Query), ("limit" = Option<i64>, Query)),
+    responses((status = 200, body = Vec<crate::db::AuditRow>), (status = 403, body = ErrorBody)))]
+async fn audit_log(
+    AxState(state): AxState<State>,
+    a: Authed,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Vec<crate::db::AuditRow>>, ApiError> {
+    if a.user.role != "admin" {
+        return Err(ApiError::Forbidden);
+    }
+    Ok(Json(
+        state
+            .db
+            .audit_log(q.action.as_deref(), q.limit.unwrap_or(100).clamp(1, 1000))
+            .await?,
+    ))
+}
