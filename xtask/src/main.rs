@@ -1,1 +1,348 @@
-fn main() {}
+//! `cargo xtask`: the project's only entry points.
+//!
+//! * `cargo xtask run`   — installs what is missing, builds, and runs the appliance in
+//!   development mode on https://localhost:8443 (http://localhost:8080 redirects), data in
+//!   `./var/dev`; prints the URL and the one-time setup secret; Ctrl-C stops it cleanly.
+//! * `cargo xtask test`  — installs what is missing, then fmt check, clippy, and every test
+//!   (unit, integration, end-to-end with Xvfb, browser with Chromium).
+//! * `cargo xtask bench session [--sessions N]` — concurrent one-shot session set-ups.
+//!
+//! Missing Debian packages are installed with apt-get (as root, or through sudo), CMake
+//! (for the client's bundled toolkit) with pip, and browser-test packages with `npm ci`
+//! from the committed lockfile.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Needed to build the workspace (the client's window toolkit builds from source).
+const BUILD_PACKAGES: &[&str] = &[
+    "build-essential",
+    "pkg-config",
+    "libx11-dev",
+    "libxext-dev",
+    "libxft-dev",
+    "libxinerama-dev",
+    "libxcursor-dev",
+    "libxrender-dev",
+    "libxfixes-dev",
+    "libpango1.0-dev",
+    "libcairo2-dev",
+    "libfontconfig1-dev",
+    "libglib2.0-dev",
+    "fonts-dejavu-core",
+];
+
+/// Needed by the tests: a real X server, input driving, screenshots, a browser.
+const TEST_PACKAGES: &[&str] = &[
+    "xvfb",
+    "xdotool",
+    "x11-utils",
+    "imagemagick",
+    "chromium",
+    "dbus",
+    "nodejs",
+    "npm",
+];
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("run") => run(),
+        Some("test") => test(&args[1..]),
+        Some("bench") => bench(&args[1..]),
+        Some("deps") => ensure_deps(true),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  run                      run the appliance in development mode\n  \
+                 test [FILTER...]         fmt, clippy and every test (filters go to nextest)\n  \
+                 bench session [--sessions N]\n  \
+                 deps                     install build and test dependencies only"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn step(what: &str) {
+    eprintln!("\x1b[1m==> {what}\x1b[0m");
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn status(mut cmd: Command, what: &str) -> Result {
+    let s = cmd
+        .status()
+        .map_err(|e| format!("cannot start {what}: {e}"))?;
+    if s.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({s})"))
+    }
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn missing_packages(pkgs: &[&str]) -> Vec<String> {
+    pkgs.iter()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .map(|p| p.to_string())
+        .collect()
+}
+
+fn apt_install(pkgs: &[&str]) -> Result {
+    let missing = missing_packages(pkgs);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    step(&format!("installing Debian packages: {}", missing.join(" ")));
+    let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
+    let mut update = Command::new(sudo.first().copied().unwrap_or("apt-get"));
+    if !sudo.is_empty() {
+        update.arg("apt-get");
+    }
+    update.args(["update", "-q"]);
+    status(update, "apt-get update")?;
+    let mut install = Command::new(sudo.first().copied().unwrap_or("apt-get"));
+    if !sudo.is_empty() {
+        install.arg("apt-get");
+    }
+    install
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing);
+    status(install, "apt-get install")
+}
+
+/// CMake 3.28 or newer (Debian 12 has 3.25), needed by the client's toolkit build.
+fn ensure_cmake() -> Result {
+    let ok = Command::new("cmake")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let v = String::from_utf8_lossy(&o.stdout).to_string();
+            let ver = v.split_whitespace().nth(2)?.to_string();
+            let mut it = ver.split('.').map(|x| x.parse::<u32>().unwrap_or(0));
+            Some((it.next()?, it.next()?))
+        })
+        .is_some_and(|(maj, min)| (maj, min) >= (3, 28));
+    if ok {
+        return Ok(());
+    }
+    step("installing CMake >= 3.28 with pip");
+    let pip = if have("pip3") { "pip3" } else { "pip" };
+    let mut c = Command::new(pip);
+    c.args(["install", "-q", "cmake>=3.28"]);
+    status(c, "pip install cmake")?;
+    if have("pyenv") {
+        let _ = Command::new("pyenv").arg("rehash").status();
+    }
+    Ok(())
+}
+
+fn ensure_deps(for_tests: bool) -> Result {
+    apt_install(BUILD_PACKAGES)?;
+    ensure_cmake()?;
+    if for_tests {
+        apt_install(TEST_PACKAGES)?;
+        let browser = root().join("tests/browser");
+        if !browser.join("node_modules/playwright-core").is_dir() {
+            step("installing browser-test packages (npm ci)");
+            let mut c = Command::new("npm");
+            c.current_dir(&browser)
+                .args(["ci", "--no-audit", "--no-fund"]);
+            status(c, "npm ci")?;
+        }
+    }
+    Ok(())
+}
+
+fn build(release: bool, packages: &[&str]) -> Result {
+    let mut c = cargo();
+    c.args(["build", "--locked"]);
+    if release {
+        c.arg("--release");
+    }
+    for p in packages {
+        c.args(["-p", p]);
+    }
+    status(c, "cargo build")
+}
+
+/// Waits for the relay to write its address file.
+fn wait_for_file(path: &Path, child: &mut std::process::Child, limit: Duration) -> Result<String> {
+    let start = Instant::now();
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path)
+            && s.contains("https=")
+        {
+            return Ok(s);
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            return Err(format!("the relay exited during start-up ({st})"));
+        }
+        if start.elapsed() > limit {
+            return Err(format!("the relay did not start within {limit:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn run() -> Result {
+    ensure_deps(false)?;
+    step("building the relay and the client (release)");
+    build(true, &["lifeline-relay", "lifeline-agent"])?;
+    let root = root();
+    let var = root.join("var/dev");
+    let data = var.join("data");
+    let store = var.join("clients/linux-x86_64");
+    std::fs::create_dir_all(&store).map_err(|e| format!("cannot create {}: {e}", store.display()))?;
+    let agent = root.join("target/release/lifeline-agent");
+    std::fs::copy(&agent, store.join("lifeline-agent"))
+        .map_err(|e| format!("cannot copy the client into the store: {e}"))?;
+    let _ = std::fs::remove_file(data.join("relay.addr"));
+
+    // Ctrl-C reaches the relay too (same process group); we only wait for it to drain.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+            .map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
+    }
+    step("starting the appliance");
+    let mut child = Command::new(root.join("target/release/lifeline-relay"))
+        .args(["--data-dir"])
+        .arg(&data)
+        .args(["--client-store"])
+        .arg(var.join("clients"))
+        .args([
+            "--listen",
+            "127.0.0.1:8443",
+            "--redirect-listen",
+            "127.0.0.1:8080",
+            "--host-name",
+            "localhost",
+        ])
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()))
+        .spawn()
+        .map_err(|e| format!("cannot start the relay: {e}"))?;
+    let addr = wait_for_file(&data.join("relay.addr"), &mut child, Duration::from_secs(60))?;
+    let pin = addr
+        .lines()
+        .find_map(|l| l.strip_prefix("pin="))
+        .unwrap_or("");
+    eprintln!();
+    eprintln!("  Lifeline is running (development mode)");
+    eprintln!("  Portal:      https://localhost:8443/");
+    eprintln!("  Console:     https://localhost:8443/console");
+    eprintln!("  HTTP:        http://localhost:8080/ (redirects)");
+    eprintln!("  Certificate: self-signed, SHA-256 {pin}");
+    match std::fs::read_to_string(data.join("setup-secret")) {
+        Ok(secret) => {
+            eprintln!("  First start: open https://localhost:8443/setup and enter the one-time setup secret:");
+            eprintln!();
+            eprintln!("      {}", secret.trim());
+        }
+        Err(_) => eprintln!("  Log in at https://localhost:8443/login with an existing account."),
+    }
+    eprintln!();
+    eprintln!("  Data in {}. Press Ctrl-C to stop.", var.display());
+    eprintln!();
+    loop {
+        if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
+            return if interrupted.load(Ordering::SeqCst) || st.success() {
+                eprintln!("stopped.");
+                Ok(())
+            } else {
+                Err(format!("the relay stopped unexpectedly ({st})"))
+            };
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn test(filters: &[String]) -> Result {
+    let start = Instant::now();
+    ensure_deps(true)?;
+    step("rustfmt --check");
+    let mut c = cargo();
+    c.args(["fmt", "--all", "--check"]);
+    status(c, "cargo fmt --check (run `cargo fmt --all` to fix)")?;
+    step("clippy -D warnings");
+    let mut c = cargo();
+    c.args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]);
+    status(c, "cargo clippy")?;
+    step("building every binary (the end-to-end tests run them)");
+    let mut c = cargo();
+    c.args(["build", "--workspace", "--bins", "--locked"]);
+    status(c, "cargo build")?;
+    step("tests");
+    let mut c = cargo();
+    if have("cargo-nextest") {
+        c.args(["nextest", "run", "--workspace", "--locked", "--no-fail-fast"]);
+    } else {
+        c.args(["test", "--workspace", "--locked", "--no-fail-fast"]);
+    }
+    c.args(filters);
+    c.env("LIFELINE_TEST_ARTIFACTS", root().join("target/artifacts"));
+    status(c, "tests")?;
+    eprintln!("all checks passed in {:.0?}", start.elapsed());
+    Ok(())
+}
+
+fn bench(args: &[String]) -> Result {
+    match args.first().map(String::as_str) {
+        Some("session") => {
+            step("building the relay and the load generator (release)");
+            build(true, &["lifeline-relay"])?;
+            let mut c = cargo();
+            c.args(["run", "--release", "--locked", "-p", "lifeline-relay", "--example", "bench_session", "--"]);
+            c.args(&args[1..]);
+            c.stdout(Stdio::inherit());
+            status(c, "bench session")
+        }
+        _ => Err("usage: cargo xtask bench session [--sessions N]".into()),
+    }
+}
