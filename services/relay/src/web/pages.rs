@@ -78,8 +78,12 @@ pub struct LoginForm {
     next: String,
 }
 
-/// Rejects cross-site form posts (the Origin header, when sent, must be this host).
+/// Rejects cross-site form posts and WebSockets: browsers say where a request comes from
+/// in `Sec-Fetch-Site` and `Origin`; clients that send neither (scripts) are not browsers.
 pub fn same_origin(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return site == "same-origin" || site == "none";
+    }
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };
@@ -344,7 +348,7 @@ pub async fn security_headers(mut resp: Response) -> Response {
         ),
     );
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(
         header::STRICT_TRANSPORT_SECURITY,
         HeaderValue::from_static("max-age=31536000"),
