@@ -1,1 +1,136 @@
-fn main(){}
+//! `lifeline-agent`: the customer client. Thin: logging, a tiny command line, the ticket,
+//! facts about this computer, then the window (see the library crate for the design).
+//!
+//! Exit codes: 0 normal, 1 the session failed (refused, connection lost, error), 2 usage or
+//! ticket error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use lifeline_agent::env::Env;
+use lifeline_agent::i18n::{Lang, Texts};
+use lifeline_agent::{platform, ticket, ui};
+use lifeline_proto::agent::AgentInfo;
+use tracing_subscriber::EnvFilter;
+
+const USAGE: &str = "usage: lifeline-agent [--ticket-file PATH] [--version]";
+
+enum Cli {
+    Run { ticket_file: Option<PathBuf> },
+    Version,
+}
+
+fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, String> {
+    let mut ticket_file = None;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("--version" | "-V") => return Ok(Cli::Version),
+            Some("--ticket-file") => {
+                let path = args.next().ok_or("--ticket-file needs a path")?;
+                ticket_file = Some(PathBuf::from(path));
+            }
+            Some(s) if s.starts_with("--ticket-file=") => {
+                ticket_file = Some(PathBuf::from(&s["--ticket-file=".len()..]));
+            }
+            _ => return Err(format!("unknown argument {arg:?}")),
+        }
+    }
+    Ok(Cli::Run { ticket_file })
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_ansi(false)
+        .init();
+
+    let env = Env::from_process();
+    let ticket_file = match parse_args(std::env::args_os().skip(1)) {
+        Ok(Cli::Version) => {
+            println!(
+                "lifeline-agent {} (protocol {})",
+                env!("CARGO_PKG_VERSION"),
+                lifeline_proto::VERSION
+            );
+            return ExitCode::SUCCESS;
+        }
+        Ok(Cli::Run { ticket_file }) => ticket_file,
+        Err(e) => {
+            eprintln!("lifeline-agent: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+
+    let ticket = match ticket_file {
+        Some(path) => ticket::from_file(&path),
+        None => ticket::from_current_exe(),
+    };
+    let ticket = match ticket {
+        Ok(t) => t,
+        Err(e) => {
+            let texts = Texts::new(Lang::choose("", &env));
+            tracing::error!("event=ticket_error error={:?}", error_chain(&e));
+            eprintln!("lifeline-agent: {e}");
+            if ui::display_available(&env) {
+                ui::show_error(texts, &e.to_string());
+            }
+            return ExitCode::from(2);
+        }
+    };
+
+    let lang = Lang::choose(&ticket.language, &env);
+    let facts = platform::current(&env);
+    let info = AgentInfo {
+        customer_name: platform::customer_name(&ticket.customer_name, &facts),
+        computer: facts.computer.clone(),
+        platform: facts.platform.clone(),
+        language: lang.tag().to_owned(),
+    };
+    tracing::info!(
+        "event=start version={} site={:?} computer={:?} platform={:?} language={}",
+        env!("CARGO_PKG_VERSION"),
+        ticket.site_url,
+        info.computer,
+        info.platform,
+        lang.tag()
+    );
+
+    if !ui::display_available(&env) {
+        eprintln!("lifeline-agent: no display found: run this program on a graphical desktop");
+        return ExitCode::from(1);
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("lifeline-net")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lifeline-agent: cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let outcome = ui::run(&runtime, ticket, info, Texts::new(lang));
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match outcome {
+        ui::Outcome::Normal => ExitCode::SUCCESS,
+        ui::Outcome::Failed => ExitCode::from(1),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

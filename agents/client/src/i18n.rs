@@ -1,0 +1,448 @@
+//! Every sentence the window shows, in English, French and German.
+//!
+//! The language is the one the customer chose on the portal (the ticket's `language`) when
+//! it is one of ours, else the first of `LC_ALL`, `LC_MESSAGES`, `LANG` (POSIX order) that
+//! names one, else English. Templates hold `{0}` where a value goes.
+//!
+//! Limits: errors raised below the UI (network, certificate pin) are English sentences;
+//! refusals by the box are translated here from their code.
+
+use lifeline_proto::agent::RefuseCode;
+
+use crate::env::Env;
+
+/// A language the client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    Fr,
+    De,
+}
+
+impl Lang {
+    pub const ALL: [Lang; 3] = [Lang::En, Lang::Fr, Lang::De];
+
+    /// The tag sent to the relay ("en", "fr", "de").
+    pub fn tag(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Fr => "fr",
+            Lang::De => "de",
+        }
+    }
+
+    /// Parses "fr", "fr-CA", "fr_FR.UTF-8", "de_DE@euro"; `None` for other languages.
+    pub fn parse(tag: &str) -> Option<Lang> {
+        let primary: String = tag
+            .trim()
+            .chars()
+            .take_while(|c| c.is_ascii_alphabetic())
+            .collect::<String>()
+            .to_ascii_lowercase();
+        match primary.as_str() {
+            "en" => Some(Lang::En),
+            "fr" => Some(Lang::Fr),
+            "de" => Some(Lang::De),
+            _ => None,
+        }
+    }
+
+    /// Chooses the language: the ticket's, else the environment's, else English.
+    pub fn choose(ticket_language: &str, env: &Env) -> Lang {
+        Lang::parse(ticket_language)
+            .or_else(|| {
+                ["LC_ALL", "LC_MESSAGES", "LANG"]
+                    .iter()
+                    .find_map(|name| env.get(name))
+                    .and_then(Lang::parse)
+            })
+            .unwrap_or(Lang::En)
+    }
+}
+
+/// The keys of all UI texts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    /// `{0}` = site name.
+    WindowTitle,
+    DefaultTitle,
+    Connecting,
+    TermsTitle,
+    /// `{0}` = site name.
+    TermsSummary,
+    ShowFullTerms,
+    HideFullTerms,
+    FullTerms,
+    Accept,
+    Decline,
+    Waiting,
+    /// `{0}` = position.
+    QueuePosition,
+    KeepOpen,
+    /// `{0}` = technician's name.
+    ConnectedWith,
+    /// `{0}` = technician's name.
+    RepJoinedLine,
+    /// `{0}` = technician's name.
+    RepLeftLine,
+    Technician,
+    You,
+    Send,
+    EndSession,
+    /// `{0}` = attempt number.
+    Reconnecting,
+    LinkRestored,
+    EndedTitle,
+    EndedByYou,
+    EndedByRep,
+    EndedBySystem,
+    RefusedTitle,
+    ErrorTitle,
+    Close,
+    CloseHint,
+    RefusedVersion,
+    RefusedTicketInvalid,
+    RefusedTicketExpired,
+    RefusedTicketUsed,
+    RefusedSessionEnded,
+    RefusedTooManyAttempts,
+    RefusedBusy,
+}
+
+impl Key {
+    pub const ALL: [Key; 37] = [
+        Key::WindowTitle,
+        Key::DefaultTitle,
+        Key::Connecting,
+        Key::TermsTitle,
+        Key::TermsSummary,
+        Key::ShowFullTerms,
+        Key::HideFullTerms,
+        Key::FullTerms,
+        Key::Accept,
+        Key::Decline,
+        Key::Waiting,
+        Key::QueuePosition,
+        Key::KeepOpen,
+        Key::ConnectedWith,
+        Key::RepJoinedLine,
+        Key::RepLeftLine,
+        Key::Technician,
+        Key::You,
+        Key::Send,
+        Key::EndSession,
+        Key::Reconnecting,
+        Key::LinkRestored,
+        Key::EndedTitle,
+        Key::EndedByYou,
+        Key::EndedByRep,
+        Key::EndedBySystem,
+        Key::RefusedTitle,
+        Key::ErrorTitle,
+        Key::Close,
+        Key::CloseHint,
+        Key::RefusedVersion,
+        Key::RefusedTicketInvalid,
+        Key::RefusedTicketExpired,
+        Key::RefusedTicketUsed,
+        Key::RefusedSessionEnded,
+        Key::RefusedTooManyAttempts,
+        Key::RefusedBusy,
+    ];
+
+    /// The key of the sentence explaining a refusal.
+    pub fn for_refusal(code: RefuseCode) -> Key {
+        match code {
+            RefuseCode::IncompatibleVersion => Key::RefusedVersion,
+            RefuseCode::TicketInvalid => Key::RefusedTicketInvalid,
+            RefuseCode::TicketExpired => Key::RefusedTicketExpired,
+            RefuseCode::TicketUsed => Key::RefusedTicketUsed,
+            RefuseCode::SessionEnded => Key::RefusedSessionEnded,
+            RefuseCode::TooManyAttempts => Key::RefusedTooManyAttempts,
+            RefuseCode::Busy => Key::RefusedBusy,
+        }
+    }
+}
+
+/// The texts of one language.
+#[derive(Debug, Clone, Copy)]
+pub struct Texts {
+    pub lang: Lang,
+}
+
+impl Texts {
+    pub fn new(lang: Lang) -> Self {
+        Self { lang }
+    }
+
+    /// The text of `key`.
+    pub fn get(&self, key: Key) -> &'static str {
+        match self.lang {
+            Lang::En => en(key),
+            Lang::Fr => fr(key),
+            Lang::De => de(key),
+        }
+    }
+
+    /// The text of `key` with `{0}` replaced by `arg`.
+    pub fn fmt(&self, key: Key, arg: impl std::fmt::Display) -> String {
+        self.get(key).replace("{0}", &arg.to_string())
+    }
+
+    /// The window title for `site_name` (or the default title when it is blank).
+    pub fn title(&self, site_name: &str) -> String {
+        let site = site_name.trim();
+        if site.is_empty() {
+            self.get(Key::DefaultTitle).to_owned()
+        } else {
+            self.fmt(Key::WindowTitle, site)
+        }
+    }
+}
+
+fn en(key: Key) -> &'static str {
+    match key {
+        Key::WindowTitle => "{0} – Support",
+        Key::DefaultTitle => "Lifeline Support",
+        Key::Connecting => "Connecting to your support team…",
+        Key::TermsTitle => "Before we start",
+        Key::TermsSummary => {
+            "A technician from {0} is ready to help you.\n\nThe technician can only see or do what you allow. You can end the session at any time with the “End session” button."
+        }
+        Key::ShowFullTerms => "Show full terms",
+        Key::HideFullTerms => "Hide full terms",
+        Key::FullTerms => {
+            "Terms of this support session\n\n\
+1. This program connects your computer to your organisation's support service, over an encrypted connection, for this one session only.\n\n\
+2. The technician cannot see your screen, control your computer, transfer files or run commands unless you allow each of these when you are asked. You can withdraw any permission at any time.\n\n\
+3. The session, including the chat, may be recorded by your organisation for quality and security reasons.\n\n\
+4. You can end the session at any time with the “End session” button or by closing this window. Nothing keeps running on your computer afterwards.\n\n\
+5. Do not share passwords in the chat unless your organisation's policy asks you to."
+        }
+        Key::Accept => "Accept",
+        Key::Decline => "Decline",
+        Key::Waiting => "Waiting for your technician…",
+        Key::QueuePosition => "You are number {0} in line",
+        Key::KeepOpen => "Please keep this window open.",
+        Key::ConnectedWith => "Connected with {0}",
+        Key::RepJoinedLine => "{0} joined the session.",
+        Key::RepLeftLine => "{0} left the session.",
+        Key::Technician => "Technician",
+        Key::You => "You",
+        Key::Send => "Send",
+        Key::EndSession => "End session",
+        Key::Reconnecting => "Connection lost, reconnecting (attempt {0})…",
+        Key::LinkRestored => "Connection restored.",
+        Key::EndedTitle => "Session ended",
+        Key::EndedByYou => "You ended the session.",
+        Key::EndedByRep => "The technician ended the session.",
+        Key::EndedBySystem => "The session has ended.",
+        Key::RefusedTitle => "The session could not start",
+        Key::ErrorTitle => "Something went wrong",
+        Key::Close => "Close",
+        Key::CloseHint => "Thank you. You can close this window now.",
+        Key::RefusedVersion => {
+            "This program does not match the support box's version: download it again from the support portal."
+        }
+        Key::RefusedTicketInvalid => {
+            "This download is not valid for this support box: download the program again from the support portal."
+        }
+        Key::RefusedTicketExpired => {
+            "This download has expired: ask your technician for a new session key and download the program again."
+        }
+        Key::RefusedTicketUsed => {
+            "This download has already been used for a session: ask your technician for a new session key."
+        }
+        Key::RefusedSessionEnded => "This session has already ended.",
+        Key::RefusedTooManyAttempts => "Too many attempts: wait a few minutes and try again.",
+        Key::RefusedBusy => {
+            "The support team is busy right now: please try again in a few minutes."
+        }
+    }
+}
+
+fn fr(key: Key) -> &'static str {
+    match key {
+        // "Support" is understood in French too and keeps the title the same everywhere.
+        Key::WindowTitle => "{0} – Support",
+        Key::DefaultTitle => "Lifeline Support",
+        Key::Connecting => "Connexion à votre équipe d’assistance…",
+        Key::TermsTitle => "Avant de commencer",
+        Key::TermsSummary => {
+            "Un technicien de {0} est prêt à vous aider.\n\nLe technicien ne peut voir ou faire que ce que vous autorisez. Vous pouvez mettre fin à la session à tout moment avec le bouton « Fin de la session »."
+        }
+        Key::ShowFullTerms => "Afficher les conditions complètes",
+        Key::HideFullTerms => "Masquer les conditions complètes",
+        Key::FullTerms => {
+            "Conditions de cette session d’assistance\n\n\
+1. Ce programme relie votre ordinateur au service d’assistance de votre organisation, par une connexion chiffrée, pour cette seule session.\n\n\
+2. Le technicien ne peut ni voir votre écran, ni contrôler votre ordinateur, ni transférer de fichiers, ni exécuter de commandes sans votre accord, demandé à chaque fois. Vous pouvez retirer une autorisation à tout moment.\n\n\
+3. La session, y compris la discussion, peut être enregistrée par votre organisation pour des raisons de qualité et de sécurité.\n\n\
+4. Vous pouvez mettre fin à la session à tout moment avec le bouton « Fin de la session » ou en fermant cette fenêtre. Rien ne reste actif sur votre ordinateur ensuite.\n\n\
+5. Ne communiquez pas de mot de passe dans la discussion, sauf si la politique de votre organisation le demande."
+        }
+        Key::Accept => "Accepter",
+        Key::Decline => "Refuser",
+        Key::Waiting => "En attente de votre technicien…",
+        Key::QueuePosition => "Vous êtes numéro {0} dans la file d’attente",
+        Key::KeepOpen => "Veuillez garder cette fenêtre ouverte.",
+        Key::ConnectedWith => "Connecté avec {0}",
+        Key::RepJoinedLine => "{0} a rejoint la session.",
+        Key::RepLeftLine => "{0} a quitté la session.",
+        Key::Technician => "Technicien",
+        Key::You => "Vous",
+        Key::Send => "Envoyer",
+        Key::EndSession => "Fin de la session",
+        Key::Reconnecting => "Connexion perdue, reconnexion en cours (tentative {0})…",
+        Key::LinkRestored => "Connexion rétablie.",
+        Key::EndedTitle => "Session terminée",
+        Key::EndedByYou => "Vous avez mis fin à la session.",
+        Key::EndedByRep => "Le technicien a mis fin à la session.",
+        Key::EndedBySystem => "La session est terminée.",
+        Key::RefusedTitle => "La session n’a pas pu démarrer",
+        Key::ErrorTitle => "Un problème est survenu",
+        Key::Close => "Fermer",
+        Key::CloseHint => "Merci. Vous pouvez maintenant fermer cette fenêtre.",
+        Key::RefusedVersion => {
+            "Ce programme ne correspond pas à la version du boîtier d’assistance : téléchargez-le à nouveau depuis le portail d’assistance."
+        }
+        Key::RefusedTicketInvalid => {
+            "Ce téléchargement n’est pas valable pour ce boîtier d’assistance : téléchargez à nouveau le programme depuis le portail d’assistance."
+        }
+        Key::RefusedTicketExpired => {
+            "Ce téléchargement a expiré : demandez une nouvelle clé de session à votre technicien et téléchargez à nouveau le programme."
+        }
+        Key::RefusedTicketUsed => {
+            "Ce téléchargement a déjà servi pour une session : demandez une nouvelle clé de session à votre technicien."
+        }
+        Key::RefusedSessionEnded => "Cette session est déjà terminée.",
+        Key::RefusedTooManyAttempts => {
+            "Trop de tentatives : patientez quelques minutes puis réessayez."
+        }
+        Key::RefusedBusy => {
+            "L’équipe d’assistance est occupée pour le moment : réessayez dans quelques minutes."
+        }
+    }
+}
+
+fn de(key: Key) -> &'static str {
+    match key {
+        Key::WindowTitle => "{0} – Support",
+        Key::DefaultTitle => "Lifeline-Support",
+        Key::Connecting => "Verbindung zu Ihrem Support-Team wird hergestellt…",
+        Key::TermsTitle => "Bevor es losgeht",
+        Key::TermsSummary => {
+            "Ein Techniker von {0} ist bereit, Ihnen zu helfen.\n\nDer Techniker kann nur sehen oder tun, was Sie erlauben. Sie können die Sitzung jederzeit mit der Schaltfläche „Sitzung beenden“ beenden."
+        }
+        Key::ShowFullTerms => "Vollständige Bedingungen anzeigen",
+        Key::HideFullTerms => "Vollständige Bedingungen ausblenden",
+        Key::FullTerms => {
+            "Bedingungen dieser Support-Sitzung\n\n\
+1. Dieses Programm verbindet Ihren Computer über eine verschlüsselte Verbindung mit dem Support Ihrer Organisation, nur für diese eine Sitzung.\n\n\
+2. Der Techniker kann Ihren Bildschirm nicht sehen, Ihren Computer nicht steuern, keine Dateien übertragen und keine Befehle ausführen, solange Sie dies nicht jeweils auf Nachfrage erlauben. Sie können jede Erlaubnis jederzeit zurückziehen.\n\n\
+3. Die Sitzung einschließlich des Chats kann von Ihrer Organisation aus Qualitäts- und Sicherheitsgründen aufgezeichnet werden.\n\n\
+4. Sie können die Sitzung jederzeit mit der Schaltfläche „Sitzung beenden“ oder durch Schließen dieses Fensters beenden. Danach läuft nichts weiter auf Ihrem Computer.\n\n\
+5. Geben Sie im Chat keine Passwörter weiter, es sei denn, die Richtlinien Ihrer Organisation verlangen es."
+        }
+        Key::Accept => "Akzeptieren",
+        Key::Decline => "Ablehnen",
+        Key::Waiting => "Warten auf Ihren Techniker…",
+        Key::QueuePosition => "Sie sind Nummer {0} in der Warteschlange",
+        Key::KeepOpen => "Bitte lassen Sie dieses Fenster geöffnet.",
+        Key::ConnectedWith => "Verbunden mit {0}",
+        Key::RepJoinedLine => "{0} ist der Sitzung beigetreten.",
+        Key::RepLeftLine => "{0} hat die Sitzung verlassen.",
+        Key::Technician => "Techniker",
+        Key::You => "Sie",
+        Key::Send => "Senden",
+        Key::EndSession => "Sitzung beenden",
+        Key::Reconnecting => "Verbindung unterbrochen, neuer Versuch ({0})…",
+        Key::LinkRestored => "Verbindung wiederhergestellt.",
+        Key::EndedTitle => "Sitzung beendet",
+        Key::EndedByYou => "Sie haben die Sitzung beendet.",
+        Key::EndedByRep => "Der Techniker hat die Sitzung beendet.",
+        Key::EndedBySystem => "Die Sitzung wurde beendet.",
+        Key::RefusedTitle => "Die Sitzung konnte nicht starten",
+        Key::ErrorTitle => "Etwas ist schiefgelaufen",
+        Key::Close => "Schließen",
+        Key::CloseHint => "Vielen Dank. Sie können dieses Fenster jetzt schließen.",
+        Key::RefusedVersion => {
+            "Dieses Programm passt nicht zur Version der Support-Box: Laden Sie es erneut über das Support-Portal herunter."
+        }
+        Key::RefusedTicketInvalid => {
+            "Dieser Download gilt nicht für diese Support-Box: Laden Sie das Programm erneut über das Support-Portal herunter."
+        }
+        Key::RefusedTicketExpired => {
+            "Dieser Download ist abgelaufen: Bitten Sie Ihren Techniker um einen neuen Sitzungsschlüssel und laden Sie das Programm erneut herunter."
+        }
+        Key::RefusedTicketUsed => {
+            "Dieser Download wurde bereits für eine Sitzung verwendet: Bitten Sie Ihren Techniker um einen neuen Sitzungsschlüssel."
+        }
+        Key::RefusedSessionEnded => "Diese Sitzung ist bereits beendet.",
+        Key::RefusedTooManyAttempts => {
+            "Zu viele Versuche: Warten Sie einige Minuten und versuchen Sie es dann erneut."
+        }
+        Key::RefusedBusy => {
+            "Das Support-Team ist gerade beschäftigt: Bitte versuchen Sie es in einigen Minuten erneut."
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_in_every_language_is_non_empty() {
+        for lang in Lang::ALL {
+            let t = Texts::new(lang);
+            for key in Key::ALL {
+                assert!(!t.get(key).trim().is_empty(), "{lang:?} {key:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn translations_differ_where_they_should_and_keep_placeholders() {
+        let (en, fr, de) = (
+            Texts::new(Lang::En),
+            Texts::new(Lang::Fr),
+            Texts::new(Lang::De),
+        );
+        assert_eq!(fr.get(Key::EndSession), "Fin de la session");
+        assert_eq!(de.get(Key::EndSession), "Sitzung beenden");
+        for key in Key::ALL {
+            let has = |t: &Texts| t.get(key).contains("{0}");
+            assert_eq!(has(&en), has(&fr), "{key:?}");
+            assert_eq!(has(&en), has(&de), "{key:?}");
+        }
+        assert_eq!(en.fmt(Key::QueuePosition, 3), "You are number 3 in line");
+        assert_eq!(de.fmt(Key::ConnectedWith, "Jörg"), "Verbunden mit Jörg");
+    }
+
+    #[test]
+    fn titles() {
+        let en = Texts::new(Lang::En);
+        assert_eq!(en.title("Example U"), "Example U – Support");
+        assert_eq!(en.title("  "), "Lifeline Support");
+        // Scripts find the window by "Support" in every language.
+        for lang in Lang::ALL {
+            assert!(Texts::new(lang).title("X").contains("Support"));
+            assert!(Texts::new(lang).title("").contains("Support"));
+        }
+    }
+
+    #[test]
+    fn language_choice() {
+        let env = Env::from_pairs([("LANG", "de_DE.UTF-8")]);
+        assert_eq!(Lang::choose("fr", &env), Lang::Fr);
+        assert_eq!(Lang::choose("es", &env), Lang::De);
+        assert_eq!(Lang::choose("", &env), Lang::De);
+        let env = Env::from_pairs([("LANG", "de_DE.UTF-8"), ("LC_ALL", "fr_CA")]);
+        assert_eq!(Lang::choose("", &env), Lang::Fr);
+        let env = Env::from_pairs([("LC_MESSAGES", "C"), ("LANG", "de_AT")]);
+        assert_eq!(Lang::choose("", &env), Lang::En);
+        assert_eq!(Lang::choose("", &Env::default()), Lang::En);
+        assert_eq!(Lang::parse("DE-ch"), Some(Lang::De));
+    }
+}

@@ -1,0 +1,761 @@
+//! The customer's window, drawn with FLTK (no GPU needed, small binary).
+//!
+//! Design: the UI thread owns every widget and never blocks on the network. Widget
+//! callbacks only post a [`Msg`] on an `fltk::app::channel`; a Tokio task forwards the
+//! session's [`Event`]s into the same channel (which wakes the FLTK loop), and the loop in
+//! [`run`] handles one message at a time. Screens are groups in one window, one shown at a
+//! time: connecting, terms, waiting, chat, and a final screen (ended, refused or error).
+//!
+//! Keyboard: Enter accepts the terms (the Accept button is a `ReturnButton` and has the
+//! focus), Enter in the chat field sends, Tab moves between controls, Space presses the
+//! focused button. Escape does nothing (closing by accident would end the session); the
+//! window's close box ends the session.
+
+use std::time::Duration;
+
+use fltk::app::{self, Receiver, Sender};
+use fltk::button::{Button, ReturnButton};
+use fltk::enums::{Align, CallbackTrigger, Color, Event as FlEvent, Font, FrameType};
+use fltk::frame::Frame;
+use fltk::group::Flex;
+use fltk::input::Input;
+use fltk::prelude::*;
+use fltk::text::{TextBuffer, TextDisplay, WrapMode};
+use fltk::window::Window;
+use lifeline_proto::agent::{AgentInfo, Party, SessionState};
+use lifeline_proto::ticket::TicketFile;
+
+use crate::env::Env;
+use crate::i18n::{Key, Texts};
+use crate::session::{Event, Session, SessionHandle};
+
+const WIDTH: i32 = 480;
+const HEIGHT: i32 = 560;
+const HEADER: i32 = 64;
+const BANNER: i32 = 30;
+const MARGIN: i32 = 24;
+const FONT_SIZE: i32 = 14;
+
+const BG: (u8, u8, u8) = (246, 248, 251);
+const TEXT: (u8, u8, u8) = (31, 41, 51);
+const BRAND: (u8, u8, u8) = (29, 91, 168);
+const MUTED: (u8, u8, u8) = (92, 104, 118);
+const DANGER: (u8, u8, u8) = (180, 35, 24);
+const WARN_BG: (u8, u8, u8) = (255, 244, 214);
+
+fn rgb(c: (u8, u8, u8)) -> Color {
+    Color::from_rgb(c.0, c.1, c.2)
+}
+
+/// What happens in the window.
+#[derive(Debug, Clone)]
+enum Msg {
+    Session(Event),
+    Accept,
+    Decline,
+    ToggleTerms,
+    SendChat,
+    EndSession,
+    Close,
+    WindowClose,
+}
+
+/// How the window was left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The session ended normally, was declined, or the window was closed.
+    Normal,
+    /// The session could not start or broke (refused, fatal error).
+    Failed,
+}
+
+/// Whether a window can be shown (an X11 or Wayland display is set).
+pub fn display_available(env: &Env) -> bool {
+    env.first_of(&["DISPLAY", "WAYLAND_DISPLAY"]).is_some()
+}
+
+/// Sets the look: light theme, DejaVu Sans 14.
+fn style(app: &app::App) {
+    let _ = app;
+    app::set_scheme(app::Scheme::Gtk);
+    app::background(BG.0, BG.1, BG.2);
+    app::background2(255, 255, 255);
+    app::foreground(TEXT.0, TEXT.1, TEXT.2);
+    app::set_selection_color(BRAND.0, BRAND.1, BRAND.2);
+    Font::set_font(Font::Helvetica, "DejaVu Sans");
+    Font::set_font(Font::HelveticaBold, "DejaVu Sans Bold");
+    app::set_font_size(FONT_SIZE);
+    app::set_visible_focus(true);
+}
+
+/// First letter upper-case, final full stop: error sentences are written to be embedded.
+fn as_sentence(text: &str) -> String {
+    let text = text.trim();
+    let mut chars = text.chars();
+    let mut out: String = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => return String::new(),
+    };
+    if !out.ends_with(['.', '!', '?', '…']) {
+        out.push('.');
+    }
+    out
+}
+
+fn label(text: &str, size: i32, bold: bool) -> Frame {
+    let mut f = Frame::default().with_label(text);
+    f.set_label_size(size);
+    f.set_label_font(if bold {
+        Font::HelveticaBold
+    } else {
+        Font::Helvetica
+    });
+    f.set_label_color(rgb(TEXT));
+    f
+}
+
+fn paragraph(text: &str) -> Frame {
+    let mut f = label(text, FONT_SIZE, false);
+    f.set_align(Align::Left | Align::Top | Align::Inside | Align::Wrap);
+    f
+}
+
+fn button(text: &str, primary: Option<(u8, u8, u8)>) -> Button {
+    let mut b = Button::default().with_label(text);
+    b.set_label_size(FONT_SIZE);
+    b.set_frame(FrameType::RFlatBox);
+    b.set_down_frame(FrameType::RFlatBox);
+    match primary {
+        Some(c) => {
+            b.set_color(rgb(c));
+            b.set_selection_color(rgb(c).darker());
+            b.set_label_color(Color::White);
+            b.set_label_font(Font::HelveticaBold);
+        }
+        None => {
+            b.set_color(Color::from_rgb(226, 231, 238));
+            b.set_selection_color(Color::from_rgb(206, 212, 222));
+            b.set_label_color(rgb(TEXT));
+        }
+    }
+    b
+}
+
+fn screen() -> Flex {
+    let mut f = Flex::new(0, HEADER + BANNER, WIDTH, HEIGHT - HEADER - BANNER, None).column();
+    f.set_margins(MARGIN, MARGIN / 2, MARGIN, MARGIN);
+    f.set_pad(12);
+    f
+}
+
+/// Starts a row of buttons aligned right (a flexible spacer comes first).
+fn begin_row() -> Flex {
+    let mut row = Flex::default().row();
+    row.set_pad(12);
+    Frame::default();
+    row
+}
+
+/// Ends a row of buttons begun with [`begin_row`].
+fn end_row(parent: &mut Flex, row: Flex) {
+    row.end();
+    parent.fixed(&row, 42);
+}
+
+struct Ui {
+    texts: Texts,
+    sender: Sender<Msg>,
+    window: Window,
+    header: Frame,
+    banner: Frame,
+    connecting: Flex,
+    terms: Flex,
+    terms_summary: Frame,
+    terms_toggle: Button,
+    terms_full: TextDisplay,
+    terms_spacer: Frame,
+    accept: ReturnButton,
+    waiting: Flex,
+    waiting_position: Frame,
+    chat: Flex,
+    chat_status: Frame,
+    transcript: TextDisplay,
+    transcript_buf: TextBuffer,
+    input: Input,
+    final_screen: Flex,
+    final_title: Frame,
+    final_text: Frame,
+    close: ReturnButton,
+    site: String,
+    rep_name: Option<String>,
+    full_terms_shown: bool,
+    outcome: Outcome,
+    finished: bool,
+}
+
+impl Ui {
+    fn build(texts: Texts, site_name: &str, sender: Sender<Msg>) -> Ui {
+        let title = texts.title(site_name);
+        let mut window = Window::default()
+            .with_size(WIDTH, HEIGHT)
+            .with_label(&title)
+            .center_screen();
+        window.set_color(rgb(BG));
+
+        let mut header = Frame::new(0, 0, WIDTH, HEADER, None).with_label(&title);
+        header.set_frame(FrameType::FlatBox);
+        header.set_color(rgb(BRAND));
+        header.set_label_color(Color::White);
+        header.set_label_font(Font::HelveticaBold);
+        header.set_label_size(19);
+        header.set_align(Align::Left | Align::Inside);
+        // Inset the title by the margin.
+        header.set_label(&format!("   {title}"));
+
+        let mut banner = Frame::new(0, HEADER, WIDTH, BANNER, None);
+        banner.set_frame(FrameType::FlatBox);
+        banner.set_color(rgb(BG));
+        banner.set_label_size(13);
+        banner.set_label_color(rgb(TEXT));
+
+        // (a) connecting
+        let mut connecting = screen();
+        Frame::default();
+        let mut busy = label(texts.get(Key::Connecting), 17, false);
+        busy.set_label_color(rgb(MUTED));
+        connecting.fixed(&busy, 40);
+        Frame::default();
+        connecting.end();
+
+        // (b) terms
+        let mut terms = screen();
+        let t = label(texts.get(Key::TermsTitle), 20, true);
+        terms.fixed(&t, 34);
+        let mut t = t;
+        t.set_align(Align::Left | Align::Inside);
+        let terms_summary =
+            paragraph(&texts.fmt(Key::TermsSummary, site_or_default(&texts, site_name)));
+        terms.fixed(&terms_summary, 110);
+        let mut toggle_row = Flex::default().row();
+        let mut terms_toggle = button(texts.get(Key::ShowFullTerms), None);
+        terms_toggle.set_frame(FrameType::NoBox);
+        terms_toggle.set_label_color(rgb(BRAND));
+        terms_toggle.set_align(Align::Left | Align::Inside);
+        terms_toggle.emit(sender, Msg::ToggleTerms);
+        Frame::default();
+        toggle_row.fixed(&terms_toggle, 300);
+        toggle_row.end();
+        terms.fixed(&toggle_row, 30);
+        let mut terms_full = TextDisplay::default();
+        let mut full_buf = TextBuffer::default();
+        full_buf.set_text(texts.get(Key::FullTerms));
+        terms_full.set_buffer(full_buf);
+        terms_full.wrap_mode(WrapMode::AtBounds, 0);
+        terms_full.set_text_font(Font::Helvetica);
+        terms_full.set_text_size(13);
+        terms_full.set_frame(FrameType::FlatBox);
+        terms_full.set_color(Color::White);
+        terms_full.hide();
+        let terms_spacer = Frame::default();
+        let mut row = begin_row();
+        let mut decline = button(texts.get(Key::Decline), None);
+        decline.emit(sender, Msg::Decline);
+        let mut accept = ReturnButton::default().with_label(texts.get(Key::Accept));
+        accept.set_label_size(FONT_SIZE);
+        accept.set_frame(FrameType::RFlatBox);
+        accept.set_down_frame(FrameType::RFlatBox);
+        accept.set_color(rgb(BRAND));
+        accept.set_selection_color(rgb(BRAND).darker());
+        accept.set_label_color(Color::White);
+        accept.set_label_font(Font::HelveticaBold);
+        accept.emit(sender, Msg::Accept);
+        row.fixed(&decline, 130);
+        row.fixed(&accept, 150);
+        end_row(&mut terms, row);
+        terms.end();
+        terms.hide();
+
+        // (c) waiting
+        let mut waiting = screen();
+        Frame::default();
+        let w = label(texts.get(Key::Waiting), 20, true);
+        waiting.fixed(&w, 40);
+        let waiting_position = label("", 16, false);
+        waiting.fixed(&waiting_position, 30);
+        let mut keep = label(texts.get(Key::KeepOpen), FONT_SIZE, false);
+        keep.set_label_color(rgb(MUTED));
+        waiting.fixed(&keep, 30);
+        Frame::default();
+        let mut row = begin_row();
+        let mut end_w = button(texts.get(Key::EndSession), Some(DANGER));
+        end_w.emit(sender, Msg::EndSession);
+        row.fixed(&end_w, 170);
+        end_row(&mut waiting, row);
+        waiting.end();
+        waiting.hide();
+
+        // (d) chat
+        let mut chat = screen();
+        let mut chat_status = label("", 16, true);
+        chat_status.set_align(Align::Left | Align::Inside);
+        chat.fixed(&chat_status, 30);
+        let mut transcript = TextDisplay::default();
+        let transcript_buf = TextBuffer::default();
+        transcript.set_buffer(transcript_buf.clone());
+        transcript.wrap_mode(WrapMode::AtBounds, 0);
+        transcript.set_text_font(Font::Helvetica);
+        transcript.set_text_size(FONT_SIZE);
+        transcript.set_frame(FrameType::FlatBox);
+        transcript.set_color(Color::White);
+        let mut input_row = Flex::default().row();
+        input_row.set_pad(10);
+        let mut input = Input::default();
+        input.set_text_size(FONT_SIZE);
+        input.set_maximum_size(lifeline_proto::MAX_CHAT_CHARS as i32);
+        input.set_trigger(CallbackTrigger::EnterKeyAlways);
+        input.emit(sender, Msg::SendChat);
+        let mut send = button(texts.get(Key::Send), Some(BRAND));
+        send.emit(sender, Msg::SendChat);
+        input_row.fixed(&send, 100);
+        input_row.end();
+        chat.fixed(&input_row, 38);
+        let mut row = begin_row();
+        let mut end_c = button(texts.get(Key::EndSession), Some(DANGER));
+        end_c.emit(sender, Msg::EndSession);
+        row.fixed(&end_c, 170);
+        end_row(&mut chat, row);
+        chat.end();
+        chat.hide();
+
+        // (e) ended / refused / error
+        let mut final_screen = screen();
+        Frame::default();
+        let final_title = label("", 20, true);
+        final_screen.fixed(&final_title, 40);
+        let mut final_text = paragraph("");
+        final_text.set_align(Align::Center | Align::Top | Align::Inside | Align::Wrap);
+        final_screen.fixed(&final_text, 150);
+        Frame::default();
+        let mut row = begin_row();
+        let mut close = ReturnButton::default().with_label(texts.get(Key::Close));
+        close.set_label_size(FONT_SIZE);
+        close.set_frame(FrameType::RFlatBox);
+        close.set_down_frame(FrameType::RFlatBox);
+        close.set_color(rgb(BRAND));
+        close.set_selection_color(rgb(BRAND).darker());
+        close.set_label_color(Color::White);
+        close.set_label_font(Font::HelveticaBold);
+        close.emit(sender, Msg::Close);
+        row.fixed(&close, 150);
+        end_row(&mut final_screen, row);
+        final_screen.end();
+        final_screen.hide();
+
+        window.end();
+        window.make_resizable(false);
+        let s = sender;
+        window.set_callback(move |_| {
+            // Only the close box; Escape (a shortcut event) is ignored on purpose.
+            if app::event() == FlEvent::Close {
+                s.send(Msg::WindowClose);
+            }
+        });
+
+        Ui {
+            texts,
+            sender,
+            window,
+            header,
+            banner,
+            connecting,
+            terms,
+            terms_summary,
+            terms_toggle,
+            terms_full,
+            terms_spacer,
+            accept,
+            waiting,
+            waiting_position,
+            chat,
+            chat_status,
+            transcript,
+            transcript_buf,
+            input,
+            final_screen,
+            final_title,
+            final_text,
+            close,
+            site: site_name.trim().to_owned(),
+            rep_name: None,
+            full_terms_shown: false,
+            outcome: Outcome::Normal,
+            finished: false,
+        }
+    }
+
+    fn show_only(&mut self, which: Screen) {
+        for (screen, group) in [
+            (Screen::Connecting, &mut self.connecting),
+            (Screen::Terms, &mut self.terms),
+            (Screen::Waiting, &mut self.waiting),
+            (Screen::Chat, &mut self.chat),
+            (Screen::Final, &mut self.final_screen),
+        ] {
+            if screen == which {
+                group.show();
+            } else {
+                group.hide();
+            }
+        }
+        match which {
+            Screen::Terms => {
+                let _ = self.accept.take_focus();
+            }
+            Screen::Chat => {
+                let _ = self.input.take_focus();
+            }
+            Screen::Final => {
+                let _ = self.close.take_focus();
+            }
+            Screen::Connecting | Screen::Waiting => {}
+        }
+        self.window.redraw();
+    }
+
+    fn current(&self) -> Screen {
+        if self.terms.visible() {
+            Screen::Terms
+        } else if self.waiting.visible() {
+            Screen::Waiting
+        } else if self.chat.visible() {
+            Screen::Chat
+        } else if self.final_screen.visible() {
+            Screen::Final
+        } else {
+            Screen::Connecting
+        }
+    }
+
+    fn set_banner(&mut self, text: Option<&str>) {
+        match text {
+            Some(t) => {
+                self.banner.set_label(t);
+                self.banner.set_color(rgb(WARN_BG));
+            }
+            None => {
+                self.banner.set_label("");
+                self.banner.set_color(rgb(BG));
+            }
+        }
+        self.banner.redraw();
+    }
+
+    fn append(&mut self, line: &str) {
+        if self.transcript_buf.length() > 0 {
+            self.transcript_buf.append("\n");
+        }
+        self.transcript_buf.append(line);
+        let end = self.transcript_buf.length();
+        self.transcript.set_insert_position(end);
+        self.transcript.show_insert_position();
+    }
+
+    fn show_final(&mut self, title: &str, text: &str, outcome: Outcome) {
+        self.finished = true;
+        self.outcome = outcome;
+        self.set_banner(None);
+        self.final_title.set_label(title);
+        self.final_text.set_label(text);
+        self.show_only(Screen::Final);
+    }
+
+    fn enter_chat(&mut self) {
+        let name = self
+            .rep_name
+            .clone()
+            .unwrap_or_else(|| self.texts.get(Key::Technician).to_owned());
+        self.chat_status
+            .set_label(&self.texts.fmt(Key::ConnectedWith, &name));
+        if self.current() != Screen::Chat {
+            self.show_only(Screen::Chat);
+        }
+    }
+
+    fn set_site(&mut self, site: &str) {
+        if self.site.is_empty() && !site.trim().is_empty() {
+            self.site = site.trim().to_owned();
+            let title = self.texts.title(&self.site);
+            self.window.set_label(&title);
+            self.header.set_label(&format!("   {title}"));
+            let summary = self.texts.fmt(Key::TermsSummary, &self.site);
+            self.terms_summary.set_label(&summary);
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        if self.finished {
+            return;
+        }
+        match event {
+            Event::Connected {
+                site,
+                rep_name,
+                state,
+            } => {
+                self.set_site(&site);
+                self.rep_name = rep_name;
+                match state {
+                    SessionState::Terms => self.show_only(Screen::Terms),
+                    SessionState::Waiting => self.show_waiting(None),
+                    SessionState::Active => self.enter_chat(),
+                    SessionState::Ended => {
+                        let t = self.texts;
+                        self.show_final(
+                            t.get(Key::EndedTitle),
+                            t.get(Key::EndedBySystem),
+                            Outcome::Normal,
+                        );
+                    }
+                }
+            }
+            Event::Queue { position } => {
+                if self.current() == Screen::Chat {
+                    let text = self.texts.fmt(Key::QueuePosition, position);
+                    self.chat_status.set_label(&text);
+                } else {
+                    self.show_waiting(Some(position));
+                }
+            }
+            Event::RepJoined { name } => {
+                let line = self.texts.fmt(Key::RepJoinedLine, &name);
+                self.rep_name = Some(name);
+                self.enter_chat();
+                self.append(&line);
+            }
+            Event::RepLeft { name } => {
+                let line = self.texts.fmt(Key::RepLeftLine, &name);
+                self.append(&line);
+                let waiting = self.texts.get(Key::Waiting);
+                self.chat_status.set_label(waiting);
+            }
+            Event::Chat {
+                from, name, text, ..
+            } => match from {
+                // Shown when typed.
+                Party::Customer => {}
+                Party::Rep => {
+                    let name = if name.trim().is_empty() {
+                        self.texts.get(Key::Technician).to_owned()
+                    } else {
+                        name
+                    };
+                    if self.current() != Screen::Chat {
+                        self.enter_chat();
+                    }
+                    self.append(&format!("{name}: {text}"));
+                }
+                Party::System => self.append(&text),
+            },
+            Event::Ended { by, reason: _ } => {
+                let t = self.texts;
+                let text = match by {
+                    Party::Customer => t.get(Key::EndedByYou),
+                    Party::Rep => t.get(Key::EndedByRep),
+                    Party::System => t.get(Key::EndedBySystem),
+                };
+                let text = format!("{text}\n\n{}", t.get(Key::CloseHint));
+                self.show_final(t.get(Key::EndedTitle), &text, Outcome::Normal);
+            }
+            Event::Refused { code, message: _ } => {
+                let t = self.texts;
+                self.show_final(
+                    t.get(Key::RefusedTitle),
+                    t.get(Key::for_refusal(code)),
+                    Outcome::Failed,
+                );
+            }
+            Event::Fatal { message } => {
+                let t = self.texts;
+                self.show_final(
+                    t.get(Key::ErrorTitle),
+                    &as_sentence(&message),
+                    Outcome::Failed,
+                );
+            }
+            Event::Reconnecting { attempt } => {
+                let text = self.texts.fmt(Key::Reconnecting, attempt);
+                self.set_banner(Some(&text));
+            }
+            Event::LinkRestored => self.set_banner(None),
+        }
+    }
+
+    fn show_waiting(&mut self, position: Option<u32>) {
+        match position {
+            Some(p) => {
+                let text = self.texts.fmt(Key::QueuePosition, p);
+                self.waiting_position.set_label(&text);
+            }
+            None => self.waiting_position.set_label(""),
+        }
+        if self.current() != Screen::Waiting {
+            self.show_only(Screen::Waiting);
+        } else {
+            self.window.redraw();
+        }
+    }
+
+    fn toggle_terms(&mut self) {
+        self.full_terms_shown = !self.full_terms_shown;
+        if self.full_terms_shown {
+            self.terms_full.show();
+            self.terms_spacer.hide();
+            self.terms_toggle
+                .set_label(self.texts.get(Key::HideFullTerms));
+        } else {
+            self.terms_full.hide();
+            self.terms_spacer.show();
+            self.terms_toggle
+                .set_label(self.texts.get(Key::ShowFullTerms));
+        }
+        self.terms.layout();
+        self.window.redraw();
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Screen {
+    Connecting,
+    Terms,
+    Waiting,
+    Chat,
+    Final,
+}
+
+fn site_or_default(texts: &Texts, site: &str) -> String {
+    if site.trim().is_empty() {
+        texts.get(Key::DefaultTitle).to_owned()
+    } else {
+        site.trim().to_owned()
+    }
+}
+
+/// Shows the window and runs a session until the person closes it. The session runs on
+/// `runtime`; this thread only draws.
+pub fn run(
+    runtime: &tokio::runtime::Runtime,
+    ticket: TicketFile,
+    info: AgentInfo,
+    texts: Texts,
+) -> Outcome {
+    let app = app::App::default();
+    style(&app);
+    let (sender, receiver): (Sender<Msg>, Receiver<Msg>) = app::channel();
+    let mut ui = Ui::build(texts, &ticket.site_name, sender);
+    ui.show_only(Screen::Connecting);
+    ui.window.show();
+
+    let handle = {
+        let _guard = runtime.enter();
+        let (handle, mut events) = Session::start(ticket, info);
+        let forward = ui.sender;
+        runtime.spawn(async move {
+            while let Some(event) = events.recv().await {
+                forward.send(Msg::Session(event));
+            }
+        });
+        handle
+    };
+
+    while app.wait() {
+        let Some(msg) = receiver.recv() else { continue };
+        match msg {
+            Msg::Session(event) => ui.on_event(event),
+            Msg::Accept => {
+                if ui.current() == Screen::Terms {
+                    handle.accept_terms();
+                    ui.show_waiting(None);
+                }
+            }
+            Msg::Decline => {
+                end_and_wait(runtime, &handle, "declined terms");
+                break;
+            }
+            Msg::ToggleTerms => ui.toggle_terms(),
+            Msg::SendChat => {
+                let text = ui.input.value();
+                let text = text.trim();
+                if !text.is_empty() {
+                    handle.chat(text);
+                    let you = ui.texts.get(Key::You);
+                    ui.append(&format!("{you}: {text}"));
+                    ui.input.set_value("");
+                }
+                let _ = ui.input.take_focus();
+            }
+            Msg::EndSession => {
+                handle.end("ended by customer");
+            }
+            Msg::Close => break,
+            Msg::WindowClose => {
+                if !ui.finished {
+                    end_and_wait(runtime, &handle, "closed window");
+                }
+                break;
+            }
+        }
+    }
+    ui.window.hide();
+    ui.outcome
+}
+
+/// Sends End and waits up to a second for it to go out.
+fn end_and_wait(runtime: &tokio::runtime::Runtime, handle: &SessionHandle, reason: &str) {
+    if handle.end(reason) {
+        // The timer must be created inside the runtime, hence the async block.
+        runtime.block_on(async {
+            let _ = tokio::time::timeout(Duration::from_secs(1), handle.finished()).await;
+        });
+    }
+}
+
+/// Shows a single sentence (e.g. a ticket error) with a Close button, until closed.
+pub fn show_error(texts: Texts, sentence: &str) {
+    let app = app::App::default();
+    style(&app);
+    let (sender, receiver): (Sender<Msg>, Receiver<Msg>) = app::channel();
+    let mut ui = Ui::build(texts, "", sender);
+    ui.show_final(
+        texts.get(Key::ErrorTitle),
+        &as_sentence(sentence),
+        Outcome::Failed,
+    );
+    ui.window.show();
+    while app.wait() {
+        if let Some(Msg::Close | Msg::WindowClose) = receiver.recv() {
+            break;
+        }
+    }
+    ui.window.hide();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentences() {
+        assert_eq!(
+            as_sentence("the box is gone: try again"),
+            "The box is gone: try again."
+        );
+        assert_eq!(as_sentence("élan!"), "Élan!");
+        assert_eq!(as_sentence(" "), "");
+    }
+
+    #[test]
+    fn display_detection() {
+        assert!(!display_available(&Env::default()));
+        assert!(display_available(&Env::from_pairs([("DISPLAY", ":0")])));
+    }
+}
