@@ -336,9 +336,8 @@ fn bench(args: &[String]) -> Result {
     match args.first().map(String::as_str) {
         Some("session") => {
             step("building the relay and the load generator (release)");
-            build(true, &["lifeline-relay"])?;
             let mut c = cargo();
-            c.args(["run", "--release", "--locked", "-p", "lifeline-relay", "--example", "bench_session", "--"]);
+            c.args(["bench", "--locked", "-p", "lifeline-relay", "--bench", "session", "--"]);
             c.args(&args[1..]);
             c.stdout(Stdio::inherit());
             status(c, "bench session")

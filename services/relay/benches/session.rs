@@ -1,0 +1,191 @@
+//! `cargo xtask bench session [--sessions N] [--reps R] [--ramp-ms MS]`
+//!
+//! N one-shot sessions set up concurrently, end to end over TLS on loopback against the
+//! real relay (release build): key → ticket (portal API) → agent connects (TLS + WebSocket,
+//! real protocol) → hello → terms → queue → the rep's console sees the entry → accept →
+//! chat round trip (rep → agent → rep). Sessions are spread over R representatives'
+//! personal queues; agents start evenly over the ramp. Prints `name=value` lines.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+use tokio::sync::{Mutex, oneshot};
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Waiters for "the console of rep r saw session s".
+type Seen = Arc<Mutex<HashMap<String, oneshot::Sender<Instant>>>>;
+
+#[tokio::main]
+async fn main() {
+    let n = arg("--sessions", 1000) as usize;
+    let reps = arg("--reps", 10).max(1) as usize;
+    let ramp = Duration::from_millis(arg("--ramp-ms", 1000));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("relay.toml");
+    std::fs::write(
+        &cfg,
+        "[limits]\nkey_attempts_per_minute_per_address = 1000000\nkey_attempts_per_minute_total = 1000000\n",
+    )
+    .unwrap();
+    let relay = Relay::start_with(&["--config", cfg.to_str().unwrap()]).await;
+    let pid = relay.child.as_ref().unwrap().id();
+    let rss_idle = rss_kib(pid);
+
+    // Representatives, each with a live console.
+    let mut tokens = Vec::new();
+    let seen: Seen = Arc::default();
+    let early: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    for r in 0..reps {
+        let user = format!("benchrep{r}");
+        relay.add_user(&user, "rep", &format!("Bench Rep {r}"), REP_PASSWORD);
+        let token = relay.token(&user, REP_PASSWORD).await;
+        let mut ws = ws_connect(&relay.addr, "/ws/console", Some(&token)).await;
+        recv_type(&mut ws, "snapshot").await;
+        let (seen, early) = (seen.clone(), early.clone());
+        tokio::spawn(async move {
+            while let Some(v) = recv_json_forever(&mut ws).await {
+                if v["type"] == "upsert" && v["entry"]["state"] == "waiting" {
+                    let at = Instant::now();
+                    let id = v["entry"]["session_id"].as_str().unwrap_or("").to_string();
+                    match seen.lock().await.remove(&id) {
+                        Some(tx) => {
+                            let _ = tx.send(at);
+                        }
+                        None => {
+                            early.lock().await.insert(id, at);
+                        }
+                    }
+                }
+            }
+        });
+        tokens.push(token);
+    }
+    let keys_start = Instant::now();
+    let mut keys = Vec::with_capacity(n);
+    for i in 0..n {
+        let k = relay.new_key(&tokens[i % reps], "personal").await;
+        keys.push(k["key"].as_str().unwrap().to_string());
+    }
+    let keys_s = keys_start.elapsed().as_secs_f64();
+
+    let relay = Arc::new(relay);
+    let tokens = Arc::new(tokens);
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for (i, key) in keys.into_iter().enumerate() {
+        let (relay, tokens, seen, early) = (relay.clone(), tokens.clone(), seen.clone(), early.clone());
+        let delay = ramp.mul_f64(i as f64 / n as f64);
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let t0 = Instant::now();
+            let t = relay.ticket(&key, &format!("Customer {i}")).await;
+            let connect_at = Instant::now();
+            let mut agent = ws_connect(&relay.addr, "/ws/agent", None).await;
+            let handshake = connect_at.elapsed();
+            send_json(&mut agent, hello(t["ticket"]["ticket"].as_str().unwrap(), "x")).await;
+            let w = recv_type(&mut agent, "welcome").await;
+            let sid = w["session_id"].as_str().unwrap().to_string();
+            let (tx, rx) = oneshot::channel();
+            seen.lock().await.insert(sid.clone(), tx);
+            send_json(&mut agent, json!({"type": "accept_terms"})).await;
+            let seen_at = match early.lock().await.remove(&sid) {
+                Some(at) => at,
+                None => tokio::time::timeout(Duration::from_secs(60), rx)
+                    .await
+                    .expect("console never saw the session")
+                    .unwrap(),
+            };
+            let to_queue = seen_at.duration_since(connect_at);
+            let token = &tokens[i % tokens.len()];
+            let (s, _) = relay.post(token, &format!("/api/v1/sessions/{sid}/accept"), json!({})).await;
+            assert_eq!(s, 200);
+            recv_type(&mut agent, "rep_joined").await;
+            let chat_at = Instant::now();
+            relay.post(token, &format!("/api/v1/sessions/{sid}/messages"), json!({"text": "hello"})).await;
+            recv_type(&mut agent, "chat").await;
+            let rtt = chat_at.elapsed();
+            (t0.elapsed(), to_queue, handshake, rtt, agent)
+        }));
+    }
+    let mut total = Vec::new();
+    let mut to_queue = Vec::new();
+    let mut handshakes = Vec::new();
+    let mut rtts = Vec::new();
+    let mut agents = Vec::new();
+    for t in tasks {
+        let (a, b, c, d, ws) = t.await.unwrap();
+        total.push(a.as_secs_f64() * 1e3);
+        to_queue.push(b.as_secs_f64() * 1e3);
+        handshakes.push(c.as_secs_f64() * 1e3);
+        rtts.push(d.as_secs_f64() * 1e3);
+        agents.push(ws);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let rss_busy = rss_kib(pid);
+    for v in [&mut total, &mut to_queue, &mut handshakes, &mut rtts] {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    }
+    println!("sessions={n}");
+    println!("reps={reps}");
+    println!("ramp_ms={}", ramp.as_millis());
+    println!("key_creation_per_s={:.0}", n as f64 / keys_s);
+    println!("connect_to_queue_ms_p50={:.1}", pct(&to_queue, 0.5));
+    println!("connect_to_queue_ms_p99={:.1}", pct(&to_queue, 0.99));
+    println!("setup_total_ms_p50={:.1}", pct(&total, 0.5));
+    println!("setup_total_ms_p99={:.1}", pct(&total, 0.99));
+    println!("tls_ws_connect_ms_p50={:.1}", pct(&handshakes, 0.5));
+    println!("tls_ws_connect_ms_p99={:.1}", pct(&handshakes, 0.99));
+    println!("tls_handshakes_per_s={:.0}", n as f64 / elapsed);
+    println!("chat_rtt_ms_p50={:.1}", pct(&rtts, 0.5));
+    println!("chat_rtt_ms_p99={:.1}", pct(&rtts, 0.99));
+    println!("relay_rss_idle_kib={rss_idle}");
+    println!("relay_rss_with_sessions_kib={rss_busy}");
+    println!("wall_s={elapsed:.2}");
+    drop(agents);
+}
+
+/// Like `recv_json` but without the 10 s limit (a console idles between bursts).
+async fn recv_json_forever(ws: &mut Ws) -> Option<serde_json::Value> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match ws.next().await? {
+            Ok(Message::Text(t)) => return serde_json::from_str(&t).ok(),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
