@@ -106,7 +106,8 @@ async fn main() {
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(n);
     for (i, key) in keys.into_iter().enumerate() {
-        let (relay, tokens, seen, early) = (relay.clone(), tokens.clone(), seen.clone(), early.clone());
+        let (relay, tokens, seen, early) =
+            (relay.clone(), tokens.clone(), seen.clone(), early.clone());
         let delay = ramp.mul_f64(i as f64 / n as f64);
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(delay).await;
@@ -115,7 +116,11 @@ async fn main() {
             let connect_at = Instant::now();
             let mut agent = ws_connect(&relay.addr, "/ws/agent", None).await;
             let handshake = connect_at.elapsed();
-            send_json(&mut agent, hello(t["ticket"]["ticket"].as_str().unwrap(), "x")).await;
+            send_json(
+                &mut agent,
+                hello(t["ticket"]["ticket"].as_str().unwrap(), "x"),
+            )
+            .await;
             let w = recv_type(&mut agent, "welcome").await;
             let sid = w["session_id"].as_str().unwrap().to_string();
             let (tx, rx) = oneshot::channel();
@@ -130,11 +135,19 @@ async fn main() {
             };
             let to_queue = seen_at.duration_since(connect_at);
             let token = &tokens[i % tokens.len()];
-            let (s, _) = relay.post(token, &format!("/api/v1/sessions/{sid}/accept"), json!({})).await;
+            let (s, _) = relay
+                .post(token, &format!("/api/v1/sessions/{sid}/accept"), json!({}))
+                .await;
             assert_eq!(s, 200);
             recv_type(&mut agent, "rep_joined").await;
             let chat_at = Instant::now();
-            relay.post(token, &format!("/api/v1/sessions/{sid}/messages"), json!({"text": "hello"})).await;
+            relay
+                .post(
+                    token,
+                    &format!("/api/v1/sessions/{sid}/messages"),
+                    json!({"text": "hello"}),
+                )
+                .await;
             recv_type(&mut agent, "chat").await;
             let rtt = chat_at.elapsed();
             (t0.elapsed(), to_queue, handshake, rtt, agent)

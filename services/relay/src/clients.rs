@@ -105,7 +105,11 @@ impl ClientStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        if let Some((t, b)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(p.id)
+        if let Some((t, b)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(p.id)
             && *t == modified
         {
             return Ok(Some(b.clone()));
@@ -129,7 +133,10 @@ mod tests {
             detect("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120"),
             "linux-x86_64"
         );
-        assert_eq!(detect("Mozilla/5.0 (Windows NT 10.0; Win64; x64)"), "windows-x86_64");
+        assert_eq!(
+            detect("Mozilla/5.0 (Windows NT 10.0; Win64; x64)"),
+            "windows-x86_64"
+        );
         assert_eq!(
             detect("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7)"),
             "macos-x86_64"

@@ -114,8 +114,7 @@ impl Config {
             Ok(text) => toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
                 path: path.clone(),
                 message: e.message().to_string()
-                    + &e
-                        .span()
+                    + &e.span()
                         .map(|s| format!(" (at line {})", line_of(&text, s.start)))
                         .unwrap_or_default(),
             })?,
@@ -145,7 +144,10 @@ impl Config {
         let listen = match (o.listen, file.server.listen) {
             (Some(a), _) => a,
             (None, Some(s)) => s.parse().map_err(|_| {
-                invalid("server.listen", format!("`{s}` is not an address like 0.0.0.0:443"))
+                invalid(
+                    "server.listen",
+                    format!("`{s}` is not an address like 0.0.0.0:443"),
+                )
             })?,
             (None, None) => "0.0.0.0:443".parse().expect("literal"),
         };
@@ -282,15 +284,25 @@ mod tests {
             e.to_string(),
             "/etc/lifeline/relay.toml: key `server.listen`: `nowhere` is not an address like 0.0.0.0:443"
         );
-        let e = Config::from_toml(Path::new("r.toml"), "[server]\nlisen = 1\n", Overrides::default())
-            .unwrap_err();
-        assert!(e.to_string().starts_with("r.toml: unknown field `lisen`"), "{e}");
+        let e = Config::from_toml(
+            Path::new("r.toml"),
+            "[server]\nlisen = 1\n",
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("r.toml: unknown field `lisen`"),
+            "{e}"
+        );
         let e = Config::from_toml(
             Path::new("r.toml"),
             "[limits]\nkey_attempts_per_minute_total = 0\n",
             Overrides::default(),
         )
         .unwrap_err();
-        assert!(e.to_string().contains("limits.key_attempts_per_minute_total"));
+        assert!(
+            e.to_string()
+                .contains("limits.key_attempts_per_minute_total")
+        );
     }
 }

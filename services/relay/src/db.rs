@@ -496,11 +496,13 @@ impl Db {
     }
 
     pub async fn set_queued(&self, id: &str, at: i64) -> Result<(), DbError> {
-        sqlx::query("UPDATE sessions SET state = 'waiting', queued_at = ? WHERE id = ? AND state = 'terms'")
-            .bind(at)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE sessions SET state = 'waiting', queued_at = ? WHERE id = ? AND state = 'terms'",
+        )
+        .bind(at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -518,7 +520,13 @@ impl Db {
         Ok(r.rows_affected() == 1)
     }
 
-    pub async fn set_ended(&self, id: &str, by: &str, reason: &str, at: i64) -> Result<bool, DbError> {
+    pub async fn set_ended(
+        &self,
+        id: &str,
+        by: &str,
+        reason: &str,
+        at: i64,
+    ) -> Result<bool, DbError> {
         let r = sqlx::query(
             "UPDATE sessions SET state = 'ended', ended_at = ?, ended_by = ?, end_reason = ?
              WHERE id = ? AND state != 'ended'",
@@ -570,14 +578,21 @@ impl Db {
             .collect())
     }
 
-    pub async fn add_event(&self, session_id: &str, kind: &str, detail: &str) -> Result<(), DbError> {
-        sqlx::query("INSERT INTO session_events (session_id, at, kind, detail) VALUES (?, ?, ?, ?)")
-            .bind(session_id)
-            .bind(now_ms())
-            .bind(kind)
-            .bind(detail)
-            .execute(&self.pool)
-            .await?;
+    pub async fn add_event(
+        &self,
+        session_id: &str,
+        kind: &str,
+        detail: &str,
+    ) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO session_events (session_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+        )
+        .bind(session_id)
+        .bind(now_ms())
+        .bind(kind)
+        .bind(detail)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -621,7 +636,11 @@ impl Db {
         Ok(())
     }
 
-    pub async fn audit_log(&self, action: Option<&str>, limit: i64) -> Result<Vec<AuditRow>, DbError> {
+    pub async fn audit_log(
+        &self,
+        action: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, DbError> {
         let rows = sqlx::query(
             "SELECT * FROM audit WHERE (?1 IS NULL OR action = ?1) ORDER BY id DESC LIMIT ?2",
         )

@@ -213,7 +213,11 @@ impl Hub {
             .values()
             .filter(|l| matches!(l.state(), SessionState::Waiting | SessionState::Active))
             .filter(|l| l.audience(false).admits(user))
-            .filter(|l| l.state() == SessionState::Waiting || l.row.accepted_by == Some(user.id) || user.role == "admin")
+            .filter(|l| {
+                l.state() == SessionState::Waiting
+                    || l.row.accepted_by == Some(user.id)
+                    || user.role == "admin"
+            })
             .map(Live::entry)
             .collect();
         entries.sort_by_key(|e| e.waiting_since);
@@ -314,7 +318,11 @@ impl Hub {
             live.agent = None;
             live.audience(true)
         };
-        if let Err(e) = self.db.add_event(session_id, "customer_link_lost", "").await {
+        if let Err(e) = self
+            .db
+            .add_event(session_id, "customer_link_lost", "")
+            .await
+        {
             tracing::warn!(error = %e, "cannot record link loss");
         }
         self.announce(
@@ -478,7 +486,12 @@ impl Hub {
         Ok(live.audience(true))
     }
 
-    pub async fn rep_chat(&self, session_id: &str, user: &User, text: &str) -> Result<(i64, i64), HubError> {
+    pub async fn rep_chat(
+        &self,
+        session_id: &str,
+        user: &User,
+        text: &str,
+    ) -> Result<(i64, i64), HubError> {
         let audience = self.require_owner(session_id, user)?;
         let at = now_ms();
         let id = self
@@ -542,7 +555,11 @@ impl Hub {
         let now = now_ms();
         let changed = self.db.set_ended(session_id, by_s, reason, now).await?;
         let Some(live) = self.lock().remove(session_id) else {
-            return if changed { Ok(()) } else { Err(HubError::NotFound) };
+            return if changed {
+                Ok(())
+            } else {
+                Err(HubError::NotFound)
+            };
         };
         self.db.add_event(session_id, "ended", reason).await?;
         if let Some((_, tx)) = &live.agent {
@@ -574,7 +591,12 @@ impl Hub {
     }
 
     /// Ends sessions whose customer has been gone longer than allowed.
-    pub async fn reap(&self, waiting_grace_ms: i64, active_grace_ms: i64, offline_since: &Mutex<HashMap<String, i64>>) {
+    pub async fn reap(
+        &self,
+        waiting_grace_ms: i64,
+        active_grace_ms: i64,
+        offline_since: &Mutex<HashMap<String, i64>>,
+    ) {
         let now = now_ms();
         let mut to_end = Vec::new();
         {
@@ -598,7 +620,11 @@ impl Hub {
         }
         for id in to_end {
             if let Err(e) = self
-                .end(&id, Party::System, "the customer's client disconnected and did not come back")
+                .end(
+                    &id,
+                    Party::System,
+                    "the customer's client disconnected and did not come back",
+                )
                 .await
             {
                 tracing::warn!(session = %id, error = %e, "cannot end an abandoned session");

@@ -208,8 +208,14 @@ mod tests {
 
     #[test]
     fn negotiation() {
-        assert_eq!(Lang::negotiate(None, Some("de-DE,de;q=0.9,en;q=0.8")), Lang::De);
-        assert_eq!(Lang::negotiate(None, Some("es,fr;q=0.5,en;q=0.4")), Lang::Fr);
+        assert_eq!(
+            Lang::negotiate(None, Some("de-DE,de;q=0.9,en;q=0.8")),
+            Lang::De
+        );
+        assert_eq!(
+            Lang::negotiate(None, Some("es,fr;q=0.5,en;q=0.4")),
+            Lang::Fr
+        );
         assert_eq!(Lang::negotiate(Some("fr"), Some("de")), Lang::Fr);
         assert_eq!(Lang::negotiate(Some("xx"), None), Lang::En);
         assert_eq!(Lang::negotiate(None, Some(";;;,q=,")), Lang::En);

@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use lifeline_relay::config::{Config, Overrides};
 
 #[derive(Parser)]
-#[command(name = "lifeline-relay", version, about = "Lifeline relay: portal, console, API and session broker")]
+#[command(
+    name = "lifeline-relay",
+    version,
+    about = "Lifeline relay: portal, console, API and session broker"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -135,19 +139,34 @@ async fn add_user(
     std::io::stdin()
         .take(2048)
         .read_to_string(&mut password)
-        .map_err(|e| (1, format!("cannot read the password from standard input: {e}")))?;
+        .map_err(|e| {
+            (
+                1,
+                format!("cannot read the password from standard input: {e}"),
+            )
+        })?;
     let password = password.trim_end_matches(['\n', '\r']);
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| (1, format!("cannot create {}: {e}", config.data_dir.display())))?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        (
+            1,
+            format!("cannot create {}: {e}", config.data_dir.display()),
+        )
+    })?;
     let db = lifeline_relay::db::Db::open(&config.data_dir.join("relay.db"))
         .await
         .map_err(|e| (1, error_chain(&e)))?;
     let display = display_name.unwrap_or_else(|| username.clone());
     match lifeline_relay::accounts::create(&db, &username, &display, &role, password).await {
         Ok(_) => {
-            db.audit("cli", "local", "user.add", "ok", &format!("{username} ({role})"))
-                .await
-                .map_err(|e| (1, error_chain(&e)))?;
+            db.audit(
+                "cli",
+                "local",
+                "user.add",
+                "ok",
+                &format!("{username} ({role})"),
+            )
+            .await
+            .map_err(|e| (1, error_chain(&e)))?;
             println!("created {role} account `{username}`");
             Ok(())
         }

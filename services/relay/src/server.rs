@@ -94,16 +94,19 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let signer = TicketSigner::load_or_create(&config.data_dir.join("signing.key"))?;
     let hub = Hub::load(db.clone()).await?;
 
-    let tls_listener = TcpListener::bind(config.listen)
-        .await
+    let tls_listener =
+        TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+    let tls_addr = tls_listener
+        .local_addr()
         .map_err(|source| ServeError::Bind {
             addr: config.listen,
             source,
         })?;
-    let tls_addr = tls_listener.local_addr().map_err(|source| ServeError::Bind {
-        addr: config.listen,
-        source,
-    })?;
     let redirect_listener = match config.redirect_listen {
         Some(addr) => Some(
             TcpListener::bind(addr)
@@ -148,9 +151,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let app = web::router(state);
 
     // Tell tests and tools where we listen (port 0 picks a free port).
-    let redirect_addr = redirect_listener
-        .as_ref()
-        .and_then(|l| l.local_addr().ok());
+    let redirect_addr = redirect_listener.as_ref().and_then(|l| l.local_addr().ok());
     let addr_file = config.data_dir.join("relay.addr");
     let mut addr_text = format!("https={tls_addr}\npin={}\nurl={public_url}\n", identity.pin);
     if let Some(r) = redirect_addr {
@@ -225,7 +226,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     drop(tls_listener);
     // Every connection holds a permit: all permits back means all connections finished.
     let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
-    if tokio::time::timeout(GRACE, limit.acquire_many(all)).await.is_err() {
+    if tokio::time::timeout(GRACE, limit.acquire_many(all))
+        .await
+        .is_err()
+    {
         tracing::warn!("some connections did not finish within the grace period");
     }
     // Give upgraded WebSockets a moment to send their close frames.
@@ -285,7 +289,11 @@ async fn reaper(hub: Arc<Hub>) {
 }
 
 /// Port 80: every request is redirected to the TLS site.
-async fn redirect_server(listener: TcpListener, public_url: String, mut shutdown: watch::Receiver<bool>) {
+async fn redirect_server(
+    listener: TcpListener,
+    public_url: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let public_url = Arc::new(public_url);
     loop {
         let (tcp, _) = tokio::select! {

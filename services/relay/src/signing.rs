@@ -63,11 +63,11 @@ impl TicketSigner {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = SigningKey::generate(&mut rand::rngs::OsRng);
-                let pem = key
-                    .to_pkcs8_pem(Default::default())
-                    .map_err(|_| SigningError::Damaged {
-                        path: path.display().to_string(),
-                    })?;
+                let pem =
+                    key.to_pkcs8_pem(Default::default())
+                        .map_err(|_| SigningError::Damaged {
+                            path: path.display().to_string(),
+                        })?;
                 crate::tls::write_private(path, pem.as_bytes()).map_err(io)?;
                 Ok(TicketSigner { key })
             }
@@ -90,8 +90,12 @@ impl TicketSigner {
         if p.len() > 1024 || s.len() > 128 {
             return Err(TicketError::Malformed);
         }
-        let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| TicketError::Malformed)?;
-        let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| TicketError::Malformed)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(p)
+            .map_err(|_| TicketError::Malformed)?;
+        let sig = URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| TicketError::Malformed)?;
         let sig = Signature::from_slice(&sig).map_err(|_| TicketError::Malformed)?;
         self.key
             .verifying_key()

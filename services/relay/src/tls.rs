@@ -114,10 +114,11 @@ fn create_self_signed(dir: &Path, cert: &Path, key: &Path, host: &str) -> Result
             names.push(extra.to_string());
         }
     }
-    let generated = rcgen::generate_simple_self_signed(names).map_err(|source| TlsError::Generate {
-        host: host.to_string(),
-        source,
-    })?;
+    let generated =
+        rcgen::generate_simple_self_signed(names).map_err(|source| TlsError::Generate {
+            host: host.to_string(),
+            source,
+        })?;
     write_private(key, generated.key_pair.serialize_pem().as_bytes()).map_err(write_err(key))?;
     std::fs::write(cert, generated.cert.pem()).map_err(write_err(cert))?;
     tracing::info!(path = %cert.display(), host, "created a self-signed TLS certificate");
@@ -164,7 +165,10 @@ mod tests {
         let e = load_or_create(
             Path::new("/nonexistent"),
             "h",
-            Some((Path::new("/nonexistent/c.pem"), Path::new("/nonexistent/k.pem"))),
+            Some((
+                Path::new("/nonexistent/c.pem"),
+                Path::new("/nonexistent/k.pem"),
+            )),
         )
         .unwrap_err();
         assert_eq!(e.to_string(), "cannot read /nonexistent/c.pem");

@@ -15,7 +15,8 @@ async fn portal_and_console_in_chromium() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let script = root.join("tests/browser/console.mjs");
     assert!(
-        root.join("tests/browser/node_modules/playwright-core").is_dir(),
+        root.join("tests/browser/node_modules/playwright-core")
+            .is_dir(),
         "browser-test packages are missing: run `cargo xtask test` (it runs npm ci in tests/browser)"
     );
     let artifacts = artifacts("browser");

@@ -163,7 +163,10 @@ pub struct KeyResponse {
 fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(ms / 1000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -207,7 +210,15 @@ async fn create_key(
             "no free session key was found; try again".into(),
         ));
     }
-    audit(&state, &a.user.username, ip, "session_key.create", "ok", &format!("queue={queue} ttl={ttl}")).await;
+    audit(
+        &state,
+        &a.user.username,
+        ip,
+        "session_key.create",
+        "ok",
+        &format!("queue={queue} ttl={ttl}"),
+    )
+    .await;
     let url = format!("{}/k/{}", state.public_url, link_token);
     let spaced = format!("{} {}", &key[..3], &key[3..]);
     let until = rfc3339(expires_at);

@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-
 use crate::db::DbError;
 use crate::hub::HubError;
 
@@ -27,7 +26,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("too many attempts: wait a minute and try again")]
     RateLimited,
-    #[error("something went wrong on the support box; try again, and tell the administrator if it persists")]
+    #[error(
+        "something went wrong on the support box; try again, and tell the administrator if it persists"
+    )]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
@@ -100,4 +101,3 @@ impl From<HubError> for ApiError {
         }
     }
 }
-

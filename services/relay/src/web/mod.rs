@@ -112,7 +112,10 @@ pub struct Authed {
 }
 
 /// Finds the caller's account without enforcing CSRF (used by pages and WebSockets).
-pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<Authed>, ApiError> {
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Authed>, ApiError> {
     if let Some(auth) = headers.get(header::AUTHORIZATION) {
         let token = auth
             .to_str()
@@ -186,7 +189,14 @@ pub async fn until_shutdown(rx: &mut tokio::sync::watch::Receiver<bool>) {
 }
 
 /// Records an audit line; failures are logged, never shown to the caller.
-pub async fn audit(state: &AppState, actor: &str, ip: IpAddr, action: &str, outcome: &str, detail: &str) {
+pub async fn audit(
+    state: &AppState,
+    actor: &str,
+    ip: IpAddr,
+    action: &str,
+    outcome: &str,
+    detail: &str,
+) {
     if let Err(e) = state
         .db
         .audit(actor, &ip.to_string(), action, outcome, detail)

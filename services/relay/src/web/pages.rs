@@ -27,7 +27,13 @@ struct LoginPage<'a> {
     next: &'a str,
 }
 
-fn login_view(state: &State, status: StatusCode, error: Option<&str>, username: &str, next: &str) -> Response {
+fn login_view(
+    state: &State,
+    status: StatusCode,
+    error: Option<&str>,
+    username: &str,
+    next: &str,
+) -> Response {
     let notice = state
         .setup_secret_hash
         .lock()
@@ -140,7 +146,11 @@ fn session_cookie(token: &str, max_age_s: i64) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-async fn start_cookie_session(state: &State, user_id: i64, next: &str) -> Result<Response, ApiError> {
+async fn start_cookie_session(
+    state: &State,
+    user_id: i64,
+    next: &str,
+) -> Result<Response, ApiError> {
     let token = auth::random_token(32);
     state
         .db
@@ -153,8 +163,10 @@ async fn start_cookie_session(state: &State, user_id: i64, next: &str) -> Result
         )
         .await?;
     let mut resp = Redirect::to(safe_next(next)).into_response();
-    resp.headers_mut()
-        .insert(header::SET_COOKIE, session_cookie(&token, COOKIE_TTL_MS / 1000));
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        session_cookie(&token, COOKIE_TTL_MS / 1000),
+    );
     Ok(resp)
 }
 
@@ -270,14 +282,20 @@ pub async fn setup(
         return Ok(Redirect::to("/login").into_response());
     };
     if state.login_limiter.check(ip).is_err() {
-        return Ok(setup_view(&state, StatusCode::TOO_MANY_REQUESTS, Some(&ApiError::RateLimited.to_string())));
+        return Ok(setup_view(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(&ApiError::RateLimited.to_string()),
+        ));
     }
     if !auth::secret_eq(&auth::token_hash(form.secret.trim()), &expected) {
         audit(&state, &form.username, ip, "setup", "wrong_secret", "").await;
         return Ok(setup_view(
             &state,
             StatusCode::FORBIDDEN,
-            Some("The setup secret is wrong. Copy it again from the box's console output or its data folder."),
+            Some(
+                "The setup secret is wrong. Copy it again from the box's console output or its data folder.",
+            ),
         ));
     }
     let user = match crate::accounts::create(
@@ -291,20 +309,37 @@ pub async fn setup(
     {
         Ok(id) => id,
         Err(crate::accounts::AccountError::Db(e)) => return Err(e.into()),
-        Err(e) => return Ok(setup_view(&state, StatusCode::BAD_REQUEST, Some(&e.to_string()))),
+        Err(e) => {
+            return Ok(setup_view(
+                &state,
+                StatusCode::BAD_REQUEST,
+                Some(&e.to_string()),
+            ));
+        }
     };
     *state
         .setup_secret_hash
         .lock()
         .unwrap_or_else(|e| e.into_inner()) = None;
     let _ = std::fs::remove_file(&state.setup_secret_path);
-    audit(&state, form.username.trim(), ip, "setup", "ok", "first administrator created").await;
+    audit(
+        &state,
+        form.username.trim(),
+        ip,
+        "setup",
+        "ok",
+        "first administrator created",
+    )
+    .await;
     start_cookie_session(&state, user, "/console").await
 }
 
 const CONSOLE_HTML: &str = include_str!("../../assets/console.html");
 
-pub async fn console(AxState(state): AxState<State>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn console(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     match authenticate(&state, &headers).await? {
         None => Ok(Redirect::to("/login?next=/console").into_response()),
         Some(a) if a.user.role == "rep" || a.user.role == "admin" => Ok((
@@ -318,9 +353,18 @@ pub async fn console(AxState(state): AxState<State>, headers: HeaderMap) -> Resu
 
 pub async fn asset(Path(file): Path<String>) -> Response {
     let (body, mime): (&'static str, &'static str) = match file.as_str() {
-        "console.js" => (include_str!("../../assets/console.js"), "text/javascript; charset=utf-8"),
-        "console.css" => (include_str!("../../assets/console.css"), "text/css; charset=utf-8"),
-        "portal.css" => (include_str!("../../assets/portal.css"), "text/css; charset=utf-8"),
+        "console.js" => (
+            include_str!("../../assets/console.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "console.css" => (
+            include_str!("../../assets/console.css"),
+            "text/css; charset=utf-8",
+        ),
+        "portal.css" => (
+            include_str!("../../assets/portal.css"),
+            "text/css; charset=utf-8",
+        ),
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     (
@@ -347,8 +391,14 @@ pub async fn security_headers(mut resp: Response) -> Response {
              connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
         ),
     );
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     h.insert(
         header::STRICT_TRANSPORT_SECURITY,
         HeaderValue::from_static("max-age=31536000"),

@@ -94,7 +94,11 @@ pub async fn redeem_key(
     lang: Lang,
 ) -> Result<Result<TicketRow, Refusal>, ApiError> {
     let outcome = redeem_key_inner(state, ip, input, name, lang).await?;
-    let shown: String = input.chars().filter(|c| c.is_ascii_digit()).take(7).collect();
+    let shown: String = input
+        .chars()
+        .filter(|c| c.is_ascii_digit())
+        .take(7)
+        .collect();
     audit(
         state,
         "portal",
@@ -270,7 +274,15 @@ pub async fn start(
                 _ => StatusCode::BAD_REQUEST,
             };
             let key: String = form.key.chars().take(9).collect();
-            portal_page(&state, lang, status, Some(r.text(lang.t())), &key, &form.name).await
+            portal_page(
+                &state,
+                lang,
+                status,
+                Some(r.text(lang.t())),
+                &key,
+                &form.name,
+            )
+            .await
         }
     }
 }
@@ -284,7 +296,15 @@ async fn ticket_for_rep(
     lang: Lang,
 ) -> Result<Result<TicketRow, Refusal>, ApiError> {
     if state.key_limiter.check(ip).is_err() {
-        audit(state, "portal", ip, "portal.choose_rep", "limited", username).await;
+        audit(
+            state,
+            "portal",
+            ip,
+            "portal.choose_rep",
+            "limited",
+            username,
+        )
+        .await;
         return Ok(Err(Refusal::Limited));
     }
     let online = state.hub.online_rep_ids();
@@ -328,7 +348,17 @@ pub async fn link(
     .await;
     match outcome {
         Ok(ticket) => Ok(Redirect::to(&format!("/download/{}", ticket.id)).into_response()),
-        Err(r) => portal_page(&state, lang, StatusCode::BAD_REQUEST, Some(r.text(lang.t())), "", "").await,
+        Err(r) => {
+            portal_page(
+                &state,
+                lang,
+                StatusCode::BAD_REQUEST,
+                Some(r.text(lang.t())),
+                "",
+                "",
+            )
+            .await
+        }
     }
 }
 
@@ -366,7 +396,15 @@ pub async fn download_page(
 ) -> Result<Response, ApiError> {
     let Some(ticket) = live_ticket(&state, &id).await? else {
         let lang = Lang::negotiate(None, accept_language(&headers));
-        return portal_page(&state, lang, StatusCode::GONE, Some(lang.t().err_ticket), "", "").await;
+        return portal_page(
+            &state,
+            lang,
+            StatusCode::GONE,
+            Some(lang.t().err_ticket),
+            "",
+            "",
+        )
+        .await;
     };
     let lang = Lang::from_code(&ticket.language).unwrap_or(Lang::En);
     let ua = headers
@@ -387,10 +425,8 @@ pub async fn download_page(
     let valid_until = time::OffsetDateTime::from_unix_timestamp(ticket.expires_at / 1000)
         .ok()
         .and_then(|t| {
-            t.format(&time::macros::format_description!(
-                "[hour]:[minute] UTC"
-            ))
-            .ok()
+            t.format(&time::macros::format_description!("[hour]:[minute] UTC"))
+                .ok()
         })
         .unwrap_or_default();
     Ok(render(
@@ -445,7 +481,15 @@ pub async fn download_file(
     let tail = Bytes::from(trailer(&ticket_file(&state, &ticket)));
     let len = binary.len() + tail.len();
     let name = format!("lifeline-support-{}{}", &ticket.id[..8], p.suffix);
-    audit(&state, "portal", ip, "client.download", "ok", &format!("{} {}", p.id, ticket.id)).await;
+    audit(
+        &state,
+        "portal",
+        ip,
+        "client.download",
+        "ok",
+        &format!("{} {}", p.id, ticket.id),
+    )
+    .await;
     let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(binary), Ok(tail)]);
     Ok((
         [

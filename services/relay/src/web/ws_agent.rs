@@ -7,8 +7,8 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State as AxState;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use lifeline_proto::agent::{
     AgentAuth, AgentInfo, AgentToRelay, ErrorCode, Party, RefuseCode, RelayToAgent, SessionState,
@@ -39,7 +39,13 @@ pub async fn upgrade(
                 .counters
                 .agents
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Conn { state: state.clone(), ip, socket }.run().await;
+            Conn {
+                state: state.clone(),
+                ip,
+                socket,
+            }
+            .run()
+            .await;
             state
                 .hub
                 .counters
@@ -82,7 +88,11 @@ impl Conn {
     /// Reports a protocol error to the peer and closes.
     async fn fail(&mut self, code: ErrorCode, message: String) -> Exit {
         tracing::info!(ip = %self.ip, ?code, %message, "closing agent connection");
-        let close_code = if code == ErrorCode::TooLarge { 1009 } else { 1008 };
+        let close_code = if code == ErrorCode::TooLarge {
+            1009
+        } else {
+            1008
+        };
         self.send(&RelayToAgent::Error {
             code,
             message: message.clone(),
@@ -107,17 +117,27 @@ impl Conn {
         let text = match first {
             Ok(Some(Ok(Message::Text(t)))) => t,
             Ok(Some(Ok(Message::Binary(_)))) => {
-                self.fail(ErrorCode::OutOfOrder, "the first message must be a hello".into())
-                    .await;
+                self.fail(
+                    ErrorCode::OutOfOrder,
+                    "the first message must be a hello".into(),
+                )
+                .await;
                 return;
             }
             _ => return,
         };
         let (version, auth, info) = match AgentToRelay::decode(&text) {
-            Ok(AgentToRelay::Hello { version, auth, info }) => (version, auth, info),
+            Ok(AgentToRelay::Hello {
+                version,
+                auth,
+                info,
+            }) => (version, auth, info),
             Ok(_) => {
-                self.fail(ErrorCode::OutOfOrder, "the first message must be a hello".into())
-                    .await;
+                self.fail(
+                    ErrorCode::OutOfOrder,
+                    "the first message must be a hello".into(),
+                )
+                .await;
                 return;
             }
             Err(e) => {
@@ -126,7 +146,8 @@ impl Conn {
             }
         };
         if let Err(m) = VERSION.accepts(version) {
-            self.refuse(RefuseCode::IncompatibleVersion, &m.to_string()).await;
+            self.refuse(RefuseCode::IncompatibleVersion, &m.to_string())
+                .await;
             return;
         }
         let (tx, rx) = mpsc::channel(AGENT_QUEUE);
@@ -160,7 +181,15 @@ impl Conn {
         let claims = match state.signer.verify(ticket) {
             Ok(c) => c,
             Err(e) => {
-                super::audit(&state, "agent", self.ip, "ticket.use", "invalid", &e.to_string()).await;
+                super::audit(
+                    &state,
+                    "agent",
+                    self.ip,
+                    "ticket.use",
+                    "invalid",
+                    &e.to_string(),
+                )
+                .await;
                 self.refuse(RefuseCode::TicketInvalid, INVALID).await;
                 return None;
             }
@@ -237,12 +266,16 @@ impl Conn {
             _ => return None,
         };
         let owner_name = match row.rep_id {
-            Some(id) => state.db.user_by_id(id).await.ok().flatten().map(|u| u.display_name),
+            Some(id) => state
+                .db
+                .user_by_id(id)
+                .await
+                .ok()
+                .flatten()
+                .map(|u| u.display_name),
             None => None,
         };
-        let gen_ = state
-            .hub
-            .add_session(session_row, owner_name.clone(), tx);
+        let gen_ = state.hub.add_session(session_row, owner_name.clone(), tx);
         let ok = self
             .send(&RelayToAgent::Welcome {
                 version: VERSION,
@@ -265,14 +298,16 @@ impl Conn {
     ) -> Option<(String, u64)> {
         let state = self.state.clone();
         let presented = auth::token_hash(token);
-        let attached = state
-            .hub
-            .attach_agent(session_id, |stored| auth::secret_eq(&presented, stored), tx);
+        let attached =
+            state
+                .hub
+                .attach_agent(session_id, |stored| auth::secret_eq(&presented, stored), tx);
         let Some((gen_, session_state, rep, position)) = attached else {
             let ended = matches!(state.db.session(session_id).await, Ok(Some(r)) if r.state == "ended"
                 && auth::secret_eq(&r.resume_token_hash, &presented));
             if ended {
-                self.refuse(RefuseCode::SessionEnded, "This support session has ended.").await;
+                self.refuse(RefuseCode::SessionEnded, "This support session has ended.")
+                    .await;
             } else {
                 super::audit(&state, "agent", self.ip, "session.resume", "refused", "").await;
                 self.refuse(RefuseCode::TicketInvalid, "This support session cannot be resumed. Please start a new one from the support portal.").await;
@@ -365,7 +400,12 @@ impl Conn {
         }
     }
 
-    async fn handle(&mut self, session_id: &str, msg: AgentToRelay, budget: &mut ChatBudget) -> Step {
+    async fn handle(
+        &mut self,
+        session_id: &str,
+        msg: AgentToRelay,
+        budget: &mut ChatBudget,
+    ) -> Step {
         let hub = self.state.hub.clone();
         let current = hub.state_of(session_id);
         match msg {
@@ -382,8 +422,11 @@ impl Conn {
             AgentToRelay::Chat { text } => {
                 if !matches!(current, Some(SessionState::Waiting | SessionState::Active)) {
                     return Step::Exit(
-                        self.fail(ErrorCode::OutOfOrder, "chat before the terms were accepted".into())
-                            .await,
+                        self.fail(
+                            ErrorCode::OutOfOrder,
+                            "chat before the terms were accepted".into(),
+                        )
+                        .await,
                     );
                 }
                 if !budget.take() {

@@ -27,7 +27,10 @@ pub async fn wait_for<T>(limit: Duration, what: &str, mut f: impl AsyncFnMut() -
         if let Some(v) = f().await {
             return v;
         }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -84,7 +87,15 @@ impl Relay {
         let mut child = Command::new(relay_bin())
             .args(["user", "add", "--data-dir"])
             .arg(self.data())
-            .args(["--username", username, "--role", role, "--display-name", display, "--password-stdin"])
+            .args([
+                "--username",
+                username,
+                "--role",
+                role,
+                "--display-name",
+                display,
+                "--password-stdin",
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -112,7 +123,14 @@ impl Relay {
             .arg(self.data())
             .arg("--client-store")
             .arg(self.clients())
-            .args(["--listen", &listen, "--redirect-listen", "127.0.0.1:0", "--host-name", "127.0.0.1"])
+            .args([
+                "--listen",
+                &listen,
+                "--redirect-listen",
+                "127.0.0.1:0",
+                "--host-name",
+                "127.0.0.1",
+            ])
             .args(&self.extra_args)
             .env("RUST_LOG", "info,sqlx=warn")
             .stdout(log.try_clone().unwrap())
@@ -122,7 +140,9 @@ impl Relay {
         self.child = Some(child);
         let file = self.data().join("relay.addr");
         let text = wait_for(Duration::from_secs(30), "relay.addr", async || {
-            std::fs::read_to_string(&file).ok().filter(|s| s.contains("url="))
+            std::fs::read_to_string(&file)
+                .ok()
+                .filter(|s| s.contains("url="))
         })
         .await;
         let get = |k: &str| {
@@ -202,7 +222,11 @@ impl Relay {
     /// A new key in `queue`.
     pub async fn new_key(&self, token: &str, queue: &str) -> Value {
         let (s, v) = self
-            .post(token, "/api/v1/session-keys", json!({"queue": queue, "ttl_minutes": 20}))
+            .post(
+                token,
+                "/api/v1/session-keys",
+                json!({"queue": queue, "ttl_minutes": 20}),
+            )
             .await;
         assert_eq!(s, 200, "{v}");
         v
@@ -270,7 +294,8 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
     }
 }
 
-pub type Ws = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
 /// Opens `path` on the relay as a WebSocket, with optional bearer token.
 pub async fn ws_connect(addr: &str, path: &str, bearer: Option<&str>) -> Ws {
@@ -342,7 +367,9 @@ pub async fn recv_close(ws: &mut Ws) -> Option<(u16, String)> {
             .await
             .expect("no close within 10 s");
         match m {
-            Some(Ok(Message::Close(Some(f)))) => return Some((f.code.into(), f.reason.to_string())),
+            Some(Ok(Message::Close(Some(f)))) => {
+                return Some((f.code.into(), f.reason.to_string()));
+            }
             Some(Ok(Message::Close(None))) | None | Some(Err(_)) => return None,
             Some(Ok(_)) => continue,
         }
@@ -360,7 +387,11 @@ pub async fn join(relay: &Relay, token: &str, queue: &str, name: &str) -> (Ws, V
     let key = relay.new_key(token, queue).await;
     let t = relay.ticket(key["key"].as_str().unwrap(), name).await;
     let mut ws = ws_connect(&relay.addr, "/ws/agent", None).await;
-    send_json(&mut ws, hello(t["ticket"]["ticket"].as_str().unwrap(), name)).await;
+    send_json(
+        &mut ws,
+        hello(t["ticket"]["ticket"].as_str().unwrap(), name),
+    )
+    .await;
     let welcome = recv_type(&mut ws, "welcome").await;
     send_json(&mut ws, json!({"type": "accept_terms"})).await;
     (ws, welcome)

@@ -1,0 +1,419 @@
+//! End to end with real processes: the relay, the customer client **downloaded from the
+//! relay** and run under a real X server (Xvfb), driven with xdotool like a person would.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+/// A private X server for one test.
+struct Xvfb {
+    child: Child,
+    display: String,
+}
+
+impl Xvfb {
+    fn start() -> Xvfb {
+        for n in 90..140 {
+            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+                || Path::new(&format!("/tmp/.X{n}-lock")).exists()
+            {
+                continue;
+            }
+            let mut child = Command::new("Xvfb")
+                .args([
+                    &format!(":{n}"),
+                    "-screen",
+                    "0",
+                    "1280x800x24",
+                    "-nolisten",
+                    "tcp",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("Xvfb must be installed (cargo xtask test installs it)");
+            // Ours only when the lock file names our process (another test may race us).
+            let pid = child.id().to_string();
+            let ours = || {
+                std::fs::read_to_string(format!("/tmp/.X{n}-lock")).is_ok_and(|s| s.trim() == pid)
+            };
+            for _ in 0..100 {
+                if ours() && Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                    return Xvfb {
+                        child,
+                        display: format!(":{n}"),
+                    };
+                }
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+        }
+        panic!("could not start Xvfb on any display :90..:139");
+    }
+
+    /// Runs xdotool and reports whether it succeeded (windows may come and go meanwhile).
+    fn try_xdotool(&self, args: &[&str]) -> bool {
+        Command::new("xdotool")
+            .args(args)
+            .env("DISPLAY", &self.display)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn xdotool(&self, args: &[&str]) -> String {
+        let out = Command::new("xdotool")
+            .args(args)
+            .env("DISPLAY", &self.display)
+            .output()
+            .expect("xdotool must be installed");
+        assert!(
+            out.status.success(),
+            "xdotool {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Waits for a visible window whose name contains `name`.
+    async fn window(&self, name: &str) -> String {
+        let display = self.display.clone();
+        wait_for(Duration::from_secs(30), "the client's window", async || {
+            let out = Command::new("xdotool")
+                .args(["search", "--onlyvisible", "--name", name])
+                .env("DISPLAY", &display)
+                .output()
+                .ok()?;
+            let id = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()?
+                .trim()
+                .to_string();
+            (!id.is_empty()).then_some(id)
+        })
+        .await
+    }
+
+    fn screenshot(&self, path: &Path) {
+        let _ = Command::new("import")
+            .args(["-window", "root"])
+            .arg(path)
+            .env("DISPLAY", &self.display)
+            .status();
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent_bin() -> PathBuf {
+    let p = std::env::var_os("LIFELINE_AGENT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| relay_bin().with_file_name("lifeline-agent"));
+    assert!(
+        p.is_file(),
+        "{} is missing: build every binary first (cargo xtask test does)",
+        p.display()
+    );
+    p
+}
+
+/// Puts this build's client into the relay's store, like the image build does.
+fn stock_client(relay: &Relay) {
+    let dir = relay.clients().join("linux-x86_64");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(agent_bin(), dir.join("lifeline-agent")).unwrap();
+}
+
+/// The customer's steps on the portal: key → download page → file. Returns the file.
+async fn download_client(relay: &Relay, key: &str, name: &str, lang: &str) -> PathBuf {
+    let r = relay
+        .http
+        .post(relay.url("/start"))
+        .form(&[("key", key), ("name", name), ("lang", lang)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let page = r.headers()["location"].to_str().unwrap().to_string();
+    let html = relay
+        .http
+        .get(relay.url(&page))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let href = format!("{page}/linux-x86_64");
+    assert!(
+        html.contains(&href),
+        "the download page links the Linux client"
+    );
+    let resp = relay.http.get(relay.url(&href)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let cd = resp.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let file_name = cd
+        .split("filename=\"")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('"')
+        .to_string();
+    let bytes = resp.bytes().await.unwrap();
+    let path = relay.dir.path().join(file_name);
+    std::fs::write(&path, &bytes).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+struct Agent {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn run(file: &Path, x: &Xvfb, log: PathBuf) -> Agent {
+        let child = Command::new(file)
+            .env("DISPLAY", &x.display)
+            .env("RUST_LOG", "info")
+            .env_remove("https_proxy")
+            .env_remove("HTTPS_PROXY")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Agent { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn wait_log(&self, needle: &str) {
+        let log = self.log.clone();
+        let found = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .contains(needle)
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        assert!(
+            found.is_ok(),
+            "agent log never showed `{needle}`:\n{}",
+            self.log()
+        );
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn downloaded_client_runs_a_whole_session() {
+    let x = Xvfb::start();
+    let mut relay = Relay::start().await;
+    stock_client(&relay);
+    let rep = relay.rep_token().await;
+    let admin = relay.token("admin", ADMIN_PASSWORD).await;
+    let art = artifacts("e2e");
+    let mut console = ws_connect(&relay.addr, "/ws/console", Some(&rep)).await;
+    recv_type(&mut console, "snapshot").await;
+
+    let key = relay.new_key(&rep, "personal").await;
+    let file = download_client(&relay, key["key"].as_str().unwrap(), "Zoë Client", "fr").await;
+    let agent = Agent::run(&file, &x, relay.dir.path().join("agent.log"));
+    let wid = x.window("Support").await;
+    agent.wait_log("event=connected").await;
+    x.screenshot(&art.join("1-terms.png"));
+    // The customer accepts the terms with Enter (the focused Accept button). A window that
+    // has just been mapped may not take the first key yet, as for a person: press again.
+    let mut wid = wid;
+    for _ in 0..10 {
+        wid = x.window("Support").await;
+        if x.try_xdotool(&["windowfocus", "--sync", &wid]) {
+            x.try_xdotool(&["key", "Return"]);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if agent.log().contains("event=terms_accepted") {
+            break;
+        }
+    }
+    agent.wait_log("event=state state=waiting position=1").await;
+    let up = recv_type(&mut console, "upsert").await;
+    assert_eq!(up["entry"]["customer_name"], "Zoë Client");
+    assert!(
+        up["entry"]["platform"]
+            .as_str()
+            .unwrap()
+            .starts_with("Linux x86_64"),
+        "{up}"
+    );
+    let sid = up["entry"]["session_id"].as_str().unwrap().to_string();
+    x.screenshot(&art.join("2-waiting.png"));
+
+    let (s, _) = relay
+        .post(&rep, &format!("/api/v1/sessions/{sid}/accept"), json!({}))
+        .await;
+    assert_eq!(s, 200);
+    agent.wait_log("event=state state=active").await;
+    relay
+        .post(
+            &rep,
+            &format!("/api/v1/sessions/{sid}/messages"),
+            json!({"text": "Bonjour Zoë, je regarde"}),
+        )
+        .await;
+    agent.wait_log("text=\"Bonjour Zoë, je regarde\"").await;
+    // The customer types an answer with accents into the window.
+    x.xdotool(&["windowfocus", "--sync", &wid]);
+    x.xdotool(&["type", "--delay", "40", "Grüße, élève"]);
+    x.xdotool(&["key", "Return"]);
+    loop {
+        let c = recv_type(&mut console, "chat").await;
+        if c["from"] == "customer" {
+            assert_eq!(c["text"], "Grüße, élève");
+            break;
+        }
+    }
+    x.screenshot(&art.join("3-chat.png"));
+
+    // The box crashes mid-session and comes back: the client rejoins by itself.
+    let port = relay.port();
+    relay.kill9();
+    agent.wait_log("event=link_lost").await;
+    relay.spawn(Some(port)).await;
+    agent.wait_log("event=link_restored").await;
+    relay
+        .post(
+            &rep,
+            &format!("/api/v1/sessions/{sid}/messages"),
+            json!({"text": "toujours là"}),
+        )
+        .await;
+    agent.wait_log("text=\"toujours là\"").await;
+
+    // The customer closes the window: that ends the session.
+    x.xdotool(&["windowclose", &wid]);
+    agent.wait_log("event=ended").await;
+    let mut agent = agent;
+    let status = wait_for(Duration::from_secs(10), "the client to exit", async || {
+        agent.child.try_wait().unwrap()
+    })
+    .await;
+    assert!(status.success(), "client exit status {status}");
+
+    let (_, d) = relay.get(&rep, &format!("/api/v1/sessions/{sid}")).await;
+    assert_eq!(d["state"], "ended");
+    assert_eq!(d["ended_by"], "customer");
+    let lines: Vec<(String, String)> = d["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["sender"].as_str().unwrap().into(),
+                m["body"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("rep".into(), "Bonjour Zoë, je regarde".into()),
+            ("customer".into(), "Grüße, élève".into()),
+            ("rep".into(), "toujours là".into()),
+        ]
+    );
+    let kinds: Vec<&str> = d["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for k in [
+        "client_connected",
+        "terms_accepted",
+        "accepted",
+        "client_reconnected",
+        "ended",
+    ] {
+        assert!(kinds.contains(&k), "missing {k} in {kinds:?}");
+    }
+    let (_, audit) = relay.get(&admin, "/api/v1/audit?limit=200").await;
+    let actions: Vec<String> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{}:{}",
+                a["action"].as_str().unwrap(),
+                a["outcome"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for a in [
+        "session_key.redeem:ok",
+        "client.download:ok",
+        "ticket.use:ok",
+        "session.accept:ok",
+    ] {
+        assert!(
+            actions.iter().any(|x| x == a),
+            "audit lacks {a}: {actions:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_refuses_a_certificate_other_than_its_pin() {
+    let x = Xvfb::start();
+    let mut relay = Relay::start().await;
+    stock_client(&relay);
+    let rep = relay.rep_token().await;
+    let key = relay.new_key(&rep, "general").await;
+    let file = download_client(&relay, key["key"].as_str().unwrap(), "", "en").await;
+    // Someone else answers at the box's address with another certificate.
+    let port = relay.port();
+    relay.kill9();
+    std::fs::remove_dir_all(relay.data().join("tls")).unwrap();
+    relay.spawn(Some(port)).await;
+    let agent = Agent::run(&file, &x, relay.dir.path().join("agent.log"));
+    agent.wait_log("event=pin_mismatch").await;
+    x.window("Support").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    x.screenshot(&artifacts("e2e").join("pin-refused.png"));
+    assert!(!agent.log().contains("event=connected"));
+    let (_, q) = relay.get(&rep, "/api/v1/queues").await;
+    assert_eq!(
+        q["entries"],
+        Value::Array(vec![]),
+        "nothing reached the relay"
+    );
+}
