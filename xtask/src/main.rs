@@ -136,7 +136,10 @@ fn apt_install(pkgs: &[&str]) -> Result {
     if missing.is_empty() {
         return Ok(());
     }
-    step(&format!("installing Debian packages: {}", missing.join(" ")));
+    step(&format!(
+        "installing Debian packages: {}",
+        missing.join(" ")
+    ));
     let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
     let mut update = Command::new(sudo.first().copied().unwrap_or("apt-get"));
     if !sudo.is_empty() {
@@ -238,7 +241,8 @@ fn run() -> Result {
     let var = root.join("var/dev");
     let data = var.join("data");
     let store = var.join("clients/linux-x86_64");
-    std::fs::create_dir_all(&store).map_err(|e| format!("cannot create {}: {e}", store.display()))?;
+    std::fs::create_dir_all(&store)
+        .map_err(|e| format!("cannot create {}: {e}", store.display()))?;
     let agent = root.join("target/release/lifeline-agent");
     std::fs::copy(&agent, store.join("lifeline-agent"))
         .map_err(|e| format!("cannot copy the client into the store: {e}"))?;
@@ -265,10 +269,17 @@ fn run() -> Result {
             "--host-name",
             "localhost",
         ])
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
         .spawn()
         .map_err(|e| format!("cannot start the relay: {e}"))?;
-    let addr = wait_for_file(&data.join("relay.addr"), &mut child, Duration::from_secs(60))?;
+    let addr = wait_for_file(
+        &data.join("relay.addr"),
+        &mut child,
+        Duration::from_secs(60),
+    )?;
     let pin = addr
         .lines()
         .find_map(|l| l.strip_prefix("pin="))
@@ -281,7 +292,9 @@ fn run() -> Result {
     eprintln!("  Certificate: self-signed, SHA-256 {pin}");
     match std::fs::read_to_string(data.join("setup-secret")) {
         Ok(secret) => {
-            eprintln!("  First start: open https://localhost:8443/setup and enter the one-time setup secret:");
+            eprintln!(
+                "  First start: open https://localhost:8443/setup and enter the one-time setup secret:"
+            );
             eprintln!();
             eprintln!("      {}", secret.trim());
         }
@@ -312,7 +325,15 @@ fn test(filters: &[String]) -> Result {
     status(c, "cargo fmt --check (run `cargo fmt --all` to fix)")?;
     step("clippy -D warnings");
     let mut c = cargo();
-    c.args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]);
+    c.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]);
     status(c, "cargo clippy")?;
     step("building every binary (the end-to-end tests run them)");
     let mut c = cargo();
@@ -321,7 +342,13 @@ fn test(filters: &[String]) -> Result {
     step("tests");
     let mut c = cargo();
     if have("cargo-nextest") {
-        c.args(["nextest", "run", "--workspace", "--locked", "--no-fail-fast"]);
+        c.args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--locked",
+            "--no-fail-fast",
+        ]);
     } else {
         c.args(["test", "--workspace", "--locked", "--no-fail-fast"]);
     }
@@ -337,7 +364,15 @@ fn bench(args: &[String]) -> Result {
         Some("session") => {
             step("building the relay and the load generator (release)");
             let mut c = cargo();
-            c.args(["bench", "--locked", "-p", "lifeline-relay", "--bench", "session", "--"]);
+            c.args([
+                "bench",
+                "--locked",
+                "-p",
+                "lifeline-relay",
+                "--bench",
+                "session",
+                "--",
+            ]);
             c.args(&args[1..]);
             c.stdout(Stdio::inherit());
             status(c, "bench session")

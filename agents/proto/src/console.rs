@@ -8,7 +8,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{Party, SessionState};
-use crate::{DecodeError, MAX_CHAT_CHARS, MAX_NAME_CHARS, Validate, Version, check_len, decode_json};
+use crate::{
+    DecodeError, MAX_CHAT_CHARS, MAX_NAME_CHARS, Validate, Version, check_len, decode_json,
+};
 
 /// Which queue a session waits in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -80,9 +80,16 @@ impl FrameHeader {
 }
 
 /// Builds a whole frame (header and payload).
-pub fn encode(channel: Channel, flags: u8, seq: u32, payload: &[u8]) -> Result<Vec<u8>, FrameError> {
+pub fn encode(
+    channel: Channel,
+    flags: u8,
+    seq: u32,
+    payload: &[u8],
+) -> Result<Vec<u8>, FrameError> {
     if payload.len() > MAX_FRAME_PAYLOAD {
-        return Err(FrameError::TooLarge(payload.len().min(u32::MAX as usize) as u32));
+        return Err(FrameError::TooLarge(
+            payload.len().min(u32::MAX as usize) as u32
+        ));
     }
     let header = FrameHeader {
         channel,

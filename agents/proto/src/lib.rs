@@ -148,7 +148,8 @@ pub fn sanitize_text(text: &str) -> String {
         .filter(|c| {
             *c == '\n'
                 || *c == '\t'
-                || !(c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
+                || !(c.is_control()
+                    || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
         })
         .collect()
 }
@@ -174,7 +175,10 @@ mod tests {
 
     #[test]
     fn sanitize_strips_escapes_keeps_text() {
-        assert_eq!(sanitize_text("Grüße\u{1b}[31m élève\n\u{202E}x"), "Grüße[31m élève\nx");
+        assert_eq!(
+            sanitize_text("Grüße\u{1b}[31m élève\n\u{202E}x"),
+            "Grüße[31m élève\nx"
+        );
     }
 
     #[test]

@@ -43,9 +43,19 @@ impl Validate for TicketFile {
     fn validate(&self) -> Result<(), DecodeError> {
         check_len("site_url", &self.site_url, 512, false)?;
         check_len("cert_sha256", &self.cert_sha256, 64, false)?;
-        check_len("ticket", &self.ticket, crate::agent::MAX_TICKET_CHARS, false)?;
+        check_len(
+            "ticket",
+            &self.ticket,
+            crate::agent::MAX_TICKET_CHARS,
+            false,
+        )?;
         check_len("language", &self.language, 16, true)?;
-        check_len("customer_name", &self.customer_name, crate::MAX_NAME_CHARS, true)?;
+        check_len(
+            "customer_name",
+            &self.customer_name,
+            crate::MAX_NAME_CHARS,
+            true,
+        )?;
         check_len("site_name", &self.site_name, crate::MAX_NAME_CHARS, true)?;
         if self.cert_sha256.len() != 64 || !self.cert_sha256.bytes().all(|b| b.is_ascii_hexdigit())
         {
@@ -61,7 +71,9 @@ impl Validate for TicketFile {
 pub enum TrailerError {
     #[error("this program carries no support ticket: download it again from the support portal")]
     Missing,
-    #[error("the support ticket in this program is damaged: download it again from the support portal")]
+    #[error(
+        "the support ticket in this program is damaged: download it again from the support portal"
+    )]
     Damaged(#[source] Option<DecodeError>),
 }
 
@@ -113,7 +125,10 @@ mod tests {
         let mut file = b"\x7fELF fake binary".to_vec();
         file.extend(trailer(&sample()));
         assert_eq!(parse_trailer(&file).unwrap(), sample());
-        assert!(matches!(parse_trailer(b"\x7fELF"), Err(TrailerError::Missing)));
+        assert!(matches!(
+            parse_trailer(b"\x7fELF"),
+            Err(TrailerError::Missing)
+        ));
         let mut bad = file.clone();
         bad[b"\x7fELF fake binary".len()] = b'x';
         assert!(matches!(parse_trailer(&bad), Err(TrailerError::Damaged(_))));
