@@ -44,8 +44,6 @@ const TEST_PACKAGES: &[&str] = &[
     "imagemagick",
     "chromium",
     "dbus",
-    "nodejs",
-    "npm",
 ];
 
 type Result<T = ()> = std::result::Result<T, String>;
@@ -190,6 +188,10 @@ fn ensure_deps(for_tests: bool) -> Result {
     ensure_cmake()?;
     if for_tests {
         apt_install(TEST_PACKAGES)?;
+        // Machines of this kind bring Node.js with npm; Debian's packages only if absent.
+        if !have("node") || !have("npm") {
+            apt_install(&["nodejs", "npm"])?;
+        }
         let browser = root().join("tests/browser");
         if !browser.join("node_modules/playwright-core").is_dir() {
             step("installing browser-test packages (npm ci)");
