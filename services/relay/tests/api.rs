@@ -743,3 +743,82 @@ async fn cookie_login_csrf_and_first_setup() {
     let _ = fresh.kill();
     let _ = fresh.wait();
 }
+
+#[tokio::test]
+async fn portal_lists_online_reps_and_starts_their_sessions() {
+    let relay = Relay::start().await;
+    let rep = relay.rep_token().await;
+    let portal = relay
+        .http
+        .get(relay.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!portal.contains("Rémi Rep"), "offline reps are not listed");
+    let mut console = ws_connect(&relay.addr, "/ws/console", Some(&rep)).await;
+    recv_type(&mut console, "snapshot").await;
+    let portal = relay
+        .http
+        .get(relay.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(portal.contains("Rémi Rep") && portal.contains("name=\"rep\" value=\"rep1\""));
+    let r = relay
+        .http
+        .post(relay.url("/start"))
+        .form(&[("rep", "rep1"), ("lang", "en")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let ticket_id = r.headers()["location"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("/download/")
+        .to_string();
+    let db = lifeline_relay::db::Db::open(&relay.data().join("relay.db"))
+        .await
+        .unwrap();
+    let t = db.ticket(&ticket_id).await.unwrap().unwrap();
+    assert_eq!(t.queue, "personal");
+    // An unknown or offline representative is refused plainly.
+    let r = relay
+        .http
+        .post(relay.url("/start"))
+        .form(&[("rep", "admin"), ("lang", "en")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("no longer available"));
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_agents_are_told() {
+    let mut relay = Relay::start().await;
+    let rep = relay.rep_token().await;
+    let (mut agent, _) = join(&relay, &rep, "general", "Tess").await;
+    recv_type(&mut agent, "queue").await;
+    let mut child = relay.child.take().unwrap();
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (code, reason) = recv_close(&mut agent).await.expect("a close frame");
+    assert_eq!(code, 1012);
+    assert!(reason.contains("restarting"));
+    let status = wait_for(Duration::from_secs(15), "the relay to exit", async || {
+        child.try_wait().unwrap()
+    })
+    .await;
+    assert!(status.success(), "exit status {status}");
+    assert!(relay.log().contains("stopped"));
+}

@@ -31,7 +31,10 @@ pub async fn upgrade(
     AxState(state): AxState<State>,
     ClientIp(ip): ClientIp,
 ) -> Response {
-    ws.max_message_size(frame::HEADER_LEN + lifeline_proto::MAX_FRAME_PAYLOAD)
+    // Small buffers: a box holds many idle agents; they grow only while a big frame passes.
+    ws.read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(frame::HEADER_LEN + lifeline_proto::MAX_FRAME_PAYLOAD)
         .max_frame_size(frame::HEADER_LEN + lifeline_proto::MAX_FRAME_PAYLOAD)
         .on_upgrade(move |socket| async move {
             state

@@ -31,6 +31,8 @@ pub async fn upgrade(
         return Err(ApiError::Forbidden);
     }
     Ok(ws
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
         .max_message_size(64 * 1024)
         .on_upgrade(move |socket| run(state, a, socket))
         .into_response())
