@@ -389,3 +389,70 @@ async fn unreachable_box_is_fatal_after_a_few_tries() {
         other => panic!("expected fatal, got {other:?}"),
     }
 }
+
+/// A minimal HTTP CONNECT proxy on loopback that records the request lines it tunnels.
+async fn connect_proxy(answer: &'static str) -> (String, mpsc::Receiver<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://proxyuser:secret@{}", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+                    if client.read_exact(&mut byte).await.is_err() {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let _ = tx.send(head.clone()).await;
+                if !answer.starts_with("HTTP/1.1 200") {
+                    let _ = client.write_all(answer.as_bytes()).await;
+                    return;
+                }
+                let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                let _ = client.write_all(answer.as_bytes()).await;
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    (url, rx)
+}
+
+#[tokio::test]
+async fn https_proxy_is_used_through_connect() {
+    let mut server = TestBox::start().await;
+    let (proxy, mut seen) = connect_proxy("HTTP/1.1 200 Connection established\r\n\r\n").await;
+    let env = Env::from_pairs([("https_proxy", proxy.as_str())]);
+    let ticket = server.ticket(&server.pin);
+    let _client = net::connect(&ticket, &env).await.unwrap();
+    let _ws = server.accept().await;
+    let head = seen.recv().await.unwrap();
+    let authority = server.url.trim_start_matches("https://");
+    assert!(
+        head.starts_with(&format!("CONNECT {authority} HTTP/1.1\r\n")),
+        "{head}"
+    );
+    // user:password → Basic credentials
+    assert!(
+        head.contains("Proxy-Authorization: Basic cHJveHl1c2VyOnNlY3JldA=="),
+        "{head}"
+    );
+
+    // no_proxy bypasses it; a refusing proxy is an error that says so.
+    let env = Env::from_pairs([("https_proxy", proxy.as_str()), ("no_proxy", "127.0.0.1")]);
+    let _direct = net::connect(&ticket, &env).await.unwrap();
+    let _ws = server.accept().await;
+    let (refusing, _seen) =
+        connect_proxy("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n").await;
+    let env = Env::from_pairs([("https_proxy", refusing.as_str())]);
+    let err = net::connect(&ticket, &env).await.unwrap_err();
+    assert!(err.to_string().contains("403"), "{err}");
+}
