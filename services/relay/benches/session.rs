@@ -1,10 +1,12 @@
 //! `cargo xtask bench session [--sessions N] [--reps R] [--ramp-ms MS]`
 //!
 //! N one-shot sessions set up concurrently, end to end over TLS on loopback against the
-//! real relay (release build): key → ticket (portal API) → agent connects (TLS + WebSocket,
-//! real protocol) → hello → terms → queue → the rep's console sees the entry → accept →
-//! chat round trip (rep → agent → rep). Sessions are spread over R representatives'
-//! personal queues; agents start evenly over the ramp. Prints `name=value` lines.
+//! real relay (release build): key → ticket (portal API, done first, as the customer
+//! downloads the client before running it) → agent connects (TLS + WebSocket, real
+//! protocol) → hello → terms → queue → the rep's console sees the entry → accept → chat
+//! (rep → agent). Sessions are spread over R representatives' personal queues; agents start
+//! evenly over the ramp (0 = all at once). `setup_total` runs from agent connect to the
+//! first chat line received. Prints `name=value` lines.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -43,6 +45,16 @@ fn rss_kib(pid: u32) -> u64 {
                 .and_then(|v| v.split_whitespace().next()?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_s(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Waiters for "the console of rep r saw session s".
@@ -100,27 +112,31 @@ async fn main() {
         keys.push(k["key"].as_str().unwrap().to_string());
     }
     let keys_s = keys_start.elapsed().as_secs_f64();
+    // The portal step happens before the client runs (the customer downloads it first).
+    let tickets_start = Instant::now();
+    let mut tickets = Vec::with_capacity(n);
+    for (i, key) in keys.iter().enumerate() {
+        let t = relay.ticket(key, &format!("Customer {i}")).await;
+        tickets.push(t["ticket"]["ticket"].as_str().unwrap().to_string());
+    }
+    let tickets_s = tickets_start.elapsed().as_secs_f64();
 
     let relay = Arc::new(relay);
     let tokens = Arc::new(tokens);
     let start = Instant::now();
+    let cpu_before = cpu_s(pid);
+    let own_before = cpu_s(std::process::id());
     let mut tasks = Vec::with_capacity(n);
-    for (i, key) in keys.into_iter().enumerate() {
+    for (i, ticket) in tickets.into_iter().enumerate() {
         let (relay, tokens, seen, early) =
             (relay.clone(), tokens.clone(), seen.clone(), early.clone());
         let delay = ramp.mul_f64(i as f64 / n as f64);
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let t0 = Instant::now();
-            let t = relay.ticket(&key, &format!("Customer {i}")).await;
             let connect_at = Instant::now();
             let mut agent = ws_connect(&relay.addr, "/ws/agent", None).await;
             let handshake = connect_at.elapsed();
-            send_json(
-                &mut agent,
-                hello(t["ticket"]["ticket"].as_str().unwrap(), "x"),
-            )
-            .await;
+            send_json(&mut agent, hello(&ticket, "x")).await;
             let w = recv_type(&mut agent, "welcome").await;
             let sid = w["session_id"].as_str().unwrap().to_string();
             let (tx, rx) = oneshot::channel();
@@ -150,7 +166,7 @@ async fn main() {
                 .await;
             recv_type(&mut agent, "chat").await;
             let rtt = chat_at.elapsed();
-            (t0.elapsed(), to_queue, handshake, rtt, agent)
+            (connect_at.elapsed(), to_queue, handshake, rtt, agent)
         }));
     }
     let mut total = Vec::new();
@@ -167,6 +183,8 @@ async fn main() {
         agents.push(ws);
     }
     let elapsed = start.elapsed().as_secs_f64();
+    let relay_cpu = cpu_s(pid) - cpu_before;
+    let own_cpu = cpu_s(std::process::id()) - own_before;
     let rss_busy = rss_kib(pid);
     for v in [&mut total, &mut to_queue, &mut handshakes, &mut rtts] {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -175,6 +193,7 @@ async fn main() {
     println!("reps={reps}");
     println!("ramp_ms={}", ramp.as_millis());
     println!("key_creation_per_s={:.0}", n as f64 / keys_s);
+    println!("portal_tickets_per_s={:.0}", n as f64 / tickets_s);
     println!("connect_to_queue_ms_p50={:.1}", pct(&to_queue, 0.5));
     println!("connect_to_queue_ms_p99={:.1}", pct(&to_queue, 0.99));
     println!("setup_total_ms_p50={:.1}", pct(&total, 0.5));
@@ -186,6 +205,9 @@ async fn main() {
     println!("chat_rtt_ms_p99={:.1}", pct(&rtts, 0.99));
     println!("relay_rss_idle_kib={rss_idle}");
     println!("relay_rss_with_sessions_kib={rss_busy}");
+    println!("relay_cpu_s={relay_cpu:.2}");
+    println!("relay_cpu_ms_per_session={:.2}", relay_cpu * 1e3 / n as f64);
+    println!("loadgen_cpu_s={own_cpu:.2}");
     println!("wall_s={elapsed:.2}");
     drop(agents);
 }

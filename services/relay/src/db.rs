@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
 
 pub use sqlx::Error as SqlError;
 
@@ -37,6 +38,113 @@ pub fn now_ms() -> i64 {
 #[derive(Clone, Debug)]
 pub struct Db {
     pub pool: SqlitePool,
+    journal: mpsc::Sender<Journal>,
+}
+
+/// Append-only lines (audit, session events) are written by one task in batches, one
+/// transaction per batch: under load this turns thousands of commits a second into a few
+/// hundred. A line reaches the database within a few milliseconds; readers of these tables
+/// call [`Db::flush`] first, so they always see what was written before.
+#[derive(Debug)]
+enum Journal {
+    Audit {
+        at: i64,
+        actor: String,
+        address: String,
+        action: String,
+        outcome: String,
+        detail: String,
+    },
+    Event {
+        session_id: String,
+        at: i64,
+        kind: String,
+        detail: String,
+    },
+    Flush(oneshot::Sender<()>),
+}
+
+const JOURNAL_BATCH: usize = 512;
+
+async fn journal_writer(pool: SqlitePool, mut rx: mpsc::Receiver<Journal>) {
+    let mut batch = Vec::with_capacity(JOURNAL_BATCH);
+    let mut flushes = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < JOURNAL_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let lines: Vec<Journal> = batch
+            .drain(..)
+            .filter_map(|j| match j {
+                Journal::Flush(done) => {
+                    flushes.push(done);
+                    None
+                }
+                line => Some(line),
+            })
+            .collect();
+        if !lines.is_empty() && write_lines(&pool, &lines).await.is_err() {
+            // One bad line must not lose the others: write them one by one.
+            for line in &lines {
+                if let Err(e) = write_lines(&pool, std::slice::from_ref(line)).await {
+                    tracing::error!(error = %e, ?line, "cannot write a journal line");
+                }
+            }
+        }
+        for done in flushes.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+async fn write_lines(pool: &SqlitePool, lines: &[Journal]) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for line in lines {
+        match line {
+            Journal::Audit {
+                at,
+                actor,
+                address,
+                action,
+                outcome,
+                detail,
+            } => {
+                sqlx::query(
+                    "INSERT INTO audit (at, actor, address, action, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                )
+                .bind(at)
+                .bind(actor)
+                .bind(address)
+                .bind(action)
+                .bind(outcome)
+                .bind(detail)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Journal::Event {
+                session_id,
+                at,
+                kind,
+                detail,
+            } => {
+                sqlx::query(
+                    "INSERT INTO session_events (session_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+                )
+                .bind(session_id)
+                .bind(at)
+                .bind(kind)
+                .bind(detail)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Journal::Flush(_) => {}
+        }
+    }
+    tx.commit().await
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -198,7 +306,24 @@ impl Db {
             .run(&pool)
             .await
             .map_err(DbError::Migrate)?;
-        Ok(Db { pool })
+        let (journal, rx) = mpsc::channel(16 * 1024);
+        tokio::spawn(journal_writer(pool.clone(), rx));
+        Ok(Db { pool, journal })
+    }
+
+    /// Waits until every journal line sent so far is in the database.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.journal.send(Journal::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    async fn journal(&self, line: Journal) -> Result<(), DbError> {
+        self.journal
+            .send(line)
+            .await
+            .map_err(|_| DbError::Query(sqlx::Error::PoolClosed))
     }
 
     // ---- users -------------------------------------------------------------------------
@@ -584,19 +709,17 @@ impl Db {
         kind: &str,
         detail: &str,
     ) -> Result<(), DbError> {
-        sqlx::query(
-            "INSERT INTO session_events (session_id, at, kind, detail) VALUES (?, ?, ?, ?)",
-        )
-        .bind(session_id)
-        .bind(now_ms())
-        .bind(kind)
-        .bind(detail)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.journal(Journal::Event {
+            session_id: session_id.to_string(),
+            at: now_ms(),
+            kind: kind.to_string(),
+            detail: detail.to_string(),
+        })
+        .await
     }
 
     pub async fn events(&self, session_id: &str) -> Result<Vec<EventRow>, DbError> {
+        self.flush().await;
         let rows = sqlx::query("SELECT * FROM session_events WHERE session_id = ? ORDER BY id")
             .bind(session_id)
             .fetch_all(&self.pool)
@@ -622,18 +745,15 @@ impl Db {
         outcome: &str,
         detail: &str,
     ) -> Result<(), DbError> {
-        sqlx::query(
-            "INSERT INTO audit (at, actor, address, action, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(now_ms())
-        .bind(actor)
-        .bind(address)
-        .bind(action)
-        .bind(outcome)
-        .bind(detail)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.journal(Journal::Audit {
+            at: now_ms(),
+            actor: actor.to_string(),
+            address: address.to_string(),
+            action: action.to_string(),
+            outcome: outcome.to_string(),
+            detail: detail.to_string(),
+        })
+        .await
     }
 
     pub async fn audit_log(

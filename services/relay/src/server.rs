@@ -236,6 +236,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     tokio::time::sleep(Duration::from_millis(200)).await;
     watchdog.abort();
     reaper.abort();
+    db.flush().await;
     db.pool.close().await;
     tracing::info!("stopped");
     Ok(())

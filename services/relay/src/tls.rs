@@ -89,6 +89,9 @@ pub fn load_or_create(
         .with_single_cert(certs, key)
         .map_err(TlsError::Config)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Resumed handshakes skip the signature: reconnecting agents and API clients cost less.
+    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(TlsError::Config)?;
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(8192);
     Ok(Identity {
         server_config: Arc::new(config),
         pin,
