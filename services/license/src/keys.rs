@@ -1,0 +1,213 @@
+//! Signing keys: the public keys a licence is verified against, key ids, and key files.
+//!
+//! A key id is the first 8 bytes of the SHA-256 of the raw 32-byte ed25519 public key, in
+//! lower-case hex (16 characters). It only selects a key; the signature decides.
+//!
+//! Trusted keys are built into the binary: the vendor keys in [`VENDOR_KEYS_PEM`], plus the
+//! development key (`dev-keys/dev-licence-signing.pub.pem`) in debug builds or when the
+//! cargo feature `dev-key` is on. The release image is a release build without that feature,
+//! so it never trusts the development key, whose private half is in the repository.
+
+use std::path::Path;
+
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+/// Vendor public keys (SPKI PEM) trusted by every build. The vendor adds its production
+/// key here; its private half never enters the repository.
+pub const VENDOR_KEYS_PEM: &[&str] = &[];
+
+/// The development public key, trusted only in development builds.
+pub const DEV_KEY_PEM: &str = include_str!("../dev-keys/dev-licence-signing.pub.pem");
+
+/// Whether this build trusts the development key.
+pub const TRUSTS_DEV_KEY: bool = cfg!(any(debug_assertions, feature = "dev-key"));
+
+/// The key id of a public key.
+pub fn key_id(key: &VerifyingKey) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    hex::encode(&digest[..8])
+}
+
+/// One trusted key.
+#[derive(Debug, Clone)]
+pub struct TrustedKey {
+    pub id: String,
+    pub key: VerifyingKey,
+    /// "vendor" or "development", for messages and logs.
+    pub label: &'static str,
+}
+
+/// The set of keys a licence may be signed with.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedKeys(Vec<TrustedKey>);
+
+impl TrustedKeys {
+    /// The keys built into this binary.
+    pub fn built_in() -> Self {
+        let mut keys = TrustedKeys::default();
+        for pem in VENDOR_KEYS_PEM {
+            match VerifyingKey::from_public_key_pem(pem) {
+                Ok(k) => keys.add(k, "vendor"),
+                // A broken built-in key is a build defect; the unit tests catch it.
+                Err(e) => tracing::error!("built-in vendor key does not parse: {e}"),
+            }
+        }
+        if TRUSTS_DEV_KEY {
+            match VerifyingKey::from_public_key_pem(DEV_KEY_PEM) {
+                Ok(k) => keys.add(k, "development"),
+                Err(e) => tracing::error!("built-in development key does not parse: {e}"),
+            }
+        }
+        keys
+    }
+
+    /// Only the given keys (tests, and `verify --trust`).
+    pub fn from_keys(keys: impl IntoIterator<Item = VerifyingKey>) -> Self {
+        let mut set = TrustedKeys::default();
+        for k in keys {
+            set.add(k, "given");
+        }
+        set
+    }
+
+    pub fn add(&mut self, key: VerifyingKey, label: &'static str) {
+        self.0.push(TrustedKey {
+            id: key_id(&key),
+            key,
+            label,
+        });
+    }
+
+    pub fn find(&self, id: &str) -> Option<&TrustedKey> {
+        self.0.iter().find(|k| k.id == id)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &TrustedKey> {
+        self.0.iter()
+    }
+}
+
+/// Problems with a signing key file.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("cannot read the signing key {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is not an ed25519 private key in PKCS#8 PEM form (make one with `lifeline-license keygen`)"
+    )]
+    Parse { path: String },
+    #[error("cannot write {path}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} already exists; choose another --out or remove it first")]
+    Exists { path: String },
+}
+
+/// Read a PKCS#8 PEM ed25519 private key.
+pub fn read_signing_key(path: &Path) -> Result<SigningKey, KeyFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    SigningKey::from_pkcs8_pem(&text).map_err(|_| KeyFileError::Parse {
+        path: path.display().to_string(),
+    })
+}
+
+/// Make a new key pair: the private key goes to `out` (mode 0600), the public key to
+/// `out.pub`. Returns the public key's id.
+pub fn keygen(out: &Path) -> Result<String, KeyFileError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let pub_path = out.with_extension(match out.extension() {
+        Some(e) => format!("{}.pub", e.to_string_lossy()),
+        None => "pub".to_owned(),
+    });
+    for p in [out, pub_path.as_path()] {
+        if p.exists() {
+            return Err(KeyFileError::Exists {
+                path: p.display().to_string(),
+            });
+        }
+    }
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let private = key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|_| KeyFileError::Parse {
+            path: out.display().to_string(),
+        })?;
+    let public = key
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|_| KeyFileError::Parse {
+            path: pub_path.display().to_string(),
+        })?;
+    let write_err = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| KeyFileError::Write { path, source }
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .map_err(write_err(out))?;
+    f.write_all(private.as_bytes()).map_err(write_err(out))?;
+    std::fs::write(&pub_path, public).map_err(write_err(&pub_path))?;
+    Ok(key_id(&key.verifying_key()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The development private key shipped in the repository.
+    pub fn dev_signing_key() -> SigningKey {
+        SigningKey::from_pkcs8_pem(include_str!("../dev-keys/dev-licence-signing.key.pem")).unwrap()
+    }
+
+    #[test]
+    fn dev_key_halves_match() {
+        let public = VerifyingKey::from_public_key_pem(DEV_KEY_PEM).unwrap();
+        assert_eq!(dev_signing_key().verifying_key(), public);
+    }
+
+    #[test]
+    fn built_in_keys_parse_and_dev_key_trusted_in_tests() {
+        let keys = TrustedKeys::built_in();
+        assert_eq!(keys.iter().count(), VENDOR_KEYS_PEM.len() + 1);
+        let id = key_id(&dev_signing_key().verifying_key());
+        assert_eq!(id.len(), 16);
+        assert_eq!(keys.find(&id).unwrap().label, "development");
+    }
+
+    #[test]
+    fn keygen_writes_a_usable_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("k.pem");
+        let id = keygen(&out).unwrap();
+        let key = read_signing_key(&out).unwrap();
+        assert_eq!(key_id(&key.verifying_key()), id);
+        let public = std::fs::read_to_string(dir.path().join("k.pem.pub")).unwrap();
+        assert_eq!(
+            VerifyingKey::from_public_key_pem(&public).unwrap(),
+            key.verifying_key()
+        );
+        assert!(matches!(keygen(&out), Err(KeyFileError::Exists { .. })));
+    }
+}
