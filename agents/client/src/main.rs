@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use lifeline_agent::env::Env;
 use lifeline_agent::i18n::{Lang, Texts};
+use lifeline_agent::session::error_chain;
 use lifeline_agent::{platform, ticket, ui};
 use lifeline_proto::agent::AgentInfo;
 use tracing_subscriber::EnvFilter;
@@ -122,15 +123,4 @@ fn main() -> ExitCode {
         ui::Outcome::Normal => ExitCode::SUCCESS,
         ui::Outcome::Failed => ExitCode::from(1),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

@@ -731,7 +731,8 @@ async fn send(ws: &mut WsStream, msg: &AgentToRelay) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and its causes as one line: "outer: inner: innermost".
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

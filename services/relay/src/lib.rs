@@ -33,3 +33,15 @@ pub mod server;
 pub mod signing;
 pub mod tls;
 pub mod web;
+
+/// An error and its causes as one line: "outer: inner: innermost".
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use lifeline_relay::config::{Config, Overrides};
+use lifeline_relay::error_chain;
 
 #[derive(Parser)]
 #[command(
@@ -173,16 +174,4 @@ async fn add_user(
         Err(lifeline_relay::accounts::AccountError::Db(e)) => Err((1, error_chain(&e))),
         Err(e) => Err((2, e.to_string())),
     }
-}
-
-/// "outer: inner: innermost", each cause once.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }

@@ -60,13 +60,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         if let ApiError::Internal(e) = &self {
-            let mut chain = e.to_string();
-            let mut src = e.source();
-            while let Some(s) = src {
-                chain.push_str(": ");
-                chain.push_str(&s.to_string());
-                src = s.source();
-            }
+            let chain = crate::error_chain(e.as_ref());
             tracing::error!(error = %chain, "request failed");
         }
         let mut resp = (
