@@ -99,7 +99,10 @@ async fn main() {
                         by: Party::Customer,
                         reason,
                     })],
-                    AgentToRelay::Pong { .. } => vec![],
+                    AgentToRelay::Pong { .. }
+                    | AgentToRelay::Permission { .. }
+                    | AgentToRelay::Monitors { .. }
+                    | AgentToRelay::Clipboard { .. } => vec![],
                 };
                 for r in replies {
                     if ws.send(r).await.is_err() {

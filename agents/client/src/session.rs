@@ -600,6 +600,14 @@ impl Driver {
                 return Err(LinkEnd::Finished);
             }
             RelayToAgent::Welcome { .. } => warn!("event=ignored message=welcome"),
+            // Remote control arrives with the screen-sharing work; until then a request is
+            // left unanswered, which the console shows as pending.
+            RelayToAgent::PermissionRequest { .. }
+            | RelayToAgent::Stream { .. }
+            | RelayToAgent::FrameAck { .. }
+            | RelayToAgent::Refresh
+            | RelayToAgent::Input { .. }
+            | RelayToAgent::Clipboard { .. } => debug!("event=ignored message={msg:?}"),
         }
         Ok(())
     }

@@ -14,9 +14,22 @@
 //!
 //! Messages out of this order (chat before the terms, a second hello) are protocol errors:
 //! the relay answers [`RelayToAgent::Error`] and closes the connection.
+//!
+//! # Remote control
+//! While a representative is joined: relay → [`RelayToAgent::PermissionRequest`]; the agent
+//! asks the customer and answers [`AgentToRelay::Permission`] (also sent, unasked, when the
+//! customer revokes a grant, and again after every reconnection for each grant that stands).
+//! With `view` granted the agent reports [`AgentToRelay::Monitors`] and, while the relay says
+//! [`RelayToAgent::Stream`] `active`, sends the screen as binary frames
+//! ([`crate::screen`]); it sends the next frame only after the relay passed on the
+//! console's [`RelayToAgent::FrameAck`] for an earlier one (at most a few frames in flight),
+//! so a slow link gets fewer, newer frames instead of a queue of stale ones.
+//! [`RelayToAgent::Refresh`] asks for a key frame (a new viewer, or one that fell behind).
+//! With `control` granted the relay forwards [`RelayToAgent::Input`].
 
 use serde::{Deserialize, Serialize};
 
+use crate::remote::{InputEvent, Monitor, Permission, StreamSettings};
 use crate::{
     DecodeError, MAX_CHAT_CHARS, MAX_NAME_CHARS, Validate, Version, check_len, decode_json,
 };
@@ -42,6 +55,19 @@ pub enum AgentToRelay {
     },
     Pong {
         nonce: u64,
+    },
+    /// The customer's answer to a request, or a revocation (`granted: false`).
+    Permission {
+        permission: Permission,
+        granted: bool,
+    },
+    /// The desktop's monitors, sent when `view` is granted and whenever they change.
+    Monitors {
+        monitors: Vec<Monitor>,
+    },
+    /// Clipboard text copied on the customer's side (with `clipboard` granted).
+    Clipboard {
+        text: String,
     },
 }
 
@@ -96,7 +122,11 @@ impl Validate for AgentToRelay {
             }
             AgentToRelay::Chat { text } => check_len("text", text, MAX_CHAT_CHARS, false),
             AgentToRelay::End { reason } => check_len("reason", reason, 500, true),
-            AgentToRelay::AcceptTerms | AgentToRelay::Pong { .. } => Ok(()),
+            AgentToRelay::Monitors { monitors } => crate::remote::validate_monitors(monitors),
+            AgentToRelay::Clipboard { text } => crate::remote::validate_clipboard(text),
+            AgentToRelay::AcceptTerms
+            | AgentToRelay::Pong { .. }
+            | AgentToRelay::Permission { .. } => Ok(()),
         }
     }
 }
@@ -193,6 +223,31 @@ pub enum RelayToAgent {
         code: ErrorCode,
         message: String,
     },
+    /// The representative asks the customer for a permission.
+    PermissionRequest {
+        permission: Permission,
+        /// The representative's display name, for the question the customer sees.
+        rep: String,
+    },
+    /// Whether anyone is watching, and what they want to see.
+    Stream {
+        active: bool,
+        settings: StreamSettings,
+    },
+    /// Every viewer has received frame `frame` (and all before it).
+    FrameAck {
+        frame: u32,
+    },
+    /// Send a key frame next.
+    Refresh,
+    /// Input from the representative (only forwarded while `control` is granted).
+    Input {
+        event: InputEvent,
+    },
+    /// Clipboard text from the representative (only while `clipboard` is granted).
+    Clipboard {
+        text: String,
+    },
 }
 
 impl RelayToAgent {
@@ -231,7 +286,16 @@ impl Validate for RelayToAgent {
                 check_len("text", text, MAX_CHAT_CHARS, false)
             }
             RelayToAgent::Ended { reason, .. } => check_len("reason", reason, 500, true),
-            RelayToAgent::Queue { .. } | RelayToAgent::Ping { .. } => Ok(()),
+            RelayToAgent::PermissionRequest { rep, .. } => {
+                check_len("rep", rep, MAX_NAME_CHARS, true)
+            }
+            RelayToAgent::Input { event } => event.validate(),
+            RelayToAgent::Clipboard { text } => crate::remote::validate_clipboard(text),
+            RelayToAgent::Queue { .. }
+            | RelayToAgent::Ping { .. }
+            | RelayToAgent::Stream { .. }
+            | RelayToAgent::FrameAck { .. }
+            | RelayToAgent::Refresh => Ok(()),
         }
     }
 }

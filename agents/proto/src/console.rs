@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{Party, SessionState};
+use crate::remote::{GrantState, Permission};
 use crate::{
     DecodeError, MAX_CHAT_CHARS, MAX_NAME_CHARS, Validate, Version, check_len, decode_json,
 };
@@ -68,6 +69,12 @@ pub enum RelayToConsole {
         session_id: String,
         by: Party,
         reason: String,
+    },
+    /// A permission was asked for, granted, denied or revoked.
+    Permission {
+        session_id: String,
+        permission: Permission,
+        state: GrantState,
     },
 }
 

@@ -26,15 +26,26 @@
 //! binary payloads by [`MAX_FRAME_PAYLOAD`]. Decoding never panics on any input; this is
 //! checked by property tests over arbitrary bytes.
 //!
+//! # Modules
+//! * [`agent`]: agent ⇄ relay control messages (session, chat, permissions, stream pacing);
+//! * [`console`]: relay → console live events (`/ws/console`);
+//! * [`viewer`]: the screen viewer's socket (`/ws/view/{session_id}`);
+//! * [`remote`]: permissions, monitors, stream settings and input events;
+//! * [`frame`]: the binary frame header; [`screen`]: screen and cursor payloads;
+//! * [`ticket`]: the ticket trailer of a downloaded client.
+//!
 //! # Limits of this version
-//! Only the one-shot session's messages (hello, terms, queue, chat, end) and the binary frame
-//! header exist so far; screen, file and shell channels are reserved in [`frame::Channel`].
+//! The file and shell channels are reserved in [`frame::Channel`]; their payloads are not
+//! defined yet.
 #![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod console;
 pub mod frame;
+pub mod remote;
+pub mod screen;
 pub mod ticket;
+pub mod viewer;
 
 use serde::{Deserialize, Serialize};
 

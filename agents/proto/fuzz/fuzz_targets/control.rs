@@ -6,5 +6,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         let _ = lifeline_proto::agent::AgentToRelay::decode(text);
         let _ = lifeline_proto::agent::RelayToAgent::decode(text);
         let _ = lifeline_proto::console::RelayToConsole::decode(text);
+        let _ = lifeline_proto::viewer::ViewerToRelay::decode(text);
+        let _ = lifeline_proto::viewer::RelayToViewer::decode(text);
     }
 });

@@ -461,6 +461,15 @@ impl Conn {
                 Step::Continue
             }
             AgentToRelay::Pong { .. } => Step::Continue,
+            AgentToRelay::Permission { .. }
+            | AgentToRelay::Monitors { .. }
+            | AgentToRelay::Clipboard { .. } => Step::Exit(
+                self.fail(
+                    ErrorCode::OutOfOrder,
+                    "nothing was asked of this client".into(),
+                )
+                .await,
+            ),
         }
     }
 }
