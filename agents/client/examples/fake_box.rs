@@ -45,6 +45,7 @@ async fn main() {
         language,
         customer_name: String::new(),
         site_name: "Example University".into(),
+        kind: Default::default(),
     };
     std::fs::write(&path, encode(&ticket)).unwrap();
     println!("ticket written to {path}");

@@ -92,6 +92,7 @@ mod tests {
             language: "fr".into(),
             customer_name: "Élodie".into(),
             site_name: "Université".into(),
+            kind: Default::default(),
         }
     }
 

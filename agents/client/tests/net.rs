@@ -86,6 +86,7 @@ impl TestBox {
             language: "en".into(),
             customer_name: "Jörg".into(),
             site_name: "Test U".into(),
+            kind: Default::default(),
         }
     }
 }
@@ -382,6 +383,7 @@ async fn unreachable_box_is_fatal_after_a_few_tries() {
         language: String::new(),
         customer_name: String::new(),
         site_name: String::new(),
+        kind: Default::default(),
     };
     let (_handle, mut events) = Session::start_with(ticket, info(), config());
     match event(&mut events).await {

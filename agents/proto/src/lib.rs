@@ -32,6 +32,7 @@
 //! * [`viewer`]: the screen viewer's socket (`/ws/view/{session_id}`);
 //! * [`remote`]: permissions, monitors, stream settings and input events;
 //! * [`frame`]: the binary frame header; [`screen`]: screen and cursor payloads;
+//! * [`jump`]: jump clients' connection, registration and wake-ups;
 //! * [`ticket`]: the ticket trailer of a downloaded client.
 //!
 //! # Limits of this version
@@ -42,6 +43,7 @@
 pub mod agent;
 pub mod console;
 pub mod frame;
+pub mod jump;
 pub mod remote;
 pub mod screen;
 pub mod ticket;

@@ -37,6 +37,30 @@ pub struct TicketFile {
     /// The organisation's name, shown in the client's title.
     #[serde(default)]
     pub site_name: String,
+    /// What the program does with the ticket.
+    #[serde(default, skip_serializing_if = "TicketKind::is_one_shot")]
+    pub kind: TicketKind,
+}
+
+/// What a ticket is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketKind {
+    /// `ticket` starts one support session (the portal's download).
+    #[default]
+    OneShot,
+    /// `ticket` is a deployment key: the program installs itself as a jump client
+    /// (see [`crate::jump`]).
+    JumpInstall,
+    /// `ticket` is a support button's token: each start asks the box for a session in the
+    /// button's queue.
+    Button,
+}
+
+impl TicketKind {
+    pub fn is_one_shot(&self) -> bool {
+        *self == TicketKind::OneShot
+    }
 }
 
 impl Validate for TicketFile {
@@ -117,6 +141,7 @@ mod tests {
             language: "de".into(),
             customer_name: "Jörg".into(),
             site_name: "Example University".into(),
+            kind: TicketKind::OneShot,
         }
     }
 
@@ -125,6 +150,15 @@ mod tests {
         let mut file = b"\x7fELF fake binary".to_vec();
         file.extend(trailer(&sample()));
         assert_eq!(parse_trailer(&file).unwrap(), sample());
+        // A one-shot ticket is written as before (no `kind`); other kinds round-trip.
+        assert!(!crate::encode(&sample()).contains("kind"));
+        let button = TicketFile {
+            kind: TicketKind::Button,
+            ..sample()
+        };
+        let mut file2 = b"\x7fELF".to_vec();
+        file2.extend(trailer(&button));
+        assert_eq!(parse_trailer(&file2).unwrap().kind, TicketKind::Button);
         assert!(matches!(
             parse_trailer(b"\x7fELF"),
             Err(TrailerError::Missing)

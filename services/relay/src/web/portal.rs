@@ -167,6 +167,7 @@ pub fn ticket_file(state: &State, t: &TicketRow) -> TicketFile {
         language: t.language.clone(),
         customer_name: t.customer_name.clone(),
         site_name: state.config.company.clone(),
+        kind: Default::default(),
     }
 }
 
