@@ -87,5 +87,4 @@ pub fn daemon_units() -> Vec<String> {
 /// Prints one figure as a `name=value` line (collected from the test output).
 pub fn figure(name: &str, value: impl std::fmt::Display) {
     println!("{name}={value}");
-    eprintln!("{name}={value}");
 }

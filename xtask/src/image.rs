@@ -538,7 +538,9 @@ fn install_overlay(sysroot: &Path, model: &Model, daemons: &Daemons) -> Result {
     }
     // An empty machine-id: systemd makes a transient one at boot on the read-only root.
     write(&sysroot.join("etc/machine-id"), "")?;
-    let _ = std::fs::remove_file(sysroot.join("var/lib/dbus/machine-id"));
+    let dbus_id = sysroot.join("var/lib/dbus/machine-id");
+    let _ = std::fs::remove_file(&dbus_id);
+    std::os::unix::fs::symlink("/etc/machine-id", &dbus_id).map_err(|e| e.to_string())?;
     let units: Vec<&str> = daemons.daemon.iter().map(|d| d.unit.as_str()).collect();
     let script = format!(
         "root=\"$1\"\n\
