@@ -7,7 +7,9 @@ use std::process::Command;
 use crate::workspace;
 
 fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
-    let o = cmd.output().map_err(|e| format!("cannot run {what}: {e}"))?;
+    let o = cmd
+        .output()
+        .map_err(|e| format!("cannot run {what}: {e}"))?;
     if o.status.success() {
         Ok(())
     } else {
@@ -32,7 +34,9 @@ pub fn foreign_signer(dir: &Path) -> Result<(PathBuf, PathBuf), String> {
     let key = dir.join("foreign.key.pem");
     run(
         Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj"])
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            ])
             .arg("/O=Not Lifeline/CN=someone else")
             .arg("-keyout")
             .arg(&key)
@@ -83,7 +87,10 @@ pub fn make(
 /// passes its health check.
 pub fn broken_rootfs(rootfs: &Path, out: &Path) -> Result<(), String> {
     run(
-        Command::new("cp").arg("--sparse=always").arg(rootfs).arg(out),
+        Command::new("cp")
+            .arg("--sparse=always")
+            .arg(rootfs)
+            .arg(out),
         "copying the root file system",
     )?;
     run(

@@ -14,7 +14,9 @@ pub struct Xvfb {
 
 impl std::fmt::Debug for Xvfb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Xvfb").field("display", &self.display).finish()
+        f.debug_struct("Xvfb")
+            .field("display", &self.display)
+            .finish()
     }
 }
 
@@ -28,21 +30,35 @@ impl Xvfb {
                 continue;
             }
             let mut child = Command::new("Xvfb")
-                .args([&format!(":{n}"), "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+                .args([
+                    &format!(":{n}"),
+                    "-screen",
+                    "0",
+                    "1280x800x24",
+                    "-nolisten",
+                    "tcp",
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .expect("Xvfb is not installed (Debian package xvfb; cargo xtask deps installs it)");
+                .expect(
+                    "Xvfb is not installed (Debian package xvfb; cargo xtask deps installs it)",
+                );
             let pid = child.id().to_string();
             let ours = || {
                 std::fs::read_to_string(format!("/tmp/.X{n}-lock")).is_ok_and(|s| s.trim() == pid)
             };
-            let up = wait_for(Duration::from_secs(5), Duration::from_millis(50), "Xvfb", || {
-                if ours() && Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                    return Some(true);
-                }
-                child.try_wait().ok().flatten().map(|_| false)
-            });
+            let up = wait_for(
+                Duration::from_secs(5),
+                Duration::from_millis(50),
+                "Xvfb",
+                || {
+                    if ours() && Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                        return Some(true);
+                    }
+                    child.try_wait().ok().flatten().map(|_| false)
+                },
+            );
             if up == Ok(true) {
                 return Xvfb {
                     child,
@@ -79,15 +95,24 @@ impl Xvfb {
 
     /// A visible window whose name contains `name`.
     pub fn window(&self, name: &str) -> String {
-        wait_for(Duration::from_secs(30), Duration::from_millis(100), "the client's window", || {
-            let out = Command::new("xdotool")
-                .args(["search", "--onlyvisible", "--name", name])
-                .env("DISPLAY", &self.display)
-                .output()
-                .ok()?;
-            let id = String::from_utf8_lossy(&out.stdout).lines().next()?.trim().to_string();
-            (!id.is_empty()).then_some(id)
-        })
+        wait_for(
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            "the client's window",
+            || {
+                let out = Command::new("xdotool")
+                    .args(["search", "--onlyvisible", "--name", name])
+                    .env("DISPLAY", &self.display)
+                    .output()
+                    .ok()?;
+                let id = String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .next()?
+                    .trim()
+                    .to_string();
+                (!id.is_empty()).then_some(id)
+            },
+        )
         .unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -142,7 +167,11 @@ impl Agent {
         let r = wait_for(limit, Duration::from_millis(100), needle, || {
             self.log().contains(needle).then_some(())
         });
-        assert!(r.is_ok(), "the client's log never showed `{needle}`:\n{}", self.log());
+        assert!(
+            r.is_ok(),
+            "the client's log never showed `{needle}`:\n{}",
+            self.log()
+        );
     }
 }
 

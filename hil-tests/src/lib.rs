@@ -79,8 +79,7 @@ pub fn daemon_units() -> Vec<String> {
     let path = workspace().join("firmware/daemons.toml");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let d: Daemons =
-        toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let d: Daemons = toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     d.daemon.into_iter().map(|d| d.unit).collect()
 }
 

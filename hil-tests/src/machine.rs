@@ -100,7 +100,10 @@ impl Machine {
     /// Boots `image` in QEMU on a fresh copy-on-write overlay. Returns once QEMU runs and
     /// the command channel socket is connected (not when the guest has booted).
     pub fn boot(image: &Built, opts: &Options, artifacts: Artifacts) -> Result<Machine, String> {
-        for (tool, pkg) in [("qemu-system-x86_64", "qemu-system-x86"), ("qemu-img", "qemu-utils")] {
+        for (tool, pkg) in [
+            ("qemu-system-x86_64", "qemu-system-x86"),
+            ("qemu-img", "qemu-utils"),
+        ] {
             if !crate_have(tool) {
                 return Err(format!(
                     "{tool} is not installed (Debian package {pkg}; `cargo xtask deps` installs it)"
@@ -148,8 +151,16 @@ impl Machine {
         let console_log = dir.join("console.log");
         let sock = dir.join("hil.sock");
         let _ = std::fs::remove_file(&sock);
-        let https_port = if opts.https_port == 0 { free_port() } else { opts.https_port };
-        let http_port = if opts.http_port == 0 { free_port() } else { opts.http_port };
+        let https_port = if opts.https_port == 0 {
+            free_port()
+        } else {
+            opts.https_port
+        };
+        let http_port = if opts.http_port == 0 {
+            free_port()
+        } else {
+            opts.http_port
+        };
         let panel = match opts.panel {
             Some(m) => Some(
                 Emulator::start(m).map_err(|e| format!("cannot start the panel emulator: {e}"))?,
@@ -158,25 +169,36 @@ impl Machine {
         };
         let (accel, accel_args) = accel();
         let mut c = Command::new("qemu-system-x86_64");
-        c.args(["-nodefaults", "-no-user-config", "-machine", "q35", "-smp", "2"])
-            .args(["-m", &opts.memory_mib.to_string()])
-            .args(&accel_args)
-            .args(["-display", "none", "-vga", "none"])
-            .arg("-drive")
-            .arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"))
-            .arg("-drive")
-            .arg(format!(
-                "if=pflash,format=raw,unit=1,file={}",
-                dir.join("ovmf-vars.fd").display()
-            ))
-            .arg("-drive")
-            .arg(format!(
-                "if=virtio,format=qcow2,cache=unsafe,discard=unmap,file={}",
-                overlay.display()
-            ));
+        c.args([
+            "-nodefaults",
+            "-no-user-config",
+            "-machine",
+            "q35",
+            "-smp",
+            "2",
+        ])
+        .args(["-m", &opts.memory_mib.to_string()])
+        .args(&accel_args)
+        .args(["-display", "none", "-vga", "none"])
+        .arg("-drive")
+        .arg(format!(
+            "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
+        ))
+        .arg("-drive")
+        .arg(format!(
+            "if=pflash,format=raw,unit=1,file={}",
+            dir.join("ovmf-vars.fd").display()
+        ))
+        .arg("-drive")
+        .arg(format!(
+            "if=virtio,format=qcow2,cache=unsafe,discard=unmap,file={}",
+            overlay.display()
+        ));
         for d in &opts.extra_disks {
-            c.arg("-drive")
-                .arg(format!("if=virtio,format=raw,readonly=on,file={}", d.display()));
+            c.arg("-drive").arg(format!(
+                "if=virtio,format=raw,readonly=on,file={}",
+                d.display()
+            ));
         }
         c.arg("-netdev")
             .arg(format!(
@@ -192,7 +214,12 @@ impl Machine {
             }
             Console::Terminal => {
                 c.args(["-chardev", "stdio,id=con,mux=on,signal=off"])
-                    .args(["-serial", "chardev:con", "-mon", "chardev=con,mode=readline"]);
+                    .args([
+                        "-serial",
+                        "chardev:con",
+                        "-mon",
+                        "chardev=con,mode=readline",
+                    ]);
             }
         }
         match &panel {
@@ -207,8 +234,14 @@ impl Machine {
         }
         c.args(["-device", "virtio-serial-pci"])
             .arg("-chardev")
-            .arg(format!("socket,id=hil,path={},server=on,wait=off", sock.display()))
-            .args(["-device", "virtserialport,chardev=hil,name=org.lifeline.hil"]);
+            .arg(format!(
+                "socket,id=hil,path={},server=on,wait=off",
+                sock.display()
+            ))
+            .args([
+                "-device",
+                "virtserialport,chardev=hil,name=org.lifeline.hil",
+            ]);
         if opts.console == Console::Log {
             c.stdin(Stdio::null());
         }
@@ -255,7 +288,11 @@ impl Machine {
     }
 
     /// A real box: its HTTPS address and the serial line of its command channel.
-    pub fn connect_box(address: SocketAddr, channel: &Path, artifacts: Artifacts) -> Result<Machine, String> {
+    pub fn connect_box(
+        address: SocketAddr,
+        channel: &Path,
+        artifacts: Artifacts,
+    ) -> Result<Machine, String> {
         let port = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -307,7 +344,8 @@ impl Machine {
     /// Saves the console log, the journal and the panel picture into the artifacts.
     pub fn keep_artifacts(&mut self) {
         self.artifacts.copy(&self.console_log, "console.log");
-        self.artifacts.copy(&self.dir.join("qemu.stderr"), "qemu.stderr");
+        self.artifacts
+            .copy(&self.dir.join("qemu.stderr"), "qemu.stderr");
         if let Ok(o) = self.shell.run_timeout(
             "journalctl -b --no-pager -o short-monotonic | tail -n 5000",
             Duration::from_secs(30),

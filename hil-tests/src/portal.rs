@@ -113,7 +113,10 @@ impl Portal {
         let page = r.headers()["location"].to_str().unwrap().to_string();
         let html = self.text(&page);
         let href = format!("{page}/linux-x86_64");
-        assert!(html.contains(&href), "the download page links the Linux client");
+        assert!(
+            html.contains(&href),
+            "the download page links the Linux client"
+        );
         let resp = self.http.get(self.url(&href)).send().expect("download");
         assert_eq!(resp.status(), 200, "the Linux client downloads");
         let cd = resp.headers()["content-disposition"]

@@ -80,7 +80,10 @@ impl Shell {
         self.seq += 1;
         let n = self.seq;
         let pid = std::process::id();
-        (format!("__HIL_B_{pid}_{n}__"), format!("__HIL_E_{pid}_{n}__"))
+        (
+            format!("__HIL_B_{pid}_{n}__"),
+            format!("__HIL_E_{pid}_{n}__"),
+        )
     }
 
     /// Waits for text matching `done` in the stream; returns the buffer up to there.
@@ -158,10 +161,7 @@ impl Shell {
             .map(|i| i + b.len() + 1)
             .unwrap_or(0);
         let end = got.find(&format!("{e} ")).unwrap_or(got.len());
-        let status = got[end + e.len() + 1..]
-            .trim()
-            .parse::<i32>()
-            .unwrap_or(-1);
+        let status = got[end + e.len() + 1..].trim().parse::<i32>().unwrap_or(-1);
         Ok(Output {
             status,
             text: got[start..end.max(start)].to_string(),

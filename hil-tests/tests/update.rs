@@ -24,8 +24,11 @@ fn booted_slot(m: &mut Machine) -> String {
 
 /// RAUC's view of the slots: bootname → (state, boot status).
 fn slots(m: &mut Machine) -> Vec<(String, String, String)> {
-    let text = m.shell.ok("rauc status --detailed --output-format=json 2>/dev/null");
-    let v: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("rauc status json: {e}: {text}"));
+    let text = m
+        .shell
+        .ok("rauc status --detailed --output-format=json 2>/dev/null");
+    let v: Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("rauc status json: {e}: {text}"));
     v["slots"]
         .as_array()
         .expect("slots")
@@ -42,18 +45,28 @@ fn slots(m: &mut Machine) -> Vec<(String, String, String)> {
 }
 
 fn wait_portal(m: &Machine, portal: &Portal, what: &str) -> f64 {
-    wait_for(Duration::from_secs(240), Duration::from_millis(200), what, || {
-        (portal.status("/") == Some(200)).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(240),
+        Duration::from_millis(200),
+        what,
+        || (portal.status("/") == Some(200)).then_some(()),
+    )
     .unwrap_or_else(|e| panic!("{e}\n---- console ----\n{}", m.console()));
     m.started.elapsed().as_secs_f64()
 }
 
 fn wait_marked_good(m: &mut Machine, slot: &str) {
-    wait_for(Duration::from_secs(120), Duration::from_millis(500), "the slot to be marked good", || {
-        let s = slots(m);
-        s.iter().any(|(b, _, st)| b == slot && st == "good").then_some(())
-    })
+    wait_for(
+        Duration::from_secs(120),
+        Duration::from_millis(500),
+        "the slot to be marked good",
+        || {
+            let s = slots(m);
+            s.iter()
+                .any(|(b, _, st)| b == slot && st == "good")
+                .then_some(())
+        },
+    )
     .unwrap_or_else(|e| panic!("{e}: {:?}", slots(m)));
 }
 
@@ -61,16 +74,24 @@ fn wait_marked_good(m: &mut Machine, slot: &str) {
 fn reboot(m: &mut Machine) {
     let boots = m.console().matches("Lifeline: booting slot").count();
     m.shell.send("systemctl reboot").unwrap();
-    wait_for(Duration::from_secs(120), Duration::from_millis(200), "the boot loader after the reboot", || {
-        (m.console().matches("Lifeline: booting slot").count() > boots).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        "the boot loader after the reboot",
+        || (m.console().matches("Lifeline: booting slot").count() > boots).then_some(()),
+    )
     .unwrap_or_else(|e| panic!("{e}\n{}", m.console()));
-    m.shell.wait_ready(Duration::from_secs(240)).unwrap_or_else(|e| panic!("{e}"));
+    m.shell
+        .wait_ready(Duration::from_secs(240))
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn install(m: &mut Machine, file: &str) -> lifeline_hil_tests::shell::Output {
     m.shell
-        .run_timeout(&format!("rauc install /mnt/{file}"), Duration::from_secs(600))
+        .run_timeout(
+            &format!("rauc install /mnt/{file}"),
+            Duration::from_secs(600),
+        )
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -82,7 +103,10 @@ fn update_installs_boots_and_falls_back_and_refuses_foreign_bundles() {
     );
     let art = Artifacts::new("update");
     let built = image::ensure(MODEL).unwrap_or_else(|e| panic!("{e}"));
-    let work = tempfile::Builder::new().prefix("lifeline-hil-update-").tempdir().unwrap();
+    let work = tempfile::Builder::new()
+        .prefix("lifeline-hil-update-")
+        .tempdir()
+        .unwrap();
     let w = work.path();
 
     // The bundles: the real one, one signed by a stranger, one for the other model, and one
@@ -102,7 +126,10 @@ fn update_installs_boots_and_falls_back_and_refuses_foreign_bundles() {
     let _ = std::fs::remove_file(&broken_fs);
     let disk = w.join("bundles.ext4");
     bundle::disk_of(&[&good, &stranger, &other_model, &broken], w, &disk).unwrap();
-    figure("bundle_bytes", std::fs::metadata(&built.bundle).unwrap().len());
+    figure(
+        "bundle_bytes",
+        std::fs::metadata(&built.bundle).unwrap().len(),
+    );
 
     let opts = Options {
         extra_disks: vec![disk],
@@ -111,36 +138,61 @@ fn update_installs_boots_and_falls_back_and_refuses_foreign_bundles() {
     let mut m = Machine::boot(&built, &opts, art.clone()).unwrap_or_else(|e| panic!("{e}"));
     let portal = Portal::new(m.https);
     wait_portal(&m, &portal, "the portal on first boot");
-    m.shell.wait_ready(Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"));
+    m.shell
+        .wait_ready(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(booted_slot(&mut m), "A", "a fresh disk boots slot A");
     wait_marked_good(&mut m, "A");
     m.shell.ok("mount -o ro /dev/vdb /mnt");
 
     // Refusals: nothing is written, the box stays on A.
     let o = install(&mut m, "foreign-key.raucb");
-    assert!(!o.ok(), "a bundle signed with another key was installed:\n{}", o.text);
-    assert!(o.text.to_lowercase().contains("signature") || o.text.contains("verif"), "{}", o.text);
+    assert!(
+        !o.ok(),
+        "a bundle signed with another key was installed:\n{}",
+        o.text
+    );
+    assert!(
+        o.text.to_lowercase().contains("signature") || o.text.contains("verif"),
+        "{}",
+        o.text
+    );
     art.write("refused-foreign-key.txt", &o.text);
     let o = install(&mut m, "other-model.raucb");
-    assert!(!o.ok(), "a bundle for another model was installed:\n{}", o.text);
+    assert!(
+        !o.ok(),
+        "a bundle for another model was installed:\n{}",
+        o.text
+    );
     assert!(o.text.contains("ompatible"), "{}", o.text);
     art.write("refused-other-model.txt", &o.text);
     let s = slots(&mut m);
-    assert!(s.iter().any(|(b, _, st)| b == "B" && st != "good"), "slot B untouched: {s:?}");
+    assert!(
+        s.iter().any(|(b, _, st)| b == "B" && st != "good"),
+        "slot B untouched: {s:?}"
+    );
 
     // The real bundle: into B, boot B, marked good.
     let t = std::time::Instant::now();
     let o = install(&mut m, "good.raucb");
     assert!(o.ok(), "rauc install failed:\n{}", o.text);
-    figure("rauc_install_seconds", format!("{:.1}", t.elapsed().as_secs_f64()));
+    figure(
+        "rauc_install_seconds",
+        format!("{:.1}", t.elapsed().as_secs_f64()),
+    );
     reboot(&mut m);
     assert_eq!(booted_slot(&mut m), "B", "the box boots the updated slot");
     wait_marked_good(&mut m, "B");
-    assert_eq!(portal.status("/"), Some(200), "the portal answers on the updated slot");
+    assert_eq!(
+        portal.status("/"),
+        Some(200),
+        "the portal answers on the updated slot"
+    );
 
     // An update that fails its health check: installed into A, booted once, not confirmed;
     // the next boot goes back to B.
-    m.shell.ok("mount -o ro /dev/vdb /mnt 2>/dev/null || mountpoint -q /mnt");
+    m.shell
+        .ok("mount -o ro /dev/vdb /mnt 2>/dev/null || mountpoint -q /mnt");
     let o = install(&mut m, "broken.raucb");
     assert!(o.ok(), "rauc install (broken slot) failed:\n{}", o.text);
     reboot(&mut m);
@@ -149,12 +201,22 @@ fn update_installs_boots_and_falls_back_and_refuses_foreign_bundles() {
         .shell
         .run("systemctl is-active lifeline-boot-ok.service")
         .unwrap();
-    assert!(!state.ok(), "a slot without a relay passed its health check");
+    assert!(
+        !state.ok(),
+        "a slot without a relay passed its health check"
+    );
     let s = slots(&mut m);
-    assert!(s.iter().any(|(b, _, st)| b == "A" && st != "good"), "slot A must not be good: {s:?}");
+    assert!(
+        s.iter().any(|(b, _, st)| b == "A" && st != "good"),
+        "slot A must not be good: {s:?}"
+    );
     // The reboot after a failed health check (the supervisor's job once it is on the box).
     reboot(&mut m);
-    assert_eq!(booted_slot(&mut m), "B", "the box falls back to the slot that worked");
+    assert_eq!(
+        booted_slot(&mut m),
+        "B",
+        "the box falls back to the slot that worked"
+    );
     wait_portal(&m, &portal, "the portal after the fallback");
     art.write("console-final.log", &m.console());
 }

@@ -156,9 +156,11 @@ fn check_tools() -> Result {
         ));
     }
     if !crate::is_root() {
-        return Err("the image build runs as root (it installs Debian packages into a folder \
+        return Err(
+            "the image build runs as root (it installs Debian packages into a folder \
                     with their owners and runs systemd-sysusers in it); run it with sudo"
-            .into());
+                .into(),
+        );
     }
     Ok(())
 }
@@ -199,9 +201,19 @@ fn hash_tree(h: &mut Sha256, dir: &Path) -> Result {
     for e in entries {
         let p = e.path();
         let meta = std::fs::symlink_metadata(&p).map_err(|e| e.to_string())?;
-        h.update(p.strip_prefix(root()).unwrap_or(&p).to_string_lossy().as_bytes());
+        h.update(
+            p.strip_prefix(root())
+                .unwrap_or(&p)
+                .to_string_lossy()
+                .as_bytes(),
+        );
         if meta.file_type().is_symlink() {
-            h.update(std::fs::read_link(&p).map_err(|e| e.to_string())?.to_string_lossy().as_bytes());
+            h.update(
+                std::fs::read_link(&p)
+                    .map_err(|e| e.to_string())?
+                    .to_string_lossy()
+                    .as_bytes(),
+            );
         } else if meta.is_dir() {
             hash_tree(h, &p)?;
         } else {
@@ -219,7 +231,9 @@ fn mirror_lines() -> Vec<String> {
         return vec![
             format!("deb [check-valid-until=no] {base}/debian/{ts} bookworm main"),
             format!("deb [check-valid-until=no] {base}/debian/{ts} bookworm-updates main"),
-            format!("deb [check-valid-until=no] {base}/debian-security/{ts} bookworm-security main"),
+            format!(
+                "deb [check-valid-until=no] {base}/debian-security/{ts} bookworm-security main"
+            ),
         ];
     }
     let m = std::env::var("LIFELINE_DEBIAN_MIRROR")
@@ -280,7 +294,10 @@ fn base_tarball(cache: &Path) -> Result<PathBuf> {
     for m in &mirrors {
         c.arg(m);
     }
-    run(&mut c, "mmdebstrap (downloading and installing Debian packages)")?;
+    run(
+        &mut c,
+        "mmdebstrap (downloading and installing Debian packages)",
+    )?;
     std::fs::rename(&tmp, &tar).map_err(|e| e.to_string())?;
     Ok(tar)
 }
@@ -321,11 +338,14 @@ pub fn image(args: &[String]) -> Result {
         match a.as_str() {
             "--model" => model_name = it.next().cloned(),
             "--if-stale" => if_stale = true,
-            other => return Err(format!("unknown argument `{other}`; usage: cargo xtask image --model b200|b300 [--if-stale]")),
+            other => {
+                return Err(format!(
+                    "unknown argument `{other}`; usage: cargo xtask image --model b200|b300 [--if-stale]"
+                ));
+            }
         }
     }
-    let model_name =
-        model_name.ok_or("usage: cargo xtask image --model b200|b300 [--if-stale]")?;
+    let model_name = model_name.ok_or("usage: cargo xtask image --model b200|b300 [--if-stale]")?;
     let model = model(&model_name)?;
     let daemons = daemons()?;
     let layout = layout()?;
@@ -357,11 +377,7 @@ pub fn image(args: &[String]) -> Result {
         && bundle.is_file()
         && std::fs::read_to_string(&stamp_path).is_ok_and(|s| s.trim() == stamp)
     {
-        eprintln!(
-            "the {} image is up to date: {}",
-            model.model,
-            img.display()
-        );
+        eprintln!("the {} image is up to date: {}", model.model, img.display());
         return Ok(());
     }
     let _ = std::fs::remove_file(&stamp_path);
@@ -404,7 +420,13 @@ pub fn image(args: &[String]) -> Result {
 
     p.step("data partition");
     let data_img = work.join("data.ext4");
-    build_data(&work, &sysroot, &data_img, &model, size_of(&layout, "data")?)?;
+    build_data(
+        &work,
+        &sysroot,
+        &data_img,
+        &model,
+        size_of(&layout, "data")?,
+    )?;
 
     p.step("GPT disk image");
     let mut parts: BTreeMap<&str, &Path> = BTreeMap::new();
@@ -528,12 +550,7 @@ fn install_overlay(sysroot: &Path, model: &Model, daemons: &Daemons) -> Result {
             build_id()
         ),
     )?;
-    for d in [
-        "data",
-        "boot/state",
-        "var/lib/lifeline",
-        "var/log/journal",
-    ] {
+    for d in ["data", "boot/state", "var/lib/lifeline", "var/log/journal"] {
         std::fs::create_dir_all(sysroot.join(d)).map_err(|e| e.to_string())?;
     }
     // An empty machine-id: systemd makes a transient one at boot on the read-only root.
@@ -563,7 +580,17 @@ pub fn mkfs_ext4(dir: &Path, img: &Path, size_mib: u64, label: &str) -> Result {
     let _ = std::fs::remove_file(img);
     run(
         Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-L", label, "-E", "root_owner=0:0", "-O", "^orphan_file,^metadata_csum_seed", "-d"])
+            .args([
+                "-q",
+                "-F",
+                "-L",
+                label,
+                "-E",
+                "root_owner=0:0",
+                "-O",
+                "^orphan_file,^metadata_csum_seed",
+                "-d",
+            ])
             .arg(dir)
             .arg(img)
             .arg(format!("{size_mib}M")),
@@ -618,9 +645,14 @@ fn build_boot_state(work: &Path, state: &Path, size_mib: u64) -> Result {
     )?;
     // A fresh disk boots slot A; slot B is empty until the first update.
     run(
-        Command::new("grub-editenv")
-            .arg(&env)
-            .args(["set", "ORDER=A B", "A_OK=1", "A_TRY=0", "B_OK=0", "B_TRY=0"]),
+        Command::new("grub-editenv").arg(&env).args([
+            "set",
+            "ORDER=A B",
+            "A_OK=1",
+            "A_TRY=0",
+            "B_OK=0",
+            "B_TRY=0",
+        ]),
         "grub-editenv set",
     )?;
     let _ = std::fs::remove_file(state);
@@ -664,9 +696,12 @@ fn build_disk(layout: &Layout, parts: &BTreeMap<&str, &Path>, img: &Path) -> Res
     let total_mib: u64 = 1 + layout.partition.iter().map(|p| p.size_mib).sum::<u64>() + 1;
     let _ = std::fs::remove_file(img);
     let f = std::fs::File::create(img).map_err(|e| e.to_string())?;
-    f.set_len(total_mib * 1024 * 1024).map_err(|e| e.to_string())?;
+    f.set_len(total_mib * 1024 * 1024)
+        .map_err(|e| e.to_string())?;
     drop(f);
-    let mut script = String::from("label: gpt\nlabel-id: 6A1E5F3C-2B0D-4C8E-9F7A-1E0C5D2B4A00\nunit: sectors\nfirst-lba: 2048\n");
+    let mut script = String::from(
+        "label: gpt\nlabel-id: 6A1E5F3C-2B0D-4C8E-9F7A-1E0C5D2B4A00\nunit: sectors\nfirst-lba: 2048\n",
+    );
     let mut start = 2048u64;
     let mut offsets = Vec::new();
     for p in &layout.partition {
@@ -762,7 +797,9 @@ pub fn make_bundle(
 
 fn allocated_bytes(path: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).map(|m| m.blocks() * 512).unwrap_or(0)
+    std::fs::metadata(path)
+        .map(|m| m.blocks() * 512)
+        .unwrap_or(0)
 }
 
 fn dir_bytes(path: &Path) -> u64 {

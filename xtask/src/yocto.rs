@@ -55,11 +55,11 @@ pub fn crates_inc() -> Result<String> {
                 .is_some_and(|s| s == "registry+https://github.com/rust-lang/crates.io-index")
         })
         .collect();
-    if let Some(p) = lock
-        .package
-        .iter()
-        .find(|p| p.source.as_deref().is_some_and(|s| !s.starts_with("registry+")))
-    {
+    if let Some(p) = lock.package.iter().find(|p| {
+        p.source
+            .as_deref()
+            .is_some_and(|s| !s.starts_with("registry+"))
+    }) {
         return Err(format!(
             "Cargo.lock: {} {} comes from {}; the Yocto recipe only fetches crates.io crates",
             p.name,
@@ -71,16 +71,19 @@ pub fn crates_inc() -> Result<String> {
     let mut out = String::from(
         "# Generated from Cargo.lock by `cargo xtask yocto`; do not edit.\n\
          # `cargo xtask test` fails when this file is stale.\n\n\
-         SRC_URI += \" \\\n",
+         SRC_URI += \"",
     );
-    for c in &crates {
-        let _ = writeln!(out, "    crate://crates.io/{}/{} \\", c.name, c.version);
+    for (i, c) in crates.iter().enumerate() {
+        let indent = if i == 0 { "" } else { "            " };
+        let _ = write!(out, "{indent}crate://crates.io/{}/{}", c.name, c.version);
+        out.push_str(if i + 1 == crates.len() { "\"\n" } else { " \\\n" });
     }
-    out.push_str("\"\n\n");
+    out.push('\n');
     for c in &crates {
-        let sum = c.checksum.as_deref().ok_or_else(|| {
-            format!("Cargo.lock: {} {} has no checksum", c.name, c.version)
-        })?;
+        let sum = c
+            .checksum
+            .as_deref()
+            .ok_or_else(|| format!("Cargo.lock: {} {} has no checksum", c.name, c.version))?;
         let _ = writeln!(
             out,
             "SRC_URI[{}-{}.sha256sum] = \"{sum}\"",
@@ -191,7 +194,9 @@ fn tools() -> Result<PathBuf> {
     if std::fs::read_to_string(&stamp).is_ok_and(|s| s == pins) {
         return Ok(venv);
     }
-    step(&format!("installing {OELINT_ADV} and {KAS} into target/yocto-tools/venv"));
+    step(&format!(
+        "installing {OELINT_ADV} and {KAS} into target/yocto-tools/venv"
+    ));
     let ok = Command::new("python3")
         .args(["-m", "venv"])
         .arg(&venv)
@@ -204,11 +209,19 @@ fn tools() -> Result<PathBuf> {
         );
     }
     let ok = Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check", OELINT_ADV, KAS])
+        .args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            OELINT_ADV,
+            KAS,
+        ])
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        return Err(format!("pip could not install {OELINT_ADV} and {KAS} from PyPI"));
+        return Err(format!(
+            "pip could not install {OELINT_ADV} and {KAS} from PyPI"
+        ));
     }
     std::fs::write(&stamp, pins).map_err(|e| e.to_string())?;
     Ok(venv)
@@ -222,10 +235,7 @@ fn recipes(dir: &Path) -> Result<Vec<PathBuf>> {
             let p = e.map_err(|e| e.to_string())?.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p
-                .extension()
-                .is_some_and(|x| x == "bb" || x == "bbappend")
-            {
+            } else if p.extension().is_some_and(|x| x == "bb" || x == "bbappend") {
                 out.push(p);
             }
         }
@@ -237,8 +247,8 @@ fn recipes(dir: &Path) -> Result<Vec<PathBuf>> {
 /// The wks file's partitions must be those of `firmware/layout.toml`, in order.
 fn check_layout() -> Result {
     let layout = layout()?;
-    let text = std::fs::read_to_string(root().join(WKS))
-        .map_err(|e| format!("cannot read {WKS}: {e}"))?;
+    let text =
+        std::fs::read_to_string(root().join(WKS)).map_err(|e| format!("cannot read {WKS}: {e}"))?;
     let parts: Vec<Vec<&str>> = text
         .lines()
         .filter(|l| l.trim_start().starts_with("part "))
@@ -320,7 +330,10 @@ fn check_daemons() -> Result {
     }
     for x in &d.daemon {
         if !text.contains(&format!("-p {}", x.krate)) {
-            return Err(format!("{RECIPE} does not build {} (`-p {}`)", x.name, x.krate));
+            return Err(format!(
+                "{RECIPE} does not build {} (`-p {}`)",
+                x.name, x.krate
+            ));
         }
     }
     Ok(())

@@ -40,7 +40,10 @@ fn main() -> ExitCode {
     {
         Ok(m) => m.panel_model,
         Err(e) => {
-            eprintln!("lifeline-qemu: unknown model `{model}` ({}: {e})", path.display());
+            eprintln!(
+                "lifeline-qemu: unknown model `{model}` ({}: {e})",
+                path.display()
+            );
             return ExitCode::from(2);
         }
     };
@@ -71,9 +74,7 @@ fn main() -> ExitCode {
         state_dir: Some(state.clone()),
         ..Options::default()
     };
-    let art = Artifacts {
-        dir: state.clone(),
-    };
+    let art = Artifacts { dir: state.clone() };
     let mut m = match Machine::boot(&built, &opts, art) {
         Ok(m) => m,
         Err(e) => {
@@ -82,7 +83,13 @@ fn main() -> ExitCode {
         }
     };
     // The harness holds the channel socket; hand it to a person instead.
-    drop(std::mem::replace(&mut m.shell, lifeline_hil_tests::shell::Shell::new(Box::new(std::io::empty()), Box::new(std::io::sink()))));
+    drop(std::mem::replace(
+        &mut m.shell,
+        lifeline_hil_tests::shell::Shell::new(
+            Box::new(std::io::empty()),
+            Box::new(std::io::sink()),
+        ),
+    ));
     let png = state.join("panel.png");
     while m.running() {
         if let Some(p) = &m.panel {

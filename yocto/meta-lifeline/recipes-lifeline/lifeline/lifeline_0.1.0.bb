@@ -1,5 +1,5 @@
-# nooelint: oelint.var.bbclassextend,oelint.var.mandatoryvar.SRC_URI
-# (Target-only recipe; its sources are this repository, see EXTERNALSRC and lifeline-crates.inc.)
+# nooelint: oelint.var.bbclassextend
+# (Target-only recipe.)
 SUMMARY = "Lifeline appliance daemons and the downloadable Linux client"
 DESCRIPTION = "Builds the Lifeline Rust workspace once and splits it into one package \
                per daemon (binary, systemd unit, D-Bus policy, service user) and the client store."
