@@ -75,7 +75,7 @@ fn reboot(m: &mut Machine) {
     let boots = m.console().matches("Lifeline: booting slot").count();
     m.shell.send("systemctl reboot").unwrap();
     wait_for(
-        Duration::from_secs(120),
+        Duration::from_secs(300),
         Duration::from_millis(200),
         "the boot loader after the reboot",
         || (m.console().matches("Lifeline: booting slot").count() > boots).then_some(()),
