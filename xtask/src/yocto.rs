@@ -76,7 +76,11 @@ pub fn crates_inc() -> Result<String> {
     for (i, c) in crates.iter().enumerate() {
         let indent = if i == 0 { "" } else { "            " };
         let _ = write!(out, "{indent}crate://crates.io/{}/{}", c.name, c.version);
-        out.push_str(if i + 1 == crates.len() { "\"\n" } else { " \\\n" });
+        out.push_str(if i + 1 == crates.len() {
+            "\"\n"
+        } else {
+            " \\\n"
+        });
     }
     out.push('\n');
     for c in &crates {
