@@ -225,7 +225,7 @@ impl Machine {
         match &panel {
             Some(p) => {
                 c.arg("-chardev")
-                    .arg(format!("tty,id=panel,path={}", p.path().display()))
+                    .arg(format!("serial,id=panel,path={}", p.path().display()))
                     .args(["-serial", "chardev:panel"]);
             }
             None => {
