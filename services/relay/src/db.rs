@@ -10,7 +10,6 @@ use std::time::Duration;
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
-use tokio::sync::{mpsc, oneshot};
 
 pub use sqlx::Error as SqlError;
 
@@ -35,116 +34,17 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+mod writer;
+
+use writer::{Stmt, Value, Writer};
+
+/// The database: a small pool of connections for reads, and [`writer`]'s one task for every
+/// write (grouped into few transactions under load). Readers of append-only tables (audit,
+/// session events) call [`Db::flush`] first, so they see every line written before.
 #[derive(Clone, Debug)]
 pub struct Db {
     pub pool: SqlitePool,
-    journal: mpsc::Sender<Journal>,
-}
-
-/// Append-only lines (audit, session events) are written by one task in batches, one
-/// transaction per batch: under load this turns thousands of commits a second into a few
-/// hundred. A line reaches the database within a few milliseconds; readers of these tables
-/// call [`Db::flush`] first, so they always see what was written before.
-#[derive(Debug)]
-enum Journal {
-    Audit {
-        at: i64,
-        actor: String,
-        address: String,
-        action: String,
-        outcome: String,
-        detail: String,
-    },
-    Event {
-        session_id: String,
-        at: i64,
-        kind: String,
-        detail: String,
-    },
-    Flush(oneshot::Sender<()>),
-}
-
-const JOURNAL_BATCH: usize = 512;
-
-async fn journal_writer(pool: SqlitePool, mut rx: mpsc::Receiver<Journal>) {
-    let mut batch = Vec::with_capacity(JOURNAL_BATCH);
-    let mut flushes = Vec::new();
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < JOURNAL_BATCH {
-            match rx.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
-            }
-        }
-        let lines: Vec<Journal> = batch
-            .drain(..)
-            .filter_map(|j| match j {
-                Journal::Flush(done) => {
-                    flushes.push(done);
-                    None
-                }
-                line => Some(line),
-            })
-            .collect();
-        if !lines.is_empty() && write_lines(&pool, &lines).await.is_err() {
-            // One bad line must not lose the others: write them one by one.
-            for line in &lines {
-                if let Err(e) = write_lines(&pool, std::slice::from_ref(line)).await {
-                    tracing::error!(error = %e, ?line, "cannot write a journal line");
-                }
-            }
-        }
-        for done in flushes.drain(..) {
-            let _ = done.send(());
-        }
-    }
-}
-
-async fn write_lines(pool: &SqlitePool, lines: &[Journal]) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for line in lines {
-        match line {
-            Journal::Audit {
-                at,
-                actor,
-                address,
-                action,
-                outcome,
-                detail,
-            } => {
-                sqlx::query(
-                    "INSERT INTO audit (at, actor, address, action, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                )
-                .bind(at)
-                .bind(actor)
-                .bind(address)
-                .bind(action)
-                .bind(outcome)
-                .bind(detail)
-                .execute(&mut *tx)
-                .await?;
-            }
-            Journal::Event {
-                session_id,
-                at,
-                kind,
-                detail,
-            } => {
-                sqlx::query(
-                    "INSERT INTO session_events (session_id, at, kind, detail) VALUES (?, ?, ?, ?)",
-                )
-                .bind(session_id)
-                .bind(at)
-                .bind(kind)
-                .bind(detail)
-                .execute(&mut *tx)
-                .await?;
-            }
-            Journal::Flush(_) => {}
-        }
-    }
-    tx.commit().await
+    writer: Writer,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -179,6 +79,8 @@ pub struct TicketRow {
     pub expires_at: i64,
     pub used_at: Option<i64>,
     pub session_id: Option<String>,
+    /// The display name of `rep_id` (filled in by [`Db::ticket`]).
+    pub rep_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -293,7 +195,10 @@ impl Db {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // Reads through the OS page cache instead of a read() per page missed.
+            .pragma("mmap_size", "268435456")
+            .pragma("cache_size", "-16384");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts)
@@ -306,24 +211,28 @@ impl Db {
             .run(&pool)
             .await
             .map_err(DbError::Migrate)?;
-        let (journal, rx) = mpsc::channel(16 * 1024);
-        tokio::spawn(journal_writer(pool.clone(), rx));
-        Ok(Db { pool, journal })
+        let writer = Writer::start(&pool).await.map_err(|source| DbError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(Db { pool, writer })
     }
 
-    /// Waits until every journal line sent so far is in the database.
+    /// Waits until every write sent so far is in the database.
     pub async fn flush(&self) {
-        let (done, wait) = oneshot::channel();
-        if self.journal.send(Journal::Flush(done)).await.is_ok() {
-            let _ = wait.await;
-        }
+        self.writer.flush().await;
     }
 
-    async fn journal(&self, line: Journal) -> Result<(), DbError> {
-        self.journal
-            .send(line)
-            .await
-            .map_err(|_| DbError::Query(sqlx::Error::PoolClosed))
+    async fn write(&self, stmts: Vec<Stmt>) -> Result<writer::Outcome, DbError> {
+        Ok(self.writer.write(stmts).await?)
+    }
+
+    async fn write_one(
+        &self,
+        sql: &'static str,
+        args: Vec<Value>,
+    ) -> Result<writer::Outcome, DbError> {
+        self.write(vec![Stmt::new(sql, args)]).await
     }
 
     // ---- users -------------------------------------------------------------------------
@@ -335,18 +244,20 @@ impl Db {
         role: &str,
         password_hash: &str,
     ) -> Result<i64, DbError> {
-        let r = sqlx::query(
-            "INSERT INTO users (username, display_name, role, password_hash, created_at)
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(username)
-        .bind(display_name)
-        .bind(role)
-        .bind(password_hash)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(r.last_insert_rowid())
+        let r = self
+            .write_one(
+                "INSERT INTO users (username, display_name, role, password_hash, created_at)
+                 VALUES (?, ?, ?, ?, ?)",
+                vec![
+                    username.into(),
+                    display_name.into(),
+                    role.into(),
+                    password_hash.into(),
+                    now_ms().into(),
+                ],
+            )
+            .await?;
+        Ok(r.last_insert_rowid)
     }
 
     pub async fn user_by_name(&self, username: &str) -> Result<Option<User>, DbError> {
@@ -389,17 +300,18 @@ impl Db {
         csrf: &str,
         expires_at: i64,
     ) -> Result<(), DbError> {
-        sqlx::query(
+        self.write_one(
             "INSERT INTO auth_sessions (token_hash, user_id, kind, csrf_token, created_at, expires_at)
              VALUES (?, ?, ?, ?, ?, ?)",
+            vec![
+                token_hash.into(),
+                user_id.into(),
+                kind.into(),
+                csrf.into(),
+                now_ms().into(),
+                expires_at.into(),
+            ],
         )
-        .bind(token_hash)
-        .bind(user_id)
-        .bind(kind)
-        .bind(csrf)
-        .bind(now_ms())
-        .bind(expires_at)
-        .execute(&self.pool)
         .await?;
         Ok(())
     }
@@ -423,10 +335,11 @@ impl Db {
     }
 
     pub async fn delete_auth_session(&self, token_hash: &str) -> Result<(), DbError> {
-        sqlx::query("DELETE FROM auth_sessions WHERE token_hash = ?")
-            .bind(token_hash)
-            .execute(&self.pool)
-            .await?;
+        self.write_one(
+            "DELETE FROM auth_sessions WHERE token_hash = ?",
+            vec![token_hash.into()],
+        )
+        .await?;
         Ok(())
     }
 
@@ -442,28 +355,29 @@ impl Db {
         expires_at: i64,
     ) -> Result<bool, DbError> {
         let now = now_ms();
-        // A key's digits can be reused once the old key is dead.
-        sqlx::query(
-            "DELETE FROM session_keys WHERE key = ? AND (expires_at <= ? OR used_at IS NOT NULL)
-             AND NOT EXISTS (SELECT 1 FROM tickets t WHERE t.session_key = session_keys.key)",
-        )
-        .bind(key)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        let r = sqlx::query(
-            "INSERT OR IGNORE INTO session_keys (key, link_token, rep_id, queue, created_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(key)
-        .bind(link_token)
-        .bind(rep_id)
-        .bind(queue)
-        .bind(now)
-        .bind(expires_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() == 1)
+        let r = self
+            .write(vec![
+                // A key's digits can be reused once the old key is dead.
+                Stmt::new(
+                    "DELETE FROM session_keys WHERE key = ? AND (expires_at <= ? OR used_at IS NOT NULL)
+                     AND NOT EXISTS (SELECT 1 FROM tickets t WHERE t.session_key = session_keys.key)",
+                    vec![key.into(), now.into()],
+                ),
+                Stmt::new(
+                    "INSERT OR IGNORE INTO session_keys (key, link_token, rep_id, queue, created_at, expires_at)
+                     VALUES (?, ?, ?, ?, ?, ?)",
+                    vec![
+                        key.into(),
+                        link_token.into(),
+                        rep_id.into(),
+                        queue.into(),
+                        now.into(),
+                        expires_at.into(),
+                    ],
+                ),
+            ])
+            .await?;
+        Ok(r.rows_affected == 1)
     }
 
     pub async fn session_key(&self, key: &str) -> Result<Option<SessionKeyRow>, DbError> {
@@ -496,37 +410,36 @@ impl Db {
 
     /// Marks a key used and creates its ticket atomically; false if it was used meanwhile.
     pub async fn redeem_key(&self, key: &str, ticket: &TicketRow) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
-        let r = sqlx::query(
-            "UPDATE session_keys SET used_at = ? WHERE key = ? AND used_at IS NULL AND expires_at > ?",
-        )
-        .bind(now_ms())
-        .bind(key)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        if r.rows_affected() != 1 {
-            return Ok(false);
-        }
-        insert_ticket(&mut tx, Some(key), ticket).await?;
-        tx.commit().await?;
-        Ok(true)
+        let now = now_ms();
+        let r = self
+            .write(vec![
+                Stmt::new(
+                    "UPDATE session_keys SET used_at = ? WHERE key = ? AND used_at IS NULL AND expires_at > ?",
+                    vec![now.into(), key.into(), now.into()],
+                )
+                .requiring_change(),
+                insert_ticket(Some(key), ticket),
+            ])
+            .await?;
+        Ok(r.completed)
     }
 
     /// Creates a ticket that is not bound to a key (a representative picked on the portal).
     pub async fn insert_ticket(&self, ticket: &TicketRow) -> Result<(), DbError> {
-        let mut tx = self.pool.begin().await?;
-        insert_ticket(&mut tx, None, ticket).await?;
-        tx.commit().await?;
+        self.write(vec![insert_ticket(None, ticket)]).await?;
         Ok(())
     }
 
     pub async fn ticket(&self, id: &str) -> Result<Option<TicketRow>, DbError> {
-        let r = sqlx::query("SELECT * FROM tickets WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let r = sqlx::query(
+            "SELECT t.*, u.display_name AS rep_name FROM tickets t
+             LEFT JOIN users u ON u.id = t.rep_id WHERE t.id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(r.map(|r| TicketRow {
+            rep_name: r.get("rep_name"),
             id: r.get("id"),
             queue: r.get("queue"),
             rep_id: r.get("rep_id"),
@@ -539,40 +452,55 @@ impl Db {
     }
 
     /// Uses a ticket and creates its session atomically; false if the ticket was used.
-    pub async fn start_session(&self, s: &NewSession<'_>) -> Result<bool, DbError> {
+    /// Returns the new row as stored.
+    pub async fn start_session(&self, s: &NewSession<'_>) -> Result<Option<SessionRow>, DbError> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
-        let r = sqlx::query(
-            "UPDATE tickets SET used_at = ?, session_id = ? WHERE id = ? AND used_at IS NULL",
-        )
-        .bind(now)
-        .bind(s.id)
-        .bind(s.ticket_id)
-        .execute(&mut *tx)
-        .await?;
-        if r.rows_affected() != 1 {
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO sessions (id, ticket_id, queue, owner_id, state, customer_name, computer,
-               platform, language, remote_addr, resume_token_hash, created_at)
-             VALUES (?, ?, ?, ?, 'terms', ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(s.id)
-        .bind(s.ticket_id)
-        .bind(s.queue)
-        .bind(s.owner_id)
-        .bind(s.customer_name)
-        .bind(s.computer)
-        .bind(s.platform)
-        .bind(s.language)
-        .bind(s.remote_addr)
-        .bind(s.resume_token_hash)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        let r = self
+            .write(vec![
+                Stmt::new(
+                    "UPDATE tickets SET used_at = ?, session_id = ? WHERE id = ? AND used_at IS NULL",
+                    vec![now.into(), s.id.into(), s.ticket_id.into()],
+                )
+                .requiring_change(),
+                Stmt::new(
+                    "INSERT INTO sessions (id, ticket_id, queue, owner_id, state, customer_name, computer,
+                       platform, language, remote_addr, resume_token_hash, created_at)
+                     VALUES (?, ?, ?, ?, 'terms', ?, ?, ?, ?, ?, ?, ?)",
+                    vec![
+                        s.id.into(),
+                        s.ticket_id.into(),
+                        s.queue.into(),
+                        s.owner_id.into(),
+                        s.customer_name.into(),
+                        s.computer.into(),
+                        s.platform.into(),
+                        s.language.into(),
+                        s.remote_addr.into(),
+                        s.resume_token_hash.into(),
+                        now.into(),
+                    ],
+                ),
+            ])
+            .await?;
+        Ok(r.completed.then(|| SessionRow {
+            id: s.id.to_string(),
+            queue: s.queue.to_string(),
+            owner_id: s.owner_id,
+            state: "terms".to_string(),
+            customer_name: s.customer_name.to_string(),
+            computer: s.computer.to_string(),
+            platform: s.platform.to_string(),
+            language: s.language.to_string(),
+            remote_addr: s.remote_addr.to_string(),
+            resume_token_hash: s.resume_token_hash.to_string(),
+            created_at: now,
+            queued_at: None,
+            accepted_at: None,
+            accepted_by: None,
+            ended_at: None,
+            ended_by: None,
+            end_reason: None,
+        }))
     }
 
     // ---- sessions -----------------------------------------------------------------------
@@ -621,28 +549,23 @@ impl Db {
     }
 
     pub async fn set_queued(&self, id: &str, at: i64) -> Result<(), DbError> {
-        sqlx::query(
+        self.write_one(
             "UPDATE sessions SET state = 'waiting', queued_at = ? WHERE id = ? AND state = 'terms'",
+            vec![at.into(), id.into()],
         )
-        .bind(at)
-        .bind(id)
-        .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// Accepts a waiting session; false when someone else was first or it ended.
     pub async fn set_accepted(&self, id: &str, rep_id: i64, at: i64) -> Result<bool, DbError> {
-        let r = sqlx::query(
-            "UPDATE sessions SET state = 'active', accepted_at = ?, accepted_by = ?
-             WHERE id = ? AND state = 'waiting'",
-        )
-        .bind(at)
-        .bind(rep_id)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() == 1)
+        let r = self
+            .write_one(
+                "UPDATE sessions SET state = 'active', accepted_at = ?, accepted_by = ?
+                 WHERE id = ? AND state = 'waiting'",
+                vec![at.into(), rep_id.into(), id.into()],
+            )
+            .await?;
+        Ok(r.rows_affected == 1)
     }
 
     pub async fn set_ended(
@@ -652,17 +575,14 @@ impl Db {
         reason: &str,
         at: i64,
     ) -> Result<bool, DbError> {
-        let r = sqlx::query(
-            "UPDATE sessions SET state = 'ended', ended_at = ?, ended_by = ?, end_reason = ?
-             WHERE id = ? AND state != 'ended'",
-        )
-        .bind(at)
-        .bind(by)
-        .bind(reason)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.rows_affected() == 1)
+        let r = self
+            .write_one(
+                "UPDATE sessions SET state = 'ended', ended_at = ?, ended_by = ?, end_reason = ?
+                 WHERE id = ? AND state != 'ended'",
+                vec![at.into(), by.into(), reason.into(), id.into()],
+            )
+            .await?;
+        Ok(r.rows_affected == 1)
     }
 
     pub async fn add_message(
@@ -673,17 +593,19 @@ impl Db {
         body: &str,
         at: i64,
     ) -> Result<i64, DbError> {
-        let r = sqlx::query(
-            "INSERT INTO messages (session_id, sender, sender_name, body, at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(session_id)
-        .bind(sender)
-        .bind(sender_name)
-        .bind(body)
-        .bind(at)
-        .execute(&self.pool)
-        .await?;
-        Ok(r.last_insert_rowid())
+        let r = self
+            .write_one(
+                "INSERT INTO messages (session_id, sender, sender_name, body, at) VALUES (?, ?, ?, ?, ?)",
+                vec![
+                    session_id.into(),
+                    sender.into(),
+                    sender_name.into(),
+                    body.into(),
+                    at.into(),
+                ],
+            )
+            .await?;
+        Ok(r.last_insert_rowid)
     }
 
     pub async fn messages(&self, session_id: &str) -> Result<Vec<MessageRow>, DbError> {
@@ -703,19 +625,25 @@ impl Db {
             .collect())
     }
 
+    /// Appends a session event (without waiting for it to be written).
     pub async fn add_event(
         &self,
         session_id: &str,
         kind: &str,
         detail: &str,
     ) -> Result<(), DbError> {
-        self.journal(Journal::Event {
-            session_id: session_id.to_string(),
-            at: now_ms(),
-            kind: kind.to_string(),
-            detail: detail.to_string(),
-        })
-        .await
+        self.writer
+            .append(vec![Stmt::new(
+                "INSERT INTO session_events (session_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+                vec![
+                    session_id.into(),
+                    now_ms().into(),
+                    kind.into(),
+                    detail.into(),
+                ],
+            )])
+            .await?;
+        Ok(())
     }
 
     pub async fn events(&self, session_id: &str) -> Result<Vec<EventRow>, DbError> {
@@ -737,6 +665,7 @@ impl Db {
 
     // ---- audit --------------------------------------------------------------------------
 
+    /// Appends an audit line (without waiting for it to be written).
     pub async fn audit(
         &self,
         actor: &str,
@@ -745,15 +674,20 @@ impl Db {
         outcome: &str,
         detail: &str,
     ) -> Result<(), DbError> {
-        self.journal(Journal::Audit {
-            at: now_ms(),
-            actor: actor.to_string(),
-            address: address.to_string(),
-            action: action.to_string(),
-            outcome: outcome.to_string(),
-            detail: detail.to_string(),
-        })
-        .await
+        self.writer
+            .append(vec![Stmt::new(
+                "INSERT INTO audit (at, actor, address, action, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                vec![
+                    now_ms().into(),
+                    actor.into(),
+                    address.into(),
+                    action.into(),
+                    outcome.into(),
+                    detail.into(),
+                ],
+            )])
+            .await?;
+        Ok(())
     }
 
     pub async fn audit_log(
@@ -783,24 +717,19 @@ impl Db {
     }
 }
 
-async fn insert_ticket(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    key: Option<&str>,
-    t: &TicketRow,
-) -> Result<(), DbError> {
-    sqlx::query(
+fn insert_ticket(key: Option<&str>, t: &TicketRow) -> Stmt {
+    Stmt::new(
         "INSERT INTO tickets (id, session_key, queue, rep_id, customer_name, language, created_at, expires_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        vec![
+            t.id.as_str().into(),
+            key.map_or(Value::OptText(None), |k| k.into()),
+            t.queue.as_str().into(),
+            t.rep_id.into(),
+            t.customer_name.as_str().into(),
+            t.language.as_str().into(),
+            now_ms().into(),
+            t.expires_at.into(),
+        ],
     )
-    .bind(&t.id)
-    .bind(key)
-    .bind(&t.queue)
-    .bind(t.rep_id)
-    .bind(&t.customer_name)
-    .bind(&t.language)
-    .bind(now_ms())
-    .bind(t.expires_at)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }

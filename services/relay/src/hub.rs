@@ -334,6 +334,14 @@ impl Hub {
         );
     }
 
+    /// The stored row of an open session and the name of the representative who accepted
+    /// it, as kept in memory (the database holds the same); `None` once it ended.
+    pub fn row(&self, session_id: &str) -> Option<(SessionRow, Option<String>)> {
+        self.lock()
+            .get(session_id)
+            .map(|l| (l.row.clone(), l.accepted_by_name.clone()))
+    }
+
     /// Where an open session stands; `None` once it ended.
     pub fn state_of(&self, session_id: &str) -> Option<SessionState> {
         self.lock().get(session_id).map(Live::state)

@@ -286,9 +286,10 @@ pub struct SessionDetail {
 }
 
 async fn detail(state: &State, row: SessionRow, full: bool) -> Result<SessionDetail, ApiError> {
-    let accepted_by = match row.accepted_by {
-        Some(id) => state.db.user_by_id(id).await?.map(|u| u.display_name),
-        None => None,
+    let accepted_by = match (row.accepted_by, state.hub.row(&row.id)) {
+        (Some(_), Some((_, name @ Some(_)))) => name,
+        (Some(id), _) => state.db.user_by_id(id).await?.map(|u| u.display_name),
+        (None, _) => None,
     };
     let (messages, events) = if full {
         (
@@ -326,7 +327,11 @@ async fn readable(state: &State, id: &str, a: &Authed) -> Result<SessionRow, Api
     if id.len() > 64 {
         return Err(not_found());
     }
-    let row = state.db.session(id).await?.ok_or_else(not_found)?;
+    // Open sessions are answered from memory; ended ones from the database.
+    let row = match state.hub.row(id) {
+        Some((row, _)) => row,
+        None => state.db.session(id).await?.ok_or_else(not_found)?,
+    };
     let user = &a.user;
     let allowed = user.role == "admin"
         || row.accepted_by == Some(user.id)

@@ -82,6 +82,7 @@ fn new_ticket(queue: &str, rep_id: Option<i64>, name: &str, lang: Lang) -> Ticke
         expires_at: now_ms() + TICKET_TTL_MS,
         used_at: None,
         session_id: None,
+        rep_name: None,
     }
 }
 

@@ -247,9 +247,9 @@ impl Conn {
             remote_addr: &self.ip.to_string(),
             resume_token_hash: &auth::token_hash(&resume_token),
         };
-        match state.db.start_session(&new).await {
-            Ok(true) => {}
-            Ok(false) => {
+        let session_row = match state.db.start_session(&new).await {
+            Ok(Some(row)) => row,
+            Ok(None) => {
                 self.refuse(RefuseCode::TicketUsed, "This support program has already been used for a session. Please enter a new session key on the support portal and download it again.").await;
                 return None;
             }
@@ -258,26 +258,13 @@ impl Conn {
                 self.refuse(RefuseCode::Busy, "The support box cannot take your session right now. Please try again in a minute.").await;
                 return None;
             }
-        }
+        };
         super::audit(&state, "agent", self.ip, "ticket.use", "ok", &session_id).await;
         let _ = state
             .db
             .add_event(&session_id, "client_connected", &self.ip.to_string())
             .await;
-        let session_row = match state.db.session(&session_id).await {
-            Ok(Some(r)) => r,
-            _ => return None,
-        };
-        let owner_name = match row.rep_id {
-            Some(id) => state
-                .db
-                .user_by_id(id)
-                .await
-                .ok()
-                .flatten()
-                .map(|u| u.display_name),
-            None => None,
-        };
+        let owner_name = row.rep_name.clone();
         let gen_ = state.hub.add_session(session_row, owner_name.clone(), tx);
         let ok = self
             .send(&RelayToAgent::Welcome {

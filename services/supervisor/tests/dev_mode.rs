@@ -1,0 +1,219 @@
+//! The supervisor in development mode, for real: it starts its own `dbus-daemon`, runs the
+//! real licence manager as its child, publishes `org.lifeline.Supervisor1`, notices a child
+//! killed with SIGKILL, restarts it, and stops everything on SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use lifeline_supervisor_api::{
+    ApplianceStatus, ServiceState, Supervisor1Proxy, SupervisorError, parse_status,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lifeline-supervisor");
+
+fn sibling(name: &str) -> PathBuf {
+    let p = Path::new(BIN).with_file_name(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build every binary first (`cargo xtask test` does)",
+        p.display()
+    );
+    p
+}
+
+struct Supervisor {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start() -> Supervisor {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).display().to_string();
+    std::fs::write(
+        dir.path().join("factory.toml"),
+        "serial = \"LL-DEV-1\"\nmodel = \"b200\"\n",
+    )
+    .unwrap();
+    let config = format!(
+        "mode = \"development\"\nstate_dir = \"{state}\"\ndata_path = \"{root}\"\nrefresh_ms = 500\n\n\
+         [[service]]\nname = \"license\"\ncommand = \"{lic}\"\n\
+         args = [\"serve\", \"--licence\", \"{none}\", \"--data-dir\", \"{data}\", \"--factory-file\", \"{factory}\", \"--dmi-serial-file\", \"{nodmi}\"]\n\
+         env = {{ RUST_LOG = \"info\" }}\n\n\
+         [[service]]\nname = \"sleeper\"\ncommand = \"/bin/sleep\"\nargs = [\"1000\"]\nready = \"started\"\noptional = true\n",
+        state = p("state"),
+        root = dir.path().display(),
+        lic = sibling("lifeline-license").display(),
+        none = p("licence.json"),
+        data = p("license"),
+        factory = p("factory.toml"),
+        nodmi = p("no-dmi"),
+    );
+    let path = dir.path().join("supervisor.toml");
+    std::fs::write(&path, config).unwrap();
+    let child = Command::new(BIN)
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .env_remove("LIFELINE_DBUS_ADDRESS")
+        .spawn()
+        .unwrap();
+    Supervisor { child, dir }
+}
+
+async fn wait_for<T>(limit: Duration, what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn children_on_a_private_bus_are_watched_restarted_and_stopped() {
+    let mut sup = start();
+    let addr_file = sup.dir.path().join("state/bus-address");
+    let address = wait_for(Duration::from_secs(20), "the bus address", async || {
+        std::fs::read_to_string(&addr_file)
+            .ok()
+            .filter(|s| s.ends_with('\n'))
+    })
+    .await;
+    let conn = zbus::connection::Builder::address(address.trim())
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let proxy = wait_for(
+        Duration::from_secs(20),
+        "the supervisor on the bus",
+        async || {
+            let p = Supervisor1Proxy::new(&conn).await.ok()?;
+            p.get_status().await.ok()?;
+            Some(p)
+        },
+    )
+    .await;
+    let ready = |s: &ApplianceStatus| {
+        let l = s.service("license")?;
+        (l.state == ServiceState::Active && s.evaluation_licence == Some(true)).then_some(l.pid?)
+    };
+    let first_pid = wait_for(
+        Duration::from_secs(30),
+        "the licence manager ready",
+        async || ready(&proxy.status().await.ok()?),
+    )
+    .await;
+    let status = proxy.status().await.unwrap();
+    assert_eq!(status.service("license").unwrap().restarts, 0);
+    assert_eq!(
+        status.service("sleeper").unwrap().state,
+        ServiceState::Active
+    );
+    assert!(status.uptime_seconds > 0 && !status.hostname.is_empty());
+    assert!(!status.time.is_empty());
+
+    // SIGKILL the child: the change signal says it is down, then it is back with a new pid.
+    let mut changes = proxy.receive_changed().await.unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first_pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let down = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(sig) = changes.next().await {
+            let s = parse_status(sig.args().unwrap().status()).unwrap();
+            let l = s.service("license").unwrap().clone();
+            if l.state != ServiceState::Active {
+                return (s, l);
+            }
+        }
+        panic!("the signal stream ended");
+    })
+    .await
+    .expect("a Changed signal showing the killed child within 5 s");
+    assert!(down.1.restarts >= 1, "{:?}", down.1);
+    assert_ne!(down.0.state, lifeline_supervisor_api::OverallState::Ok);
+    let second_pid = wait_for(
+        Duration::from_secs(30),
+        "the licence manager back",
+        async || ready(&proxy.status().await.ok()?).filter(|p| *p != first_pid),
+    )
+    .await;
+    assert_eq!(
+        proxy
+            .status()
+            .await
+            .unwrap()
+            .service("license")
+            .unwrap()
+            .restarts,
+        1
+    );
+
+    // A restart through the D-Bus action; unknown names are refused with a sentence.
+    proxy.restart_service("license", "test").await.unwrap();
+    let third_pid = wait_for(
+        Duration::from_secs(30),
+        "the restarted licence manager",
+        async || ready(&proxy.status().await.ok()?).filter(|p| *p != second_pid),
+    )
+    .await;
+    match proxy.restart_service("nosuch", "test").await {
+        Err(SupervisorError::UnknownService(m)) => assert!(m.contains("license"), "{m}"),
+        other => panic!("expected UnknownService, got {other:?}"),
+    }
+    match proxy.set_network("eth0", "dhcp", "", 0, "test").await {
+        Err(SupervisorError::Unsupported(m)) => assert!(m.contains("development"), "{m}"),
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+    proxy.report_relay(2, 3, 4).await.unwrap();
+    wait_for(Duration::from_secs(5), "the relay counts", async || {
+        let s = proxy.status().await.ok()?;
+        (s.relay.rep_consoles == 2 && s.relay.customer_clients == 3 && s.relay.jump_clients == 4)
+            .then_some(())
+    })
+    .await;
+    let audit = std::fs::read_to_string(sup.dir.path().join("state/audit.log")).unwrap();
+    assert!(audit.contains("\"action\":\"restart_service\""), "{audit}");
+    assert!(audit.contains("\"actor\":\"test\""), "{audit}");
+
+    // SIGTERM: the supervisor stops its children and exits 0.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(sup.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let exit = wait_for(
+        Duration::from_secs(20),
+        "the supervisor to exit",
+        async || sup.child.try_wait().unwrap(),
+    )
+    .await;
+    assert!(exit.success(), "{exit}");
+    assert!(
+        !alive(third_pid),
+        "the licence manager outlived the supervisor"
+    );
+}
