@@ -188,3 +188,22 @@ impl Shell {
             .map_err(|e| format!("cannot write to the command channel: {e}"))
     }
 }
+
+impl Shell {
+    /// The supervisor's status object (`GetStatus` on `org.lifeline.Supervisor1`), or why
+    /// it could not be read.
+    pub fn supervisor_status(&mut self) -> Result<serde_json::Value, String> {
+        let o = self.run(
+            "busctl --system --json=short call org.lifeline.Supervisor1 /org/lifeline/Supervisor1 org.lifeline.Supervisor1 GetStatus",
+        )?;
+        if !o.ok() {
+            return Err(format!("GetStatus failed: {}", o.text));
+        }
+        let reply: serde_json::Value = serde_json::from_str(o.text.trim())
+            .map_err(|e| format!("busctl answer is not JSON ({e}): {}", o.text))?;
+        let json = reply["data"][0]
+            .as_str()
+            .ok_or_else(|| format!("GetStatus returned no string: {}", o.text))?;
+        serde_json::from_str(json).map_err(|e| format!("the status is not JSON ({e}): {json}"))
+    }
+}

@@ -70,8 +70,7 @@ fn appliance_boots_serves_a_session_and_survives_a_relay_crash() {
 
     // 2. Every Lifeline unit is active, and sandboxed well enough.
     let units = daemon_units();
-    let mut all = units.clone();
-    all.push("lifeline-boot-ok.service".into());
+    let all = units.clone();
     wait_for(
         Duration::from_secs(120),
         Duration::from_millis(500),
@@ -112,6 +111,28 @@ fn appliance_boots_serves_a_session_and_survives_a_relay_crash() {
             "{unit} scores worse than OK: {out}"
         );
     }
+    // The supervisor sees every service running and marked this first boot's slot good.
+    let status = wait_for(
+        Duration::from_secs(120),
+        Duration::from_secs(1),
+        "the supervisor to report every service and the slot",
+        || {
+            let st = m.shell.supervisor_status().ok()?;
+            let services = st["services"].as_array()?;
+            // The supervisor watches every daemon but itself.
+            let all_active = units
+                .iter()
+                .filter(|u| u.as_str() != "lifeline-supervisor.service")
+                .all(|u| {
+                    services
+                        .iter()
+                        .any(|x| x["unit"] == u.as_str() && x["state"] == "active")
+                });
+            (all_active && st["update"]["booted_slot_marked_good"] == true).then_some(st)
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: {:?}", m.shell.supervisor_status()));
+    art.write("supervisor-status.json", &status.to_string());
     let startup = m
         .shell
         .ok("systemctl list-jobs --no-pager; systemd-analyze blame --no-pager | head -n 25");

@@ -183,6 +183,12 @@ fn update_installs_boots_and_falls_back_and_refuses_foreign_bundles() {
     reboot(&mut m);
     assert_eq!(booted_slot(&mut m), "B", "the box boots the updated slot");
     wait_marked_good(&mut m, "B");
+    let st = m
+        .shell
+        .supervisor_status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(st["update"]["booted_slot"], "B", "{st}");
+    assert_eq!(st["update"]["booted_slot_marked_good"], true, "{st}");
     assert_eq!(
         portal.status("/"),
         Some(200),
@@ -197,13 +203,18 @@ fn update_installs_boots_and_falls_back_and_refuses_foreign_bundles() {
     assert!(o.ok(), "rauc install (broken slot) failed:\n{}", o.text);
     reboot(&mut m);
     assert_eq!(booted_slot(&mut m), "A", "the updated slot is tried once");
-    let state = m
+    let relay = m
         .shell
-        .run("systemctl is-active lifeline-boot-ok.service")
+        .run("systemctl is-active lifeline-relay.service")
         .unwrap();
-    assert!(
-        !state.ok(),
-        "a slot without a relay passed its health check"
+    assert!(!relay.ok(), "the broken slot's relay runs: {}", relay.text);
+    let st = m
+        .shell
+        .supervisor_status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(
+        st["update"]["booted_slot_marked_good"], true,
+        "the supervisor confirmed a slot without a relay: {st}"
     );
     let s = slots(&mut m);
     assert!(

@@ -562,7 +562,7 @@ fn install_overlay(sysroot: &Path, model: &Model, daemons: &Daemons) -> Result {
     let script = format!(
         "root=\"$1\"\n\
          chroot \"$root\" systemd-sysusers\n\
-         chroot \"$root\" systemctl enable {units} lifeline-boot-ok.service systemd-networkd.service nftables.service\n\
+         chroot \"$root\" systemctl enable {units} systemd-networkd.service nftables.service\n\
          chroot \"$root\" systemctl disable apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer 2>/dev/null || true\n\
          chroot \"$root\" dpkg-query -W -f '${{Package}} ${{Version}}\\n' > \"$root/usr/share/lifeline/packages.txt\"\n\
          rm -rf \"$root/var/lib/apt/lists\" \"$root/var/cache/apt\" \"$root/var/cache/debconf/\"*-old\n",

@@ -13,8 +13,8 @@ LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/MIT;md5=0835ade698e0bcf8506ecda
 inherit core-image
 
 IMAGE_FEATURES:append = " read-only-rootfs"
-IMAGE_INSTALL = "packagegroup-core-boot lifeline-relay lifeline-license lifeline-panel lifeline-rootfs \
-                 rauc nftables e2fsprogs-e2fsck dosfstools sqlite3 kernel-module-dm-verity kernel-module-squashfs"
+IMAGE_INSTALL = "packagegroup-core-boot lifeline-relay lifeline-license lifeline-panel lifeline-supervisor lifeline-rootfs \
+                 rauc grub-editenv nftables e2fsprogs-e2fsck dosfstools sqlite3 kernel-module-dm-verity kernel-module-squashfs"
 IMAGE_ROOTFS_SIZE = "786432"
 IMAGE_ROOTFS_EXTRA_SPACE = "0"
 IMAGE_OVERHEAD_FACTOR = "1.0"

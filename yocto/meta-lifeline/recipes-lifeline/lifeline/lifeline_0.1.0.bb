@@ -24,11 +24,11 @@ EXTERNALSRC = "${LIFELINE_SRCDIR}"
 EXTERNALSRC_BUILD = "${WORKDIR}/build"
 
 # The daemons of firmware/daemons.toml and the client; one cargo invocation.
-CARGO_BUILD_FLAGS:append = " -p lifeline-relay -p lifeline-license -p lifeline-panel -p lifeline-agent"
+CARGO_BUILD_FLAGS:append = " -p lifeline-relay -p lifeline-license -p lifeline-panel -p lifeline-supervisor -p lifeline-agent"
 
 do_install:append() {
     install -d ${D}${systemd_system_unitdir} ${D}${datadir}/dbus-1/system.d
-    for unit in lifeline-relay.service lifeline-license.service lifeline-panel.service; do
+    for unit in lifeline-relay.service lifeline-license.service lifeline-panel.service lifeline-supervisor.service; do
         install -m 0644 ${S}/rootfs/usr/lib/systemd/system/${unit} ${D}${systemd_system_unitdir}/
     done
     install -m 0644 ${S}/rootfs/usr/share/dbus-1/system.d/org.lifeline.License1.conf ${D}${datadir}/dbus-1/system.d/
@@ -36,28 +36,32 @@ do_install:append() {
     mv ${D}${bindir}/lifeline-agent ${D}${datadir}/lifeline/clients/linux-x86_64/lifeline-agent
 }
 
-PACKAGES =+ "${PN}-relay ${PN}-license ${PN}-panel ${PN}-clients"
+PACKAGES =+ "${PN}-relay ${PN}-license ${PN}-panel ${PN}-supervisor ${PN}-clients"
 
 FILES:${PN}-relay += "${bindir}/lifeline-relay ${systemd_system_unitdir}/lifeline-relay.service"
 FILES:${PN}-license += "${bindir}/lifeline-license ${systemd_system_unitdir}/lifeline-license.service \
                         ${datadir}/dbus-1/system.d/org.lifeline.License1.conf"
 FILES:${PN}-panel += "${bindir}/lifeline-panel ${systemd_system_unitdir}/lifeline-panel.service"
+FILES:${PN}-supervisor += "${bindir}/lifeline-supervisor ${systemd_system_unitdir}/lifeline-supervisor.service"
 FILES:${PN}-clients += "${datadir}/lifeline/clients"
 
 RDEPENDS:${PN}-relay = "${PN}-clients lifeline-rootfs"
 RDEPENDS:${PN}-license = "dbus lifeline-rootfs"
 RDEPENDS:${PN}-panel = "lifeline-rootfs"
+RDEPENDS:${PN}-supervisor = "dbus lifeline-rootfs rauc"
 # The client is served to customers and never runs on the box: its X11 libraries are not
 # dependencies of the image.
 SKIP_FILEDEPS:${PN}-clients = "1"
 EXCLUDE_PACKAGES_FROM_SHLIBS = "${PN}-clients"
 
-SYSTEMD_PACKAGES = "${PN}-relay ${PN}-license ${PN}-panel"
+SYSTEMD_PACKAGES = "${PN}-relay ${PN}-license ${PN}-panel ${PN}-supervisor"
 SYSTEMD_SERVICE:${PN}-relay = "lifeline-relay.service"
 SYSTEMD_SERVICE:${PN}-license = "lifeline-license.service"
 SYSTEMD_SERVICE:${PN}-panel = "lifeline-panel.service"
+SYSTEMD_SERVICE:${PN}-supervisor = "lifeline-supervisor.service"
 
-USERADD_PACKAGES = "${PN}-relay ${PN}-license ${PN}-panel"
+USERADD_PACKAGES = "${PN}-relay ${PN}-license ${PN}-panel ${PN}-supervisor"
 USERADD_PARAM:${PN}-relay = "--system --home-dir ${localstatedir}/lib/lifeline/relay --no-create-home --shell /sbin/nologin --user-group lifeline-relay"
 USERADD_PARAM:${PN}-license = "--system --home-dir ${localstatedir}/lib/lifeline/license --no-create-home --shell /sbin/nologin --user-group lifeline-license"
+USERADD_PARAM:${PN}-supervisor = "--system --home-dir ${localstatedir}/lib/lifeline/supervisor --no-create-home --shell /sbin/nologin --groups systemd-journal --user-group lifeline-supervisor"
 USERADD_PARAM:${PN}-panel = "--system --no-create-home --shell /sbin/nologin --groups dialout --user-group lifeline-panel"
