@@ -318,6 +318,8 @@ fn inputs_hash(model: &Model, daemons: &Daemons) -> Result<String> {
     for d in ["rootfs", "firmware"] {
         hash_tree(&mut h, &r.join(d))?;
     }
+    // How the image is put together is an input too.
+    h.update(std::fs::read(r.join("xtask/src/image.rs")).map_err(|e| e.to_string())?);
     for b in daemons
         .daemon
         .iter()
@@ -563,7 +565,7 @@ fn install_overlay(sysroot: &Path, model: &Model, daemons: &Daemons) -> Result {
         "root=\"$1\"\n\
          chroot \"$root\" systemd-sysusers\n\
          chroot \"$root\" systemctl enable {units} systemd-networkd.service nftables.service\n\
-         chroot \"$root\" systemctl disable apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer 2>/dev/null || true\n\
+         chroot \"$root\" systemctl disable apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer 2>/dev/null || true\n\
          chroot \"$root\" dpkg-query -W -f '${{Package}} ${{Version}}\\n' > \"$root/usr/share/lifeline/packages.txt\"\n\
          rm -rf \"$root/var/lib/apt/lists\" \"$root/var/cache/apt\" \"$root/var/cache/debconf/\"*-old\n",
         units = units.join(" ")
