@@ -187,7 +187,8 @@ fn update_installs_boots_and_falls_back_and_refuses_foreign_bundles() {
         .shell
         .supervisor_status()
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(st["update"]["booted_slot"], "B", "{st}");
+    // The supervisor names slots as RAUC does: B is `rootfs.1`.
+    assert_eq!(st["update"]["booted_slot"], "rootfs.1", "{st}");
     assert_eq!(st["update"]["booted_slot_marked_good"], true, "{st}");
     assert_eq!(
         portal.status("/"),
