@@ -200,6 +200,8 @@ fn update_installs_boots_and_falls_back_and_refuses_foreign_bundles() {
     // the next boot goes back to B.
     m.shell
         .ok("mount -o ro /dev/vdb /mnt 2>/dev/null || mountpoint -q /mnt");
+    // A short health-check deadline, so the test need not wait the default 180 s.
+    m.shell.ok("sed -i 's/^health_deadline_seconds = .*/health_deadline_seconds = 60/' /etc/lifeline/supervisor.toml");
     let o = install(&mut m, "broken.raucb");
     assert!(o.ok(), "rauc install (broken slot) failed:\n{}", o.text);
     reboot(&mut m);
@@ -209,14 +211,27 @@ fn update_installs_boots_and_falls_back_and_refuses_foreign_bundles() {
         .run("systemctl is-active lifeline-relay.service")
         .unwrap();
     assert!(!relay.ok(), "the broken slot's relay runs: {}", relay.text);
-    let st = m
-        .shell
-        .supervisor_status()
-        .unwrap_or_else(|e| panic!("{e}"));
+    // The supervisor's health check gives up after its deadline (shortened above) and says
+    // so; it never confirms the slot.
+    let st = wait_for(
+        Duration::from_secs(400),
+        Duration::from_secs(2),
+        "the supervisor's verdict on the broken slot",
+        || {
+            let st = m.shell.supervisor_status().ok()?;
+            let failed = st["alerts"]
+                .as_array()?
+                .iter()
+                .any(|a| a["kind"] == "update_failed");
+            (failed || st["update"]["booted_slot_marked_good"] == true).then_some(st)
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: {:?}", m.shell.supervisor_status()));
     assert_ne!(
         st["update"]["booted_slot_marked_good"], true,
         "the supervisor confirmed a slot without a relay: {st}"
     );
+    art.write("supervisor-broken-slot.json", &st.to_string());
     let s = slots(&mut m);
     assert!(
         s.iter().any(|(b, _, st)| b == "A" && st != "good"),
