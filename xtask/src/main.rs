@@ -6,6 +6,9 @@
 //! * `cargo xtask test`  — installs what is missing, then fmt check, clippy, and every test
 //!   (unit, integration, end-to-end with Xvfb, browser with Chromium).
 //! * `cargo xtask bench session [--sessions N]` — concurrent one-shot session set-ups.
+//! * `cargo xtask image --model b200|b300` — the firmware image and its RAUC bundle
+//!   (`image.rs`); `cargo xtask qemu` boots it (`qemu.rs`); `cargo xtask yocto [--check]`
+//!   keeps the Yocto layer's crates.inc current and lints the layer (`yocto.rs`).
 //!
 //! Missing Debian packages are installed with apt-get (as root, or through sudo), CMake
 //! (for the client's bundled toolkit) with pip, and browser-test packages with `npm ci`
@@ -17,6 +20,10 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+mod image;
+mod qemu;
+mod yocto;
 
 /// Needed to build the workspace (the client's window toolkit builds from source).
 const BUILD_PACKAGES: &[&str] = &[
@@ -55,12 +62,18 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("deps") => ensure_deps(true),
+        Some("image") => image::image(&args[1..]),
+        Some("qemu") => qemu::qemu(&args[1..]),
+        Some("yocto") => yocto::yocto(&args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  run                      run the appliance in development mode\n  \
                  test [FILTER...]         fmt, clippy and every test (filters go to nextest)\n  \
                  bench session [--sessions N]\n  \
+                 image --model b200|b300  build the firmware image and its RAUC bundle\n  \
+                 qemu [--model M] [--fresh]  boot the image in QEMU (portal on https://localhost:8443)\n  \
+                 yocto [--check]          regenerate the layer's crates.inc (--check: lint the layer)\n  \
                  deps                     install build and test dependencies only"
             );
             return ExitCode::from(2);
@@ -188,6 +201,7 @@ fn ensure_deps(for_tests: bool) -> Result {
     ensure_cmake()?;
     if for_tests {
         apt_install(TEST_PACKAGES)?;
+        apt_install(image::IMAGE_PACKAGES)?;
         // Machines of this kind bring Node.js with npm; Debian's packages only if absent.
         if !have("node") || !have("npm") {
             apt_install(&["nodejs", "npm"])?;
@@ -337,10 +351,13 @@ fn test(filters: &[String]) -> Result {
         "warnings",
     ]);
     status(c, "cargo clippy")?;
+    yocto::check()?;
     step("building every binary (the end-to-end tests run them)");
     let mut c = cargo();
     c.args(["build", "--workspace", "--bins", "--locked"]);
     status(c, "cargo build")?;
+    step("firmware image b200 (the image tests boot it)");
+    image::image(&["--model".into(), "b200".into(), "--if-stale".into()])?;
     step("tests");
     let mut c = cargo();
     if have("cargo-nextest") {

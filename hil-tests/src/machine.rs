@@ -1,0 +1,390 @@
+//! One booted appliance: a QEMU guest of the built image, or a real box.
+
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lifeline_panel::driver::Model as PanelModel;
+use lifeline_panel::emulator::Emulator;
+
+use crate::artifacts::Artifacts;
+use crate::image::Built;
+use crate::shell::Shell;
+use crate::wait_for;
+
+const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// Where the serial console goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Console {
+    /// Into `console.log` (tests).
+    Log,
+    /// The terminal (`cargo xtask qemu`): Ctrl-A X quits.
+    Terminal,
+}
+
+/// How to boot.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Read-only raw disks attached after the system disk (e.g. a disk of bundles).
+    pub extra_disks: Vec<PathBuf>,
+    /// Attach the panel emulator of this model to the second serial port.
+    pub panel: Option<PanelModel>,
+    pub console: Console,
+    /// Host ports for 443 and 80 (0: pick free ones).
+    pub https_port: u16,
+    pub http_port: u16,
+    /// Keep the disk overlay here (so it survives); `None`: a temp dir.
+    pub state_dir: Option<PathBuf>,
+    pub memory_mib: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            extra_disks: Vec::new(),
+            panel: None,
+            console: Console::Log,
+            https_port: 0,
+            http_port: 0,
+            state_dir: None,
+            memory_mib: 1024,
+        }
+    }
+}
+
+/// The accelerator: TCG unless `LIFELINE_QEMU_ACCEL=kvm` (KVM here does not boot stock
+/// kernels, see the machine notes).
+pub fn accel() -> (&'static str, Vec<&'static str>) {
+    match std::env::var("LIFELINE_QEMU_ACCEL").as_deref() {
+        Ok("kvm") => ("kvm", vec!["-accel", "kvm", "-cpu", "host"]),
+        _ => ("tcg", vec!["-accel", "tcg,thread=multi", "-cpu", "max"]),
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+pub struct Machine {
+    child: Option<Child>,
+    _tmp: Option<tempfile::TempDir>,
+    pub dir: PathBuf,
+    pub console_log: PathBuf,
+    pub https: SocketAddr,
+    pub http: SocketAddr,
+    pub shell: Shell,
+    pub panel: Option<Emulator>,
+    pub artifacts: Artifacts,
+    /// When QEMU was started (boot time is measured from here).
+    pub started: Instant,
+    pub accel: &'static str,
+}
+
+impl std::fmt::Debug for Machine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Machine")
+            .field("dir", &self.dir)
+            .field("https", &self.https)
+            .finish()
+    }
+}
+
+impl Machine {
+    /// Boots `image` in QEMU on a fresh copy-on-write overlay. Returns once QEMU runs and
+    /// the command channel socket is connected (not when the guest has booted).
+    pub fn boot(image: &Built, opts: &Options, artifacts: Artifacts) -> Result<Machine, String> {
+        for (tool, pkg) in [
+            ("qemu-system-x86_64", "qemu-system-x86"),
+            ("qemu-img", "qemu-utils"),
+        ] {
+            if !crate_have(tool) {
+                return Err(format!(
+                    "{tool} is not installed (Debian package {pkg}; `cargo xtask deps` installs it)"
+                ));
+            }
+        }
+        for f in [OVMF_CODE, OVMF_VARS] {
+            if !Path::new(f).is_file() {
+                return Err(format!(
+                    "{f} is missing (Debian package ovmf; `cargo xtask deps` installs it)"
+                ));
+            }
+        }
+        let (tmp, dir) = match &opts.state_dir {
+            Some(d) => {
+                std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+                (None, d.clone())
+            }
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("lifeline-hil-")
+                    .tempdir()
+                    .map_err(|e| format!("cannot make a temp dir: {e}"))?;
+                let p = t.path().to_path_buf();
+                (Some(t), p)
+            }
+        };
+        let overlay = dir.join("disk.qcow2");
+        if !overlay.exists() {
+            let o = Command::new("qemu-img")
+                .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+                .arg(&image.disk)
+                .arg(&overlay)
+                .output()
+                .map_err(|e| format!("cannot run qemu-img: {e}"))?;
+            if !o.status.success() {
+                return Err(format!(
+                    "qemu-img create failed: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                ));
+            }
+            std::fs::copy(OVMF_VARS, dir.join("ovmf-vars.fd"))
+                .map_err(|e| format!("cannot copy {OVMF_VARS}: {e}"))?;
+        }
+        let console_log = dir.join("console.log");
+        let sock = dir.join("hil.sock");
+        let _ = std::fs::remove_file(&sock);
+        let https_port = if opts.https_port == 0 {
+            free_port()
+        } else {
+            opts.https_port
+        };
+        let http_port = if opts.http_port == 0 {
+            free_port()
+        } else {
+            opts.http_port
+        };
+        let panel = match opts.panel {
+            Some(m) => Some(
+                Emulator::start(m).map_err(|e| format!("cannot start the panel emulator: {e}"))?,
+            ),
+            None => None,
+        };
+        let (accel, accel_args) = accel();
+        let mut c = Command::new("qemu-system-x86_64");
+        c.args([
+            "-nodefaults",
+            "-no-user-config",
+            "-machine",
+            "q35",
+            "-smp",
+            "2",
+        ])
+        .args(["-m", &opts.memory_mib.to_string()])
+        .args(&accel_args)
+        .args(["-display", "none", "-vga", "none"])
+        .arg("-drive")
+        .arg(format!(
+            "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
+        ))
+        .arg("-drive")
+        .arg(format!(
+            "if=pflash,format=raw,unit=1,file={}",
+            dir.join("ovmf-vars.fd").display()
+        ))
+        .arg("-drive")
+        .arg(format!(
+            "if=virtio,format=qcow2,cache=unsafe,discard=unmap,file={}",
+            overlay.display()
+        ));
+        for d in &opts.extra_disks {
+            c.arg("-drive").arg(format!(
+                "if=virtio,format=raw,readonly=on,file={}",
+                d.display()
+            ));
+        }
+        c.arg("-netdev")
+            .arg(format!(
+                "user,id=net0,hostfwd=tcp:127.0.0.1:{https_port}-:443,hostfwd=tcp:127.0.0.1:{http_port}-:80"
+            ))
+            .args(["-device", "virtio-net-pci,netdev=net0"])
+            .args(["-device", "virtio-rng-pci"]);
+        match opts.console {
+            Console::Log => {
+                c.arg("-chardev")
+                    .arg(format!("file,id=con,path={}", console_log.display()))
+                    .args(["-serial", "chardev:con"]);
+            }
+            Console::Terminal => {
+                c.args(["-chardev", "stdio,id=con,mux=on,signal=off"])
+                    .args([
+                        "-serial",
+                        "chardev:con",
+                        "-mon",
+                        "chardev=con,mode=readline",
+                    ]);
+            }
+        }
+        match &panel {
+            Some(p) => {
+                c.arg("-chardev")
+                    .arg(format!("serial,id=panel,path={}", p.path().display()))
+                    .args(["-serial", "chardev:panel"]);
+            }
+            None => {
+                c.args(["-serial", "null"]);
+            }
+        }
+        c.args(["-device", "virtio-serial-pci"])
+            .arg("-chardev")
+            .arg(format!(
+                "socket,id=hil,path={},server=on,wait=off",
+                sock.display()
+            ))
+            .args([
+                "-device",
+                "virtserialport,chardev=hil,name=org.lifeline.hil",
+            ]);
+        if opts.console == Console::Log {
+            c.stdin(Stdio::null());
+        }
+        c.stdout(if opts.console == Console::Log {
+            Stdio::null()
+        } else {
+            Stdio::inherit()
+        });
+        c.stderr(std::fs::File::create(dir.join("qemu.stderr")).map_err(|e| e.to_string())?);
+        let started = Instant::now();
+        let mut child = c.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
+        let stream = wait_for(
+            Duration::from_secs(20),
+            Duration::from_millis(20),
+            "QEMU's command channel socket",
+            || {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return Some(Err(()));
+                }
+                UnixStream::connect(&sock).ok().map(Ok)
+            },
+        )?
+        .map_err(|_| {
+            format!(
+                "QEMU exited at start-up: {}",
+                std::fs::read_to_string(dir.join("qemu.stderr")).unwrap_or_default()
+            )
+        })?;
+        let reader = stream.try_clone().map_err(|e| e.to_string())?;
+        let shell = Shell::new(Box::new(reader), Box::new(stream));
+        Ok(Machine {
+            child: Some(child),
+            _tmp: tmp,
+            dir,
+            console_log,
+            https: SocketAddr::from(([127, 0, 0, 1], https_port)),
+            http: SocketAddr::from(([127, 0, 0, 1], http_port)),
+            shell,
+            panel,
+            artifacts,
+            started,
+            accel,
+        })
+    }
+
+    /// A real box: its HTTPS address and the serial line of its command channel.
+    pub fn connect_box(
+        address: SocketAddr,
+        channel: &Path,
+        artifacts: Artifacts,
+    ) -> Result<Machine, String> {
+        let port = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(channel)
+            .map_err(|e| format!("cannot open {}: {e}", channel.display()))?;
+        let _ = Command::new("stty")
+            .arg("-F")
+            .arg(channel)
+            .args(["115200", "raw", "-echo", "clocal"])
+            .status();
+        let reader = port.try_clone().map_err(|e| e.to_string())?;
+        let shell = Shell::new(Box::new(reader), Box::new(port));
+        let dir = artifacts.dir.clone();
+        Ok(Machine {
+            child: None,
+            _tmp: None,
+            console_log: dir.join("console.log"),
+            dir,
+            https: address,
+            http: SocketAddr::new(address.ip(), 80),
+            shell,
+            panel: None,
+            artifacts,
+            started: Instant::now(),
+            accel: "hardware",
+        })
+    }
+
+    /// The console output so far.
+    pub fn console(&self) -> String {
+        std::fs::read_to_string(&self.console_log).unwrap_or_default()
+    }
+
+    /// Waits for `needle` on the serial console.
+    pub fn wait_console(&self, needle: &str, limit: Duration) -> Result<(), String> {
+        wait_for(limit, Duration::from_millis(100), needle, || {
+            self.console().contains(needle).then_some(())
+        })
+        .map_err(|e| format!("{e} on the serial console"))
+    }
+
+    /// Whether QEMU still runs.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// Saves the console log, the journal and the panel picture into the artifacts.
+    pub fn keep_artifacts(&mut self) {
+        self.artifacts.copy(&self.console_log, "console.log");
+        self.artifacts
+            .copy(&self.dir.join("qemu.stderr"), "qemu.stderr");
+        if let Ok(o) = self.shell.run_timeout(
+            "journalctl -b --no-pager -o short-monotonic | tail -n 5000",
+            Duration::from_secs(30),
+        ) {
+            self.artifacts.write("journal.txt", &o.text);
+        }
+        if let Ok(o) = self.shell.run_timeout(
+            "systemctl --no-pager --all list-units 'lifeline*' 'rauc*'; rauc status --detailed 2>&1",
+            Duration::from_secs(30),
+        ) {
+            self.artifacts.write("units.txt", &o.text);
+        }
+        if let Some(p) = &self.panel {
+            let _ = p.save_png(&self.artifacts.path("panel.png"));
+            self.artifacts
+                .write("panel.txt", &p.snapshot().rows.join("\n"));
+        }
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.keep_artifacts();
+            eprintln!(
+                "hil: console log, journal and panel kept in {}",
+                self.artifacts.dir.display()
+            );
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn crate_have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
