@@ -365,6 +365,8 @@ fn bench(args: &[String]) -> Result {
     match args.first().map(String::as_str) {
         Some("session") => {
             step("building the relay and the load generator (release)");
+            // The benchmark runs the licence manager beside the relay.
+            build(true, &["lifeline-license"])?;
             let mut c = cargo();
             c.args([
                 "bench",
