@@ -1,6 +1,7 @@
 //! The appliance status: `GET /api/v1/appliance/status` and the `/appliance` page, with the
-//! real supervisor and licence manager on a private `dbus-daemon`; the page is checked in
-//! headless Chromium against the JSON (`tests/browser/appliance.mjs`).
+//! real supervisor, licence manager and front-panel service (on its pty emulator) on a
+//! private `dbus-daemon`; the page is checked in headless Chromium against the JSON, and
+//! its live panel picture against a click on a key (`tests/browser/appliance.mjs`).
 
 mod common;
 
@@ -17,9 +18,17 @@ const APP_PASSWORD: &str = "appliance-password-1";
 async fn status_api_and_page_agree_in_chromium() {
     let bus = TestBus::start();
     let _lic = LicenceManager::start(&bus, 6).await;
+    // The supervisor runs a stand-in program and the real front panel with its emulator.
+    let tty_dir = tempfile::tempdir().unwrap();
+    let tty = tty_dir.path().join("panel-tty");
+    let panel = common::appliance::sibling_bin("lifeline-panel");
     let _sup = Supervisor::start(
         &bus,
-        "[[service]]\nname = \"helper-sleep\"\ncommand = \"/bin/sleep\"\nargs = [\"1000\"]\nready = \"started\"\n",
+        &format!(
+            "[[service]]\nname = \"helper-sleep\"\ncommand = \"/bin/sleep\"\nargs = [\"1000\"]\nready = \"started\"\n\n\
+             [[service]]\nname = \"panel-emulator\"\ncommand = {panel:?}\nargs = [\"emulate\", \"--model\", \"graphic-244x68\", \"--link-path\", {tty:?}]\nready = \"started\"\noptional = true\n\n\
+             [[service]]\nname = \"panel\"\ncommand = {panel:?}\nargs = [\"--device\", {tty:?}, \"--model\", \"graphic-244x68\"]\n"
+        ),
     )
     .await;
     let relay = Relay::start_with_env(&[], &[("LIFELINE_DBUS_ADDRESS", &bus.address)]).await;
@@ -122,6 +131,7 @@ async fn status_api_and_page_agree_in_chromium() {
             .env("LIFELINE_URL", &url)
             .env("LIFELINE_ADMIN_USER", "appadmin")
             .env("LIFELINE_ADMIN_PASSWORD", APP_PASSWORD)
+            .env("LIFELINE_EXPECT_PANEL", "1")
             .env("LIFELINE_ARTIFACTS", &artifacts)
             .env("CHROMIUM", "/usr/bin/chromium")
             .output()

@@ -141,7 +141,7 @@ fn format_date(d: time::Date) -> String {
 }
 
 /// Gather the status from the supervisor, the licence manager and the relay.
-pub async fn build(state: &State) -> ApplianceView {
+pub async fn build(state: &State, t: &Texts) -> ApplianceView {
     let (sup, licence, counts) = tokio::join!(
         state.appliance.status(),
         state.licence.status(),
@@ -215,16 +215,22 @@ pub async fn build(state: &State) -> ApplianceView {
                 .iter()
                 .map(|a| match a {
                     lifeline_supervisor_api::Alert::ServiceFailed { unit } => {
-                        format!("{unit}: failed")
+                        t.alert_service.replace("{}", unit)
                     }
                     lifeline_supervisor_api::Alert::DiskNearlyFull {
                         mount,
                         used_percent,
-                    } => format!("{mount}: {used_percent}%"),
+                    } => t.alert_disk.replacen("{}", mount, 1).replacen(
+                        "{}",
+                        &used_percent.to_string(),
+                        1,
+                    ),
                     lifeline_supervisor_api::Alert::LicenceExpiring { days } => {
-                        format!("licence: {days} d")
+                        t.alert_licence.replace("{}", &days.to_string())
                     }
-                    lifeline_supervisor_api::Alert::UpdateFailed { reason } => reason.clone(),
+                    lifeline_supervisor_api::Alert::UpdateFailed { reason } => {
+                        t.alert_update.replace("{}", reason)
+                    }
                 })
                 .collect()
         })
@@ -256,7 +262,7 @@ pub async fn status_json(
     AxState(state): AxState<State>,
     _admin: ApplianceAdmin,
 ) -> Json<ApplianceReport> {
-    Json(build(&state).await.report)
+    Json(build(&state, &EN).await.report)
 }
 
 /// Texts of the appliance pages.
@@ -315,6 +321,10 @@ pub struct Texts {
     pub hours: &'static str,
     pub minutes: &'static str,
     pub restarted: &'static str,
+    pub alert_service: &'static str,
+    pub alert_disk: &'static str,
+    pub alert_licence: &'static str,
+    pub alert_update: &'static str,
 }
 
 impl Texts {
@@ -407,6 +417,10 @@ pub const EN: Texts = Texts {
     hours: "h",
     minutes: "min",
     restarted: "The restart was requested.",
+    alert_service: "The service \"{}\" has stopped working. Try \"Restart\" below; if it keeps failing, contact support.",
+    alert_disk: "The disk {} is {} % full. Delete old recordings or reports soon.",
+    alert_licence: "The licence ends in {} days. Ask your vendor for a new licence.",
+    alert_update: "The last software update did not succeed: {}",
 };
 
 pub const FR: Texts = Texts {
@@ -464,6 +478,10 @@ pub const FR: Texts = Texts {
     hours: "h",
     minutes: "min",
     restarted: "Le redémarrage a été demandé.",
+    alert_service: "Le service « {} » ne fonctionne plus. Essayez « Redémarrer » ci-dessous ; si cela se répète, contactez le support.",
+    alert_disk: "Le disque {} est plein à {} %. Supprimez bientôt d'anciens enregistrements ou rapports.",
+    alert_licence: "La licence se termine dans {} jours. Demandez une nouvelle licence à votre fournisseur.",
+    alert_update: "La dernière mise à jour n'a pas abouti : {}",
 };
 
 pub const DE: Texts = Texts {
@@ -521,6 +539,10 @@ pub const DE: Texts = Texts {
     hours: "Std",
     minutes: "Min",
     restarted: "Der Neustart wurde angefordert.",
+    alert_service: "Der Dienst „{}“ funktioniert nicht mehr. Versuchen Sie unten „Neu starten“; wenn es wieder passiert, wenden Sie sich an den Support.",
+    alert_disk: "Die Festplatte {} ist zu {} % voll. Löschen Sie bald alte Aufzeichnungen oder Berichte.",
+    alert_licence: "Die Lizenz endet in {} Tagen. Fragen Sie Ihren Anbieter nach einer neuen Lizenz.",
+    alert_update: "Das letzte Software-Update ist fehlgeschlagen: {}",
 };
 
 pub fn texts(lang: Lang) -> &'static Texts {
@@ -612,7 +634,7 @@ pub async fn page(
         ));
     }
     let t = texts(lang);
-    let v = build(&state).await;
+    let v = build(&state, t).await;
     let (state_class, state_text, diagnostic) = match v.state {
         Some(OverallState::Ok) => ("ok", t.state_ok, "OK"),
         Some(OverallState::Degraded) => ("bad", t.state_degraded, "DEGRADED"),
