@@ -10,7 +10,7 @@
 //!   off through logind, network reload through networkd, NTP state from timedated;
 //! - [`dev`]: in development, a private `dbus-daemon` and the services as children, each
 //!   with its own `NOTIFY_SOCKET` so `READY=1` means the same as under systemd; a child that
-//!   dies is restarted with a back-off; Ctrl-C stops them all, last started first;
+//!   dies is restarted with a back-off; Ctrl-C or SIGTERM stops them all;
 //! - [`rauc`] and [`service`]: after an update, the health check and RAUC's
 //!   `Mark("good", "booted")`; the D-Bus object with authorisation (caller's Unix user),
 //!   audit (`<state_dir>/audit.log`) and rate limits; the refresh loop that emits `Changed`
