@@ -421,8 +421,9 @@ fn bench(args: &[String]) -> Result {
     match args.first().map(String::as_str) {
         Some("session") => {
             step("building the relay and the load generator (release)");
-            // The benchmark runs the licence manager beside the relay.
-            build(true, &["lifeline-license"])?;
+            // The benchmark runs the licence manager beside the relay with a licence signed by
+            // the development key, which only a debug build trusts.
+            build(false, &["lifeline-license"])?;
             let mut c = cargo();
             c.args([
                 "bench",
@@ -434,6 +435,10 @@ fn bench(args: &[String]) -> Result {
                 "--",
             ]);
             c.args(&args[1..]);
+            c.env(
+                "LIFELINE_LICENSE_BIN",
+                root().join("target/debug/lifeline-license"),
+            );
             c.stdout(Stdio::inherit());
             status(c, "bench session")
         }

@@ -82,6 +82,15 @@ impl Drop for TestBus {
 
 pub const SERIAL: &str = "LL-TEST-0042";
 
+/// The licence manager to run: `$LIFELINE_LICENSE_BIN` (the benchmark points it at a debug
+/// build, which trusts the development key), else the one built next to the relay.
+fn licence_bin() -> PathBuf {
+    match std::env::var_os("LIFELINE_LICENSE_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => sibling_bin("lifeline-license"),
+    }
+}
+
 fn dev_key() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../license/dev-keys/dev-licence-signing.key.pem")
 }
@@ -101,7 +110,7 @@ impl LicenceManager {
             format!("serial = \"{SERIAL}\"\nmodel = \"b300\"\n"),
         )
         .unwrap();
-        let status = Command::new(sibling_bin("lifeline-license"))
+        let status = Command::new(licence_bin())
             .arg("issue")
             .arg("--key")
             .arg(dev_key())
@@ -132,7 +141,7 @@ impl LicenceManager {
 
     pub async fn spawn(&mut self, bus: &TestBus) {
         let d = self.dir.path();
-        let child = Command::new(sibling_bin("lifeline-license"))
+        let child = Command::new(licence_bin())
             .args(["serve", "--bus-address", &self.bus])
             .arg("--licence")
             .arg(d.join("licence.json"))
