@@ -1,8 +1,10 @@
 //! `cargo xtask`: the project's only entry points.
 //!
-//! * `cargo xtask run`   — installs what is missing, builds, and runs the appliance in
-//!   development mode on https://localhost:8443 (http://localhost:8080 redirects), data in
-//!   `./var/dev`; prints the URL and the one-time setup secret; Ctrl-C stops it cleanly.
+//! * `cargo xtask run`   — installs what is missing, builds, and runs the whole appliance in
+//!   development mode through the supervisor (private D-Bus bus; licence manager, relay,
+//!   front-panel service and its emulator as children) on https://localhost:8443
+//!   (http://localhost:8080 redirects), data in `./var/dev`; prints the URL and the one-time
+//!   setup secret; Ctrl-C stops it cleanly.
 //! * `cargo xtask test`  — installs what is missing, then fmt check, clippy, and every test
 //!   (unit, integration, end-to-end with Xvfb, browser with Chromium).
 //! * `cargo xtask bench session [--sessions N]` — concurrent one-shot session set-ups.
@@ -230,7 +232,7 @@ fn build(release: bool, packages: &[&str]) -> Result {
     status(c, "cargo build")
 }
 
-/// Waits for the relay to write its address file.
+/// Waits for the relay to write its address file (while `child`, the supervisor, runs).
 fn wait_for_file(path: &Path, child: &mut std::process::Child, limit: Duration) -> Result<String> {
     let start = Instant::now();
     loop {
@@ -240,7 +242,7 @@ fn wait_for_file(path: &Path, child: &mut std::process::Child, limit: Duration) 
             return Ok(s);
         }
         if let Ok(Some(st)) = child.try_wait() {
-            return Err(format!("the relay exited during start-up ({st})"));
+            return Err(format!("the appliance exited during start-up ({st})"));
         }
         if start.elapsed() > limit {
             return Err(format!("the relay did not start within {limit:?}"));
@@ -249,48 +251,92 @@ fn wait_for_file(path: &Path, child: &mut std::process::Child, limit: Duration) 
     }
 }
 
+/// TOML string literal for a path.
+fn toml_path(p: &Path) -> String {
+    format!("{:?}", p.display().to_string())
+}
+
 fn run() -> Result {
     ensure_deps(false)?;
-    step("building the relay and the client (release)");
-    build(true, &["lifeline-relay", "lifeline-agent"])?;
+    step("building the appliance services and the client (release)");
+    build(
+        true,
+        &[
+            "lifeline-relay",
+            "lifeline-agent",
+            "lifeline-license",
+            "lifeline-supervisor",
+            "lifeline-panel",
+        ],
+    )?;
     let root = root();
+    let bin = |name: &str| root.join("target/release").join(name);
     let var = root.join("var/dev");
     let data = var.join("data");
     let store = var.join("clients/linux-x86_64");
-    std::fs::create_dir_all(&store)
-        .map_err(|e| format!("cannot create {}: {e}", store.display()))?;
-    let agent = root.join("target/release/lifeline-agent");
-    std::fs::copy(&agent, store.join("lifeline-agent"))
+    let state = var.join("supervisor");
+    for dir in [&store, &state, &var.join("license")] {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    std::fs::copy(bin("lifeline-agent"), store.join("lifeline-agent"))
         .map_err(|e| format!("cannot copy the client into the store: {e}"))?;
     let _ = std::fs::remove_file(data.join("relay.addr"));
+    let factory = var.join("factory.toml");
+    if !factory.exists() {
+        std::fs::write(&factory, "serial = \"DEV-0001\"\nmodel = \"b200\"\n")
+            .map_err(|e| format!("cannot write {}: {e}", factory.display()))?;
+    }
+    let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into());
+    let tty = state.join("panel-tty");
+    let config = format!(
+        "# Written by `cargo xtask run`: the whole appliance in development mode.\n\
+         mode = \"development\"\nstate_dir = {state}\ndata_path = {var}\n\n\
+         [[service]]\nname = \"license\"\ncommand = {license}\n\
+         args = [\"serve\", \"--licence\", {licence}, \"--data-dir\", {licdir}, \"--factory-file\", {factory}, \"--dmi-serial-file\", {nodmi}]\n\
+         env = {{ RUST_LOG = {log:?} }}\n\n\
+         [[service]]\nname = \"relay\"\ncommand = {relay}\n\
+         args = [\"--data-dir\", {data}, \"--client-store\", {clients}, \"--listen\", \"127.0.0.1:8443\", \"--redirect-listen\", \"127.0.0.1:8080\", \"--host-name\", \"localhost\"]\n\
+         env = {{ RUST_LOG = {log:?} }}\n\n\
+         [[service]]\nname = \"panel-emulator\"\ncommand = {panel}\n\
+         args = [\"emulate\", \"--model\", \"graphic-244x68\", \"--link-path\", {tty}]\n\
+         ready = \"started\"\noptional = true\n\n\
+         [[service]]\nname = \"panel\"\ncommand = {panel}\n\
+         args = [\"--device\", {tty}, \"--model\", \"graphic-244x68\"]\n\
+         env = {{ RUST_LOG = {log:?} }}\n",
+        state = toml_path(&state),
+        var = toml_path(&var),
+        license = toml_path(&bin("lifeline-license")),
+        licence = toml_path(&var.join("license/licence.json")),
+        licdir = toml_path(&var.join("license")),
+        factory = toml_path(&factory),
+        nodmi = toml_path(&var.join("no-dmi")),
+        relay = toml_path(&bin("lifeline-relay")),
+        data = toml_path(&data),
+        clients = toml_path(&var.join("clients")),
+        panel = toml_path(&bin("lifeline-panel")),
+        tty = toml_path(&tty),
+    );
+    let config_path = var.join("supervisor.toml");
+    std::fs::write(&config_path, config)
+        .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
 
-    // Ctrl-C reaches the relay too (same process group); we only wait for it to drain.
+    // Ctrl-C reaches the supervisor too (same process group); it stops the services in
+    // order and exits; we only wait for it.
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupted.clone();
         ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
             .map_err(|e| format!("cannot handle Ctrl-C: {e}"))?;
     }
-    step("starting the appliance");
-    let mut child = Command::new(root.join("target/release/lifeline-relay"))
-        .args(["--data-dir"])
-        .arg(&data)
-        .args(["--client-store"])
-        .arg(var.join("clients"))
-        .args([
-            "--listen",
-            "127.0.0.1:8443",
-            "--redirect-listen",
-            "127.0.0.1:8080",
-            "--host-name",
-            "localhost",
-        ])
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
+    step("starting the appliance (supervisor, licence manager, relay, front panel emulator)");
+    let mut child = Command::new(bin("lifeline-supervisor"))
+        .arg("--config")
+        .arg(&config_path)
+        .env_remove("LIFELINE_DBUS_ADDRESS")
+        .env("RUST_LOG", &log)
         .spawn()
-        .map_err(|e| format!("cannot start the relay: {e}"))?;
+        .map_err(|e| format!("cannot start the supervisor: {e}"))?;
     let addr = wait_for_file(
         &data.join("relay.addr"),
         &mut child,
@@ -304,8 +350,14 @@ fn run() -> Result {
     eprintln!("  Lifeline is running (development mode)");
     eprintln!("  Portal:      https://localhost:8443/");
     eprintln!("  Console:     https://localhost:8443/console");
+    eprintln!(
+        "  Appliance:   https://localhost:8443/appliance (status and the front panel's picture)"
+    );
     eprintln!("  HTTP:        http://localhost:8080/ (redirects)");
     eprintln!("  Certificate: self-signed, SHA-256 {pin}");
+    eprintln!(
+        "  Licence:     evaluation (one representative) unless var/dev/license/licence.json holds one"
+    );
     match std::fs::read_to_string(data.join("setup-secret")) {
         Ok(secret) => {
             eprintln!(
@@ -317,6 +369,10 @@ fn run() -> Result {
         Err(_) => eprintln!("  Log in at https://localhost:8443/login with an existing account."),
     }
     eprintln!();
+    eprintln!(
+        "  An appliance administrator: target/release/lifeline-relay user add --data-dir {} \\\n      --username ADMIN --role appliance-admin --password-stdin",
+        data.display()
+    );
     eprintln!("  Data in {}. Press Ctrl-C to stop.", var.display());
     eprintln!();
     loop {
@@ -325,7 +381,7 @@ fn run() -> Result {
                 eprintln!("stopped.");
                 Ok(())
             } else {
-                Err(format!("the relay stopped unexpectedly ({st})"))
+                Err(format!("the supervisor stopped unexpectedly ({st})"))
             };
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -382,6 +438,9 @@ fn bench(args: &[String]) -> Result {
     match args.first().map(String::as_str) {
         Some("session") => {
             step("building the relay and the load generator (release)");
+            // The benchmark runs the licence manager beside the relay with a licence signed by
+            // the development key, which only a debug build trusts.
+            build(false, &["lifeline-license"])?;
             let mut c = cargo();
             c.args([
                 "bench",
@@ -393,6 +452,10 @@ fn bench(args: &[String]) -> Result {
                 "--",
             ]);
             c.args(&args[1..]);
+            c.env(
+                "LIFELINE_LICENSE_BIN",
+                root().join("target/debug/lifeline-license"),
+            );
             c.stdout(Stdio::inherit());
             status(c, "bench session")
         }

@@ -50,6 +50,11 @@ pub const INTERFACE: &str = "org.lifeline.License1";
 /// (development and tests).
 pub const DBUS_ADDRESS_ENV: &str = "LIFELINE_DBUS_ADDRESS";
 
+/// Representative seats of the built-in evaluation licence.
+pub const EVALUATION_REP_SEATS: u32 = 1;
+/// Active and passive jump-client limits of the built-in evaluation licence.
+pub const EVALUATION_JUMP_LIMIT: u32 = 5;
+
 time::serde::format_description!(iso_date, Date, "[year]-[month]-[day]");
 
 /// `Option<Date>` as `"YYYY-MM-DD"` or absent/null. (Written out because the ready-made

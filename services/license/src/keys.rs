@@ -15,9 +15,10 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-/// Vendor public keys (SPKI PEM) trusted by every build. The vendor adds its production
-/// key here; its private half never enters the repository.
-pub const VENDOR_KEYS_PEM: &[&str] = &[];
+/// Vendor public keys (SPKI PEM) trusted by every build. The private halves are held by
+/// the vendor, offline, and never enter the repository; a new key is added here (old ones
+/// stay while licences signed with them are in use).
+pub const VENDOR_KEYS_PEM: &[&str] = &[include_str!("../vendor-keys/vendor-2026.pub.pem")];
 
 /// The development public key, trusted only in development builds.
 pub const DEV_KEY_PEM: &str = include_str!("../dev-keys/dev-licence-signing.pub.pem");
@@ -194,6 +195,14 @@ mod tests {
         let id = key_id(&dev_signing_key().verifying_key());
         assert_eq!(id.len(), 16);
         assert_eq!(keys.find(&id).unwrap().label, "development");
+    }
+
+    #[test]
+    fn vendor_key_is_built_in() {
+        let keys = TrustedKeys::built_in();
+        let vendor = keys.find("43eaa263d979315c").expect("the vendor key");
+        assert_eq!(vendor.label, "vendor");
+        assert!(VENDOR_KEYS_PEM.iter().all(|p| !p.contains("PRIVATE")));
     }
 
     #[test]

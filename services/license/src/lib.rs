@@ -14,8 +14,13 @@
 //! - [`service`]: the D-Bus object and the daemon's loop (sweep timer, watchdog);
 //! - [`cli`]: the command line (`serve`, `issue`, `verify`, `keygen`) and exit codes.
 //!
-//! Limits: no vendor production key is built in yet ([`keys::VENDOR_KEYS_PEM`] is empty), so a
-//! release build accepts no licence and runs the evaluation licence. Every lease change
+//! Keys: the vendor's public key (`vendor-keys/vendor-2026.pub.pem`, key id
+//! `43eaa263d979315c`) is built into every build ([`keys::VENDOR_KEYS_PEM`]). Its private
+//! half is held by the vendor offline and is not in this repository: production licences are
+//! issued with `lifeline-license issue --key <vendor key file>` on the vendor's side. Tests
+//! and development use the development key (`dev-keys/`), trusted only in debug builds.
+//!
+//! Limits: every lease change
 //! rewrites the whole lease file, which is fine for rep seats and active jump clients but
 //! not for ten thousand passive jump clients renewing every minute.
 

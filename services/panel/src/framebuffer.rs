@@ -176,6 +176,24 @@ impl FrameBuffer {
         )
     }
 
+    /// The same greyscale PNG as [`FrameBuffer::save_png`], in memory (the web mirror).
+    pub fn to_png(&self) -> Result<Vec<u8>, png::EncodingError> {
+        let grey: Vec<u8> = (0..self.height)
+            .flat_map(|y| (0..self.width).map(move |x| (x, y)))
+            .map(|(x, y)| if self.get(x, y) { 0 } else { 255 })
+            .collect();
+        let mut out = Vec::new();
+        {
+            let mut encoder = png::Encoder::new(&mut out, self.width, self.height);
+            encoder.set_color(png::ColorType::Grayscale);
+            encoder.set_depth(png::BitDepth::Eight);
+            let mut writer = encoder.write_header()?;
+            writer.write_image_data(&grey)?;
+            writer.finish()?;
+        }
+        Ok(out)
+    }
+
     /// Read a PNG written by [`FrameBuffer::save_png`] (or any other non-16-bit PNG; the first
     /// channel decides).
     pub fn load_png(path: &Path) -> Result<Self, ImageError> {

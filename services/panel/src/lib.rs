@@ -18,16 +18,19 @@
 //! - [`status`]: the [`status::Status`] shown and the [`status::StatusSource`] seam;
 //! - [`menu`]: the keypad menu and backlight policy (pure logic), emitting [`menu::Action`]s;
 //! - [`emulator`]: the panel on a pseudo-terminal;
+//! - [`bus`]: status from `org.lifeline.Supervisor1` (its change signal), actions to it, and
+//!   the web mirror `org.lifeline.Panel1` (picture and keys);
 //! - [`config`] and [`service`]: the daemon's configuration and main loop (`main.rs` is thin).
 //!
 //! # Limits
 //!
-//! - Status does not come from the supervisor yet: the service runs with
-//!   [`status::StartingSource`] and shows "starting"; actions are logged, not sent anywhere.
+//! - The web mirror shows what the service last sent to the module (rendered again here),
+//!   not a read-back from the module; the backlight level is not shown.
 //! - The graphic frame-buffer commands are this project's choice (see [`driver`]); a specific
 //!   graphic module may need a translation in the graphic driver.
 #![forbid(unsafe_code)]
 
+pub mod bus;
 pub mod config;
 pub mod driver;
 pub mod emulator;

@@ -13,12 +13,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use lifeline_panel::bus::{Bus, Mirror, SupervisorSource};
 use lifeline_panel::config::{self, Config, Overrides};
 use lifeline_panel::driver::Model;
 use lifeline_panel::emulator::Emulator;
 use lifeline_panel::link::Key;
+use lifeline_panel::screens::{self, Screen};
 use lifeline_panel::service::{self, Hooks, Options, error_chain};
-use lifeline_panel::status::StartingSource;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -126,8 +127,29 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         ..Hooks::default()
     };
     let opts = Options::new(cfg.device.clone(), cfg.baud, cfg.model, cfg.idle_dim());
-    // The supervisor's D-Bus status client comes later; until then the panel says "starting".
-    let mut source = StartingSource;
+    // Status from the supervisor (change signal), actions to it, the web mirror.
+    let mut source = SupervisorSource::default();
+    let mirror = std::sync::Arc::new(Mirror::default());
+    let address = std::env::var(lifeline_supervisor_api::DBUS_ADDRESS_ENV).ok();
+    let bus = Bus::start(address, source.clone(), mirror.clone(), stop.clone())
+        .map_err(|e| Failure::Runtime(format!("cannot start the D-Bus thread: {e}")))?;
+    hooks.on_action = Box::new(move |action| {
+        tracing::info!(?action, "panel action requested");
+        bus.send(action);
+    });
+    let keys = mirror.clone();
+    hooks.next_key = Box::new(move || keys.next_key());
+    let model = cfg.model;
+    hooks.on_screen = Box::new(move |screen: &Screen| {
+        let fb = match model.pixels() {
+            Some((w, h)) => screens::render_bitmap(screen, w, h).scaled(2),
+            None => screens::render_text_rows(&screens::render_text(screen)).scaled(2),
+        };
+        match fb.to_png() {
+            Ok(png) => mirror.set_picture(png),
+            Err(e) => tracing::warn!("cannot render the mirror picture: {e}"),
+        }
+    });
     service::run(&opts, &mut source, &mut hooks, &stop);
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracing::info!("stopped");

@@ -13,8 +13,9 @@
 //!
 //! # Limits
 //!
-//! - Status is polled from the source on every turn (about 20 times a second), which is
-//!   cheap for the in-memory sources; a D-Bus source is expected to cache the last signal.
+//! - Status is read from the source on every turn (about 20 times a second); the D-Bus source
+//!   ([`crate::bus::SupervisorSource`]) is a cell its thread fills from the supervisor's
+//!   change signal, so this costs a lock, not a call.
 //! - Key presses while the panel is disconnected are lost (they never reach us).
 
 use std::path::PathBuf;
@@ -74,6 +75,10 @@ pub struct Hooks {
     pub on_tick: Box<dyn FnMut() + Send>,
     /// Called after each connection is made (tests count reconnections).
     pub on_connect: Box<dyn FnMut() + Send>,
+    /// Keys pressed elsewhere (the web mirror), taken as if pressed on the keypad.
+    pub next_key: Box<dyn FnMut() -> Option<crate::link::Key> + Send>,
+    /// Called with every screen the panel shows (the web mirror renders it).
+    pub on_screen: Box<dyn FnMut(&Screen) + Send>,
 }
 
 impl Default for Hooks {
@@ -83,6 +88,8 @@ impl Default for Hooks {
             on_action: Box::new(|action| tracing::info!(?action, "panel action requested")),
             on_tick: Box::new(|| {}),
             on_connect: Box::new(|| {}),
+            next_key: Box::new(|| None),
+            on_screen: Box::new(|_| {}),
         }
     }
 }
@@ -163,9 +170,11 @@ fn session(
     display.set_backlight(crate::menu::FULL)?;
     let mut level = crate::menu::FULL;
     if first {
-        display.show(&Screen::Boot {
+        let boot = Screen::Boot {
             version: opts.version.clone(),
-        })?;
+        };
+        display.show(&boot)?;
+        (hooks.on_screen)(&boot);
         sleep_unless_stopped(stop, opts.boot_hold);
     }
     let now = Instant::now();
@@ -182,14 +191,20 @@ fn session(
             backlight.status(status.as_ref(), now);
             last_status = Some(status.clone());
         }
-        for ev in display.poll_keys(KEY_POLL)? {
-            if !ev.pressed {
-                continue;
-            }
+        let mut pressed: Vec<crate::link::Key> = display
+            .poll_keys(KEY_POLL)?
+            .into_iter()
+            .filter(|ev| ev.pressed)
+            .map(|ev| ev.key)
+            .collect();
+        while let Some(k) = (hooks.next_key)() {
+            pressed.push(k);
+        }
+        for key in pressed {
             let now = Instant::now();
             backlight.key(now);
             last_key = now;
-            if let Some(action) = menu.on_key(ev.key, status.as_ref()) {
+            if let Some(action) = menu.on_key(key, status.as_ref()) {
                 if action == Action::Identify {
                     backlight.identify(now);
                 }
@@ -203,6 +218,7 @@ fn session(
         let screen = menu.screen(status.as_ref());
         if last_screen.as_ref() != Some(&screen) {
             display.show(&screen)?;
+            (hooks.on_screen)(&screen);
             last_screen = Some(screen);
             last_traffic = now;
         }

@@ -72,7 +72,15 @@ async fn main() {
         "[limits]\nkey_attempts_per_minute_per_address = 1000000\nkey_attempts_per_minute_total = 1000000\n",
     )
     .unwrap();
-    let relay = Relay::start_with(&["--config", cfg.to_str().unwrap()]).await;
+    // A licence manager with a seat per representative (without it the relay would run on
+    // the one-seat evaluation licence).
+    let bus = common::appliance::TestBus::start();
+    let _licence = common::appliance::LicenceManager::start(&bus, reps as u32).await;
+    let relay = Relay::start_with_env(
+        &["--config", cfg.to_str().unwrap()],
+        &[("LIFELINE_DBUS_ADDRESS", &bus.address)],
+    )
+    .await;
     let pid = relay.child.as_ref().unwrap().id();
     let rss_idle = rss_kib(pid);
 

@@ -35,6 +35,17 @@ struct FileConfig {
     site: SiteSection,
     tls: TlsSection,
     limits: LimitsSection,
+    appliance: ApplianceSection,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct ApplianceSection {
+    /// D-Bus address of the licence manager and supervisor (default: the system bus).
+    dbus_address: Option<String>,
+    /// Minutes without a request after which a representative without an open console
+    /// gives the seat back.
+    rep_seat_idle_minutes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -91,6 +102,11 @@ pub struct Config {
     pub key_attempts_per_minute_total: u32,
     pub login_attempts_per_minute_per_address: u32,
     pub max_connections: usize,
+    /// D-Bus address of the appliance's services; `None` = the system bus.
+    pub dbus_address: Option<String>,
+    /// A representative's seat is given back after this long without a request while no
+    /// console is open.
+    pub rep_seat_idle: std::time::Duration,
 }
 
 /// Flag overrides (from the command line).
@@ -101,6 +117,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub client_store: Option<PathBuf>,
     pub host_name: Option<String>,
+    /// From `LIFELINE_DBUS_ADDRESS`.
+    pub dbus_address: Option<String>,
 }
 
 impl Config {
@@ -234,6 +252,20 @@ impl Config {
                 10,
             )?,
             max_connections: l.max_connections.unwrap_or(200_000),
+            dbus_address: o
+                .dbus_address
+                .or(file.appliance.dbus_address)
+                .filter(|a| !a.is_empty()),
+            rep_seat_idle: match file.appliance.rep_seat_idle_minutes {
+                Some(0) => {
+                    return Err(invalid(
+                        "appliance.rep_seat_idle_minutes",
+                        "must be at least 1".into(),
+                    ));
+                }
+                Some(m) => std::time::Duration::from_secs(m.saturating_mul(60)),
+                None => std::time::Duration::from_secs(600),
+            },
         })
     }
 

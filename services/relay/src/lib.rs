@@ -17,17 +17,22 @@
 //! audited, strict Content-Security-Policy on every page.
 //!
 //! Current limits: screen sharing, file transfer, shell and jump clients are later work; the
-//! site admin and appliance admin interfaces are not written yet (accounts come from the
-//! setup page and `lifeline-relay user add`); the licence daemon is not consulted yet.
+//! site admin interface is not written yet (accounts come from the setup page and
+//! `lifeline-relay user add`).
+//!
+//! Licences: representatives take a seat from the licence manager at login ([`licence`]);
+//! without it the relay runs in evaluation mode and says so.
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod appliance;
 pub mod auth;
 pub mod clients;
 pub mod config;
 pub mod db;
 pub mod hub;
 pub mod i18n;
+pub mod licence;
 pub mod ratelimit;
 pub mod server;
 pub mod signing;

@@ -92,6 +92,7 @@ fn main() -> ExitCode {
             data_dir: a.data_dir,
             client_store: a.client_store,
             host_name: a.host_name,
+            dbus_address: std::env::var(lifeline_license_api::DBUS_ADDRESS_ENV).ok(),
         },
     ) {
         Ok(c) => c,

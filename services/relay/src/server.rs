@@ -131,7 +131,17 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     };
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let licence =
+        crate::licence::Licensing::connect(config.dbus_address.as_deref(), config.rep_seat_idle)
+            .await;
+    let renewer = licence.spawn_renewer(Duration::from_secs(20));
+    let appliance = crate::appliance::ApplianceLink::connect(config.dbus_address.as_deref()).await;
+    let reporter = appliance.spawn_reporter(hub.clone());
     let state = Arc::new(AppState {
+        licence,
+        appliance,
+        guid: crate::appliance::guid(&config.data_dir),
+        panel_limiter: RateLimiter::per_minute(240, 1200),
         key_limiter: RateLimiter::per_minute(
             config.key_attempts_per_minute_per_address,
             config.key_attempts_per_minute_total,
@@ -236,6 +246,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     tokio::time::sleep(Duration::from_millis(200)).await;
     watchdog.abort();
     reaper.abort();
+    renewer.abort();
+    reporter.abort();
     db.flush().await;
     db.pool.close().await;
     tracing::info!("stopped");

@@ -508,3 +508,35 @@ mod tests {
         assert_eq!(NetworkMode::parse("x"), None);
     }
 }
+
+/// The front panel's mirror: `org.lifeline.Panel1` at `/org/lifeline/Panel1`, served by
+/// `lifeline-panel` so the appliance admin page can show the panel's picture and press its
+/// keys.
+///
+/// | member | signature | meaning |
+/// | --- | --- | --- |
+/// | `Picture() -> ay` | method | the panel's current picture as PNG |
+/// | `PressKey(key s)` | method | `up`, `down`, `left`, `right`, `enter` or `exit` |
+/// | `PictureChanged()` | signal | the picture changed |
+///
+/// Only the relay's user may call it (D-Bus policy on the box); the relay authenticates and
+/// audits the person who clicked.
+pub mod panel {
+    pub const BUS_NAME: &str = "org.lifeline.Panel1";
+    pub const OBJECT_PATH: &str = "/org/lifeline/Panel1";
+    /// The key names `PressKey` accepts.
+    pub const KEYS: [&str; 6] = ["up", "down", "left", "right", "enter", "exit"];
+
+    /// Client proxy for `org.lifeline.Panel1`.
+    #[zbus::proxy(
+        interface = "org.lifeline.Panel1",
+        default_service = "org.lifeline.Panel1",
+        default_path = "/org/lifeline/Panel1"
+    )]
+    pub trait Panel1 {
+        fn picture(&self) -> zbus::fdo::Result<Vec<u8>>;
+        fn press_key(&self, key: &str) -> zbus::fdo::Result<()>;
+        #[zbus(signal)]
+        fn picture_changed(&self) -> zbus::Result<()>;
+    }
+}

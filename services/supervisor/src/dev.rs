@@ -7,7 +7,7 @@
 //!
 //! [`Children`] runs one task per configured service. A child runs in its own process group
 //! (so a Ctrl-C in the terminal reaches only the supervisor, which then stops the children
-//! in reverse order), with `NOTIFY_SOCKET` pointing at a datagram socket of its own: the
+//! itself, all at once), with `NOTIFY_SOCKET` pointing at a datagram socket of its own: the
 //! `READY=1` every Lifeline daemon sends makes it `active`, exactly as systemd would. A child
 //! that exits is restarted after a back-off (0.5 s doubling to 10 s, reset after 30 s of
 //! running); one that does not say ready within [`START_TIMEOUT`] is killed and restarted.
@@ -253,7 +253,7 @@ impl Children {
         }
     }
 
-    /// Stop every child, the last started first, each within [`STOP_TIMEOUT`].
+    /// Stop every child (all at once), each within [`STOP_TIMEOUT`].
     pub async fn stop(&self) {
         let _ = self.stop.send(true);
         let tasks: Vec<_> =

@@ -10,7 +10,7 @@
 //!   off through logind, network reload through networkd, NTP state from timedated;
 //! - [`dev`]: in development, a private `dbus-daemon` and the services as children, each
 //!   with its own `NOTIFY_SOCKET` so `READY=1` means the same as under systemd; a child that
-//!   dies is restarted with a back-off; Ctrl-C stops them all, last started first;
+//!   dies is restarted with a back-off; Ctrl-C or SIGTERM stops them all;
 //! - [`rauc`] and [`service`]: after an update, the health check and RAUC's
 //!   `Mark("good", "booted")`; the D-Bus object with authorisation (caller's Unix user),
 //!   audit (`<state_dir>/audit.log`) and rate limits; the refresh loop that emits `Changed`
@@ -33,6 +33,10 @@
 //! - Unit state on the box is read on every refresh (default every 2 s), not from systemd's
 //!   change signals; the panel therefore sees a unit failure within one refresh.
 //! - Development children are not watchdog-supervised (only exit and start-up time-out).
+//!   They run in process groups of their own, so a supervisor killed with SIGKILL leaves them
+//!   running (SIGTERM and Ctrl-C stop them).
+//! - The D-Bus policy that lets only the Lifeline users own and call these names on the box
+//!   belongs to the image (`rootfs/`); the supervisor checks callers' Unix users itself too.
 //! - `SetNetwork` writes a runtime networkd file (`network_dir`, default
 //!   `/run/systemd/network`) and reloads networkd; making it survive a reboot is the image's
 //!   job. In development it refuses with a sentence.

@@ -217,3 +217,146 @@ async fn children_on_a_private_bus_are_watched_restarted_and_stopped() {
         "the licence manager outlived the supervisor"
     );
 }
+
+/// A bus any local user may connect to, so a caller of another Unix user can be tried.
+fn open_bus() -> (Child, String, tempfile::TempDir) {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = dir.path().join("bus.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "<!DOCTYPE busconfig PUBLIC \"-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN\" \
+             \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n\
+             <busconfig><type>session</type><listen>unix:path={}</listen><auth>EXTERNAL</auth>\
+             <policy context=\"default\"><allow user=\"*\"/><allow send_destination=\"*\"/><allow receive_sender=\"*\"/>\
+             <allow own=\"*\"/></policy></busconfig>\n",
+            dir.path().join("bus").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new("dbus-daemon")
+        .arg(format!("--config-file={}", config.display()))
+        .args(["--nofork", "--print-address"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("dbus-daemon must be installed (Debian package dbus)");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line.trim().to_string(), dir)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn actions_are_authorised_by_unix_user_rate_limited_and_audited() {
+    assert!(
+        nix::unistd::getuid().is_root(),
+        "this test runs a D-Bus caller as the user nobody and needs root (CI runs as root)"
+    );
+    let (mut bus, address, _bus_dir) = open_bus();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("supervisor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "mode = \"development\"\nstate_dir = \"{}\"\nauthorised_users = [\"root\"]\n\n\
+             [[service]]\nname = \"sleeper\"\ncommand = \"/bin/sleep\"\nargs = [\"1000\"]\nready = \"started\"\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let mut sup = Supervisor {
+        child: Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .args(["--bus-address", &address])
+            .spawn()
+            .unwrap(),
+        dir,
+    };
+    let conn = zbus::connection::Builder::address(address.as_str())
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let proxy = wait_for(
+        Duration::from_secs(20),
+        "the supervisor on the bus",
+        async || {
+            let p = Supervisor1Proxy::new(&conn).await.ok()?;
+            p.get_status().await.ok()?;
+            Some(p)
+        },
+    )
+    .await;
+
+    // Another Unix user may read the status but not act.
+    let send = |method: &str| {
+        let out = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "dbus-send",
+            ])
+            .arg(format!("--bus={address}"))
+            .args([
+                "--print-reply",
+                "--reply-timeout=5000",
+                "--dest=org.lifeline.Supervisor1",
+                "/org/lifeline/Supervisor1",
+            ])
+            .arg(format!("org.lifeline.Supervisor1.{method}"))
+            .args(if method == "GetStatus" {
+                vec![]
+            } else {
+                vec!["string:intruder"]
+            })
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    assert!(send("GetStatus").contains("\"mode\":\"development\""));
+    let refused = send("Reboot");
+    assert!(
+        refused.contains("org.lifeline.Supervisor1.Error.NotAuthorised"),
+        "{refused}"
+    );
+
+    // The supervisor's own user may; more than 20 identifies a minute are refused.
+    for _ in 0..20 {
+        proxy.identify("test").await.unwrap();
+    }
+    match proxy.identify("test").await {
+        Err(SupervisorError::RateLimited(m)) => assert!(m.contains("minute"), "{m}"),
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+    let audit = std::fs::read_to_string(sup.dir.path().join("state/audit.log")).unwrap();
+    assert!(
+        audit.lines().any(|l| l.contains("\"uid\":65534")
+            && l.contains("\"action\":\"reboot\"")
+            && l.contains("refused: not authorised")),
+        "{audit}"
+    );
+    assert!(audit.contains("refused: rate limited"), "{audit}");
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &sup.child.id().to_string()])
+        .status();
+    let exit = wait_for(
+        Duration::from_secs(20),
+        "the supervisor to exit",
+        async || sup.child.try_wait().unwrap(),
+    )
+    .await;
+    assert!(exit.success(), "{exit}");
+    let _ = bus.kill();
+    let _ = bus.wait();
+}

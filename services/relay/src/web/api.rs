@@ -23,6 +23,7 @@ pub fn router() -> Router<State> {
     Router::new()
         .route("/openapi.json", get(openapi))
         .route("/auth/token", post(token))
+        .route("/auth/logout", post(logout))
         .route("/me", get(me))
         .route("/session-keys", post(create_key))
         .route("/queues", get(queues))
@@ -38,10 +39,12 @@ pub fn router() -> Router<State> {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Lifeline API", version = "1.0.0", description = "Script the Lifeline support box: session keys, queues, sessions, chat."),
-    paths(token, me, create_key, queues, recent_sessions, session, accept, message, end, portal_ticket, audit_log),
+    paths(token, logout, me, super::appliance::status_json, super::appliance::panel_key, create_key, queues, recent_sessions, session, accept, message, end, portal_ticket, audit_log),
     components(schemas(ErrorBody, TokenRequest, TokenResponse, Me, KeyRequest, KeyResponse, SessionDetail,
         MessageRequest, MessageCreated, TicketRequest, TicketResponse, Download, SessionList, QueueList,
-        MessageRow, EventRow, crate::db::AuditRow)),
+        MessageRow, EventRow, crate::db::AuditRow, super::appliance::ApplianceReport,
+        super::appliance::LicenceReport, super::appliance::Connected, super::appliance::ServiceReport,
+        super::appliance::KeyPress)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -101,6 +104,10 @@ async fn token(
     JsonBody(req): JsonBody<TokenRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let user = check_login(&state, ip, req.username.trim(), &req.password, "api").await?;
+    if let Err(e) = state.rep_seat(&user).await {
+        audit(&state, &user.username, ip, "login", "no_seat", "api").await;
+        return Err(e);
+    }
     let token = auth::random_token(32);
     state
         .db
@@ -117,6 +124,34 @@ async fn token(
         token_type: "Bearer",
         expires_in: BEARER_TTL_S,
     }))
+}
+
+/// Ends the caller's login (the bearer token stops working) and gives a representative's
+/// licence seat back.
+#[utoipa::path(post, path = "/api/v1/auth/logout", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody)))]
+async fn logout(
+    AxState(state): AxState<State>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    a: Authed,
+) -> Result<axum::http::StatusCode, ApiError> {
+    if !a.via_cookie
+        && let Some(token) = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        state
+            .db
+            .delete_auth_session(&auth::token_hash(token.trim()))
+            .await?;
+    }
+    crate::licence::RepSeats(state.licence.clone())
+        .release(&a.user.username)
+        .await;
+    audit(&state, &a.user.username, ip, "logout", "ok", "api").await;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
 #[derive(Serialize, ToSchema)]

@@ -26,6 +26,12 @@ pub enum ApiError {
     Conflict(String),
     #[error("too many attempts: wait a minute and try again")]
     RateLimited,
+    /// Every licensed seat is taken; the message says so plainly.
+    #[error("{0}")]
+    NoSeat(String),
+    /// A service of the appliance (licence manager, supervisor) did not answer.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(
         "something went wrong on the support box; try again, and tell the administrator if it persists"
     )]
@@ -51,6 +57,8 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::NoSeat(_) => (StatusCode::FORBIDDEN, "no_licence_seat"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -1,6 +1,7 @@
 //! The HTTP surface: portal, downloads, login, console, REST API and WebSockets.
 
 pub mod api;
+pub mod appliance;
 pub mod error;
 pub mod pages;
 pub mod portal;
@@ -49,6 +50,31 @@ pub struct AppState {
     pub setup_secret_path: std::path::PathBuf,
     /// Flips to true when the relay starts draining.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Seats from the licence manager (or the evaluation licence).
+    pub licence: crate::licence::Licensing,
+    /// The supervisor and the front panel on D-Bus.
+    pub appliance: crate::appliance::ApplianceLink,
+    /// The appliance GUID.
+    pub guid: String,
+    /// Front-panel key presses from the web page.
+    pub panel_limiter: RateLimiter,
+}
+
+impl AppState {
+    /// Take (or keep) the representative seat of a user whose role needs one; the refusal
+    /// is a sentence for the person.
+    pub async fn rep_seat(&self, user: &User) -> Result<(), ApiError> {
+        if user.role != "rep" {
+            return Ok(());
+        }
+        crate::licence::RepSeats(self.licence.clone())
+            .take(&user.username)
+            .await
+            .map_err(|e| match e {
+                crate::licence::SeatError::Exhausted(m) => ApiError::NoSeat(m),
+                crate::licence::SeatError::Unavailable(m) => ApiError::Unavailable(m),
+            })
+    }
 }
 
 pub type State = Arc<AppState>;
@@ -67,6 +93,9 @@ pub fn router(state: State) -> Router {
         .route("/static/{file}", get(pages::asset))
         .route("/ws/agent", get(ws_agent::upgrade))
         .route("/ws/console", get(ws_console::upgrade))
+        .route("/appliance", get(appliance::page))
+        .nest("/appliance", appliance::pages())
+        .nest("/api/v1/appliance", appliance::api())
         .nest("/api/v1", api::router())
         .fallback(pages::not_found)
         .layer(axum::middleware::map_response(pages::security_headers))
@@ -176,6 +205,7 @@ impl FromRequestParts<State> for Rep {
     async fn from_request_parts(parts: &mut Parts, state: &State) -> Result<Self, ApiError> {
         let a = Authed::from_request_parts(parts, state).await?;
         if a.user.role == "rep" || a.user.role == "admin" {
+            state.rep_seat(&a.user).await?;
             Ok(Rep(a))
         } else {
             Err(ApiError::Forbidden)

@@ -146,7 +146,7 @@ fn session_cookie(token: &str, max_age_s: i64) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-async fn start_cookie_session(
+pub async fn start_cookie_session(
     state: &State,
     user_id: i64,
     next: &str,
@@ -179,7 +179,17 @@ pub async fn login(
     if !same_origin(&headers) {
         return Err(ApiError::Csrf);
     }
-    match check_login(&state, ip, form.username.trim(), &form.password, "web").await {
+    let checked = match check_login(&state, ip, form.username.trim(), &form.password, "web").await {
+        Ok(user) => match state.rep_seat(&user).await {
+            Ok(()) => Ok(user),
+            Err(e) => {
+                audit(&state, &user.username, ip, "login", "no_seat", "web").await;
+                Err(e)
+            }
+        },
+        Err(e) => Err(e),
+    };
+    match checked {
         Ok(user) => {
             let next = if user.role == "appliance-admin" && form.next.is_empty() {
                 "/appliance"
@@ -188,7 +198,12 @@ pub async fn login(
             };
             start_cookie_session(&state, user.id, next).await
         }
-        Err(e @ (ApiError::BadCredentials | ApiError::RateLimited)) => Ok(login_view(
+        Err(
+            e @ (ApiError::BadCredentials
+            | ApiError::RateLimited
+            | ApiError::NoSeat(_)
+            | ApiError::Unavailable(_)),
+        ) => Ok(login_view(
             &state,
             e.status_and_code().0,
             Some(&e.to_string()),
@@ -220,6 +235,9 @@ pub async fn logout(
         if let Some(c) = super::cookie(&headers, SESSION_COOKIE) {
             state.db.delete_auth_session(&auth::token_hash(c)).await?;
         }
+        crate::licence::RepSeats(state.licence.clone())
+            .release(&a.user.username)
+            .await;
         audit(&state, &a.user.username, ip, "logout", "ok", "web").await;
     }
     let mut resp = Redirect::to("/login").into_response();

@@ -30,6 +30,7 @@ pub async fn upgrade(
     if a.user.role != "rep" && a.user.role != "admin" {
         return Err(ApiError::Forbidden);
     }
+    state.rep_seat(&a.user).await?;
     Ok(ws
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
@@ -47,6 +48,8 @@ async fn send(socket: &mut WebSocket, event: &RelayToConsole) -> bool {
 
 async fn run(state: State, a: Authed, mut socket: WebSocket) {
     let user = a.user;
+    let holder = crate::licence::RepSeats::holder(&user.username);
+    state.licence.open(&holder);
     let hub = state.hub.clone();
     // Subscribe before the snapshot so nothing falls between them.
     let mut events = hub.subscribe();
@@ -99,4 +102,5 @@ async fn run(state: State, a: Authed, mut socket: WebSocket) {
     hub.counters
         .consoles
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    state.licence.close(&holder);
 }

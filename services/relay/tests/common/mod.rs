@@ -13,6 +13,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+pub mod appliance;
+
 pub const REP_PASSWORD: &str = "rep-password-123";
 pub const ADMIN_PASSWORD: &str = "admin-password-123";
 
@@ -43,6 +45,8 @@ pub struct Relay {
     pub pin: String,
     pub http: reqwest::Client,
     extra_args: Vec<String>,
+    /// Extra environment for the relay process (e.g. the D-Bus address).
+    pub env: Vec<(String, String)>,
 }
 
 impl Relay {
@@ -60,6 +64,11 @@ impl Relay {
     }
 
     pub async fn start_with(extra: &[&str]) -> Relay {
+        Self::start_with_env(extra, &[]).await
+    }
+
+    /// Like [`Relay::start_with`], with extra environment variables for the process.
+    pub async fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Relay {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("clients")).unwrap();
         let http = reqwest::Client::builder()
@@ -76,6 +85,10 @@ impl Relay {
             pin: String::new(),
             http,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         r.add_user("admin", "admin", "Ada Admin", ADMIN_PASSWORD);
         r.add_user("rep1", "rep", "Rémi Rep", REP_PASSWORD);
@@ -132,6 +145,8 @@ impl Relay {
                 "127.0.0.1",
             ])
             .args(&self.extra_args)
+            .env_remove("LIFELINE_DBUS_ADDRESS")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "info,sqlx=warn")
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -1,0 +1,207 @@
+// Browser test of the appliance administration page against a running relay whose
+// supervisor, licence manager and (optionally) front panel are on its bus.
+//
+//   LIFELINE_URL=https://127.0.0.1:8443 LIFELINE_ADMIN_USER=appadmin LIFELINE_ADMIN_PASSWORD=... \
+//   LIFELINE_ARTIFACTS=/tmp/a [LIFELINE_EXPECT_PANEL=1] node tests/browser/appliance.mjs
+//
+// Checks that the page shows the same data as GET /api/v1/appliance/status, in English,
+// French and German, and (with LIFELINE_EXPECT_PANEL=1) that the live panel picture changes
+// when a key under it is clicked. Exits 0 only if every step passed.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const TIMEOUT = 10_000;
+const OVERALL_TIMEOUT = 120_000;
+
+function env(name, fallback) {
+  const v = process.env[name];
+  if (v != null && v !== '') return v;
+  if (fallback !== undefined) return fallback;
+  console.error(`error: environment variable ${name} is required`);
+  process.exit(2);
+}
+
+const BASE = env('LIFELINE_URL').replace(/\/+$/, '');
+const USER = env('LIFELINE_ADMIN_USER');
+const PASSWORD = env('LIFELINE_ADMIN_PASSWORD');
+const ARTIFACTS = path.resolve(env('LIFELINE_ARTIFACTS', 'artifacts'));
+const CHROMIUM = env('CHROMIUM', '/usr/bin/chromium');
+const EXPECT_PANEL = env('LIFELINE_EXPECT_PANEL', '0') === '1';
+if (!fs.existsSync(CHROMIUM)) {
+  console.error(`error: no browser at ${CHROMIUM} (set CHROMIUM)`);
+  process.exit(2);
+}
+fs.mkdirSync(ARTIFACTS, { recursive: true });
+
+let passed = 0;
+let failed = 0;
+const failures = [];
+const pageErrors = [];
+let page;
+
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    const detail = await fn();
+    passed += 1;
+    console.log(`ok    ${name}${detail ? ` — ${detail}` : ''} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    failed += 1;
+    const msg = e && e.message ? e.message.split('\n').slice(0, 8).join('\n      ') : String(e);
+    failures.push(`${name}: ${msg}`);
+    console.log(`FAIL  ${name}\n      ${msg}`);
+    if (page && !page.isClosed()) {
+      const file = path.join(ARTIFACTS, `failure-${name.replace(/[^a-z0-9]+/gi, '-').toLowerCase()}.png`);
+      await page.screenshot({ path: file, fullPage: true }).catch(() => {});
+      console.log(`      screenshot: ${file}`);
+    }
+  }
+}
+
+function check(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+async function field(name) {
+  return (await page.locator(`[data-field="${name}"]`).innerText()).trim();
+}
+
+async function statusJson() {
+  return page.evaluate(async () => {
+    const r = await fetch('/api/v1/appliance/status', { credentials: 'same-origin' });
+    return { status: r.status, body: await r.json() };
+  });
+}
+
+async function panelBytes() {
+  return page.evaluate(async () => {
+    const r = await fetch('/appliance/panel.png?b=' + Date.now(), { credentials: 'same-origin' });
+    const buf = new Uint8Array(await r.arrayBuffer());
+    let s = '';
+    for (const b of buf) s += String.fromCharCode(b);
+    return { status: r.status, type: r.headers.get('content-type'), data: btoa(s) };
+  });
+}
+
+const LAUNCH_ARGS = [
+  '--no-sandbox', '--headless', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+
+async function run() {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: LAUNCH_ARGS, headless: true, timeout: 30_000 });
+  try {
+    const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 }, locale: 'en-GB' });
+    ctx.setDefaultTimeout(TIMEOUT);
+    page = await ctx.newPage();
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+
+    await step('a. /appliance asks for the appliance login', async () => {
+      await page.goto(`${BASE}/appliance`);
+      check(page.url().includes('/appliance/login'), `landed on ${page.url()}`);
+      check((await page.locator('h1').innerText()).includes('Appliance administration'), 'no login title');
+      await page.screenshot({ path: path.join(ARTIFACTS, 'appliance-login.png'), fullPage: true });
+      return 'appliance-login.png';
+    });
+
+    await step('b. log in as appliance administrator', async () => {
+      await page.fill('#username', USER);
+      await page.fill('#password', PASSWORD);
+      await Promise.all([page.waitForURL(/\/appliance\?/), page.click('button[type=submit]')]);
+      check((await page.locator('h1').innerText()) === 'Appliance status', 'no status title');
+      await page.screenshot({ path: path.join(ARTIFACTS, 'appliance-en.png'), fullPage: true });
+      return 'appliance-en.png';
+    });
+
+    await step('c. the page shows what GET /api/v1/appliance/status says', async () => {
+      const { status, body } = await statusJson();
+      check(status === 200, `the API answered ${status}`);
+      const keys = Object.keys(body).sort().join(',');
+      const want = 'api_version,build,company,connected,guid,hostname,license,load,product,services,time,timezone,uptime_seconds,version';
+      check(keys === want, `JSON keys are ${keys}`);
+      for (const k of ['hostname', 'company', 'product', 'version', 'build', 'api_version', 'guid', 'timezone']) {
+        const shown = await field(k);
+        check(shown === String(body[k]), `${k}: page shows ${JSON.stringify(shown)}, API says ${JSON.stringify(body[k])}`);
+      }
+      for (const k of ['model', 'edition', 'serial', 'rep_seats', 'rep_seats_in_use', 'jump_active_limit', 'jump_passive_limit']) {
+        const shown = await field(`license.${k}`);
+        check(shown === String(body.license[k]), `license.${k}: page ${JSON.stringify(shown)}, API ${JSON.stringify(body.license[k])}`);
+      }
+      const expires = await field('license.expires');
+      check(expires === (body.license.expires ?? 'no end date'), `license.expires: page ${expires}, API ${body.license.expires}`);
+      for (const k of ['rep_consoles', 'customer_clients', 'jump_clients']) {
+        const shown = await field(`connected.${k}`);
+        check(shown === String(body.connected[k]), `connected.${k}: page ${shown}, API ${body.connected[k]}`);
+      }
+      const up = await page.locator('[data-field="uptime_seconds"]').getAttribute('data-value');
+      check(body.uptime_seconds !== null && Math.abs(Number(up) - body.uptime_seconds) <= 30,
+        `uptime: page ${up}, API ${body.uptime_seconds}`);
+      const rows = await page.locator('tr[data-service]').evaluateAll((trs) => trs.map((t) => [t.dataset.service, t.dataset.state]));
+      const api = body.services.map((s) => [s.name, s.state]);
+      check(JSON.stringify(rows) === JSON.stringify(api), `services: page ${JSON.stringify(rows)}, API ${JSON.stringify(api)}`);
+      check(api.length > 0, 'no services listed');
+      return `${api.length} services, ${body.license.rep_seats_in_use}/${body.license.rep_seats} seats, guid ${body.guid}`;
+    });
+
+    for (const [lang, title] of [['fr', 'État du site'], ['de', 'Gerätestatus']]) {
+      await step(`d. the page in ${lang}`, async () => {
+        await page.goto(`${BASE}/appliance?lang=${lang}`);
+        check((await page.getAttribute('html', 'lang')) === lang, 'wrong <html lang>');
+        check((await page.locator('h1').innerText()) === title, `title is not ${title}`);
+        await page.screenshot({ path: path.join(ARTIFACTS, `appliance-${lang}.png`), fullPage: true });
+        return `appliance-${lang}.png`;
+      });
+    }
+
+    if (EXPECT_PANEL) {
+      await step('e. the live panel picture follows a click on a key', async () => {
+        await page.goto(`${BASE}/appliance?lang=en`);
+        await page.waitForFunction(() => {
+          const i = document.getElementById('panel-picture');
+          return i && i.complete && i.naturalWidth > 0 && i.dataset.updated;
+        }, null, { timeout: TIMEOUT });
+        const before = await panelBytes();
+        check(before.status === 200 && before.type === 'image/png', `panel.png answered ${before.status} ${before.type}`);
+        await page.click('button.key[data-key="enter"]');
+        const t0 = Date.now();
+        let after = before;
+        while (Date.now() - t0 < TIMEOUT) {
+          after = await panelBytes();
+          if (after.data !== before.data) break;
+          await page.waitForTimeout(100);
+        }
+        check(after.data !== before.data, 'the panel picture did not change after pressing Enter');
+        await page.waitForTimeout(1200);
+        await page.screenshot({ path: path.join(ARTIFACTS, 'appliance-panel.png'), fullPage: true });
+        await page.click('button.key[data-key="exit"]');
+        return `picture changed after ${Date.now() - t0} ms, appliance-panel.png`;
+      });
+    }
+
+    await step('f. no script errors', async () => {
+      check(pageErrors.length === 0, `uncaught errors:\n${pageErrors.join('\n')}`);
+    });
+  } finally {
+    await browser.close().catch(() => {});
+  }
+}
+
+const watchdog = setTimeout(() => {
+  console.log(`FAIL  the whole run took longer than ${OVERALL_TIMEOUT / 1000} s`);
+  process.exit(1);
+}, OVERALL_TIMEOUT);
+
+try {
+  await run();
+} catch (e) {
+  failed += 1;
+  failures.push(`setup: ${e && e.message ? e.message : e}`);
+  console.log(`FAIL  setup\n      ${e && e.stack ? e.stack : e}`);
+}
+clearTimeout(watchdog);
+console.log(`artifacts in ${ARTIFACTS}`);
+if (failures.length) console.log(`failures:\n  ${failures.join('\n  ')}`);
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed === 0 ? 0 : 1);
