@@ -174,8 +174,12 @@ fn appliance_boots_serves_a_session_and_survives_a_relay_crash() {
 
     // 3. The front panel on the second serial port.
     if let Some(panel) = &m.panel {
+        // The status screen: the address to browse to and the state (an evaluation
+        // licence here, as no licence is installed).
+        let ip = m.shell.ok("hostname -I");
+        let url = format!("https://{}/", ip.split_whitespace().next().unwrap_or("?"));
         let (snap, ok) = panel.wait_for(Duration::from_secs(60), |s| {
-            s.rows.iter().any(|r| r.contains("Starting services"))
+            s.rows.iter().any(|r| r.contains(&url)) && s.rows.iter().any(|r| r.contains("EVAL"))
         });
         let _ = panel.save_png(&art.path("panel.png"));
         assert!(

@@ -408,12 +408,11 @@ fn test(filters: &[String]) -> Result {
     ]);
     status(c, "cargo clippy")?;
     yocto::check()?;
-    step("building every binary (the end-to-end tests run them)");
-    let mut c = cargo();
-    c.args(["build", "--workspace", "--bins", "--locked"]);
-    status(c, "cargo build")?;
     step("firmware image b200 (the image tests boot it)");
     image::image(&["--model".into(), "b200".into(), "--if-stale".into()])?;
+    // The test build also builds every binary the end-to-end tests run (each package with
+    // integration tests gets its binaries built, with the same features as its tests; a
+    // separate `cargo build --bins` would compile them a second time with other features).
     step("tests");
     let mut c = cargo();
     if have("cargo-nextest") {
