@@ -195,8 +195,20 @@ fn tools() -> Result<PathBuf> {
     let venv = root().join("target/yocto-tools/venv");
     let stamp = venv.join("lifeline-pins");
     let pins = format!("{OELINT_ADV} {KAS}");
-    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == pins) {
+    // A venv's scripts name its interpreter by absolute path: one that was moved with its
+    // target folder no longer runs and is made again.
+    let runs = || {
+        Command::new(venv.join("bin/oelint-adv"))
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == pins) && runs() {
         return Ok(venv);
+    }
+    if venv.exists() {
+        std::fs::remove_dir_all(&venv)
+            .map_err(|e| format!("cannot remove {}: {e}", venv.display()))?;
     }
     step(&format!(
         "installing {OELINT_ADV} and {KAS} into target/yocto-tools/venv"
