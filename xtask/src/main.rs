@@ -43,6 +43,8 @@ const BUILD_PACKAGES: &[&str] = &[
     "libfontconfig1-dev",
     "libglib2.0-dev",
     "fonts-dejavu-core",
+    // The client's JPEG encoder (bundled libjpeg-turbo with its SIMD code).
+    "nasm",
 ];
 
 /// Needed by the tests: a real X server, input driving, screenshots, a browser.

@@ -20,6 +20,7 @@ pub mod env;
 pub mod i18n;
 pub mod net;
 pub mod platform;
+pub mod screen;
 pub mod session;
 pub mod ticket;
 pub mod ui;

@@ -6,7 +6,7 @@
 //! input and the shell will join this module, per OS, in the same way.
 
 #[cfg(target_os = "linux")]
-mod linux;
+pub mod linux;
 #[cfg(target_os = "linux")]
 use linux as os;
 

@@ -1,0 +1,1 @@
+//! Screen capture on X11 (to be written).

@@ -1,0 +1,1 @@
+//! Clipboard text on X11 (to be written).

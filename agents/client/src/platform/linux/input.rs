@@ -1,0 +1,1 @@
+//! Input injection on X11 (to be written).

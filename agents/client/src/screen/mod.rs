@@ -1,0 +1,1 @@
+//! The screen stream: change detection, encoding and pacing (to be written).
