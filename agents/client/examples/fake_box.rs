@@ -7,13 +7,15 @@
 //!
 //! It writes a ticket pinned to its fresh self-signed certificate, welcomes the agent on the
 //! terms screen, puts it first in line after the terms are accepted, lets "Alice" join two
-//! seconds later, greets, and echoes every chat line back. Everything it receives is printed.
+//! seconds later, greets, asks to see the screen and to control it, and echoes every chat
+//! line back. Everything it receives is printed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use lifeline_proto::agent::{AgentToRelay, Party, RelayToAgent, SessionState};
+use lifeline_proto::remote::Permission;
 use lifeline_proto::ticket::TicketFile;
 use lifeline_proto::{VERSION, encode};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -87,6 +89,14 @@ async fn main() {
                                 name: "Alice".into(),
                                 text: "Hello! How can I help you today?".into(),
                                 at: 0,
+                            }),
+                            say(RelayToAgent::PermissionRequest {
+                                permission: Permission::View,
+                                rep: "Alice".into(),
+                            }),
+                            say(RelayToAgent::PermissionRequest {
+                                permission: Permission::Control,
+                                rep: "Alice".into(),
                             }),
                         ]
                     }

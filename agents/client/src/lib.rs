@@ -16,6 +16,7 @@
 //! mode is not implemented; errors below the UI are English sentences.
 #![forbid(unsafe_code)]
 
+pub mod consent;
 pub mod env;
 pub mod i18n;
 pub mod net;

@@ -26,6 +26,7 @@ use futures_util::{SinkExt, StreamExt};
 use lifeline_proto::agent::{
     AgentAuth, AgentInfo, AgentToRelay, Party, RefuseCode, RelayToAgent, SessionState,
 };
+use lifeline_proto::remote::Permission;
 use lifeline_proto::ticket::TicketFile;
 use lifeline_proto::{MAX_CHAT_CHARS, VERSION, encode, sanitize_text};
 use tokio::sync::{mpsc, watch};
@@ -33,6 +34,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
 
+use crate::consent::{Change, Consent, DEFAULT_ASK_TIMEOUT, Decision, Requested};
 use crate::env::Env;
 use crate::net::{self, NetError, WsStream};
 
@@ -41,6 +43,12 @@ use crate::net::{self, NetError, WsStream};
 pub enum Command {
     AcceptTerms,
     Chat(String),
+    /// The customer's answer to a permission question, or (`allow: false`) the withdrawal
+    /// of a granted permission.
+    Permission {
+        permission: Permission,
+        allow: bool,
+    },
     /// End the session; the reason is recorded by the box (e.g. "declined terms").
     End(String),
 }
@@ -89,6 +97,18 @@ pub enum Event {
     /// The session cannot go on; `message` says why and what to do. Final.
     Fatal {
         message: String,
+    },
+    /// The technician asks for a permission; without an answer within `expires_in` it
+    /// counts as refused (the session decides that, and reports it as [`Event::Permission`]).
+    PermissionAsked {
+        permission: Permission,
+        rep: String,
+        expires_in: Duration,
+    },
+    /// A permission was granted, refused, withdrawn, or is not available here.
+    Permission {
+        permission: Permission,
+        change: Change,
     },
 }
 
@@ -150,6 +170,15 @@ pub struct SessionConfig {
     pub idle_timeout: Duration,
     /// How long `End` waits for the box's answer before closing.
     pub end_grace: Duration,
+    /// How long the customer has to answer a permission question.
+    pub ask_timeout: Duration,
+    /// Which permissions this computer can offer at all (a headless run offers none).
+    pub offers: fn(Permission) -> bool,
+}
+
+/// Offers nothing: every permission request is answered "not available".
+pub fn offers_nothing(_: Permission) -> bool {
+    false
 }
 
 impl Default for SessionConfig {
@@ -162,6 +191,8 @@ impl Default for SessionConfig {
             keepalive: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
             end_grace: Duration::from_secs(1),
+            ask_timeout: DEFAULT_ASK_TIMEOUT,
+            offers: offers_nothing,
         }
     }
 }
@@ -191,6 +222,11 @@ impl SessionHandle {
 
     pub fn end(&self, reason: impl Into<String>) -> bool {
         self.send(Command::End(reason.into()))
+    }
+
+    /// Answers a permission question, or withdraws a granted permission (`allow: false`).
+    pub fn permission(&self, permission: Permission, allow: bool) -> bool {
+        self.send(Command::Permission { permission, allow })
     }
 
     /// Waits until the driver has stopped (after `End` went out, or a final event).
@@ -224,10 +260,13 @@ impl Session {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::channel(256);
         let (done_tx, done_rx) = watch::channel(());
+        let consent = Consent::new(config.ask_timeout);
         let driver = Driver {
             ticket,
             info,
             config,
+            consent,
+            rep_name: None,
             commands: cmd_rx,
             events: ev_tx,
             resume: None,
@@ -280,6 +319,9 @@ struct Driver {
     /// `(session_id, resume_token)` once welcomed.
     resume: Option<(String, String)>,
     terms_accepted: bool,
+    consent: Consent,
+    /// The technician's name, for permission questions.
+    rep_name: Option<String>,
     /// Messages to send once a link is up.
     outbox: VecDeque<AgentToRelay>,
     /// Dropped when the task ends, which wakes [`SessionHandle::finished`].
@@ -444,8 +486,15 @@ impl Driver {
                     );
                     let resumed = self.resume.is_some();
                     self.resume = Some((session_id, resume_token));
+                    if rep_name.is_some() {
+                        self.rep_name.clone_from(&rep_name);
+                    }
                     if resumed {
                         info!("event=link_restored");
+                        // Standing grants first, then (in front of them) the terms.
+                        for grant in self.consent.standing().into_iter().rev() {
+                            self.outbox.push_front(grant);
+                        }
                         if state == SessionState::Terms && self.terms_accepted {
                             self.outbox.push_front(AgentToRelay::AcceptTerms);
                         }
@@ -497,7 +546,16 @@ impl Driver {
         keepalive.tick().await;
         let mut last_heard = Instant::now();
         loop {
+            let deadline = self.consent.next_deadline();
             tokio::select! {
+                _ = sleep_until_some(deadline) => {
+                    for decision in self.consent.expire(Instant::now()) {
+                        self.decided(decision).await;
+                    }
+                    if let Err(e) = self.flush(&mut ws).await {
+                        return LinkEnd::Lost(e);
+                    }
+                }
                 incoming = ws.next() => {
                     last_heard = Instant::now();
                     let text = match incoming {
@@ -524,6 +582,9 @@ impl Driver {
                     if let Err(end) = self.on_command(&mut ws, command).await {
                         return end;
                     }
+                    if let Err(e) = self.flush(&mut ws).await {
+                        return LinkEnd::Lost(e);
+                    }
                 }
                 _ = keepalive.tick() => {
                     if last_heard.elapsed() > self.config.idle_timeout {
@@ -546,6 +607,7 @@ impl Driver {
             RelayToAgent::RepJoined { name } => {
                 let name = sanitize_text(&name);
                 info!("event=state state=active rep={name:?}");
+                self.rep_name = Some(name.clone());
                 self.emit(Event::RepJoined { name }).await;
             }
             RelayToAgent::RepLeft { name } => {
@@ -600,10 +662,35 @@ impl Driver {
                 return Err(LinkEnd::Finished);
             }
             RelayToAgent::Welcome { .. } => warn!("event=ignored message=welcome"),
-            // Remote control arrives with the screen-sharing work; until then a request is
-            // left unanswered, which the console shows as pending.
-            RelayToAgent::PermissionRequest { .. }
-            | RelayToAgent::Stream { .. }
+            RelayToAgent::PermissionRequest { permission, rep } => {
+                let rep = sanitize_text(&rep);
+                let available = (self.config.offers)(permission);
+                match self.consent.request(permission, available, Instant::now()) {
+                    Requested::Ask { deadline } => {
+                        info!(
+                            "event=permission_asked permission={} rep={rep:?}",
+                            permission.as_str()
+                        );
+                        let rep = if rep.trim().is_empty() {
+                            self.rep_name.clone().unwrap_or_default()
+                        } else {
+                            rep
+                        };
+                        self.emit(Event::PermissionAsked {
+                            permission,
+                            rep,
+                            expires_in: deadline.saturating_duration_since(Instant::now()),
+                        })
+                        .await;
+                    }
+                    Requested::Decided(decision) => {
+                        self.decided(decision).await;
+                        self.flush(ws).await.map_err(LinkEnd::Lost)?;
+                    }
+                    Requested::AlreadyAsked => {}
+                }
+            }
+            RelayToAgent::Stream { .. }
             | RelayToAgent::FrameAck { .. }
             | RelayToAgent::Refresh
             | RelayToAgent::Input { .. }
@@ -616,6 +703,12 @@ impl Driver {
         let msg = match self.prepare(command) {
             Prepared::Send(msg) => msg,
             Prepared::Nothing => return Ok(()),
+            Prepared::Decided(decisions) => {
+                for decision in decisions {
+                    self.decided(decision).await;
+                }
+                return Ok(());
+            }
             Prepared::End(reason) => {
                 let msg = AgentToRelay::End {
                     reason: reason.clone(),
@@ -670,7 +763,37 @@ impl Driver {
                 let reason: String = sanitize_text(&reason).chars().take(500).collect();
                 Prepared::End(reason)
             }
+            Command::Permission { permission, allow } => {
+                let decisions = self.consent.answer(permission, allow);
+                Prepared::Decided(decisions)
+            }
         }
+    }
+
+    /// Logs a decision, queues its message for the box and tells the window.
+    async fn decided(&mut self, decision: Decision) {
+        info!(
+            "event=permission permission={} change={}",
+            decision.permission.as_str(),
+            decision.change.name()
+        );
+        self.queue(decision.message());
+        self.emit(Event::Permission {
+            permission: decision.permission,
+            change: decision.change,
+        })
+        .await;
+    }
+
+    /// Sends what is queued.
+    async fn flush(&mut self, ws: &mut WsStream) -> Result<(), String> {
+        while let Some(msg) = self.outbox.pop_front() {
+            if let Err(e) = send(ws, &msg).await {
+                self.outbox.push_front(msg);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     fn queue(&mut self, msg: AgentToRelay) {
@@ -685,13 +808,24 @@ impl Driver {
     async fn wait_offline(&mut self, delay: Duration) -> Result<(), Finished> {
         let wake = Instant::now() + delay;
         loop {
+            let deadline = self.consent.next_deadline();
             tokio::select! {
                 _ = tokio::time::sleep_until(wake) => return Ok(()),
+                _ = sleep_until_some(deadline) => {
+                    for decision in self.consent.expire(Instant::now()) {
+                        self.decided(decision).await;
+                    }
+                }
                 command = self.commands.recv() => {
                     let command = command.unwrap_or_else(|| Command::End("client closed".into()));
                     match self.prepare(command) {
                         Prepared::Send(msg) => self.queue(msg),
                         Prepared::Nothing => {}
+                        Prepared::Decided(decisions) => {
+                            for decision in decisions {
+                                self.decided(decision).await;
+                            }
+                        }
                         Prepared::End(reason) => {
                             self.ended(Party::Customer, reason).await;
                             return Err(Finished);
@@ -731,6 +865,15 @@ enum Prepared {
     Send(AgentToRelay),
     Nothing,
     End(String),
+    Decided(Vec<Decision>),
+}
+
+/// Sleeps until `deadline`, or forever when there is none.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn send(ws: &mut WsStream, msg: &AgentToRelay) -> Result<(), String> {

@@ -35,6 +35,7 @@ mod os {
 }
 
 use lifeline_proto::MAX_NAME_CHARS;
+use lifeline_proto::remote::Permission;
 
 use crate::env::Env;
 
@@ -77,6 +78,16 @@ pub fn current(env: &Env) -> Platform {
         platform: clip(&platform),
         user_full_name: clip(&user_full_name),
     }
+}
+
+/// Which permissions this build can offer on this computer: on Linux, the screen, control
+/// and the clipboard of the X11 desktop.
+pub fn offers(permission: Permission) -> bool {
+    cfg!(target_os = "linux")
+        && matches!(
+            permission,
+            Permission::View | Permission::Control | Permission::Clipboard
+        )
 }
 
 /// The customer name to announce: the one typed on the portal, else the OS user's.
