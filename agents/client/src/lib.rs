@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod consent;
+pub mod desktop;
 pub mod env;
 pub mod i18n;
 pub mod net;

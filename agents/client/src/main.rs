@@ -118,7 +118,7 @@ fn main() -> ExitCode {
         }
     };
     let config = lifeline_agent::session::SessionConfig {
-        offers: platform::offers,
+        desktop: platform::desktop(&env),
         ..Default::default()
     };
     let outcome = ui::run(&runtime, ticket, info, Texts::new(lang), config);

@@ -20,6 +20,7 @@
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -35,6 +36,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
 
 use crate::consent::{Change, Consent, DEFAULT_ASK_TIMEOUT, Decision, Requested};
+use crate::desktop::{Desktop, Outgoing, Remote};
 use crate::env::Env;
 use crate::net::{self, NetError, WsStream};
 
@@ -172,13 +174,9 @@ pub struct SessionConfig {
     pub end_grace: Duration,
     /// How long the customer has to answer a permission question.
     pub ask_timeout: Duration,
-    /// Which permissions this computer can offer at all (a headless run offers none).
-    pub offers: fn(Permission) -> bool,
-}
-
-/// Offers nothing: every permission request is answered "not available".
-pub fn offers_nothing(_: Permission) -> bool {
-    false
+    /// The desktop the technician may see and control once the customer allows it; `None`
+    /// (a headless run) offers nothing, and every request is answered "not available".
+    pub desktop: Option<Arc<dyn Desktop>>,
 }
 
 impl Default for SessionConfig {
@@ -192,7 +190,7 @@ impl Default for SessionConfig {
             idle_timeout: Duration::from_secs(60),
             end_grace: Duration::from_secs(1),
             ask_timeout: DEFAULT_ASK_TIMEOUT,
-            offers: offers_nothing,
+            desktop: None,
         }
     }
 }
@@ -261,7 +259,9 @@ impl Session {
         let (ev_tx, ev_rx) = mpsc::channel(256);
         let (done_tx, done_rx) = watch::channel(());
         let consent = Consent::new(config.ask_timeout);
+        let remote = Remote::new(config.desktop.clone());
         let driver = Driver {
+            remote,
             ticket,
             info,
             config,
@@ -320,6 +320,8 @@ struct Driver {
     resume: Option<(String, String)>,
     terms_accepted: bool,
     consent: Consent,
+    /// The desktop as this session uses it (stopped when the driver ends).
+    remote: Remote,
     /// The technician's name, for permission questions.
     rep_name: Option<String>,
     /// Messages to send once a link is up.
@@ -342,6 +344,9 @@ impl Driver {
                         LinkEnd::Finished => return,
                         LinkEnd::Lost(why) => {
                             warn!("event=link_lost error={why:?}");
+                            // Frames made for the lost link are stale; the box says again
+                            // who watches once the link is back.
+                            self.remote.link_lost();
                             lost_at = Some(Instant::now());
                             None
                         }
@@ -548,6 +553,9 @@ impl Driver {
         loop {
             let deadline = self.consent.next_deadline();
             tokio::select! {
+                // Control first: the screen never holds up a message, a command or a
+                // withdrawn permission.
+                biased;
                 _ = sleep_until_some(deadline) => {
                     for decision in self.consent.expire(Instant::now()) {
                         self.decided(decision).await;
@@ -594,6 +602,36 @@ impl Driver {
                         return LinkEnd::Lost(e.to_string());
                     }
                 }
+                out = self.remote.next() => {
+                    if let Err(e) = self.on_remote(&mut ws, out).await {
+                        return LinkEnd::Lost(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends what the desktop produced.
+    async fn on_remote(&mut self, ws: &mut WsStream, out: Outgoing) -> Result<(), String> {
+        match out {
+            Outgoing::Frame(bytes) => ws
+                .send(Message::Binary(bytes.into()))
+                .await
+                .map_err(|e| e.to_string()),
+            Outgoing::Monitors(monitors) => {
+                info!("event=monitors count={}", monitors.len());
+                send(ws, &AgentToRelay::Monitors { monitors }).await
+            }
+            Outgoing::Clipboard(text) => {
+                if !self.consent.is_granted(Permission::Clipboard) {
+                    return Ok(());
+                }
+                debug!("event=clipboard_out bytes={}", text.len());
+                send(ws, &AgentToRelay::Clipboard { text }).await
+            }
+            Outgoing::StreamFailed(why) => {
+                warn!("event=stream_failed error={why:?}");
+                Ok(())
             }
         }
     }
@@ -664,7 +702,7 @@ impl Driver {
             RelayToAgent::Welcome { .. } => warn!("event=ignored message=welcome"),
             RelayToAgent::PermissionRequest { permission, rep } => {
                 let rep = sanitize_text(&rep);
-                let available = (self.config.offers)(permission);
+                let available = self.remote.offers(permission);
                 match self.consent.request(permission, available, Instant::now()) {
                     Requested::Ask { deadline } => {
                         info!(
@@ -690,11 +728,20 @@ impl Driver {
                     Requested::AlreadyAsked => {}
                 }
             }
-            RelayToAgent::Stream { .. }
-            | RelayToAgent::FrameAck { .. }
-            | RelayToAgent::Refresh
-            | RelayToAgent::Input { .. }
-            | RelayToAgent::Clipboard { .. } => debug!("event=ignored message={msg:?}"),
+            RelayToAgent::Stream { active, settings } => {
+                info!(
+                    "event=stream active={active} monitor={:?} quality={}",
+                    settings.monitor,
+                    wire_name(&settings.quality)
+                );
+                self.remote.set_stream(active, settings);
+            }
+            RelayToAgent::FrameAck { frame } => self.remote.ack(frame),
+            RelayToAgent::Refresh => self.remote.refresh(),
+            RelayToAgent::Input { event } => self.remote.input(event),
+            RelayToAgent::Clipboard { text } => {
+                self.remote.set_clipboard(sanitize_clipboard(&text));
+            }
         }
         Ok(())
     }
@@ -777,6 +824,8 @@ impl Driver {
             decision.permission.as_str(),
             decision.change.name()
         );
+        self.remote
+            .set_grant(decision.permission, decision.change.granted());
         self.queue(decision.message());
         self.emit(Event::Permission {
             permission: decision.permission,
@@ -837,11 +886,13 @@ impl Driver {
     }
 
     async fn ended(&mut self, by: Party, reason: String) {
+        self.remote.stop_all();
         info!("event=ended by={} reason={reason:?}", party_name(by));
         self.emit(Event::Ended { by, reason }).await;
     }
 
     async fn fatal(&mut self, message: String) {
+        self.remote.stop_all();
         info!("event=fatal message={message:?}");
         self.emit(Event::Fatal { message }).await;
     }
@@ -866,6 +917,14 @@ enum Prepared {
     Nothing,
     End(String),
     Decided(Vec<Decision>),
+}
+
+/// Clipboard text from the box, with control characters other than line breaks and tabs
+/// removed.
+fn sanitize_clipboard(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
+        .collect()
 }
 
 /// Sleeps until `deadline`, or forever when there is none.

@@ -459,10 +459,28 @@ async fn https_proxy_is_used_through_connect() {
     assert!(err.to_string().contains("403"), "{err}");
 }
 
-/// Offers screen and control, nothing else (what a desktop without file access offers).
-fn offers_screen(p: lifeline_proto::remote::Permission) -> bool {
-    use lifeline_proto::remote::Permission;
-    matches!(p, Permission::View | Permission::Control)
+/// A desktop that offers screen and control (and nothing else) but cannot be opened: the
+/// consent flow needs no real screen.
+#[derive(Debug)]
+struct ScreenAndControl;
+
+impl lifeline_agent::desktop::Desktop for ScreenAndControl {
+    fn offers(&self, p: lifeline_proto::remote::Permission) -> bool {
+        use lifeline_proto::remote::Permission;
+        matches!(p, Permission::View | Permission::Control)
+    }
+    fn screen(&self) -> Result<Box<dyn lifeline_agent::screen::ScreenSource>, String> {
+        Err("no screen in this test".into())
+    }
+    fn input(&self) -> Result<Box<dyn lifeline_agent::desktop::Injector>, String> {
+        Err("no input in this test".into())
+    }
+    fn clipboard(
+        &self,
+        _: mpsc::Sender<String>,
+    ) -> Result<Box<dyn lifeline_agent::desktop::ClipboardText>, String> {
+        Err("no clipboard in this test".into())
+    }
 }
 
 #[tokio::test]
@@ -473,7 +491,7 @@ async fn permissions_are_asked_answered_timed_out_and_announced_again_after_a_re
     let mut server = TestBox::start().await;
     let cfg = SessionConfig {
         ask_timeout: Duration::from_millis(800),
-        offers: offers_screen,
+        desktop: Some(Arc::new(ScreenAndControl)),
         ..config()
     };
     let (handle, mut events) = Session::start_with(server.ticket(&server.pin), info(), cfg);

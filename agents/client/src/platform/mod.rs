@@ -34,8 +34,11 @@ mod os {
     }
 }
 
+use std::sync::Arc;
+
 use lifeline_proto::MAX_NAME_CHARS;
-use lifeline_proto::remote::Permission;
+
+use crate::desktop::Desktop;
 
 use crate::env::Env;
 
@@ -80,14 +83,17 @@ pub fn current(env: &Env) -> Platform {
     }
 }
 
-/// Which permissions this build can offer on this computer: on Linux, the screen, control
-/// and the clipboard of the X11 desktop.
-pub fn offers(permission: Permission) -> bool {
-    cfg!(target_os = "linux")
-        && matches!(
-            permission,
-            Permission::View | Permission::Control | Permission::Clipboard
-        )
+/// The desktop this computer offers a session: on Linux, the X11 display `DISPLAY` names;
+/// `None` without one (nothing can be offered then).
+pub fn desktop(env: &Env) -> Option<Arc<dyn Desktop>> {
+    #[cfg(target_os = "linux")]
+    if let Some(display) = env.get("DISPLAY") {
+        return Some(Arc::new(linux::desktop::X11Desktop::new(Some(
+            display.to_owned(),
+        ))));
+    }
+    let _ = env;
+    None
 }
 
 /// The customer name to announce: the one typed on the portal, else the OS user's.

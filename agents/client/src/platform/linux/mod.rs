@@ -3,10 +3,12 @@
 //! `/etc/passwd`).
 //!
 //! The desktop on X11: [`capture`] (screen, monitors, cursor), [`input`] (pointer and keys
-//! injected with XTest) and [`clipboard`] (text through X selections).
+//! injected with XTest) and [`clipboard`] (text through X selections), offered to a session
+//! as one [`desktop::X11Desktop`].
 
 pub mod capture;
 pub mod clipboard;
+pub mod desktop;
 pub mod input;
 
 use std::process::Command;
