@@ -11,8 +11,9 @@
 //!   a repaint that changed one line (what damage alone would send).
 //!
 //! The pictures are synthetic and deterministic: text is made of generated 6×13 glyphs in a
-//! few colours on light backgrounds (several "windows"); the photo is smooth shapes,
-//! gradients and fine noise. No display is needed.
+//! few colours on light and dark backgrounds (several "windows"); the photo is fractal
+//! noise with soft-edged shapes and grain, which compresses like a natural photo. No
+//! display is needed.
 
 use std::time::Instant;
 
@@ -95,32 +96,63 @@ fn text_screen(seed: u64) -> Pixels {
     p
 }
 
-fn photo_screen(seed: u32) -> Pixels {
-    let mut data = Vec::with_capacity((W * H * 4) as usize);
-    let mut n = seed.wrapping_mul(2_654_435_761).wrapping_add(12345);
-    let s = seed as f32;
-    for y in 0..H {
-        for x in 0..W {
-            let (fx, fy) = (x as f32, y as f32);
-            n ^= n << 13;
-            n ^= n >> 17;
-            n ^= n << 5;
-            let noise = (n % 7) as f32 - 3.0;
-            let r = 128.0
-                + 70.0 * ((fx / 97.0 + s).sin() * (fy / 53.0).cos())
-                + 40.0 * ((fx + fy) / 211.0).sin()
-                + noise;
-            let g = 110.0
-                + 80.0 * ((fy / 71.0 + s * 0.7).sin())
-                + 30.0 * ((fx / 33.0).cos() * (fy / 41.0).sin())
-                + noise;
-            let b = 120.0
-                + 60.0 * (((fx - 300.0).hypot(fy - 200.0) / 45.0 + s).sin())
-                + 40.0 * (fx / 400.0)
-                + noise;
-            let c = |v: f32| v.clamp(0.0, 255.0) as u8;
-            data.extend_from_slice(&[c(b), c(g), c(r), 0]);
+/// A photo-like picture: fractal value noise (detail at every scale, stronger at coarse
+/// ones, as in natural images), a few soft-edged shapes, and sensor-like grain.
+fn photo_screen(seed: u64) -> Pixels {
+    let mut r = Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1);
+    let mut acc = vec![[0f32; 3]; (W * H) as usize];
+    let mut amp = 90f32;
+    let mut cell = 512u32;
+    while cell >= 2 {
+        let gw = W / cell + 2;
+        let gh = H / cell + 2;
+        let grid: Vec<[f32; 3]> = (0..gw * gh)
+            .map(|_| {
+                let mut v = [0f32; 3];
+                let base = (r.next() % 1000) as f32 / 500.0 - 1.0;
+                for c in &mut v {
+                    // Channels mostly move together (brightness), a little apart (colour).
+                    *c = base * 0.8 + ((r.next() % 1000) as f32 / 500.0 - 1.0) * 0.35;
+                }
+                v
+            })
+            .collect();
+        for y in 0..H {
+            let gy = y / cell;
+            let fy = (y % cell) as f32 / cell as f32;
+            let sy = fy * fy * (3.0 - 2.0 * fy);
+            for x in 0..W {
+                let gx = x / cell;
+                let fx = (x % cell) as f32 / cell as f32;
+                let sx = fx * fx * (3.0 - 2.0 * fx);
+                let at = |i: u32, j: u32| grid[((gy + j) * gw + gx + i) as usize];
+                let (a, b, c, d) = (at(0, 0), at(1, 0), at(0, 1), at(1, 1));
+                let px = &mut acc[(y * W + x) as usize];
+                for k in 0..3 {
+                    let top = a[k] + (b[k] - a[k]) * sx;
+                    let bot = c[k] + (d[k] - c[k]) * sx;
+                    px[k] += amp * (top + (bot - top) * sy);
+                }
+            }
         }
+        amp *= 0.62;
+        cell /= 2;
+    }
+    let mut data = Vec::with_capacity((W * H * 4) as usize);
+    for (i, px) in acc.iter().enumerate() {
+        let (x, y) = ((i as u32 % W) as f32, (i as u32 / W) as f32);
+        // Soft discs: objects with edges.
+        let disc = |cx: f32, cy: f32, rad: f32| {
+            let d = ((x - cx).hypot(y - cy) - rad) / 3.0;
+            1.0 / (1.0 + d.exp())
+        };
+        let obj = 60.0 * disc(600.0, 500.0, 180.0) - 50.0 * disc(1400.0, 300.0, 120.0);
+        let grain = (r.next() % 9) as f32 - 4.0;
+        let c = |v: f32| v.clamp(0.0, 255.0) as u8;
+        let rr = 130.0 + px[0] + obj + grain;
+        let gg = 120.0 + px[1] + obj * 0.8 + grain;
+        let bb = 110.0 + px[2] + obj * 0.5 + grain;
+        data.extend_from_slice(&[c(bb), c(gg), c(rr), 0]);
     }
     Pixels::from_bgrx(W, H, data).expect("size")
 }

@@ -119,6 +119,9 @@ pub struct FrameStats {
     pub bytes: usize,
     /// Pixels sent as Solid, PNG or JPEG.
     pub pixels: u64,
+    /// Pixels and data bytes of the JPEG rectangles.
+    pub jpeg_pixels: u64,
+    pub jpeg_bytes: usize,
 }
 
 /// One frame, ready to wrap in binary frames.
@@ -392,10 +395,15 @@ impl FrameEncoder {
 
     /// Re-sends every block sent as JPEG below `params.jpeg_quality`, from the reference,
     /// with `params`; `None` when there is none.
+    ///
+    /// At most about `max_pixels` are re-sent (whole rectangles of blocks, at least one);
+    /// the rest stays lossy for a later call, so a slow link is never busy for long with
+    /// a refinement.
     pub fn refine(
         &mut self,
         frame: u32,
         params: &EncodeParams,
+        max_pixels: u64,
     ) -> Result<Option<EncodedFrame>, EncodeError> {
         let mut map = BlockMap::new(self.width, self.height);
         let cols = map.cols();
@@ -408,8 +416,21 @@ impl FrameEncoder {
             return Ok(None);
         }
         let mut out = Messages::new(self.width, self.height, frame)?;
+        let mut budget = max_pixels;
         for r in map.rects() {
-            self.encode_area(r, params, &mut out, true)?;
+            if budget == 0 {
+                break;
+            }
+            // Rectangles are block rows joined downwards: cut to the budget by rows.
+            let rows = (budget / u64::from(r.w)).clamp(u64::from(BLOCK), u64::from(r.h)) as u32;
+            let rows = if rows < r.h {
+                rows / BLOCK * BLOCK
+            } else {
+                rows
+            };
+            let part = Area::new(r.x, r.y, r.w, rows);
+            budget = budget.saturating_sub(part.pixels());
+            self.encode_area(part, params, &mut out, true)?;
         }
         Ok(Some(out.finish(false)))
     }
@@ -659,12 +680,17 @@ impl FrameEncoder {
         for &c in colours {
             self.table.insert(c);
         }
-        let bits: u32 = match colours.len() {
-            0..=2 => 1,
-            3..=4 => 2,
-            5..=16 => 4,
-            _ => 8,
-        };
+        let (bits, gray) = png_layout(colours);
+        // The sample written for each palette index: the index itself, or the grey level
+        // at the chosen depth (a grey image needs no PLTE chunk: 18+ bytes less per PNG).
+        let mut sample = [0u8; MAX_PALETTE];
+        for (i, &c) in colours.iter().enumerate() {
+            sample[i] = if gray {
+                ((c & 0xFF) / (255 / ((1u32 << bits) - 1))) as u8
+            } else {
+                i as u8
+            };
+        }
         let per_byte = 8 / bits;
         let row_bytes = area.w.div_ceil(per_byte) as usize;
         let mut packed = std::mem::take(&mut self.scratch);
@@ -684,7 +710,7 @@ impl FrameEncoder {
                 let c = rgb_at(row, i);
                 if c != last {
                     // Every colour of the area is in the palette; a miss maps to 0.
-                    idx = self.table.insert(c).unwrap_or(0);
+                    idx = sample[usize::from(self.table.insert(c).unwrap_or(0))];
                     last = c;
                 }
                 let bit = i as u32 * bits;
@@ -693,13 +719,15 @@ impl FrameEncoder {
                 dst[byte] |= idx << shift;
             }
         }
-        let palette: Vec<u8> = colours
-            .iter()
-            .flat_map(|c| {
-                let [b, g, r, _] = c.to_le_bytes();
-                [r, g, b]
-            })
-            .collect();
+        let palette: Option<Vec<u8>> = (!gray).then(|| {
+            colours
+                .iter()
+                .flat_map(|c| {
+                    let [b, g, r, _] = c.to_le_bytes();
+                    [r, g, b]
+                })
+                .collect()
+        });
         let depth = match bits {
             1 => png::BitDepth::One,
             2 => png::BitDepth::Two,
@@ -708,9 +736,13 @@ impl FrameEncoder {
         };
         let res = write_png(
             area,
-            png::ColorType::Indexed,
+            if gray {
+                png::ColorType::Grayscale
+            } else {
+                png::ColorType::Indexed
+            },
             depth,
-            Some(palette),
+            palette,
             png::FilterType::NoFilter,
             effort,
             &packed,
@@ -790,6 +822,30 @@ impl FrameEncoder {
             format: turbojpeg::PixelFormat::BGRX,
         };
         c.compress_to_vec(image).map_err(err)
+    }
+}
+
+/// Bits per pixel of a palette image of `colours`, and whether it can be written as grey
+/// levels instead (every colour grey and a level of that bit depth, e.g. black and white
+/// at 1 bit), which needs no palette.
+fn png_layout(colours: &[u32]) -> (u32, bool) {
+    let bits: u32 = match colours.len() {
+        0..=2 => 1,
+        3..=4 => 2,
+        5..=16 => 4,
+        _ => 8,
+    };
+    let fits = |b: u32| {
+        let step = 255 / ((1u32 << b) - 1);
+        colours.iter().all(|&c| {
+            let v = c & 0xFF;
+            c == v * 0x01_0101 && v % step == 0
+        })
+    };
+    let gray = [1, 2, 4, 8].into_iter().find(|&b| fits(b));
+    match gray {
+        Some(g) if g <= bits => (bits, true),
+        _ => (bits, false),
     }
 }
 
@@ -914,6 +970,10 @@ impl Messages {
         if encoding != Encoding::Copy {
             self.stats.pixels += a.pixels();
         }
+        if encoding == Encoding::Jpeg {
+            self.stats.jpeg_pixels += a.pixels();
+            self.stats.jpeg_bytes += data.len();
+        }
         Ok(())
     }
 
@@ -977,11 +1037,20 @@ mod tests {
                         let mut buf = vec![0; rd.output_buffer_size()];
                         let info = rd.next_frame(&mut buf).unwrap();
                         assert_eq!((info.width, info.height), (a.w, a.h));
-                        assert_eq!(info.color_type, png::ColorType::Rgb);
+                        let n = match info.color_type {
+                            png::ColorType::Rgb => 3,
+                            png::ColorType::Grayscale => 1,
+                            other => panic!("unexpected PNG colour type {other:?}"),
+                        };
                         for y in 0..a.h {
                             for x in 0..a.w {
-                                let i = ((y * a.w + x) * 3) as usize;
-                                let c = u32::from_be_bytes([0, buf[i], buf[i + 1], buf[i + 2]]);
+                                let i = ((y * a.w + x) * n) as usize;
+                                let (r, g, b) = if n == 3 {
+                                    (buf[i], buf[i + 1], buf[i + 2])
+                                } else {
+                                    (buf[i], buf[i], buf[i])
+                                };
+                                let c = u32::from_be_bytes([0, r, g, b]);
                                 canvas.fill(Area::new(a.x + x as i32, a.y + y as i32, 1, 1), c);
                             }
                         }
@@ -1030,6 +1099,56 @@ mod tests {
         assert_eq!(f.stats.png, 1);
     }
 
+    #[test]
+    fn photos_go_jpeg_and_are_refined_in_slices() {
+        let (w, h) = (256u32, 192u32);
+        let mut enc = FrameEncoder::new(w, h).unwrap();
+        let mut n = 99u32;
+        for y in 0..h {
+            for x in 0..w {
+                n ^= n << 13;
+                n ^= n >> 17;
+                n ^= n << 5;
+                let c = ((x * 255 / w) << 16) | ((y * 255 / h) << 8) | (n & 0x3F);
+                enc.current_mut()
+                    .fill(Area::new(x as i32, y as i32, 1, 1), c);
+            }
+        }
+        let low = EncodeParams {
+            jpeg_quality: 40,
+            ..Default::default()
+        };
+        let key = enc.encode(1, true, &low, &[]).unwrap().unwrap();
+        assert!(key.stats.jpeg > 0 && key.stats.png == 0, "{:?}", key.stats);
+        let mut canvas = Pixels::new(w, h);
+        apply(&mut canvas, &key);
+        assert!(enc.lossy_below(90));
+        let sharp = EncodeParams {
+            jpeg_quality: 90,
+            chroma: Chroma::Full,
+            ..Default::default()
+        };
+        let mut slices = 0;
+        while enc.lossy_below(90) {
+            let f = enc.refine(2 + slices, &sharp, 64 * 64).unwrap().unwrap();
+            assert!(f.stats.pixels <= u64::from(w) * 64, "{:?}", f.stats);
+            apply(&mut canvas, &f);
+            slices += 1;
+            assert!(slices < 20, "refinement never ends");
+        }
+        assert!(slices >= 3, "{slices}");
+        assert!(enc.refine(99, &sharp, u64::MAX).unwrap().is_none());
+    }
+
+    #[test]
+    fn grey_layouts() {
+        assert_eq!(png_layout(&[0x000000, 0xFFFFFF]), (1, true));
+        assert_eq!(png_layout(&[0x000000, 0x555555, 0xFFFFFF]), (2, true));
+        // 0x808080 is no 2-bit level: an 8-bit grey would be wider than the palette.
+        assert_eq!(png_layout(&[0x000000, 0x808080, 0xFFFFFF]), (2, false));
+        assert_eq!(png_layout(&[0x000000, 0xFF0000]), (1, false));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
         /// Lossless content (few colours) always arrives exactly, whatever the shapes.
@@ -1039,6 +1158,10 @@ mod tests {
                                                                 1u32..120, 0u32..6), 0..12),
                                scroll in 0i32..40) {
             let palette = [0xFFFFFF, 0x000000, 0x3366CC, 0xCC3333, 0x22AA22, 0x777777];
+            // Black and white only in some cases (grey PNGs), colours in others.
+            let palette = if boxes.len() % 2 == 0 { palette } else {
+                [0xFFFFFF, 0x000000, 0xFFFFFF, 0x000000, 0x000000, 0xFFFFFF]
+            };
             let mut enc = FrameEncoder::new(w, h).unwrap();
             let p = EncodeParams::default();
             let mut canvas = Pixels::new(w, h);

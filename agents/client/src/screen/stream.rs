@@ -41,6 +41,8 @@ const COALESCE: Duration = Duration::from_millis(4);
 const POLL_MOVING: Duration = Duration::from_millis(30);
 const POLL_STILL: Duration = Duration::from_millis(250);
 const STILL_AFTER: Duration = Duration::from_secs(2);
+/// The share of a second of the measured link one refinement may take.
+const REFINE_SLICE: Duration = Duration::from_millis(250);
 /// Most pointer positions kept between two captures (each is one offset to try).
 const TRAIL: usize = 8;
 /// How long JPEG-sent content must stay unchanged before it is refined.
@@ -132,6 +134,8 @@ struct Stream {
     damage_since: Option<Instant>,
     damage: Vec<Area>,
     lossy_at: Option<Instant>,
+    /// JPEG bytes per pixel lately (to size refinements).
+    jpeg_bytes_per_px: f64,
     cursor: CursorSent,
     /// Pointer positions seen since the last capture (that one first): a window dragged
     /// since then moved by the pointer's offset from one of them (from where the button
@@ -157,6 +161,7 @@ impl Stream {
             damage_since: None,
             damage: Vec::new(),
             lossy_at: None,
+            jpeg_bytes_per_px: 0.2,
             cursor: CursorSent::default(),
             trail: Vec::new(),
         }
@@ -375,6 +380,8 @@ impl Stream {
             self.frame = number;
             if f.stats.jpeg > 0 {
                 self.lossy_at = Some(now);
+                let bpp = f.stats.jpeg_bytes as f64 / f.stats.jpeg_pixels.max(1) as f64;
+                self.jpeg_bytes_per_px = (self.jpeg_bytes_per_px + bpp) / 2.0;
             }
             tracing::trace!(frame = number, key, stats = ?f.stats, "screen frame");
             self.send_frame(&f, now)?;
@@ -393,8 +400,21 @@ impl Stream {
         let mut params = self.pacer.params();
         params.jpeg_quality = q;
         params.chroma = super::encode::Chroma::Full;
+        // Keep each refinement to about REFINE_SLICE of the measured link, guessing its
+        // size from what JPEG has cost per pixel (sharper costs about twice as much).
+        let max_pixels = match self.pacer.rate() {
+            Some(rate) => {
+                let per_px = (self.jpeg_bytes_per_px * 2.0).max(0.05);
+                (rate * REFINE_SLICE.as_secs_f64() / per_px) as u64
+            }
+            None => u64::MAX,
+        };
         let number = self.frame.wrapping_add(1);
-        if let Some(f) = enc.refine(number, &params)? {
+        if let Some(f) = enc.refine(number, &params, max_pixels.max(1))? {
+            if enc.lossy_below(q) {
+                // More to refine once this one is acknowledged.
+                self.lossy_at = now.checked_sub(REFINE_AFTER);
+            }
             self.frame = number;
             tracing::trace!(frame = number, stats = ?f.stats, "refinement");
             self.send_frame(&f, now)?;

@@ -315,6 +315,41 @@ impl Painter {
         self.sync();
     }
 
+    /// Gives `win` an invisible cursor (applications hide the pointer this way).
+    pub fn set_blank_cursor(&self, win: xproto::Window) {
+        let pix = self.conn.generate_id().unwrap();
+        xproto::create_pixmap(&self.conn, 1, pix, self.root, 1, 1).unwrap();
+        let gc = self.conn.generate_id().unwrap();
+        xproto::create_gc(
+            &self.conn,
+            gc,
+            pix,
+            &xproto::CreateGCAux::new().foreground(0),
+        )
+        .unwrap();
+        xproto::poly_fill_rectangle(
+            &self.conn,
+            pix,
+            gc,
+            &[xproto::Rectangle {
+                x: 0,
+                y: 0,
+                width: 1,
+                height: 1,
+            }],
+        )
+        .unwrap();
+        let cursor = self.conn.generate_id().unwrap();
+        xproto::create_cursor(&self.conn, cursor, pix, pix, 0, 0, 0, 0, 0, 0, 0, 0).unwrap();
+        xproto::change_window_attributes(
+            &self.conn,
+            win,
+            &xproto::ChangeWindowAttributesAux::new().cursor(cursor),
+        )
+        .unwrap();
+        self.sync();
+    }
+
     /// Moves the pointer with XTest (as a person would).
     pub fn pointer_to(&self, x: i32, y: i32) {
         xtest::fake_input(
@@ -516,8 +551,15 @@ impl Canvas {
                             let mut buf = vec![0; rd.output_buffer_size()];
                             let fi = rd.next_frame(&mut buf).expect("PNG data");
                             assert_eq!((fi.width, fi.height), (rw, rh), "PNG size");
-                            assert_eq!(fi.color_type, png::ColorType::Rgb);
-                            self.put(x, y, rw, rh, &buf[..(rw * rh * 3) as usize]);
+                            let rgb: Vec<u8> = match fi.color_type {
+                                png::ColorType::Rgb => buf[..(rw * rh * 3) as usize].to_vec(),
+                                png::ColorType::Grayscale => buf[..(rw * rh) as usize]
+                                    .iter()
+                                    .flat_map(|&v| [v, v, v])
+                                    .collect(),
+                                other => panic!("unexpected PNG colour type {other:?}"),
+                            };
+                            self.put(x, y, rw, rh, &rgb);
                         }
                         Encoding::Jpeg => {
                             info.jpeg += 1;
@@ -594,6 +636,10 @@ pub struct Stream {
 
 impl Stream {
     pub fn start(display: &str, opts: X11Options) -> Stream {
+        Self::start_with(display, opts, StreamSettings::default())
+    }
+
+    pub fn start_with(display: &str, opts: X11Options, settings: StreamSettings) -> Stream {
         let source = X11Screen::open_with(Some(display), opts).expect("open X11 source");
         let (ctl, crx) = mpsc::channel();
         let (otx, mut orx) = tokio::sync::mpsc::channel(16);
@@ -613,7 +659,7 @@ impl Stream {
             canvas: Canvas::new(),
             monitors: Vec::new(),
             failed: None,
-            settings: StreamSettings::default(),
+            settings,
             last_frame: 0,
             binaries: 0,
             binary_bytes: 0,
@@ -728,6 +774,38 @@ impl Stream {
                 }
                 Some(_) => {}
             }
+        }
+    }
+
+    /// Waits for `Failed`, skipping everything else.
+    pub fn failure(&mut self, wait: Duration) -> Option<String> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.out.recv_timeout(left) {
+                Ok(StreamOutput::Failed(why)) => return Some(why),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Drops the control sender (the session went away) and waits for the thread.
+    pub fn drop_control(mut self, wait: Duration) -> bool {
+        let (tx, _) = mpsc::channel();
+        drop(std::mem::replace(&mut self.ctl, tx));
+        let h = self.handle.take().expect("running");
+        let deadline = Instant::now() + wait;
+        while !h.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        h.is_finished()
+    }
+
+    /// Waits for the stream thread after a failure.
+    pub fn join(mut self) {
+        if let Some(h) = self.handle.take() {
+            h.join().expect("stream thread ended cleanly");
         }
     }
 
