@@ -80,6 +80,42 @@ pub fn tighten(a: &Pixels, b: &Pixels, area: Area) -> Option<Area> {
     ))
 }
 
+/// Pixels a join may add for free (about what a rectangle's own overhead costs in bytes
+/// of unchanged text), and the share of the joined pieces it may add beyond that.
+const JOIN_SLACK: u64 = 1024;
+/// Rectangles larger than this are left alone, and the search stops past this many.
+const JOIN_MAX_PIXELS: u64 = 256 * 256;
+const JOIN_MAX_RECTS: usize = 64;
+
+/// Joins rectangles whose bounding box is not much bigger than they are together
+/// (neighbouring words, a line split across block rows): fewer, slightly bigger
+/// rectangles cost fewer bytes. The result may overlap; it still covers every input.
+pub fn join_close(rects: &mut Vec<Area>) {
+    if rects.len() > JOIN_MAX_RECTS {
+        return;
+    }
+    let mut joined = true;
+    while joined {
+        joined = false;
+        'outer: for i in 0..rects.len() {
+            for j in i + 1..rects.len() {
+                let (a, b) = (rects[i], rects[j]);
+                if a.pixels() > JOIN_MAX_PIXELS || b.pixels() > JOIN_MAX_PIXELS {
+                    continue;
+                }
+                let u = a.union(&b);
+                let parts = a.pixels() + b.pixels();
+                if u.pixels() <= parts + parts / 4 + JOIN_SLACK {
+                    rects[i] = u;
+                    rects.swap_remove(j);
+                    joined = true;
+                    break 'outer;
+                }
+            }
+        }
+    }
+}
+
 /// A fast, non-cryptographic hash of a byte row.
 fn row_hash(b: &[u8]) -> u64 {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -234,6 +270,93 @@ pub fn find_moves(
         .collect()
 }
 
+/// How far above and below a small change its copy source is searched.
+const SOURCE_ROWS: u32 = 320;
+
+/// A place in `reference` (other than `area` itself) that holds exactly the pixels of
+/// `area` in `cur`, searched in the rows near `area` first (text repeats glyphs: a typed
+/// letter is usually on screen already). `None` for a single-coloured area.
+pub fn find_source(cur: &Pixels, reference: &Pixels, area: Area) -> Option<(u32, u32)> {
+    let (x0, y0, w, h) = (area.x as u32, area.y as u32, area.w, area.h);
+    let (rw, rh) = (reference.width(), reference.height());
+    if w > rw || h > rh {
+        return None;
+    }
+    let px = |p: &Pixels, x: u32, y: u32| {
+        let r = p.row(x, y, 1);
+        u32::from_le_bytes([r[0], r[1], r[2], r[3]])
+    };
+    // Anchor: the first pixel unlike the top-left one (so background matches are rare).
+    let first = px(cur, x0, y0);
+    let (ax, ay) = (0..h)
+        .flat_map(|y| (0..w).map(move |x| (x, y)))
+        .find(|&(x, y)| px(cur, x0 + x, y0 + y) != first)?;
+    let anchor = px(cur, x0 + ax, y0 + ay);
+    let matches =
+        |ox: u32, oy: u32| (0..h).all(|y| cur.row(x0, y0 + y, w) == reference.row(ox, oy + y, w));
+    let max_oy = rh - h;
+    let lo = y0.saturating_sub(SOURCE_ROWS);
+    let hi = (y0 + SOURCE_ROWS).min(max_oy);
+    // Origin rows by distance from the area's own row.
+    let rows = (0..=SOURCE_ROWS).flat_map(|d| {
+        let up = y0.checked_sub(d).filter(|&y| y >= lo && y <= hi);
+        let down = (d > 0).then_some(y0 + d).filter(|&y| y <= hi);
+        up.into_iter().chain(down)
+    });
+    for oy in rows {
+        let row = reference.row(0, oy + ay, rw);
+        for (x, p) in row.chunks_exact(BPP).enumerate() {
+            let x = x as u32;
+            if x < ax || x - ax + w > rw {
+                continue;
+            }
+            if u32::from_le_bytes([p[0], p[1], p[2], p[3]]) != anchor {
+                continue;
+            }
+            let ox = x - ax;
+            if (ox, oy) != (x0, y0) && matches(ox, oy) {
+                return Some((ox, oy));
+            }
+        }
+    }
+    None
+}
+
+/// Splits a small changed area into runs of columns: single-coloured runs at least
+/// `MIN_SOLID` wide (a text cursor, a cleared cell) and the rest.
+pub fn column_runs(cur: &Pixels, area: Area) -> Vec<(Area, bool)> {
+    const MIN_SOLID: u32 = 2;
+    let (x0, y0) = (area.x as u32, area.y as u32);
+    let solid: Vec<Option<u32>> = (0..area.w)
+        .map(|x| {
+            let c = cur.rgb(x0 + x, y0);
+            (1..area.h)
+                .all(|y| cur.rgb(x0 + x, y0 + y) == c)
+                .then_some(c)
+        })
+        .collect();
+    let mut runs: Vec<(u32, u32, Option<u32>)> = Vec::new(); // (start, end, colour)
+    for (x, s) in solid.iter().enumerate() {
+        let x = x as u32;
+        match runs.last_mut() {
+            Some((_, end, c)) if *c == *s => *end = x + 1,
+            _ => runs.push((x, x + 1, *s)),
+        }
+    }
+    // Narrow solid runs join their neighbours.
+    let mut out: Vec<(u32, u32, bool)> = Vec::new();
+    for (a, b, c) in runs {
+        let solid = c.is_some() && b - a >= MIN_SOLID;
+        match out.last_mut() {
+            Some((_, end, false)) if !solid => *end = b,
+            _ => out.push((a, b, solid)),
+        }
+    }
+    out.into_iter()
+        .map(|(a, b, s)| (Area::new((x0 + a) as i32, y0 as i32, b - a, area.h), s))
+        .collect()
+}
+
 /// Applies copies to `reference` as the console does: every source is read from the
 /// picture as it was before the first copy.
 pub fn apply_copies(reference: &mut Pixels, copies: &[CopyRect]) {
@@ -300,6 +423,59 @@ mod tests {
             Some(Area::new(20, 30, 3, 2))
         );
         assert_eq!(tighten(&a, &a, a.bounds()), None);
+    }
+
+    #[test]
+    fn finds_a_glyph_elsewhere() {
+        let mut reference = Pixels::new(200, 100);
+        reference.fill(reference.bounds(), 0xFFFFFF);
+        // A "glyph" at (20, 10).
+        reference.fill(Area::new(22, 12, 2, 8), 0x000000);
+        reference.fill(Area::new(22, 12, 4, 2), 0x000000);
+        let mut cur = reference.clone();
+        // Typed again at (150, 60), followed by a block cursor.
+        cur.blit(&reference, 20, 10, Area::new(150, 60, 6, 13));
+        cur.fill(Area::new(156, 60, 6, 13), 0x000000);
+        let area = Area::new(150, 60, 12, 13);
+        let runs = column_runs(&cur, area);
+        // Blank columns before the glyph, the glyph, the cursor.
+        assert_eq!(
+            runs,
+            vec![
+                (Area::new(150, 60, 2, 13), true),
+                (Area::new(152, 60, 4, 13), false),
+                (Area::new(156, 60, 6, 13), true)
+            ]
+        );
+        assert_eq!(find_source(&cur, &reference, runs[1].0), Some((22, 10)));
+        assert_eq!(
+            find_source(&cur, &reference, Area::new(150, 60, 6, 13)),
+            Some((20, 10))
+        );
+        // Uniform areas and absent content have no source.
+        assert_eq!(find_source(&cur, &reference, runs[2].0), None);
+        let mut other = cur.clone();
+        other.fill(Area::new(151, 61, 1, 1), 0xFF0000);
+        assert_eq!(
+            find_source(&other, &reference, Area::new(150, 60, 6, 13)),
+            None
+        );
+    }
+
+    #[test]
+    fn joins_close_pieces_only() {
+        // A line of text split over two block rows, and a far-away change.
+        let mut r = vec![
+            Area::new(67, 331, 257, 5),
+            Area::new(67, 336, 253, 6),
+            Area::new(1500, 900, 10, 10),
+        ];
+        join_close(&mut r);
+        r.sort_by_key(|a| a.x);
+        assert_eq!(
+            r,
+            vec![Area::new(67, 331, 257, 11), Area::new(1500, 900, 10, 10)]
+        );
     }
 
     #[test]

@@ -45,6 +45,14 @@ pub const CELL: u32 = 64;
 pub const MAX_PALETTE: usize = 256;
 /// Rectangles up to this many pixels are classified whole and shrunk to their changes.
 const SMALL: u64 = (CELL * CELL * 2) as u64;
+/// Changes up to this many pixels are looked for elsewhere on screen, at most
+/// `GLYPH_SEARCHES` searches a frame.
+const GLYPH_MAX: u64 = 48 * 32;
+const GLYPH_SEARCHES: usize = 6;
+/// Palette images up to this many pixels always get the best PNG compression.
+const SMALL_PNG: u64 = 64 * 1024;
+/// Larger changed rectangles are sent whole rather than shrunk to their changes.
+const TIGHTEN_MAX: u64 = 512 * 512;
 /// Most data of one rectangle: what fits an update message with nothing else in it.
 const MAX_RECT_DATA: usize = MAX_FRAME_PAYLOAD - 12 - 13;
 /// Most copy rectangles per frame (they all go in its first message).
@@ -375,16 +383,27 @@ impl FrameEncoder {
         for c in &copies {
             out.push_copy(c)?;
         }
-        let rects = self.changed.rects();
-        for r in rects {
-            let area = if key || r.pixels() > SMALL {
-                Some(r)
-            } else {
-                detect::tighten(&self.current, &self.reference, r)
-            };
-            if let Some(area) = area {
-                self.encode_area(area, params, &mut out, false)?;
+        let mut rects = self.changed.rects();
+        if !key {
+            // Block rectangles shrink to their differing pixels (a glyph, a line of text),
+            // then pieces close to each other join (one PNG instead of several).
+            rects = rects
+                .into_iter()
+                .filter_map(|r| {
+                    if r.pixels() > TIGHTEN_MAX {
+                        Some(r)
+                    } else {
+                        detect::tighten(&self.current, &self.reference, r)
+                    }
+                })
+                .collect();
+            detect::join_close(&mut rects);
+            if copies.is_empty() {
+                rects = self.reuse_glyphs(rects, &mut out)?;
             }
+        }
+        for area in rects {
+            self.encode_area(area, params, &mut out, false)?;
         }
         self.changed.clear();
         if out.is_empty() {
@@ -505,6 +524,59 @@ impl FrameEncoder {
         copies
     }
 
+    /// Small changes whose pixels are on screen already (a typed letter) become copies:
+    /// each small rectangle is cut into single-coloured column runs (a text cursor) and
+    /// the rest, and when every rest is found in the reference the rectangle goes out as
+    /// copies (plus the single-coloured runs, returned to be sent as Solid). Only called
+    /// before anything else was sent in the frame, so sources are read from the picture
+    /// the console has before the message, as Copy requires.
+    fn reuse_glyphs(
+        &mut self,
+        rects: Vec<Area>,
+        out: &mut Messages,
+    ) -> Result<Vec<Area>, EncodeError> {
+        let mut rest = Vec::with_capacity(rects.len());
+        let mut copies = Vec::new();
+        let mut searches = 0;
+        for r in rects {
+            if r.pixels() > GLYPH_MAX || r.h > 64 || searches >= GLYPH_SEARCHES {
+                rest.push(r);
+                continue;
+            }
+            let runs = detect::column_runs(&self.current, r);
+            let mut found = Vec::new();
+            let mut solids = Vec::new();
+            let mut all = true;
+            for (a, solid) in runs {
+                if solid {
+                    solids.push(a);
+                    continue;
+                }
+                searches += 1;
+                match detect::find_source(&self.current, &self.reference, a) {
+                    Some((sx, sy)) => found.push(CopyRect { dst: a, sx, sy }),
+                    None => {
+                        all = false;
+                        break;
+                    }
+                }
+            }
+            // Worth it with a copy, or as a few Solid pieces (a space typed: a blank
+            // cell and the cursor) instead of one PNG.
+            if all && (!found.is_empty() || (2..=4).contains(&solids.len())) {
+                copies.extend(found);
+                rest.extend(solids);
+            } else {
+                rest.push(r);
+            }
+        }
+        for c in &copies {
+            out.push_copy(c)?;
+        }
+        detect::apply_copies(&mut self.reference, &copies);
+        Ok(rest)
+    }
+
     /// Classifies `area` and encodes it (from the reference when refining).
     fn encode_area(
         &mut self,
@@ -602,11 +674,20 @@ impl FrameEncoder {
                 let [b, g, r, _] = colours[0].to_le_bytes();
                 (Encoding::Solid, vec![r, g, b], 0)
             }
-            Kind::Indexed(colours) => (
-                Encoding::Png,
-                self.png_indexed(area, colours, params.png, refine)?,
-                0,
-            ),
+            Kind::Indexed(colours) => {
+                // Small images cost next to nothing to squeeze hard, and small updates
+                // (typing, scrolled-in lines) are most of an interactive session's bytes.
+                let effort = if area.pixels() <= SMALL_PNG {
+                    PngEffort::Best
+                } else {
+                    params.png
+                };
+                (
+                    Encoding::Png,
+                    self.png_indexed(area, colours, effort, refine)?,
+                    0,
+                )
+            }
             Kind::Rgb => (Encoding::Png, self.png_rgb(area, params.png, refine)?, 0),
             Kind::Photo => (
                 Encoding::Jpeg,
