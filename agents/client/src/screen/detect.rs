@@ -14,12 +14,19 @@
 //! * [`find_moves`] tries one offset (`dx`, `dy`), typically the pointer's motion while a
 //!   button is held (a dragged window), on every changed block and turns the blocks whose
 //!   content is found at that offset in the reference into Copy rectangles.
+//! * [`join_close`] joins changed rectangles whose bounding box is hardly bigger than they
+//!   are (each rectangle costs a header and a PNG's fixed structure).
+//! * [`find_source`] looks for the exact pixels of a small change anywhere near it in the
+//!   reference (a typed letter is usually on screen already), scanning rows by distance
+//!   for one distinctive pixel and then comparing; [`column_runs`] cuts a small change into
+//!   single-coloured column runs (a text cursor) and the rest, so the rest can be found.
 //!
 //! Hashes only propose; every copy is verified pixel for pixel, so a hash collision costs
 //! time, never a wrong picture.
 //!
 //! Limits: only vertical scrolling is searched without a hint; sideways scrolling and
-//! windows moved by the keyboard are encoded as ordinary changes.
+//! windows moved by a program or the keyboard are encoded as ordinary changes; a small
+//! change's source is searched within 320 rows of it.
 
 use std::collections::HashMap;
 

@@ -8,27 +8,32 @@
 //!    ([`super::detect::changed_blocks`]); nothing differs → no frame at all;
 //! 2. scrolling and moved content become Copy rectangles ([`super::detect`]), applied to the
 //!    reference the way the console applies them, and the blocks they settle drop out;
-//! 3. the remaining changed blocks are joined into rectangles; small ones are shrunk to
-//!    their differing pixels;
-//! 4. each rectangle is classified in 64×64 cells: one colour or at most 256 colours →
-//!    *indexed* (lossless palette PNG, or Solid when one colour is left); more colours but
-//!    mostly flat (at least half the pixels repeat their left neighbour: text and UI on
-//!    gradients, anti-aliased text) → *rgb* (lossless truecolour PNG); otherwise *photo*
-//!    (JPEG at the quality the pacer chose). Neighbouring cells of one kind are joined
-//!    (indexed ones while their colours still fit one palette), so a page of text is one
-//!    PNG and a photo one JPEG;
-//! 5. the rectangles are written with `UpdateWriter` into as many messages as needed
+//! 3. the remaining changed blocks are joined into rectangles, shrunk to their differing
+//!    pixels, and pieces close to each other are joined again (one PNG for a line of text
+//!    rather than one per block row);
+//! 4. a small change whose pixels are on screen already (a typed letter, cut apart from a
+//!    single-coloured text cursor) becomes a Copy from there: 4 bytes instead of a PNG;
+//! 5. each rectangle is classified in 64×64 cells: one colour or at most 256 colours →
+//!    *indexed* (lossless palette PNG, grey PNG without palette when it is black and white
+//!    or grey levels, Solid when one colour is left); more colours but mostly flat (at
+//!    least half the pixels repeat their left neighbour: text and UI on gradients,
+//!    anti-aliased text) → *rgb* (lossless truecolour PNG); otherwise *photo* (JPEG at the
+//!    quality the pacer chose). Neighbouring cells of one kind are joined (indexed ones
+//!    while their colours still fit one palette), so a page of text is one PNG and a photo
+//!    one JPEG;
+//! 6. the rectangles are written with `UpdateWriter` into as many messages as needed
 //!    (copies first, since they read the surface as it was before the message), and the
 //!    reference takes the new pixels.
 //!
 //! JPEG-sent blocks are remembered with their quality; [`FrameEncoder::refine`] re-sends
-//! them sharper once they stop changing (the stream decides when), so photos arrive fast
-//! and settle crisp. Text is never sent lossy: any cell with few colours or flat areas is
-//! PNG.
+//! them sharper once they stop changing (the stream decides when, and how much at a time),
+//! so photos arrive fast and settle crisp. Text is never sent lossy: any cell with few
+//! colours or flat areas is PNG.
 //!
 //! Limits: the classification is a heuristic; a photo cell with at most 256 colours is sent
 //! losslessly (bigger, never wrong), and anti-aliased text over a busy photo is JPEG until
-//! refined.
+//! refined. Every PNG stands alone (the wire format has no shared compression state), so
+//! a tiny change costs at least ~60 bytes of PNG structure unless it is a Copy or Solid.
 
 use lifeline_proto::MAX_FRAME_PAYLOAD;
 use lifeline_proto::screen::{

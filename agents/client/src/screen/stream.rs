@@ -359,8 +359,26 @@ impl Stream {
         }
         let areas = enc.dirty_areas();
         let pointer = self.source.pointer()?;
-        self.source
-            .capture((surface.x, surface.y), &areas, enc.current_mut())?;
+        if let Err(e) = self
+            .source
+            .capture((surface.x, surface.y), &areas, enc.current_mut())
+        {
+            // The desktop may have changed under us (a monitor unplugged a moment ago):
+            // check, and capture once more only if the layout is the same.
+            tracing::debug!(error = %e.chain(), "capture failed; checking the monitors");
+            self.refresh_monitors()?;
+            if self.surface != Some(surface) {
+                return Ok(()); // a key frame of the new surface follows
+            }
+            let Some(enc) = self.encoder.as_mut() else {
+                return Ok(());
+            };
+            self.source
+                .capture((surface.x, surface.y), &areas, enc.current_mut())?;
+        }
+        let Some(enc) = self.encoder.as_mut() else {
+            return Ok(());
+        };
         let mut moves: Vec<(i32, i32)> = Vec::new();
         if pointer.buttons != 0 {
             for &(x, y) in &self.trail {

@@ -491,6 +491,13 @@ impl ScreenSource for X11Screen {
         areas: &[Area],
         into: &mut Pixels,
     ) -> Result<(), SourceError> {
+        // The root's size now (one round trip), so a resize racing with us clips the
+        // request instead of failing it.
+        let geo = xproto::get_geometry(&*self.conn, self.root)
+            .map_err(CaptureError::from)?
+            .reply()
+            .map_err(CaptureError::from)?;
+        self.root_size = (geo.width, geo.height);
         let root = Area::new(0, 0, self.root_size.0.into(), self.root_size.1.into());
         let mut jobs = Vec::with_capacity(areas.len());
         for a in areas {
