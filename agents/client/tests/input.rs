@@ -134,9 +134,7 @@ fn pointer_buttons_and_wheel_arrive_at_the_origin_offset() {
     let ptr = |x, y, buttons| InputEvent::Pointer { x, y, buttons };
 
     input.inject(&ptr(10, 20, 0), origin).unwrap();
-    let ev = xev.collect("motion to (110, 70)", |e| {
-        last_motion(e) == Some((110, 70))
-    });
+    let ev = xev.collect("motion to (110, 70)", |e| last_motion(e) == Some((110, 70)));
     assert!(!ev.iter().any(|e| matches!(e, XevEvent::ButtonPress { .. })));
     let (px, py, _) = pointer_state(&conn);
     assert_eq!((px, py), (110, 70));
@@ -170,9 +168,8 @@ fn pointer_buttons_and_wheel_arrive_at_the_origin_offset() {
         input.inject(&ptr(5, 6, bit), (0, 0)).unwrap();
         input.inject(&ptr(5, 6, 0), (0, 0)).unwrap();
         let ev = xev.collect("a click", |e| {
-            e.iter().any(|e| {
-                matches!(e, XevEvent::ButtonRelease { button: b, .. } if *b == button)
-            })
+            e.iter()
+                .any(|e| matches!(e, XevEvent::ButtonRelease { button: b, .. } if *b == button))
         });
         let want = XevEvent::ButtonPress {
             button,
@@ -201,7 +198,9 @@ fn pointer_buttons_and_wheel_arrive_at_the_origin_offset() {
 
     // Far outside the desktop: dropped. Near the edge: clamped.
     input.inject(&ptr(60_000, 10, 0), (0, 0)).unwrap();
-    input.inject(&ptr(-500, -500, buttons::LEFT), (0, 0)).unwrap();
+    input
+        .inject(&ptr(-500, -500, buttons::LEFT), (0, 0))
+        .unwrap();
     input.inject(&ptr(7, 8, 0), (0, 0)).unwrap();
     let ev = xev.collect("motion to (7, 8)", |e| last_motion(e) == Some((7, 8)));
     let motions: Vec<_> = ev
@@ -211,7 +210,11 @@ fn pointer_buttons_and_wheel_arrive_at_the_origin_offset() {
             _ => None,
         })
         .collect();
-    assert_eq!(motions, vec![(7, 8)], "far events must not move the pointer");
+    assert_eq!(
+        motions,
+        vec![(7, 8)],
+        "far events must not move the pointer"
+    );
     assert!(button_presses(&ev).is_empty(), "{ev:#?}");
     input.inject(&ptr(1300, 810, 0), (0, 0)).unwrap();
     wait_for("the pointer clamped to the corner", || {
@@ -270,13 +273,22 @@ fn modifiers_combos_and_release_all() {
         .inject(&key_code(CONTROL_L, true, "ControlLeft"), (0, 0))
         .unwrap();
     input.inject(&key_code(0x63, true, "KeyC"), (0, 0)).unwrap();
-    input.inject(&key_code(0x63, false, "KeyC"), (0, 0)).unwrap();
+    input
+        .inject(&key_code(0x63, false, "KeyC"), (0, 0))
+        .unwrap();
     input
         .inject(&key_code(CONTROL_L, false, "ControlLeft"), (0, 0))
         .unwrap();
     let ev = xev.collect("Ctrl+C", |e| {
-        e.iter()
-            .any(|e| matches!(e, XevEvent::KeyRelease { keysym: CONTROL_L, .. }))
+        e.iter().any(|e| {
+            matches!(
+                e,
+                XevEvent::KeyRelease {
+                    keysym: CONTROL_L,
+                    ..
+                }
+            )
+        })
     });
     assert!(
         ev.iter().any(|e| matches!(e,
@@ -335,7 +347,11 @@ fn modifiers_combos_and_release_all() {
         let (_, _, mask) = pointer_state(&conn);
         (keys_down(&conn).len() == 3 && mask & 0x100 != 0).then_some(())
     });
-    assert_ne!(keyboard_mapping(&conn), mapping, "é needs a temporary binding");
+    assert_ne!(
+        keyboard_mapping(&conn),
+        mapping,
+        "é needs a temporary binding"
+    );
     input.release_all().unwrap();
     assert_eq!(keys_down(&conn), Vec::<u8>::new());
     assert_eq!(pointer_state(&conn).2, 0, "no button or modifier left down");
@@ -347,7 +363,9 @@ fn modifiers_combos_and_release_all() {
     input
         .inject(&key_code(SHIFT_L, true, "ShiftLeft"), (0, 0))
         .unwrap();
-    input.inject(&key_code(0x41, false, "KeyA"), (0, 0)).unwrap();
+    input
+        .inject(&key_code(0x41, false, "KeyA"), (0, 0))
+        .unwrap();
     input
         .inject(&key_code(SHIFT_L, false, "ShiftLeft"), (0, 0))
         .unwrap();

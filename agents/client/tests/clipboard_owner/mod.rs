@@ -7,8 +7,8 @@ use std::time::Duration;
 use x11rb::connection::Connection;
 use x11rb::protocol::Event;
 use x11rb::protocol::xproto::{
-    ChangeWindowAttributesAux, ConnectionExt as _, CreateWindowAux, EventMask,
-    PropMode, Property, SELECTION_NOTIFY_EVENT, SelectionNotifyEvent, WindowClass,
+    ChangeWindowAttributesAux, ConnectionExt as _, CreateWindowAux, EventMask, PropMode, Property,
+    SELECTION_NOTIFY_EVENT, SelectionNotifyEvent, WindowClass,
 };
 use x11rb::wrapper::ConnectionExt as _;
 
@@ -113,9 +113,11 @@ impl IncrOwner {
                         .unwrap();
                         conn.flush().unwrap();
                         if sent == data.len() {
-                            // The zero-length chunk just written ends the transfer.
+                            // The zero-length chunk just written ends the transfer. The
+                            // owner stays connected, as real ones do, until Xvfb goes.
                             let _ = tx.send(());
-                            return;
+                            transfer = None;
+                            continue;
                         }
                         transfer = Some((requestor, property, end));
                     }

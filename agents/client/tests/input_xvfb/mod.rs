@@ -73,7 +73,9 @@ impl Xvfb {
 
     /// A plain X connection for checks made by the test itself.
     pub fn connect(&self) -> RustConnection {
-        x11rb::connect(Some(&self.display)).expect("connect to Xvfb").0
+        x11rb::connect(Some(&self.display))
+            .expect("connect to Xvfb")
+            .0
     }
 
     /// Runs an X client to completion on this display.
@@ -133,7 +135,14 @@ pub struct Xev {
 impl Xev {
     pub fn start(x: &Xvfb) -> Xev {
         let mut child = Command::new("xev")
-            .args(["-display", &x.display, "-geometry", "1280x800+0+0", "-bw", "0"])
+            .args([
+                "-display",
+                &x.display,
+                "-geometry",
+                "1280x800+0+0",
+                "-bw",
+                "0",
+            ])
             .args(["-event", "keyboard", "-event", "mouse", "-event", "button"])
             .env("LANG", "C.UTF-8")
             .env("LC_ALL", "C.UTF-8")
@@ -201,11 +210,7 @@ impl Xev {
     }
 
     /// Events until `done` says the list is complete; panics after [`WAIT`].
-    pub fn collect(
-        &self,
-        what: &str,
-        mut done: impl FnMut(&[XevEvent]) -> bool,
-    ) -> Vec<XevEvent> {
+    pub fn collect(&self, what: &str, mut done: impl FnMut(&[XevEvent]) -> bool) -> Vec<XevEvent> {
         let deadline = Instant::now() + WAIT;
         let mut got = Vec::new();
         while !done(&got) {

@@ -140,9 +140,7 @@ impl X11Clipboard {
         conn.xfixes_query_version(5, 0)?
             .reply()
             .map_err(request("XFIXES QueryVersion"))?;
-        let atoms = Atoms::new(&conn)?
-            .reply()
-            .map_err(request("InternAtom"))?;
+        let atoms = Atoms::new(&conn)?.reply().map_err(request("InternAtom"))?;
         let root = conn
             .setup()
             .roots
@@ -294,7 +292,11 @@ impl Worker {
                     Err(mpsc::TryRecvError::Empty) => break,
                 }
             }
-            if self.incoming.as_ref().is_some_and(|i| Instant::now() >= i.deadline) {
+            if self
+                .incoming
+                .as_ref()
+                .is_some_and(|i| Instant::now() >= i.deadline)
+            {
                 tracing::debug!("the clipboard owner did not answer in time");
                 self.incoming = None;
             }
@@ -327,13 +329,17 @@ impl Worker {
     fn handle(&mut self, event: Event) -> Result<(), ClipboardError> {
         let a = self.atoms;
         match event {
-            Event::XfixesSelectionNotify(e) if e.selection == a.CLIPBOARD => {
-                if e.owner != self.window && e.owner != x11rb::NONE {
-                    self.convert(a.UTF8_STRING, e.selection_timestamp)?;
-                }
+            Event::XfixesSelectionNotify(e)
+                if e.selection == a.CLIPBOARD
+                    && e.owner != self.window
+                    && e.owner != x11rb::NONE =>
+            {
+                self.convert(a.UTF8_STRING, e.selection_timestamp)?;
             }
             Event::SelectionNotify(e) if e.requestor == self.window => self.converted(e)?,
-            Event::PropertyNotify(e) if e.window == self.window && e.state == Property::NEW_VALUE => {
+            Event::PropertyNotify(e)
+                if e.window == self.window && e.state == Property::NEW_VALUE =>
+            {
                 if e.atom == a.LIFELINE_TIMESTAMP {
                     self.take_ownership(e.time)?;
                 } else if e.atom == a.LIFELINE_CLIPBOARD {
@@ -352,9 +358,15 @@ impl Worker {
 
     fn convert(&mut self, target: Atom, time: Timestamp) -> Result<(), ClipboardError> {
         let a = self.atoms;
-        self.conn.delete_property(self.window, a.LIFELINE_CLIPBOARD)?;
         self.conn
-            .convert_selection(self.window, a.CLIPBOARD, target, a.LIFELINE_CLIPBOARD, time)?;
+            .delete_property(self.window, a.LIFELINE_CLIPBOARD)?;
+        self.conn.convert_selection(
+            self.window,
+            a.CLIPBOARD,
+            target,
+            a.LIFELINE_CLIPBOARD,
+            time,
+        )?;
         self.incoming = Some(Incoming {
             target,
             time,
@@ -382,7 +394,14 @@ impl Worker {
         }
         let reply = self
             .conn
-            .get_property(false, self.window, a.LIFELINE_CLIPBOARD, AtomEnum::ANY, 0, READ_WORDS)?
+            .get_property(
+                false,
+                self.window,
+                a.LIFELINE_CLIPBOARD,
+                AtomEnum::ANY,
+                0,
+                READ_WORDS,
+            )?
             .reply()
             .map_err(request("GetProperty"))?;
         if reply.type_ == a.INCR {
@@ -396,10 +415,12 @@ impl Worker {
                 inc.deadline = Instant::now() + CONVERT_TIMEOUT;
             }
             // Deleting the property asks the owner for the first chunk.
-            self.conn.delete_property(self.window, a.LIFELINE_CLIPBOARD)?;
+            self.conn
+                .delete_property(self.window, a.LIFELINE_CLIPBOARD)?;
             return Ok(());
         }
-        self.conn.delete_property(self.window, a.LIFELINE_CLIPBOARD)?;
+        self.conn
+            .delete_property(self.window, a.LIFELINE_CLIPBOARD)?;
         self.incoming = None;
         if reply.bytes_after > 0 || reply.value.len() > MAX_CLIPBOARD_BYTES {
             tracing::debug!("copied text larger than the clipboard bound dropped");
@@ -411,12 +432,19 @@ impl Worker {
 
     fn incr_chunk(&mut self) -> Result<(), ClipboardError> {
         let a = self.atoms;
-        if !self.incoming.as_ref().is_some_and(|i| i.incr.is_some()) {
+        if self.incoming.as_ref().is_none_or(|i| i.incr.is_none()) {
             return Ok(());
         }
         let reply = self
             .conn
-            .get_property(true, self.window, a.LIFELINE_CLIPBOARD, AtomEnum::ANY, 0, READ_WORDS)?
+            .get_property(
+                true,
+                self.window,
+                a.LIFELINE_CLIPBOARD,
+                AtomEnum::ANY,
+                0,
+                READ_WORDS,
+            )?
             .reply()
             .map_err(request("GetProperty"))?;
         let Some(inc) = &mut self.incoming else {
@@ -429,7 +457,8 @@ impl Worker {
         if reply.bytes_after > 0 {
             // Not deleted by GetProperty; delete it to get the next chunk.
             incr.overflow = true;
-            self.conn.delete_property(self.window, a.LIFELINE_CLIPBOARD)?;
+            self.conn
+                .delete_property(self.window, a.LIFELINE_CLIPBOARD)?;
         }
         if reply.value.is_empty() && reply.bytes_after == 0 {
             let Some(Incoming {
@@ -465,7 +494,10 @@ impl Worker {
         } else {
             Encoding::Unknown
         };
-        let Some(text) = (format == 8).then(|| decode_text(bytes, encoding)).flatten() else {
+        let Some(text) = (format == 8)
+            .then(|| decode_text(bytes, encoding))
+            .flatten()
+        else {
             tracing::debug!(kind, format, "copied data that is not text ignored");
             return;
         };
@@ -501,7 +533,8 @@ impl Worker {
             return Ok(());
         };
         let a = self.atoms;
-        self.conn.set_selection_owner(self.window, a.CLIPBOARD, time)?;
+        self.conn
+            .set_selection_owner(self.window, a.CLIPBOARD, time)?;
         let owner = self
             .conn
             .get_selection_owner(a.CLIPBOARD)?
@@ -624,7 +657,9 @@ pub(crate) fn decode_text(bytes: &[u8], encoding: Encoding) -> Option<String> {
 
 /// The text in Latin-1, if every character has a Latin-1 code.
 fn to_latin1(text: &str) -> Option<Vec<u8>> {
-    text.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect()
+    text.chars()
+        .map(|c| u8::try_from(u32::from(c)).ok())
+        .collect()
 }
 
 /// The text in Latin-1, with `?` for characters Latin-1 lacks.

@@ -196,11 +196,9 @@ impl X11Input {
     /// Connects to `display` (or `$DISPLAY`) and reads its keyboard mapping.
     pub fn open(display: Option<&str>) -> Result<Self, InputError> {
         let name = display_name(display);
-        let (conn, screen_num) = x11rb::connect(display).map_err(|source| {
-            InputError::Connect {
-                display: name.clone(),
-                source,
-            }
+        let (conn, screen_num) = x11rb::connect(display).map_err(|source| InputError::Connect {
+            display: name.clone(),
+            source,
         })?;
         if conn
             .extension_information(xtest::X11_EXTENSION_NAME)?
@@ -253,11 +251,7 @@ impl X11Input {
         match event {
             InputEvent::Pointer { x, y, buttons } => self.pointer(*x, *y, *buttons, origin)?,
             InputEvent::Wheel { dx, dy } => self.wheel(*dx, *dy)?,
-            InputEvent::Key {
-                keysym,
-                down,
-                code,
-            } => {
+            InputEvent::Key { keysym, down, code } => {
                 let keysym = match *keysym {
                     ks::NO_SYMBOL | ks::VOID_SYMBOL => match keysym_for_code(code) {
                         Some(k) => k,
@@ -332,13 +326,7 @@ impl X11Input {
         Ok(())
     }
 
-    fn pointer(
-        &mut self,
-        x: i32,
-        y: i32,
-        mask: u8,
-        origin: (i32, i32),
-    ) -> Result<(), InputError> {
+    fn pointer(&mut self, x: i32, y: i32, mask: u8, origin: (i32, i32)) -> Result<(), InputError> {
         let target = desktop_point(x, y, origin, self.desktop);
         if let Some((px, py)) = target {
             self.conn.xtest_fake_input(
@@ -363,7 +351,12 @@ impl X11Input {
             }
         }
         if target.is_none() {
-            tracing::debug!(x, y, ?origin, "pointer event far outside the desktop dropped");
+            tracing::debug!(
+                x,
+                y,
+                ?origin,
+                "pointer event far outside the desktop dropped"
+            );
         }
         Ok(())
     }
@@ -438,10 +431,8 @@ impl X11Input {
         } else if !hit.level.level3 && level3_on && character {
             lifted.extend(self.held_in(&self.roles.level3_keys));
         }
-        if hit.level.group2 {
-            if let Some(k) = self.roles.mode_switch_key {
-                pressed.push(k);
-            }
+        if let (true, Some(k)) = (hit.level.group2, self.roles.mode_switch_key) {
+            pressed.push(k);
         }
         for &k in &lifted {
             self.fake_key(k, false)?;
@@ -474,11 +465,7 @@ impl X11Input {
             .held
             .iter()
             .position(|h| h.id == *id)
-            .or_else(|| {
-                self.held
-                    .iter()
-                    .position(|h| h.id == KeyId::Sym(keysym))
-            });
+            .or_else(|| self.held.iter().position(|h| h.id == KeyId::Sym(keysym)));
         if let Some(pos) = pos {
             let held = self.held.remove(pos);
             self.release_if_unheld(held.keycode)?;
@@ -547,7 +534,12 @@ impl X11Input {
     fn bind_spare(&mut self, keysym: u32) -> Result<Hit, InputError> {
         let held = &self.held;
         let unheld = |s: &&mut Spare| !held.iter().any(|h| h.keycode == s.keycode);
-        let spare = match self.spares.iter_mut().filter(unheld).find(|s| s.bound.is_none()) {
+        let spare = match self
+            .spares
+            .iter_mut()
+            .filter(unheld)
+            .find(|s| s.bound.is_none())
+        {
             Some(s) => s,
             None => self
                 .spares
@@ -572,10 +564,12 @@ impl X11Input {
     }
 
     fn touch_spare(&mut self, keycode: Keycode) {
-        if let Some(s) = self.spares.iter_mut().find(|s| s.keycode == keycode) {
-            if let Some((_, t)) = &mut s.bound {
-                *t = Instant::now();
-            }
+        if let Some(Spare {
+            bound: Some((_, t)),
+            ..
+        }) = self.spares.iter_mut().find(|s| s.keycode == keycode)
+        {
+            *t = Instant::now();
         }
     }
 
@@ -653,10 +647,10 @@ impl X11Input {
             })
             .collect();
         for s in old {
-            if let Some((keysym, _)) = s.bound {
-                if self.keymap.column(s.keycode, 0) == keysym {
-                    self.spares.push(s);
-                }
+            if s.bound
+                .is_some_and(|(keysym, _)| self.keymap.column(s.keycode, 0) == keysym)
+            {
+                self.spares.push(s);
             }
         }
         Ok(())
@@ -695,7 +689,10 @@ pub(crate) fn desktop_point(
     let px = i64::from(origin.0) + i64::from(x);
     let py = i64::from(origin.1) + i64::from(y);
     let (w, h) = (desktop.0.max(1), desktop.1.max(1));
-    if px < -OUTSIDE_SLACK || py < -OUTSIDE_SLACK || px >= w + OUTSIDE_SLACK || py >= h + OUTSIDE_SLACK
+    if px < -OUTSIDE_SLACK
+        || py < -OUTSIDE_SLACK
+        || px >= w + OUTSIDE_SLACK
+        || py >= h + OUTSIDE_SLACK
     {
         return None;
     }
@@ -893,22 +890,18 @@ impl Keymap {
     pub fn new(min: u8, per: u8, syms: Vec<Keysym>) -> Self {
         let per = usize::from(per);
         let mut syms = syms;
-        if per == 0 {
-            syms.clear();
-        } else {
-            // Keep whole keycodes within the keycode range only.
-            let keycodes = (syms.len() / per).min(256 - usize::from(min));
-            syms.truncate(keycodes * per);
-        }
+        // Keep whole keycodes within the keycode range only (none when `per` is 0).
+        let keycodes = syms
+            .len()
+            .checked_div(per)
+            .unwrap_or(0)
+            .min(256 - usize::from(min));
+        syms.truncate(keycodes * per);
         Self { min, per, syms }
     }
 
     fn keycodes(&self) -> impl Iterator<Item = Keycode> + '_ {
-        let n = if self.per == 0 {
-            0
-        } else {
-            self.syms.len() / self.per
-        };
+        let n = self.syms.len().checked_div(self.per).unwrap_or(0);
         (0..n).filter_map(move |i| u8::try_from(usize::from(self.min) + i).ok())
     }
 
@@ -1050,7 +1043,11 @@ impl Roles {
         let shift_keys: Vec<Keycode> = if per_row == 0 {
             Vec::new()
         } else {
-            modmap[..per_row].iter().copied().filter(|&k| k != 0).collect()
+            modmap[..per_row]
+                .iter()
+                .copied()
+                .filter(|&k| k != 0)
+                .collect()
         };
         let shift_key = keymap
             .find_first_column(ks::SHIFT_L)
@@ -1068,9 +1065,7 @@ impl Roles {
             .copied()
             .find(|&k| row_of(k).is_some())
             .or_else(|| level3_keys.first().copied());
-        let level3_mask = level3_key
-            .and_then(row_of)
-            .map_or(0, |row| 1u16 << row);
+        let level3_mask = level3_key.and_then(row_of).map_or(0, |row| 1u16 << row);
         let mode_switch = with_first(ks::MODE_SWITCH);
         let mode_switch_key = mode_switch
             .iter()
@@ -1109,11 +1104,11 @@ mod tests {
     /// second group on the last key.
     fn sample() -> Keymap {
         let rows: [[u32; 6]; 6] = [
-            [0x71, 0x51, 0x71, 0x51, 0x40, 0],           // q Q q Q @
-            [0x65, 0x45, 0x65, 0x45, ks::EURO_SIGN, 0],  // e E e E €
-            [0xdf, 0x3f, 0xdf, 0x3f, 0x5c, 0],           // ß ? ß ? backslash
-            [0x37, 0x2f, 0x37, 0x2f, 0x7b, 0],           // 7 / 7 / {
-            [0x61, 0, 0x6c1, 0x6e1, 0, 0],               // a (A) | Cyrillic a / A
+            [0x71, 0x51, 0x71, 0x51, 0x40, 0],          // q Q q Q @
+            [0x65, 0x45, 0x65, 0x45, ks::EURO_SIGN, 0], // e E e E €
+            [0xdf, 0x3f, 0xdf, 0x3f, 0x5c, 0],          // ß ? ß ? backslash
+            [0x37, 0x2f, 0x37, 0x2f, 0x7b, 0],          // 7 / 7 / {
+            [0x61, 0, 0x6c1, 0x6e1, 0, 0],              // a (A) | Cyrillic a / A
             [ks::ISO_LEVEL3_SHIFT, 0, 0, 0, 0, 0],
         ];
         Keymap::new(10, 6, rows.iter().flatten().copied().collect())
@@ -1161,7 +1156,10 @@ mod tests {
         );
         assert!(m.find(0x71, ALL).unwrap().alphabetic);
         assert!(!m.find(0x37, ALL).unwrap().alphabetic);
-        assert!(!m.find(0xdf, ALL).unwrap().alphabetic, "ß has no one-letter capital");
+        assert!(
+            !m.find(0xdf, ALL).unwrap().alphabetic,
+            "ß has no one-letter capital"
+        );
     }
 
     #[test]
