@@ -151,3 +151,11 @@ async fn incremental_transfers_within_and_beyond_the_bound() {
     let _small = XclipOwner::copy(&x, "after");
     assert_eq!(next(&mut rx).await, "after");
 }
+
+/// The session moves both handles into its tasks.
+#[test]
+fn handles_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<X11Clipboard>();
+    check::<lifeline_agent::platform::linux::input::X11Input>();
+}

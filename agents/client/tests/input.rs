@@ -67,6 +67,24 @@ fn type_as_us_rep(input: &mut X11Input, text: &str) {
     }
 }
 
+/// Waits until the recording client has caught up with a layout switch: a key that needs
+/// no remapping goes through and is seen.
+fn settle(input: &mut X11Input, xev: &Xev) {
+    input.inject(&key(SHIFT_L, true), (0, 0)).unwrap();
+    input.inject(&key(SHIFT_L, false), (0, 0)).unwrap();
+    xev.collect("the layout switch to settle", |e| {
+        e.iter().any(|e| {
+            matches!(
+                e,
+                XevEvent::KeyRelease {
+                    keysym: SHIFT_L,
+                    ..
+                }
+            )
+        })
+    });
+}
+
 /// The text of the key presses (Control not held) among `events`.
 fn typed(events: &[XevEvent]) -> String {
     events
@@ -234,7 +252,7 @@ fn text_arrives_intact_on_us_french_and_german_layouts() {
     let text = "Grüße, élève @€{ !1?/;:zZyY Ω";
     for layout in ["us", "fr", "de", "us"] {
         x.run("setxkbmap", &["-display", &x.display, layout]);
-        xev.drain();
+        settle(&mut input, &xev);
         type_as_us_rep(&mut input, text);
         let ev = xev.collect(&format!("the text on the {layout} layout"), |e| {
             typed(e).chars().count() >= text.chars().count()
@@ -378,4 +396,50 @@ fn modifiers_combos_and_release_all() {
     input.inject(&key(0x62, true), (0, 0)).unwrap();
     drop(input);
     assert_eq!(keys_down(&conn), Vec::<u8>::new());
+}
+
+#[test]
+fn second_group_through_mode_switch() {
+    let x = Xvfb::start();
+    let xev = Xev::start(&x);
+    let mut input = X11Input::open(Some(&x.display)).unwrap();
+    x.run("setxkbmap", &["-display", &x.display, "-layout", "us,ru"]);
+    settle(&mut input, &xev);
+    // Cyrillic ya and its capital (legacy keysyms), then Latin again.
+    for keysym in [0x6d1u32, 0x6f1, 0x61] {
+        input.inject(&key(keysym, true), (0, 0)).unwrap();
+        input.inject(&key(keysym, false), (0, 0)).unwrap();
+    }
+    let ev = xev.collect("three characters", |e| typed(e).chars().count() >= 3);
+    assert_eq!(typed(&ev), "яЯa");
+    // Typed on the key that carries it in the second group (Z), not on a spare keycode.
+    let ya = ev.iter().find_map(|e| match e {
+        XevEvent::KeyPress {
+            keysym: 0x6d1,
+            keycode,
+            ..
+        } => Some(*keycode),
+        _ => None,
+    });
+    assert_eq!(ya, Some(52), "{ev:#?}");
+}
+
+#[test]
+fn caps_lock_on_the_customer_side_does_not_change_letters() {
+    let x = Xvfb::start();
+    let xev = Xev::start(&x);
+    let mut input = X11Input::open(Some(&x.display)).unwrap();
+    x.run("setxkbmap", &["-display", &x.display, "de"]);
+    settle(&mut input, &xev);
+    // The customer's Caps Lock is on (toggled here through the injector itself).
+    input.inject(&key(0xffe5, true), (0, 0)).unwrap();
+    input.inject(&key(0xffe5, false), (0, 0)).unwrap();
+    type_as_us_rep(&mut input, "aBüÜ1!");
+    let ev = xev.collect("six characters", |e| typed(e).chars().count() >= 6);
+    assert_eq!(typed(&ev), "aBüÜ1!");
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, XevEvent::KeyPress { state, .. } if state & 2 != 0)),
+        "Caps Lock was on: {ev:#?}"
+    );
 }

@@ -1,5 +1,7 @@
 //! Test helpers shared by the input and clipboard tests: a private Xvfb server, `xev` as a
 //! recording X client with its output parsed, and polling with a deadline.
+//!
+//! Set `XEV_LOG=/some/file` to get xev's raw output appended there when a test fails.
 
 #![allow(dead_code)]
 
@@ -158,6 +160,16 @@ impl Xev {
             let mut block: Vec<String> = Vec::new();
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if let Ok(path) = std::env::var("XEV_LOG") {
+                    use std::io::Write as _;
+                    if let Ok(mut f) = std::fs::OpenOptions::new()
+                        .append(true)
+                        .create(true)
+                        .open(path)
+                    {
+                        let _ = writeln!(f, "{line}");
+                    }
+                }
                 if let Some(rest) = line.strip_prefix("Outer window is ") {
                     let hex = rest.split(',').next().unwrap_or("").trim();
                     let _ = win_tx.send(parse_hex(hex));

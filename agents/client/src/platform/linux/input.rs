@@ -20,7 +20,11 @@
 //! (`ChangeKeyboardMapping`); such bindings are undone once they have been idle for
 //! [`SPARE_IDLE`], on [`X11Input::release_all`] and when the injector is dropped. Leaving
 //! them in place a little while matters: clients fetch the new mapping only when they read
-//! the key event, so undoing the binding at once would make them see an empty key.
+//! the key event, so undoing the binding at once would make them see an empty key. A new
+//! binding is announced twice, [`BIND_SETTLE`] apart, before the key is pressed: Xlib
+//! clients forget a mapping change that reaches them while they are still fetching an
+//! earlier one (seen with `xev` right after start-up), and the second announcement reaches
+//! them after that fetch.
 //!
 //! The keyboard mapping is re-read whenever the server announces a change (`MappingNotify`,
 //! which a layout switch with XKB also sends), and the desktop size follows the root
@@ -43,6 +47,9 @@
 //! * Modifiers the customer holds on their own keyboard cannot be lifted.
 //! * When the server auto-repeats a key the representative holds, the repeats carry the
 //!   representative's modifiers, not the temporary ones.
+//! * A keysym that needs a spare keycode costs [`BIND_SETTLE`] (15 ms) the first time it
+//!   is typed after being unused for [`SPARE_IDLE`]; an Xlib client slower than that to
+//!   fetch a keymap change may still see an empty key.
 
 use std::time::{Duration, Instant};
 
@@ -60,6 +67,8 @@ use x11rb::rust_connection::RustConnection;
 pub const OUTSIDE_SLACK: i64 = 64;
 /// A temporary keysym binding is undone after being unused this long.
 pub const SPARE_IDLE: Duration = Duration::from_secs(2);
+/// Pause between the two announcements of a new keysym binding (see the module doc).
+pub const BIND_SETTLE: Duration = Duration::from_millis(15);
 /// Most wheel notches replayed for one event, per axis.
 const MAX_NOTCHES: u8 = 32;
 
@@ -554,6 +563,8 @@ impl X11Input {
         let mut syms = vec![ks::NO_SYMBOL; per];
         syms[0] = keysym;
         syms[1] = keysym;
+        self.set_mapping(keycode, &syms)?;
+        std::thread::sleep(BIND_SETTLE);
         self.set_mapping(keycode, &syms)?;
         tracing::debug!(keysym, keycode, "keysym bound to a spare keycode");
         Ok(Hit {
