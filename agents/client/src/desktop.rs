@@ -32,7 +32,7 @@ pub trait Injector: Send {
 }
 
 /// Gives the technician's clipboard text to the desktop.
-pub trait ClipboardText: Send {
+pub trait ClipboardText: Send + Sync {
     fn set_text(&self, text: String) -> Result<(), String>;
 }
 
@@ -209,13 +209,13 @@ impl Remote {
         }
         let (stream, clip) = (&mut self.stream, &mut self.clipboard);
         let got = tokio::select! {
-            out = async {
+            out = async move {
                 match stream {
                     Some(s) => s.out.recv().await,
                     None => std::future::pending().await,
                 }
             } => Got::Stream(out),
-            text = async {
+            text = async move {
                 match clip {
                     Some((_, rx)) => rx.recv().await,
                     None => std::future::pending().await,
