@@ -7,6 +7,12 @@
 //
 // Everything that comes from the server (customer names, chat, event details) is untrusted:
 // it only ever reaches the DOM through textContent, text nodes or attribute setters.
+//
+// The "Screen" area of a session (permission requests, the live viewer) is viewer.js; this
+// file keeps each session's permission states (from the session detail and the socket's
+// `permission` events) and tells the screen area which session is shown.
+
+import { ScreenArea } from '/static/viewer.js';
 
 const MAX_CHAT_CHARS = 4000;
 const WS_BACKOFF_MIN_MS = 1000;
@@ -115,6 +121,7 @@ const state = {
   ending: new Set(),
   newEntryIds: new Set(),   // entries to highlight briefly
   gotSnapshot: false,
+  screen: null,             // ScreenArea of the session pane
 };
 
 /**
@@ -525,7 +532,7 @@ function openSession(detail, { focus = false } = {}) {
   if (!sess) {
     sess = {
       id, detail, messages: [], online: !!detail.online, state: str(detail.state),
-      endedBy: null, reason: null, unread: 0, draft: '',
+      endedBy: null, reason: null, unread: 0, draft: '', grants: {},
     };
     state.sessions.set(id, sess);
     state.order.push(id);
@@ -540,6 +547,11 @@ function openSession(detail, { focus = false } = {}) {
     sess.reason = detail.end_reason == null ? sess.reason : String(detail.end_reason);
   }
   if (Array.isArray(detail.messages)) mergeMessages(sess, detail.messages.map(msgFromDetail));
+  if (Array.isArray(detail.permissions)) {
+    for (const p of detail.permissions) {
+      if (p && typeof p.permission === 'string' && typeof p.state === 'string') sess.grants[p.permission] = p.state;
+    }
+  }
   if (focus || !state.current) state.current = id;
   renderTabs();
   renderSession({ scrollToEnd: focus });
@@ -610,6 +622,7 @@ function renderSession({ scrollToEnd = false } = {}) {
   byId('no-session').hidden = !!sess;
   const pane = byId('session');
   pane.hidden = !sess;
+  if (state.screen) state.screen.show(sess || null);
   if (!sess) return;
   if (pane.dataset.sessionId !== sess.id) {
     // Keep each tab's unsent draft.
@@ -766,6 +779,15 @@ async function endSession() {
     state.ending.delete(sess.id);
     renderSession();
   }
+}
+
+/** A permission of a session changed (from the console socket or the viewer). */
+function setGrant(id, permission, st) {
+  const sess = state.sessions.get(id);
+  if (!sess || !permission || !st) return;
+  if (sess.grants[permission] === st) return;
+  sess.grants[permission] = st;
+  if (id === state.current && state.screen) state.screen.show(sess);
 }
 
 function markEnded(id, by, reason) {
@@ -998,6 +1020,9 @@ function handleWs(m) {
       if (state.sessions.has(id)) refreshRecentSoon();
       break;
     }
+    case 'permission':
+      setGrant(str(m.session_id), str(m.permission), str(m.state));
+      break;
     default:
       break;
   }
@@ -1035,6 +1060,7 @@ function initSessionPane() {
 async function start() {
   initKeyForm();
   initSessionPane();
+  state.screen = new ScreenArea({ api, onGrant: setGrant, onError: reportError });
   setInterval(() => { tickQueues(); tickKey(); }, 1000);
   window.addEventListener('pagehide', () => {
     state.unloading = true;
