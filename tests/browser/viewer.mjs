@@ -321,6 +321,21 @@ async function login(page) {
   await page.locator('[data-testid=ws-status][data-state=open]').waitFor({ state: 'attached' });
 }
 
+/**
+ * Presses and releases a key that produces `ch`, as a keyboard whose layout has it does
+ * (e.g. é on the Digit2 key of a French keyboard): real key events through the browser's
+ * input pipeline (Playwright's own keyboard only knows the US layout).
+ */
+async function pressChar(page, ch, code) {
+  const cdp = await page.context().newCDPSession(page);
+  try {
+    await cdp.send('Input.dispatchKeyEvent', { type: 'keyDown', key: ch, code, text: ch, unmodifiedText: ch });
+    await cdp.send('Input.dispatchKeyEvent', { type: 'keyUp', key: ch, code });
+  } finally {
+    await cdp.detach();
+  }
+}
+
 /** Where to click in the page for surface point (x, y) of the canvas. */
 async function canvasPoint(page, x, y) {
   const box = await page.locator('[data-testid=screen-canvas]').boundingBox();
@@ -377,7 +392,7 @@ async function run() {
     await page.locator('[data-testid=screen]').waitFor({ state: 'visible' });
     const state = await page.locator('[data-testid=perm-view]').getAttribute('data-state');
     check(state === 'none', `view shows ${state} before any request`);
-    check(await page.locator('[data-testid=request-control]').isDisabled(), 'control can be asked before view');
+    check(await page.locator('[data-testid=request-control]').isHidden(), 'control can be asked before view');
     await shot(page, 'viewer-0-start.png');
     return `session ${sessionId}`;
   });
@@ -468,14 +483,15 @@ async function run() {
     check(down.event.x === 50 && down.event.y === 60, `pointer down at ${down.event.x},${down.event.y}, expected 50,60 (scale ${at.scale.toFixed(3)})`);
     const up = await agent.expect('pointer up', (m) => m.type === 'input' && m.event.kind === 'pointer' && m.event.buttons === 0);
     check(up.event.x === 50 && up.event.y === 60, `pointer up at ${up.event.x},${up.event.y}`);
-    await page.keyboard.press('é');
+    await pressChar(page, 'é', 'Digit2');
     const kd = await agent.expect('é down', (m) => m.type === 'input' && m.event.kind === 'key' && m.event.down === true);
     const ku = await agent.expect('é up', (m) => m.type === 'input' && m.event.kind === 'key' && m.event.down === false);
     check(kd.event.keysym === 0xe9 && ku.event.keysym === 0xe9, `keysyms ${kd.event.keysym} / ${ku.event.keysym}, expected 0xe9`);
+    check(kd.event.code === 'Digit2', `code ${kd.event.code}`);
     await page.keyboard.press('Enter');
     const enter = await agent.expect('Enter', (m) => m.type === 'input' && m.event.kind === 'key' && m.event.down === true);
     check(enter.event.keysym === 0xff0d, `Enter is ${enter.event.keysym}`);
-    await page.keyboard.press('€');
+    await pressChar(page, '€', 'KeyE');
     const euro = await agent.expect('€', (m) => m.type === 'input' && m.event.kind === 'key' && m.event.down === true);
     check(euro.event.keysym === 0x010020ac, `€ is ${euro.event.keysym.toString(16)}`);
     await page.mouse.wheel(0, 200);
@@ -537,7 +553,10 @@ async function run() {
     return 'refresh after garbage and after a bad PNG, next key frames drawn';
   });
 
-  await step('h. expand, 1:1, view only', async () => {
+  await step('h. the round trip to the customer shows; expand, 1:1, view only', async () => {
+    const stats = page.locator('[data-testid=screen-stats]').filter({ hasText: /\d+ ms$/ });
+    await stats.waitFor();
+    const statsText = (await stats.innerText()).trim();
     await page.click('[data-testid=expand]');
     await page.locator('.side').waitFor({ state: 'hidden' });
     await page.waitForTimeout(100);
@@ -559,7 +578,7 @@ async function run() {
     check(first.event.x === 300 && first.event.y === 190, `view-only leaked a click: ${JSON.stringify(first.event)}`);
     await page.click('[data-testid=expand]');
     await page.locator('.side').waitFor({ state: 'visible' });
-    return `expanded width ${Math.round(box.width)} at 1:1; nothing sent in view-only`;
+    return `"${statsText}"; canvas ${Math.round(box.width)} px wide at 1:1; nothing sent in view-only`;
   });
 
   for (const [locale, lang, granted, askAgain] of [['fr-FR', 'fr', 'Autorisé', 'Redemander'], ['de-DE', 'de', 'Erlaubt', 'Erneut fragen']]) {

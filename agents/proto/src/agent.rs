@@ -28,7 +28,7 @@
 //! With `control` granted the relay forwards [`RelayToAgent::Input`].
 //!
 //! The relay measures its round trip to the agent from [`RelayToAgent::Ping`] and the
-//! matching [`AgentToRelay::Pong`] (every 20 s, every 2 s while the screen is watched) and
+//! matching [`AgentToRelay::Pong`] (every 20 s, every second while the screen is watched) and
 //! shows it to the viewers; an agent answers a ping as soon as it reads it.
 
 use serde::{Deserialize, Serialize};

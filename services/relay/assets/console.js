@@ -639,6 +639,7 @@ function renderSession({ scrollToEnd = false } = {}) {
   const accepted = toDate(d.accepted_at);
   if (accepted) meta.push(`accepted ${fmtTime(accepted)}`);
   byId('s-meta').textContent = meta.join(' · ');
+  byId('s-meta').title = meta.join(' · ');
 
   const ended = sess.state === 'ended';
   const presence = byId('s-presence');

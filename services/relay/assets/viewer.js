@@ -41,7 +41,8 @@ const TEXTS = {
     requestControl: 'Request control',
     askAgain: 'Ask again',
     state_none: 'Not requested',
-    state_requested: 'Waiting for the customer…',
+    state_requested: 'Waiting…',
+    state_requested_title: 'Waiting for the customer’s answer',
     state_granted: 'Allowed',
     state_denied: 'Denied',
     state_revoked: 'Revoked',
@@ -76,7 +77,6 @@ const TEXTS = {
     statsTitle: 'Frames per second · data rate · round trip to the customer',
     toolbar: 'Screen controls',
     customerScreen: 'Customer’s screen',
-    needView: 'The customer must allow viewing first.',
   },
   fr: {
     screen: 'Écran',
@@ -84,7 +84,8 @@ const TEXTS = {
     requestControl: 'Demander le contrôle',
     askAgain: 'Redemander',
     state_none: 'Non demandé',
-    state_requested: 'En attente du client…',
+    state_requested: 'En attente…',
+    state_requested_title: 'En attente de la réponse du client',
     state_granted: 'Autorisé',
     state_denied: 'Refusé',
     state_revoked: 'Retiré',
@@ -119,7 +120,6 @@ const TEXTS = {
     statsTitle: 'Images par seconde · débit · aller-retour jusqu’au client',
     toolbar: 'Commandes de l’écran',
     customerScreen: 'Écran du client',
-    needView: 'Le client doit d’abord autoriser la vue.',
   },
   de: {
     screen: 'Bildschirm',
@@ -127,7 +127,8 @@ const TEXTS = {
     requestControl: 'Steuerung anfragen',
     askAgain: 'Erneut fragen',
     state_none: 'Nicht angefragt',
-    state_requested: 'Warte auf den Kunden…',
+    state_requested: 'Wartet…',
+    state_requested_title: 'Warte auf die Antwort des Kunden',
     state_granted: 'Erlaubt',
     state_denied: 'Abgelehnt',
     state_revoked: 'Zurückgezogen',
@@ -162,7 +163,6 @@ const TEXTS = {
     statsTitle: 'Bilder pro Sekunde · Datenrate · Umlaufzeit zum Kunden',
     toolbar: 'Bildschirmsteuerung',
     customerScreen: 'Bildschirm des Kunden',
-    needView: 'Der Kunde muss zuerst die Ansicht erlauben.',
   },
 };
 
@@ -317,7 +317,7 @@ export class ScreenArea {
       viewer: byId('viewer'), monitor: byId('v-monitor'), quality: byId('v-quality'),
       viewOnly: byId('v-viewonly'), cad: byId('v-cad'), expand: byId('v-expand'),
       stage: byId('v-stage'), wrap: byId('v-wrap'), canvas: byId('v-canvas'), cursor: byId('v-cursor'),
-      msg: byId('v-msg'), stats: byId('v-stats'),
+      msg: byId('v-msg'), stats: byId('v-stats'), stageHint: byId('v-hint'),
     };
     this.session = null;     // {id, grants, online, active}
     this.ws = null;
@@ -384,7 +384,12 @@ export class ScreenArea {
     new ResizeObserver(() => this.layout()).observe(e.stage);
 
     const c = e.canvas;
-    c.addEventListener('pointerdown', (ev) => { c.focus(); this.pointer(ev); ev.preventDefault(); });
+    c.addEventListener('pointerdown', (ev) => {
+      // The point first: focusing may change what is shown around the picture.
+      this.pointer(ev);
+      c.focus({ preventScroll: true });
+      ev.preventDefault();
+    });
     c.addEventListener('pointerup', (ev) => { this.pointer(ev); ev.preventDefault(); });
     c.addEventListener('pointermove', (ev) => this.pointer(ev));
     c.addEventListener('wheel', (ev) => this.wheel(ev), { passive: false });
@@ -410,6 +415,7 @@ export class ScreenArea {
     e.root.hidden = !active;
     if (!active) {
       document.querySelector('.session')?.classList.remove('has-screen');
+      document.body.classList.remove('screen-viewing');
       this.disconnect();
       if (this.expanded) e.expand.click();
       return;
@@ -422,14 +428,16 @@ export class ScreenArea {
     e.reqView.hidden = !canAsk(view);
     e.reqView.textContent = view === 'none' ? this.t.requestView : this.t.askAgain;
     e.reqView.disabled = !s.online || this.asking.has('view');
-    e.reqControl.hidden = !canAsk(control);
+    // Control needs view: nothing to ask before that.
+    e.reqControl.hidden = !canAsk(control) || view !== 'granted';
     e.reqControl.textContent = control === 'none' ? this.t.requestControl : this.t.askAgain;
-    e.reqControl.disabled = !s.online || view !== 'granted' || this.asking.has('control');
-    e.reqControl.title = view !== 'granted' ? this.t.needView : '';
+    e.reqControl.disabled = !s.online || this.asking.has('control');
+    byId('perm-control-box').hidden = view !== 'granted' && control === 'none';
     const granted = view === 'granted';
     e.viewer.hidden = !granted;
     e.root.classList.toggle('is-viewing', granted);
     document.querySelector('.session')?.classList.toggle('has-screen', granted);
+    document.body.classList.toggle('screen-viewing', granted);
     if (granted) this.connect(); else this.disconnect();
     this.renderTools();
     this.renderHint();
@@ -439,6 +447,7 @@ export class ScreenArea {
   renderPerm(el, st) {
     el.dataset.state = st;
     el.textContent = this.t[`state_${st}`] || st;
+    el.title = this.t[`state_${st}_title`] || '';
   }
 
   async ask(permission) {
@@ -469,7 +478,8 @@ export class ScreenArea {
     e.viewOnly.disabled = !control;
     e.cad.disabled = !this.controlling;
     e.cad.title = this.t.cadTitle;
-    e.expand.textContent = this.expanded ? this.t.shrink : this.t.expand;
+    e.expand.lastElementChild.textContent = this.expanded ? this.t.shrink : this.t.expand;
+    e.expand.classList.toggle('is-on', this.expanded);
     e.expand.setAttribute('aria-pressed', this.expanded ? 'true' : 'false');
     e.canvas.classList.toggle('is-controlling', this.controlling);
   }
@@ -486,8 +496,12 @@ export class ScreenArea {
     else if (e.viewOnly.checked) text = this.t.hintViewOnly;
     else if (document.activeElement === e.canvas) text = this.t.hintTyping;
     else text = this.t.hintClick;
-    e.hint.textContent = text;
-    e.hint.dataset.typing = document.activeElement === e.canvas && this.controlling ? 'true' : 'false';
+    const typing = document.activeElement === e.canvas && this.controlling ? 'true' : 'false';
+    for (const el of [e.hint, e.stageHint]) {
+      el.textContent = text;
+      el.dataset.typing = typing;
+      el.dataset.flash = 'false';
+    }
   }
 
   renderMessage() {
@@ -630,9 +644,10 @@ export class ScreenArea {
     const sel = this.el.monitor;
     const opts = [new Option(this.t.allMonitors, '')];
     for (const m of this.monitors) {
-      const name = String(m.name || '').slice(0, 60) || `#${Number(m.id)}`;
-      const size = `${Number(m.width)}×${Number(m.height)}`;
-      opts.push(new Option(`${name} (${size}${m.primary ? `, ${this.t.primary}` : ''})`, String(Number(m.id))));
+      const name = String(m.name || '').slice(0, 40) || `#${Number(m.id)}`;
+      const o = new Option(`${name} · ${Number(m.width)}×${Number(m.height)}`, String(Number(m.id)));
+      if (m.primary) o.title = this.t.primary;
+      opts.push(o);
     }
     sel.replaceChildren(...opts);
     sel.value = this.settings.monitor == null ? '' : String(this.settings.monitor);
@@ -650,11 +665,12 @@ export class ScreenArea {
   }
 
   flashHint(text) {
-    const h = this.el.hint;
-    h.textContent = text;
-    h.dataset.flash = 'true';
+    for (const h of [this.el.hint, this.el.stageHint]) {
+      h.textContent = text;
+      h.dataset.flash = 'true';
+    }
     clearTimeout(this.flashTimer);
-    this.flashTimer = setTimeout(() => { h.dataset.flash = 'false'; this.renderHint(); }, 2500);
+    this.flashTimer = setTimeout(() => this.renderHint(), 2500);
   }
 
   // ---- round trip and statistics ----------------------------------------------------------

@@ -8,7 +8,7 @@
 //! session's screen-sharing [`Room`](crate::view::Room), and binary messages on the screen
 //! and cursor channels are routed to the viewers after a check of their header alone
 //! ([`frame::decode`]); file and shell frames are refused until those channels exist.
-//! The relay's pings measure the round trip to the agent (every 20 s, every 2 s while the
+//! The relay's pings measure the round trip to the agent (every 20 s, every second while the
 //! screen is watched); viewers are told the last figure.
 
 use std::net::IpAddr;
@@ -33,7 +33,7 @@ use crate::view::Room;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(20);
 /// Pings for the round-trip figure while someone watches the screen.
-const RTT_PING_EVERY: Duration = Duration::from_secs(2);
+const RTT_PING_EVERY: Duration = Duration::from_secs(1);
 const SILENCE_LIMIT: Duration = Duration::from_secs(65);
 
 pub async fn upgrade(
