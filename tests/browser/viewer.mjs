@@ -557,14 +557,18 @@ async function run() {
     const stats = page.locator('[data-testid=screen-stats]').filter({ hasText: /\d+ ms$/ });
     await stats.waitFor();
     const statsText = (await stats.innerText()).trim();
+    await page.setViewportSize({ width: 1024, height: 768 });
+    await page.waitForTimeout(100);
+    await shot(page, 'viewer-5-1024.png');
+    await page.setViewportSize({ width: 1280, height: 800 });
     await page.click('[data-testid=expand]');
     await page.locator('.side').waitFor({ state: 'hidden' });
     await page.waitForTimeout(100);
-    await shot(page, 'viewer-5-expanded.png');
+    await shot(page, 'viewer-6-expanded.png');
     await page.check('[data-testid=scale-1to1]');
     const box = await page.locator('[data-testid=screen-canvas]').boundingBox();
     check(Math.round(box.width) === W, `1:1 canvas is ${box.width} px wide`);
-    await shot(page, 'viewer-6-actual-size.png');
+    await shot(page, 'viewer-6-expanded-actual-size.png');
     await page.check('[data-testid=scale-fit]');
     await page.check('[data-testid=view-only]');
     check(await page.locator('[data-testid=ctrl-alt-del]').isDisabled(), 'Ctrl-Alt-Del stays enabled in view-only');
@@ -581,7 +585,11 @@ async function run() {
     return `"${statsText}"; canvas ${Math.round(box.width)} px wide at 1:1; nothing sent in view-only`;
   });
 
-  for (const [locale, lang, granted, askAgain] of [['fr-FR', 'fr', 'Autorisé', 'Redemander'], ['de-DE', 'de', 'Erlaubt', 'Erneut fragen']]) {
+  const LOCALES = [
+    ['fr-FR', 'fr', 'Autorisé', 'Redemander', 'Client en ligne'],
+    ['de-DE', 'de', 'Erlaubt', 'Erneut fragen', 'Kunde online'],
+  ];
+  for (const [locale, lang, granted, askAgain, online] of LOCALES) {
     await step(`i. the screen area in ${locale}`, async () => {
       const c = await newContext(locale);
       try {
@@ -594,6 +602,10 @@ async function run() {
         check(chip === granted, `view chip says ${JSON.stringify(chip)}, expected ${granted}`);
         const lang2 = await p.locator('[data-testid=screen]').getAttribute('lang');
         check(lang2 === lang, `screen area lang ${lang2}`);
+        const presence = (await p.locator('[data-testid=presence]').innerText()).trim();
+        check(presence === online, `the console says ${JSON.stringify(presence)}, expected ${online}`);
+        const htmlLang = await p.getAttribute('html', 'lang');
+        check(htmlLang === lang, `<html lang> is ${htmlLang}`);
         await agent.expect('refresh for the new viewer', (m) => m.type === 'refresh');
         agent.sendBinary(keyFrame());
         await waitPixel(p, 3, 3, BG);

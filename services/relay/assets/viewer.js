@@ -15,6 +15,9 @@
 // never sent; dead keys are skipped, the composed character follows).
 //
 // Everything from the network reaches the DOM only through textContent and attributes.
+// Texts (English, French, German) are in texts.js.
+
+import { t as texts, lang as pageLang } from '/static/texts.js';
 
 export const MAGIC = 0x4c;
 export const HEADER_LEN = 12;
@@ -30,152 +33,6 @@ const ENC = ['solid', 'jpeg', 'png', 'copy'];
 const PING_EVERY_MS = 1000;
 const REFRESH_MIN_GAP_MS = 500;
 const VIEW_BACKOFF_MS = [1000, 2000, 5000, 10000];
-
-// ---------------------------------------------------------------------------------------------
-// Texts
-
-const TEXTS = {
-  en: {
-    screen: 'Screen',
-    requestView: 'Request view',
-    requestControl: 'Request control',
-    askAgain: 'Ask again',
-    state_none: 'Not requested',
-    state_requested: 'Waiting…',
-    state_requested_title: 'Waiting for the customer’s answer',
-    state_granted: 'Allowed',
-    state_denied: 'Denied',
-    state_revoked: 'Revoked',
-    view: 'View',
-    control: 'Control',
-    monitor: 'Monitor',
-    allMonitors: 'All monitors',
-    primary: 'primary',
-    quality: 'Quality',
-    q_auto: 'Automatic',
-    q_low: 'Low bandwidth',
-    q_best: 'Best quality',
-    fit: 'Fit',
-    actual: '1:1',
-    scale: 'Scale',
-    viewOnly: 'View only',
-    cad: 'Ctrl-Alt-Del',
-    cadTitle: 'Send Ctrl-Alt-Del to the customer’s computer',
-    expand: 'Expand',
-    shrink: 'Shrink',
-    connecting: 'Connecting to the screen…',
-    waitingPicture: 'Waiting for the picture…',
-    offline: 'The customer’s client is offline. The picture resumes when it reconnects.',
-    hintView: 'Ask the customer to let you see their screen.',
-    hintWaitView: 'The customer is being asked to share their screen.',
-    hintControl: 'Ask for control to use the mouse and keyboard.',
-    hintClick: 'Click the picture to type on the customer’s computer.',
-    hintTyping: 'Keyboard captured: keys go to the customer’s computer. Click outside to stop.',
-    hintViewOnly: 'View only: your mouse and keyboard are not sent.',
-    notPermitted: 'The customer has not allowed this.',
-    rtt: 'round trip',
-    statsTitle: 'Frames per second · data rate · round trip to the customer',
-    toolbar: 'Screen controls',
-    customerScreen: 'Customer’s screen',
-  },
-  fr: {
-    screen: 'Écran',
-    requestView: 'Demander à voir',
-    requestControl: 'Demander le contrôle',
-    askAgain: 'Redemander',
-    state_none: 'Non demandé',
-    state_requested: 'En attente…',
-    state_requested_title: 'En attente de la réponse du client',
-    state_granted: 'Autorisé',
-    state_denied: 'Refusé',
-    state_revoked: 'Retiré',
-    view: 'Voir',
-    control: 'Contrôle',
-    monitor: 'Moniteur',
-    allMonitors: 'Tous les moniteurs',
-    primary: 'principal',
-    quality: 'Qualité',
-    q_auto: 'Automatique',
-    q_low: 'Faible débit',
-    q_best: 'Meilleure qualité',
-    fit: 'Ajuster',
-    actual: '1:1',
-    scale: 'Échelle',
-    viewOnly: 'Voir seulement',
-    cad: 'Ctrl-Alt-Suppr',
-    cadTitle: 'Envoyer Ctrl-Alt-Suppr à l’ordinateur du client',
-    expand: 'Agrandir',
-    shrink: 'Réduire',
-    connecting: 'Connexion à l’écran…',
-    waitingPicture: 'En attente de l’image…',
-    offline: 'Le programme du client est hors ligne. L’image reprendra à sa reconnexion.',
-    hintView: 'Demandez au client de vous laisser voir son écran.',
-    hintWaitView: 'Le client est invité à partager son écran.',
-    hintControl: 'Demandez le contrôle pour utiliser la souris et le clavier.',
-    hintClick: 'Cliquez sur l’image pour taper sur l’ordinateur du client.',
-    hintTyping: 'Clavier capturé : les touches vont à l’ordinateur du client. Cliquez ailleurs pour arrêter.',
-    hintViewOnly: 'Voir seulement : votre souris et votre clavier ne sont pas transmis.',
-    notPermitted: 'Le client ne l’a pas autorisé.',
-    rtt: 'aller-retour',
-    statsTitle: 'Images par seconde · débit · aller-retour jusqu’au client',
-    toolbar: 'Commandes de l’écran',
-    customerScreen: 'Écran du client',
-  },
-  de: {
-    screen: 'Bildschirm',
-    requestView: 'Ansicht anfragen',
-    requestControl: 'Steuerung anfragen',
-    askAgain: 'Erneut fragen',
-    state_none: 'Nicht angefragt',
-    state_requested: 'Wartet…',
-    state_requested_title: 'Warte auf die Antwort des Kunden',
-    state_granted: 'Erlaubt',
-    state_denied: 'Abgelehnt',
-    state_revoked: 'Zurückgezogen',
-    view: 'Ansicht',
-    control: 'Steuerung',
-    monitor: 'Monitor',
-    allMonitors: 'Alle Monitore',
-    primary: 'Hauptmonitor',
-    quality: 'Qualität',
-    q_auto: 'Automatisch',
-    q_low: 'Geringe Bandbreite',
-    q_best: 'Beste Qualität',
-    fit: 'Einpassen',
-    actual: '1:1',
-    scale: 'Maßstab',
-    viewOnly: 'Nur ansehen',
-    cad: 'Strg-Alt-Entf',
-    cadTitle: 'Strg-Alt-Entf an den Computer des Kunden senden',
-    expand: 'Vergrößern',
-    shrink: 'Verkleinern',
-    connecting: 'Verbindung zum Bildschirm…',
-    waitingPicture: 'Warte auf das Bild…',
-    offline: 'Das Programm des Kunden ist offline. Das Bild kommt zurück, sobald es sich wieder verbindet.',
-    hintView: 'Bitten Sie den Kunden, Ihnen seinen Bildschirm zu zeigen.',
-    hintWaitView: 'Der Kunde wird gefragt, ob er seinen Bildschirm teilt.',
-    hintControl: 'Fragen Sie die Steuerung an, um Maus und Tastatur zu benutzen.',
-    hintClick: 'Klicken Sie ins Bild, um auf dem Computer des Kunden zu tippen.',
-    hintTyping: 'Tastatur erfasst: Tasten gehen an den Computer des Kunden. Zum Beenden daneben klicken.',
-    hintViewOnly: 'Nur ansehen: Ihre Maus und Tastatur werden nicht gesendet.',
-    notPermitted: 'Der Kunde hat das nicht erlaubt.',
-    rtt: 'Umlaufzeit',
-    statsTitle: 'Bilder pro Sekunde · Datenrate · Umlaufzeit zum Kunden',
-    toolbar: 'Bildschirmsteuerung',
-    customerScreen: 'Bildschirm des Kunden',
-  },
-};
-
-/** The console's language: `?lang=` if given, else the browser's first of en, fr, de. */
-export function pickLang() {
-  const asked = new URLSearchParams(location.search).get('lang');
-  const wanted = [asked, ...(navigator.languages || [navigator.language])];
-  for (const l of wanted) {
-    const primary = String(l || '').toLowerCase().split(/[-_]/)[0];
-    if (TEXTS[primary]) return primary;
-  }
-  return 'en';
-}
 
 // ---------------------------------------------------------------------------------------------
 // Decoding (mirrors agents/proto/src/frame.rs and screen.rs; never trusts a length)
@@ -309,8 +166,8 @@ export class ScreenArea {
     this.api = opts.api;
     this.onGrant = opts.onGrant;
     this.onError = opts.onError;
-    this.lang = pickLang();
-    this.t = TEXTS[this.lang];
+    this.lang = pageLang;
+    this.t = texts;
     this.el = {
       root: byId('screen'), reqView: byId('req-view'), reqControl: byId('req-control'),
       permView: byId('perm-view'), permControl: byId('perm-control'), hint: byId('screen-hint'),
@@ -342,14 +199,11 @@ export class ScreenArea {
 
   // ---- texts and static bindings ----------------------------------------------------------
 
+  /** What localise() in texts.js cannot set from attributes alone. */
   localise() {
-    const t = this.t;
     this.el.root.setAttribute('lang', this.lang);
-    for (const n of this.el.root.querySelectorAll('[data-i18n]')) n.textContent = t[n.dataset.i18n] || n.textContent;
-    for (const n of this.el.root.querySelectorAll('[data-i18n-title]')) n.title = t[n.dataset.i18nTitle] || n.title;
-    for (const n of this.el.root.querySelectorAll('[data-i18n-label]')) n.setAttribute('aria-label', t[n.dataset.i18nLabel] || '');
-    this.el.stats.title = t.statsTitle;
-    this.el.canvas.setAttribute('aria-label', t.customerScreen);
+    this.el.stats.title = this.t.statsTitle;
+    this.el.canvas.setAttribute('aria-label', this.t.customerScreen);
   }
 
   bind() {
@@ -478,7 +332,9 @@ export class ScreenArea {
     e.viewOnly.disabled = !control;
     e.cad.disabled = !this.controlling;
     e.cad.title = this.t.cadTitle;
-    e.expand.lastElementChild.textContent = this.expanded ? this.t.shrink : this.t.expand;
+    const expandText = this.expanded ? this.t.shrink : this.t.expand;
+    e.expand.lastElementChild.textContent = expandText;
+    e.expand.title = expandText;
     e.expand.classList.toggle('is-on', this.expanded);
     e.expand.setAttribute('aria-pressed', this.expanded ? 'true' : 'false');
     e.canvas.classList.toggle('is-controlling', this.controlling);
@@ -508,8 +364,8 @@ export class ScreenArea {
     const s = this.session;
     let text = '';
     if (s && s.grants.view === 'granted') {
-      if (!s.online) text = this.t.offline;
-      else if (!this.ws || this.ws.readyState !== WebSocket.OPEN) text = this.t.connecting;
+      if (!s.online) text = this.t.screenOffline;
+      else if (!this.ws || this.ws.readyState !== WebSocket.OPEN) text = this.t.screenConnecting;
       else if (!this.hasPicture) text = this.t.waitingPicture;
     }
     this.el.msg.textContent = text;
