@@ -1,14 +1,17 @@
 //! Encoding benchmark: full-screen 1080p changes, text-like and photo-like, on one thread.
 //!
 //! `cargo bench -p lifeline-agent --bench encode` prints `name=value` lines:
-//! * `fullscreen_encode_ms_p50_{text,photo}` / `_p99_`: time to encode a frame in which
+//! * `fullscreen_encode_ms_p50_{text,photo}` / `_p99_`: wall time to encode a frame in which
 //!   every pixel of a 1920x1080 surface changed (compare + classify + encode + message),
 //!   alternating between two pictures so every frame is a full change; the capture is not
 //!   timed;
+//! * `fullscreen_encode_cpu_ms_p50_...` / `_p99_`: the thread's CPU time for the same (what
+//!   to compare on a machine other builds keep busy);
 //! * `bytes_per_frame_{text,photo}`: payload bytes of those frames;
-//! * the same for other quality levels and PNG efforts, the cost of comparing a full screen
-//!   against the reference, of the scroll search, and bytes with and without comparison for
-//!   a repaint that changed one line (what damage alone would send).
+//! * the same for other quality levels and PNG efforts, the CPU cost of comparing a full
+//!   screen against the reference and of the scroll search, a full-screen scroll, and bytes
+//!   with and without comparison for a repaint that changed one line (what damage alone
+//!   would send).
 //!
 //! The pictures are synthetic and deterministic: text is made of generated 6×13 glyphs in a
 //! few colours on light and dark backgrounds (several "windows"); the photo is fractal
@@ -157,6 +160,15 @@ fn photo_screen(seed: u64) -> Pixels {
     Pixels::from_bgrx(W, H, data).expect("size")
 }
 
+/// CPU time this thread has used, in milliseconds (from the scheduler's own accounting, so
+/// it does not count time other processes on a busy machine took).
+fn thread_cpu_ms() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |ns| ns / 1e6)
+}
+
 fn pct(sorted: &[f64], p: usize) -> f64 {
     sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
 }
@@ -167,27 +179,33 @@ fn run(name: &str, a: &Pixels, b: &Pixels, params: &EncodeParams) {
     enc.current_mut().copy_from(a, a.bounds());
     enc.encode(1, true, params, &[]).expect("key frame");
     let mut times = Vec::with_capacity(ROUNDS);
+    let mut cpu = Vec::with_capacity(ROUNDS);
     let mut bytes = Vec::with_capacity(ROUNDS);
     let mut kinds = (0, 0, 0);
     for i in 0..ROUNDS {
         let src = if i % 2 == 0 { b } else { a };
         enc.current_mut().copy_from(src, src.bounds());
         enc.mark_all_dirty();
+        let c = thread_cpu_ms();
         let t = Instant::now();
         let f = enc
             .encode(i as u32 + 2, false, params, &[])
             .expect("encode")
             .expect("a change");
         times.push(t.elapsed().as_secs_f64() * 1000.0);
+        cpu.push(thread_cpu_ms() - c);
         bytes.push(f.stats.bytes);
         kinds = (f.stats.png, f.stats.jpeg, f.stats.solid);
     }
     times.sort_by(f64::total_cmp);
+    cpu.sort_by(f64::total_cmp);
     bytes.sort_unstable();
     println!(
-        "fullscreen_encode_ms_p50_{name}={:.2}\nfullscreen_encode_ms_p99_{name}={:.2}\nbytes_per_frame_{name}={}\nrects_png_jpeg_solid_{name}={}/{}/{}",
+        "fullscreen_encode_ms_p50_{name}={:.2}\nfullscreen_encode_ms_p99_{name}={:.2}\nfullscreen_encode_cpu_ms_p50_{name}={:.2}\nfullscreen_encode_cpu_ms_p99_{name}={:.2}\nbytes_per_frame_{name}={}\nrects_png_jpeg_solid_{name}={}/{}/{}",
         pct(&times, 50),
         pct(&times, 99),
+        pct(&cpu, 50),
+        pct(&cpu, 99),
         bytes[bytes.len() / 2],
         kinds.0,
         kinds.1,

@@ -54,8 +54,11 @@ const SMALL: u64 = (CELL * CELL * 2) as u64;
 /// `GLYPH_SEARCHES` searches a frame.
 const GLYPH_MAX: u64 = 48 * 32;
 const GLYPH_SEARCHES: usize = 6;
+/// ... and only in frames of at most this many rectangles and pixels.
+const GLYPH_RECTS: usize = 4;
+const GLYPH_FRAME: u64 = 16 * 1024;
 /// Palette images up to this many pixels always get the best PNG compression.
-const SMALL_PNG: u64 = 64 * 1024;
+const SMALL_PNG: u64 = 8 * 1024;
 /// Larger changed rectangles are sent whole rather than shrunk to their changes.
 const TIGHTEN_MAX: u64 = 512 * 512;
 /// Most data of one rectangle: what fits an update message with nothing else in it.
@@ -198,11 +201,6 @@ impl ColourTable {
             s = (s + 1) & (SLOTS - 1);
         }
     }
-}
-
-#[inline]
-fn rgb_at(row: &[u8], i: usize) -> u32 {
-    u32::from_le_bytes([row[i * BPP], row[i * BPP + 1], row[i * BPP + 2], 0])
 }
 
 /// What kind of content a cell holds.
@@ -403,7 +401,9 @@ impl FrameEncoder {
                 })
                 .collect();
             detect::join_close(&mut rects);
-            if copies.is_empty() {
+            // Looking for glyphs on screen pays for small, interactive changes only.
+            let small: u64 = rects.iter().map(Area::pixels).sum();
+            if copies.is_empty() && rects.len() <= GLYPH_RECTS && small <= GLYPH_FRAME {
                 rects = self.reuse_glyphs(rects, &mut out)?;
             }
         }
@@ -790,14 +790,20 @@ impl FrameEncoder {
         for (ry, y) in (area.y as u32..area.y as u32 + area.h).enumerate() {
             let row = src.row(area.x as u32, y, area.w);
             let dst = &mut packed[ry * row_bytes..(ry + 1) * row_bytes];
-            let mut last = u32::MAX;
-            let mut idx = 0u8;
-            for i in 0..area.w as usize {
-                let c = rgb_at(row, i);
+            // The two colours seen last and their samples (ink and background).
+            let (mut last, mut idx) = (u32::MAX, 0u8);
+            let (mut prev, mut prev_idx) = (u32::MAX, 0u8);
+            for (i, p) in row.chunks_exact(BPP).enumerate() {
+                let c = u32::from_le_bytes([p[0], p[1], p[2], 0]);
                 if c != last {
-                    // Every colour of the area is in the palette; a miss maps to 0.
-                    idx = sample[usize::from(self.table.insert(c).unwrap_or(0))];
-                    last = c;
+                    let found = if c == prev {
+                        prev_idx
+                    } else {
+                        // Every colour of the area is in the palette; a miss maps to 0.
+                        sample[usize::from(self.table.insert(c).unwrap_or(0))]
+                    };
+                    (prev, prev_idx) = (last, idx);
+                    (last, idx) = (c, found);
                 }
                 let bit = i as u32 * bits;
                 let byte = (bit / 8) as usize;
@@ -974,21 +980,32 @@ fn write_png(
 /// Classifies the pixels of `area`.
 fn classify(px: &Pixels, area: Area, t: &mut ColourTable) -> Kind {
     t.clear();
-    let mut full = false;
     let mut repeats = 0u64;
-    for y in area.y as u32..area.y as u32 + area.h {
+    let mut counted = 0u64;
+    let mut rows = area.y as u32..area.y as u32 + area.h;
+    // Palette pass: stops at the 257th colour. The two colours seen last are remembered
+    // (text alternates between its ink and its background), so most pixels cost one or two
+    // comparisons and no table lookup.
+    let mut full = false;
+    for y in rows.by_ref() {
         let row = px.row(area.x as u32, y, area.w);
-        let mut last = u32::MAX;
-        for i in 0..area.w as usize {
-            let c = rgb_at(row, i);
+        let (mut last, mut prev) = (u32::MAX, u32::MAX);
+        for p in row.chunks_exact(BPP) {
+            let c = u32::from_le_bytes([p[0], p[1], p[2], 0]);
             if c == last {
                 repeats += 1;
                 continue;
             }
-            last = c;
-            if !full && t.insert(c).is_none() {
+            if c != prev && t.insert(c).is_none() {
                 full = true;
+                break;
             }
+            prev = last;
+            last = c;
+        }
+        counted += u64::from(area.w);
+        if full {
+            break;
         }
     }
     if !full {
@@ -996,7 +1013,19 @@ fn classify(px: &Pixels, area: Area, t: &mut ColourTable) -> Kind {
         colours.sort_unstable();
         return Kind::Indexed(colours);
     }
-    if repeats * 2 >= area.pixels() {
+    // Many colours: flat (UI, text on gradients) or photographic? Count repeated
+    // neighbours on every fourth remaining row.
+    for y in rows.step_by(4) {
+        let row = px.row(area.x as u32, y, area.w);
+        let mut last = u32::MAX;
+        for p in row.chunks_exact(BPP) {
+            let c = u32::from_le_bytes([p[0], p[1], p[2], 0]);
+            repeats += u64::from(c == last);
+            last = c;
+        }
+        counted += u64::from(area.w);
+    }
+    if repeats * 2 >= counted {
         Kind::Rgb
     } else {
         Kind::Photo
