@@ -326,6 +326,25 @@ fn refresh_gives_a_key_frame() {
     assert_eq!((f.width, f.height), (W, H));
     let (wrong, _, _) = compare_all(&p, &s, &f.jpeg_areas);
     assert_eq!(wrong, 0);
+
+    // Nobody watching: nothing is sent, whatever changes; watching again: a key frame.
+    s.ctl
+        .send(StreamControl::Stream {
+            active: false,
+            settings: StreamSettings::default(),
+        })
+        .unwrap();
+    s.drain(Duration::from_millis(200));
+    let before = s.binaries;
+    p.text_block(p.root, 300, 300, 10, 7);
+    p.sync();
+    s.drain(QUIET);
+    assert_eq!(s.binaries, before, "sent while nobody watched");
+    s.settings(StreamSettings::default());
+    let f = s.frame_acked(WAIT);
+    assert!(f.key, "{f:?}");
+    let (wrong, _, _) = compare_all(&p, &s, &f.jpeg_areas);
+    assert_eq!(wrong, 0);
     s.stop();
 }
 

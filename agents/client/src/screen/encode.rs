@@ -1256,6 +1256,36 @@ mod tests {
     }
 
     #[test]
+    fn a_typed_letter_on_screen_already_is_a_copy() {
+        let mut enc = FrameEncoder::new(400, 300).unwrap();
+        let p = EncodeParams::default();
+        let glyph = |px: &mut Pixels, x: i32, y: i32| {
+            px.fill(Area::new(x + 1, y + 2, 1, 9), 0x000000);
+            px.fill(Area::new(x + 1, y + 2, 4, 1), 0x000000);
+            px.fill(Area::new(x + 1, y + 6, 3, 1), 0x000000);
+        };
+        enc.current_mut().fill(Area::new(0, 0, 400, 300), 0xFFFFFF);
+        glyph(enc.current_mut(), 30, 40);
+        let key = enc.encode(1, true, &p, &[]).unwrap().unwrap();
+        let mut canvas = Pixels::new(400, 300);
+        apply(&mut canvas, &key);
+        // The same letter typed at (200, 150), the block cursor after it.
+        glyph(enc.current_mut(), 200, 150);
+        enc.current_mut().fill(Area::new(206, 150, 6, 13), 0x000000);
+        enc.mark_dirty(Area::new(200, 150, 12, 13));
+        let f = enc.encode(2, false, &p, &[]).unwrap().unwrap();
+        apply(&mut canvas, &f);
+        assert_eq!(strip(&canvas), strip(enc.current()));
+        assert_eq!(
+            (f.stats.copy, f.stats.solid, f.stats.png),
+            (1, 1, 0),
+            "{:?}",
+            f.stats
+        );
+        assert!(f.stats.bytes < 60, "{:?}", f.stats);
+    }
+
+    #[test]
     fn grey_layouts() {
         assert_eq!(png_layout(&[0x000000, 0xFFFFFF]), (1, true));
         assert_eq!(png_layout(&[0x000000, 0x555555, 0xFFFFFF]), (2, true));
@@ -1299,6 +1329,24 @@ mod tests {
             }
             enc.mark_all_dirty();
             if let Some(f) = enc.encode(2, false, &p, &[(0, -scroll)]).unwrap() {
+                apply(&mut canvas, &f);
+            }
+            prop_assert_eq!(strip(&canvas), strip(enc.current()));
+            // Small changes copied from elsewhere on screen (typed glyphs), a cursor next
+            // to them, only the damaged area marked.
+            for (i, (x, y, _, _, c)) in boxes.iter().enumerate().take(4) {
+                let (sx, sy) = (x % w, y % h);
+                let dst = Area::new(((x * 7 + 13) % w) as i32, ((y * 3 + 5) % h) as i32, 6, 9);
+                let src = enc.current().clone();
+                let d = dst.intersect(&Area::new(0, 0, w.saturating_sub(sx).min(6),
+                                                h.saturating_sub(sy).min(9)).relative_to(-dst.x, -dst.y));
+                if !d.is_empty() {
+                    enc.current_mut().blit(&src, sx, sy, d);
+                }
+                enc.current_mut().fill(Area::new(dst.x + 6, dst.y, 4, 9), palette[(*c as usize + i) % 6]);
+                enc.mark_dirty(Area::new(dst.x, dst.y, 10, 9));
+            }
+            if let Some(f) = enc.encode(3, false, &p, &[]).unwrap() {
                 apply(&mut canvas, &f);
             }
             prop_assert_eq!(strip(&canvas), strip(enc.current()));
