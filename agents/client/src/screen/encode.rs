@@ -149,6 +149,14 @@ pub struct EncodedFrame {
     pub stats: FrameStats,
 }
 
+/// The worse of two block states (0 exact, else the JPEG quality sent).
+fn worst(a: u8, b: u8) -> u8 {
+    match (a, b) {
+        (0, q) | (q, 0) => q,
+        (x, y) => x.min(y),
+    }
+}
+
 /// Open-addressing colour → palette index table (at most [`MAX_PALETTE`] colours).
 struct ColourTable {
     slots: Vec<u32>,
@@ -493,32 +501,15 @@ impl FrameEncoder {
         if copies.is_empty() {
             return copies;
         }
-        // Lossiness travels with the copied pixels (block-wise, roughly).
-        let cols = self.changed.cols();
+        // Lossiness travels with the copied pixels: every destination block takes the
+        // worst state of the source blocks its pixels come from (read before any copy).
         let moved: Vec<(usize, u8)> = copies
             .iter()
-            .flat_map(|c| {
-                let d = c.dst;
-                let (bx0, by0) = (d.x as u32 / BLOCK, d.y as u32 / BLOCK);
-                let (bx1, by1) = (
-                    (d.x as u32 + d.w).div_ceil(BLOCK),
-                    (d.y as u32 + d.h).div_ceil(BLOCK),
-                );
-                let (ox, oy) = (c.sx as i64 - d.x as i64, c.sy as i64 - d.y as i64);
-                let lossy = &self.lossy;
-                (by0..by1).flat_map(move |r| {
-                    (bx0..bx1).map(move |col| {
-                        let sx = ((col * BLOCK) as i64 + ox).max(0) as u32 / BLOCK;
-                        let sy = ((r * BLOCK) as i64 + oy).max(0) as u32 / BLOCK;
-                        let q = lossy.get((sy * cols + sx) as usize).copied().unwrap_or(0);
-                        ((r * cols + col) as usize, q)
-                    })
-                })
-            })
+            .flat_map(|c| self.copied_lossiness(c))
             .collect();
         for (i, q) in moved {
             if let Some(l) = self.lossy.get_mut(i) {
-                *l = (*l).max(q);
+                *l = worst(*l, q);
             }
         }
         detect::apply_copies(&mut self.reference, &copies);
@@ -527,6 +518,45 @@ impl FrameEncoder {
         detect::changed_blocks(&self.current, &self.reference, &self.changed, &mut still);
         self.changed = still;
         copies
+    }
+
+    /// For each block a copy writes to: its index and the worst lossiness of the source
+    /// blocks under the pixels copied into it.
+    fn copied_lossiness(&self, c: &CopyRect) -> Vec<(usize, u8)> {
+        let cols = self.dirty.cols();
+        let d = c.dst;
+        let (ox, oy) = (c.sx as i32 - d.x, c.sy as i32 - d.y);
+        let mut out = Vec::new();
+        for r in d.y as u32 / BLOCK..(d.y as u32 + d.h).div_ceil(BLOCK) {
+            for col in d.x as u32 / BLOCK..(d.x as u32 + d.w).div_ceil(BLOCK) {
+                let part = self.dirty.block_area(col, r).intersect(&d);
+                let src = Area::new(part.x + ox, part.y + oy, part.w, part.h);
+                out.push(((r * cols + col) as usize, self.lossiness(src)));
+            }
+        }
+        out
+    }
+
+    /// The worst lossiness of the blocks under `area` (0: all exact).
+    fn lossiness(&self, area: Area) -> u8 {
+        let cols = self.dirty.cols();
+        let a = area.intersect(&Area::new(0, 0, self.width, self.height));
+        if a.is_empty() {
+            return 0;
+        }
+        let mut q = 0;
+        for r in a.y as u32 / BLOCK..(a.y as u32 + a.h).div_ceil(BLOCK) {
+            for col in a.x as u32 / BLOCK..(a.x as u32 + a.w).div_ceil(BLOCK) {
+                q = worst(
+                    q,
+                    self.lossy
+                        .get((r * cols + col) as usize)
+                        .copied()
+                        .unwrap_or(0),
+                );
+            }
+        }
+        q
     }
 
     /// Small changes whose pixels are on screen already (a typed letter) become copies:
@@ -558,7 +588,12 @@ impl FrameEncoder {
                     continue;
                 }
                 searches += 1;
-                match detect::find_source(&self.current, &self.reference, a) {
+                // A source the console only has as JPEG would smear the text.
+                let source =
+                    detect::find_source(&self.current, &self.reference, a).filter(|&(sx, sy)| {
+                        self.lossiness(Area::new(sx as i32, sy as i32, a.w, a.h)) == 0
+                    });
+                match source {
                     Some((sx, sy)) => found.push(CopyRect { dst: a, sx, sy }),
                     None => {
                         all = false;
