@@ -384,9 +384,15 @@ fn refresh_gives_a_key_frame() {
     let mut s = Stream::start(&x.display, X11Options::default());
     s.frame_acked(WAIT);
     s.drain(Duration::from_millis(300));
+    let shapes = s.canvas.cursor_messages;
     s.ctl.send(StreamControl::Refresh).unwrap();
     let f = s.frame_acked(WAIT);
     assert!(f.key && f.supersedes_first, "{f:?}");
+    // The cursor comes again too (shape and position) for the new viewer.
+    assert!(
+        s.until(WAIT, |s| s.canvas.cursor_messages >= shapes + 2),
+        "no cursor after Refresh"
+    );
     assert_eq!((f.width, f.height), (W, H));
     let (wrong, _, _) = compare_all(&p, &s, &f.jpeg_areas);
     assert_eq!(wrong, 0);

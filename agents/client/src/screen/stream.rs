@@ -215,9 +215,12 @@ impl Stream {
                 Ok(())
             }
             Msg::Control(StreamControl::Refresh) => {
+                // A new or lost viewer: the whole picture, the cursor's shape and place.
                 self.request_key();
-                self.cursor.serial = None;
-                self.cursor.pos = None;
+                self.cursor = CursorSent {
+                    shape_changed: true,
+                    ..Default::default()
+                };
                 Ok(())
             }
             Msg::Source(SourceEvent::Damage) => {
