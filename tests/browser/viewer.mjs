@@ -641,6 +641,45 @@ async function run() {
     return `counters ${JSON.stringify(st)}`;
   });
 
+  await step('k. the viewer\'s decoders refuse random and mutated bytes with their own error only', async () => {
+    const r = await page.evaluate(async () => {
+      const m = await import('/static/viewer.js');
+      let x = 0x9e3779b9; // xorshift32, fixed seed: the same bytes every run
+      const rnd = () => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x; };
+      const bytes = (n) => Uint8Array.from({ length: n }, () => rnd() & 0xff);
+      // A valid update: 2 rectangles (solid, copy) on a 64x48 surface.
+      const valid = Uint8Array.from([1, 3, 0, 64, 0, 48, 0, 0, 0, 7, 0, 2,
+        0, 0, 0, 0, 0, 8, 0, 8, 0, 0, 0, 0, 3, 1, 2, 3,
+        0, 8, 0, 0, 0, 8, 0, 8, 3, 0, 0, 0, 4, 0, 0, 0, 0]);
+      const ok = m.decodeUpdate(valid);
+      if (ok.rects.length !== 2 || ok.frame !== 7 || !ok.key || !ok.end) return { bad: `valid update decoded as ${JSON.stringify(ok)}` };
+      let refused = 0;
+      let accepted = 0;
+      const tryAll = (buf) => {
+        for (const f of [() => m.decodeFrame(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength)),
+          () => m.decodeUpdate(buf), () => m.decodeCursor(buf)]) {
+          try { f(); accepted += 1; } catch (e) {
+            if (!(e instanceof m.ScreenError)) throw new Error(`${e && e.name}: ${e && e.message} on [${Array.from(buf.slice(0, 24))}]`);
+            refused += 1;
+          }
+        }
+      };
+      try {
+        for (let i = 0; i < 20000; i += 1) tryAll(bytes(rnd() % 160));
+        for (let i = 0; i < 20000; i += 1) {
+          const b = valid.slice();
+          for (let k = 1 + (rnd() % 3); k > 0; k -= 1) b[rnd() % b.length] = rnd() & 0xff;
+          tryAll(rnd() % 4 === 0 ? b.subarray(0, rnd() % b.length) : b);
+        }
+      } catch (e) {
+        return { bad: e.message };
+      }
+      return { refused, accepted };
+    });
+    check(!r.bad, r.bad);
+    return `${r.refused} refused, ${r.accepted} accepted, no other exception`;
+  });
+
   await step('no script errors on the pages', async () => {
     check(pageErrors.length === 0, `uncaught errors:\n${pageErrors.join('\n')}`);
   }, { chain: false });

@@ -1,14 +1,19 @@
 //! Encoding benchmark: full-screen 1080p changes, text-like and photo-like, on one thread.
 //!
 //! `cargo bench -p lifeline-agent --bench encode` prints `name=value` lines:
-//! * `fullscreen_encode_ms_p50_{text,photo}` / `_p99_`: time to encode a frame in which
+//! * `fullscreen_encode_ms_p50_{text,photo}` / `_p99_`: wall time to encode a frame in which
 //!   every pixel of a 1920x1080 surface changed (compare + classify + encode + message),
 //!   alternating between two pictures so every frame is a full change; the capture is not
 //!   timed;
+//! * `fullscreen_encode_cpu_ms_mean_...`: the thread's mean CPU time for the same, from the
+//!   scheduler's accounting (what to compare on a machine other builds keep busy; its clock
+//!   may tick coarsely, hence a mean rather than percentiles);
 //! * `bytes_per_frame_{text,photo}`: payload bytes of those frames;
-//! * the same for other quality levels and PNG efforts, the cost of comparing a full screen
-//!   against the reference, of the scroll search, and bytes with and without comparison for
-//!   a repaint that changed one line (what damage alone would send).
+//! * the same for other quality levels and PNG efforts, the CPU cost of comparing a full
+//!   screen against the reference and of the scroll search, a 900x968 text window
+//!   scrolled by three lines, and bytes
+//!   with and without comparison for a repaint that changed one line (what damage alone
+//!   would send).
 //!
 //! The pictures are synthetic and deterministic: text is made of generated 6×13 glyphs in a
 //! few colours on light and dark backgrounds (several "windows"); the photo is fractal
@@ -157,6 +162,15 @@ fn photo_screen(seed: u64) -> Pixels {
     Pixels::from_bgrx(W, H, data).expect("size")
 }
 
+/// CPU time this thread has used, in milliseconds (from the scheduler's own accounting, so
+/// it does not count time other processes on a busy machine took).
+fn thread_cpu_ms() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |ns| ns / 1e6)
+}
+
 fn pct(sorted: &[f64], p: usize) -> f64 {
     sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
 }
@@ -167,25 +181,29 @@ fn run(name: &str, a: &Pixels, b: &Pixels, params: &EncodeParams) {
     enc.current_mut().copy_from(a, a.bounds());
     enc.encode(1, true, params, &[]).expect("key frame");
     let mut times = Vec::with_capacity(ROUNDS);
+    let mut cpu = Vec::with_capacity(ROUNDS);
     let mut bytes = Vec::with_capacity(ROUNDS);
     let mut kinds = (0, 0, 0);
     for i in 0..ROUNDS {
         let src = if i % 2 == 0 { b } else { a };
         enc.current_mut().copy_from(src, src.bounds());
         enc.mark_all_dirty();
+        let c = thread_cpu_ms();
         let t = Instant::now();
         let f = enc
             .encode(i as u32 + 2, false, params, &[])
             .expect("encode")
             .expect("a change");
         times.push(t.elapsed().as_secs_f64() * 1000.0);
+        cpu.push(thread_cpu_ms() - c);
         bytes.push(f.stats.bytes);
         kinds = (f.stats.png, f.stats.jpeg, f.stats.solid);
     }
     times.sort_by(f64::total_cmp);
+    let cpu_mean = cpu.iter().sum::<f64>() / cpu.len() as f64;
     bytes.sort_unstable();
     println!(
-        "fullscreen_encode_ms_p50_{name}={:.2}\nfullscreen_encode_ms_p99_{name}={:.2}\nbytes_per_frame_{name}={}\nrects_png_jpeg_solid_{name}={}/{}/{}",
+        "fullscreen_encode_ms_p50_{name}={:.2}\nfullscreen_encode_ms_p99_{name}={:.2}\nfullscreen_encode_cpu_ms_mean_{name}={cpu_mean:.2}\nbytes_per_frame_{name}={}\nrects_png_jpeg_solid_{name}={}/{}/{}",
         pct(&times, 50),
         pct(&times, 99),
         bytes[bytes.len() / 2],
@@ -237,45 +255,70 @@ fn main() {
     let mut all = BlockMap::new(W, H);
     all.set_all();
     let mut changed = BlockMap::new(W, H);
-    let mut times = Vec::new();
+    let same = t1.clone();
+    let (mut times, mut cpu) = (Vec::new(), 0.0);
     for _ in 0..ROUNDS {
-        let t = Instant::now();
-        detect::changed_blocks(&t1, &t1.clone(), &all, &mut changed);
+        let (c, t) = (thread_cpu_ms(), Instant::now());
+        detect::changed_blocks(&t1, &same, &all, &mut changed);
         times.push(t.elapsed().as_secs_f64() * 1000.0);
+        cpu += thread_cpu_ms() - c;
     }
     times.sort_by(f64::total_cmp);
-    println!("detect_compare_fullscreen_ms_p50={:.2}", pct(&times, 50));
-    let mut times = Vec::new();
+    println!(
+        "detect_compare_fullscreen_ms_p50={:.2}\ndetect_compare_fullscreen_cpu_ms_mean={:.2}",
+        pct(&times, 50),
+        cpu / ROUNDS as f64
+    );
+    let (mut times, mut cpu) = (Vec::new(), 0.0);
     for _ in 0..ROUNDS {
-        let t = Instant::now();
+        let (c, t) = (thread_cpu_ms(), Instant::now());
         let _ = detect::scroll_offset(&t2, &t1, t1.bounds());
         times.push(t.elapsed().as_secs_f64() * 1000.0);
+        cpu += thread_cpu_ms() - c;
     }
     times.sort_by(f64::total_cmp);
     println!(
-        "detect_scroll_search_fullscreen_ms_p50={:.2}",
-        pct(&times, 50)
+        "detect_scroll_search_fullscreen_ms_p50={:.2}\ndetect_scroll_search_fullscreen_cpu_ms_mean={:.2}",
+        pct(&times, 50),
+        cpu / ROUNDS as f64
     );
 
-    // A full-screen scroll by 45 rows: bytes and time with Copy.
-    let mut scrolled = Pixels::new(W, H);
-    scrolled.blit(&t1, 0, 45, Area::new(0, 0, W, H - 45));
-    scrolled.copy_from(&t2, Area::new(0, (H - 45) as i32, W, 45));
+    // The big text window scrolls by 3 lines (45 rows) and shows 3 new lines: bytes and
+    // time with Copy.
+    let text_area = Area::new(20, 52, 900, 968);
+    let mut scrolled = t1.clone();
+    scrolled.blit(
+        &t1,
+        text_area.x as u32,
+        text_area.y as u32 + 45,
+        Area::new(text_area.x, text_area.y, text_area.w, text_area.h - 45),
+    );
+    let fresh = Area::new(
+        text_area.x,
+        text_area.y + text_area.h as i32 - 45,
+        text_area.w,
+        45,
+    );
+    scrolled.copy_from(&t2, fresh);
     let mut enc = FrameEncoder::new(W, H).expect("encoder");
-    enc.current_mut().copy_from(&t1, t1.bounds());
-    enc.encode(1, true, &auto, &[]).expect("key");
-    enc.current_mut().copy_from(&scrolled, scrolled.bounds());
-    enc.mark_all_dirty();
-    let t = Instant::now();
-    let f = enc
-        .encode(2, false, &auto, &[])
-        .expect("encode")
-        .expect("change");
+    let (mut times, mut bytes, mut copies) = (Vec::new(), 0, 0);
+    for i in 0..ROUNDS as u32 {
+        enc.current_mut().copy_from(&t1, t1.bounds());
+        enc.encode(2 * i + 1, true, &auto, &[]).expect("key");
+        enc.current_mut().copy_from(&scrolled, scrolled.bounds());
+        enc.mark_all_dirty();
+        let t = Instant::now();
+        let f = enc
+            .encode(2 * i + 2, false, &auto, &[])
+            .expect("encode")
+            .expect("change");
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        (bytes, copies) = (f.stats.bytes, f.stats.copy);
+    }
+    times.sort_by(f64::total_cmp);
     println!(
-        "fullscreen_scroll_encode_ms={:.2}\nfullscreen_scroll_bytes={}\nfullscreen_scroll_copies={}",
-        t.elapsed().as_secs_f64() * 1000.0,
-        f.stats.bytes,
-        f.stats.copy
+        "window_scroll_encode_ms_p50={:.2}\nwindow_scroll_bytes={bytes}\nwindow_scroll_copies={copies}",
+        pct(&times, 50)
     );
 
     // Damage alone vs damage + comparison: an 880x980 text window repainted whole with one

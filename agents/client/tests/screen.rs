@@ -310,6 +310,70 @@ fn a_slow_viewer_gets_the_newest_state_not_a_backlog() {
     s.stop();
 }
 
+/// A 100 KB/s link, simulated by acknowledging each frame once its bytes would have gone
+/// through: at most `MAX_IN_FLIGHT` frames wait, and `Auto` lowers the JPEG quality.
+#[test]
+fn a_slow_link_gets_fewer_cheaper_frames() {
+    let x = Xvfb::start();
+    let p = Painter::connect(&x.display);
+    p.fill(0, 0, W, H, 0xFFFFFF);
+    p.sync();
+    let (pw, ph) = (640u32, 480u32);
+    let photos: Vec<Vec<u32>> = (0..4).map(|i| photo(pw, ph, 20 + i)).collect();
+    let mut s = Stream::start(&x.display, X11Options::default());
+    s.frame_acked(WAIT);
+    let rate = 100_000.0; // bytes per second
+    let mut link_free = Instant::now();
+    let mut pending: std::collections::VecDeque<(Instant, u32)> = Default::default();
+    let mut per_px = Vec::new();
+    let mut max_waiting = 0;
+    let end = Instant::now() + Duration::from_secs(6);
+    let mut next_change = Instant::now();
+    let mut i = 0;
+    while Instant::now() < end {
+        let now = Instant::now();
+        if now >= next_change {
+            p.put_image(200, 200, pw, ph, &photos[i % photos.len()]);
+            p.sync();
+            i += 1;
+            next_change = now + Duration::from_millis(150);
+        }
+        while pending.front().is_some_and(|&(t, _)| t <= now) {
+            let (_, f) = pending.pop_front().unwrap();
+            s.ack(f);
+        }
+        let wait = pending
+            .front()
+            .map_or(Duration::from_millis(20), |&(t, _)| {
+                t.saturating_duration_since(now)
+            })
+            .min(Duration::from_millis(20));
+        if let Some(f) = s.frame(wait) {
+            let at = Instant::now().max(link_free) + Duration::from_secs_f64(f.bytes as f64 / rate);
+            link_free = at;
+            pending.push_back((at, f.frame));
+            max_waiting = max_waiting.max(pending.len());
+            let jpeg_px: u32 = f.jpeg_areas.iter().map(|a| a.2 * a.3).sum();
+            if jpeg_px > 100_000 {
+                per_px.push(f.bytes as f64 / f64::from(jpeg_px));
+            }
+        }
+    }
+    println!(
+        "slow_link_frames={} slow_link_bytes_per_photo_px_first={:.3} last={:.3} max_waiting={max_waiting}",
+        per_px.len(),
+        per_px.first().copied().unwrap_or(0.0),
+        per_px.last().copied().unwrap_or(0.0)
+    );
+    assert!(max_waiting <= MAX_IN_FLIGHT, "{max_waiting} frames waited");
+    assert!(per_px.len() >= 3, "{per_px:?}");
+    assert!(
+        per_px.last().unwrap() < per_px.first().unwrap(),
+        "quality did not drop on a slow link: {per_px:?}"
+    );
+    s.stop();
+}
+
 #[test]
 fn refresh_gives_a_key_frame() {
     let x = Xvfb::start();
@@ -320,10 +384,35 @@ fn refresh_gives_a_key_frame() {
     let mut s = Stream::start(&x.display, X11Options::default());
     s.frame_acked(WAIT);
     s.drain(Duration::from_millis(300));
+    let shapes = s.canvas.cursor_messages;
     s.ctl.send(StreamControl::Refresh).unwrap();
     let f = s.frame_acked(WAIT);
     assert!(f.key && f.supersedes_first, "{f:?}");
+    // The cursor comes again too (shape and position) for the new viewer.
+    assert!(
+        s.until(WAIT, |s| s.canvas.cursor_messages >= shapes + 2),
+        "no cursor after Refresh"
+    );
     assert_eq!((f.width, f.height), (W, H));
+    let (wrong, _, _) = compare_all(&p, &s, &f.jpeg_areas);
+    assert_eq!(wrong, 0);
+
+    // Nobody watching: nothing is sent, whatever changes; watching again: a key frame.
+    s.ctl
+        .send(StreamControl::Stream {
+            active: false,
+            settings: StreamSettings::default(),
+        })
+        .unwrap();
+    s.drain(Duration::from_millis(200));
+    let before = s.binaries;
+    p.text_block(p.root, 300, 300, 10, 7);
+    p.sync();
+    s.drain(QUIET);
+    assert_eq!(s.binaries, before, "sent while nobody watched");
+    s.settings(StreamSettings::default());
+    let f = s.frame_acked(WAIT);
+    assert!(f.key, "{f:?}");
     let (wrong, _, _) = compare_all(&p, &s, &f.jpeg_areas);
     assert_eq!(wrong, 0);
     s.stop();

@@ -177,7 +177,8 @@ impl Hub {
             let owner_name = name_of(row.owner_id).await?;
             let accepted_by_name = name_of(row.accepted_by).await?;
             let totals = db.stream_totals(&row.id).await?;
-            let room = Arc::new(Room::new(&row.id, totals.as_ref()));
+            let grants = crate::view::grants_from_events(&db.events(&row.id).await?);
+            let room = Arc::new(Room::new(&row.id, totals.as_ref(), grants));
             sessions.insert(
                 row.id.clone(),
                 Live {
@@ -274,7 +275,7 @@ impl Hub {
     /// Registers a new session (already in the database) and its first agent link.
     pub fn add_session(&self, row: SessionRow, owner_name: Option<String>, tx: AgentTx) -> u64 {
         let gen_ = self.link_gen.fetch_add(1, Ordering::Relaxed);
-        let room = Arc::new(Room::new(&row.id, None));
+        let room = Arc::new(Room::new(&row.id, None, Default::default()));
         room.set_agent(Some(tx.clone()));
         self.lock().insert(
             row.id.clone(),
@@ -662,7 +663,7 @@ impl Hub {
         self.db
             .add_event(
                 session_id,
-                "permission_requested",
+                crate::view::event_kind(GrantState::Requested),
                 &format!("{}, asked by {}", permission.as_str(), user.display_name),
             )
             .await?;
@@ -705,14 +706,12 @@ impl Hub {
         if before == Some(state) {
             return Ok(state);
         }
-        let kind = match state {
-            GrantState::Granted => "permission_granted",
-            GrantState::Denied => "permission_denied",
-            GrantState::Revoked => "permission_revoked",
-            GrantState::Requested => "permission_requested",
-        };
         self.db
-            .add_event(session_id, kind, permission.as_str())
+            .add_event(
+                session_id,
+                crate::view::event_kind(state),
+                permission.as_str(),
+            )
             .await?;
         room.set_grant(permission, state);
         self.announce(

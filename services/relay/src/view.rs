@@ -32,11 +32,16 @@
 //! at least one viewer is open, and `active: false` as soon as one of these stops. A viewer
 //! that joins a running stream triggers a `Refresh`.
 //!
+//! # Grants across restarts
+//! Grants live in memory and as session events in the database; a relay that restarts
+//! replays the events ([`grants_from_events`]). The agent, which is the authority, re-reports
+//! its standing grants (and any revocation made meanwhile) when it reconnects, and only
+//! captures or injects while its own grant stands.
+//!
 //! # Limits
-//! Grants live in memory (and as session events in the database); after a relay restart
-//! they are rebuilt from what the agent re-reports when it reconnects. Messages to the agent
-//! go through its bounded queue without waiting: when that queue is nearly full, pointer
-//! moves are dropped first.
+//! Messages to the agent go through its bounded queue without waiting: when that queue is
+//! nearly full, pointer moves are dropped first. Stream settings are not kept across a relay
+//! restart (the viewers send them again).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -52,7 +57,7 @@ use lifeline_proto::viewer::{Grant, RelayToViewer, ViewerErrorCode};
 use lifeline_proto::{VERSION, encode};
 use tokio::sync::Notify;
 
-use crate::db::StreamTotals;
+use crate::db::{EventRow, StreamTotals};
 use crate::hub::AgentTx;
 
 /// Most screen messages queued for one viewer.
@@ -69,6 +74,36 @@ const AGENT_ROOM_FOR_POINTER: usize = 32;
 /// Frame numbers compared in serial-number order (they may wrap).
 fn after(a: u32, b: u32) -> bool {
     a != b && a.wrapping_sub(b) < 0x8000_0000
+}
+
+/// The event kind recorded for a permission reaching `state`.
+pub fn event_kind(state: GrantState) -> &'static str {
+    match state {
+        GrantState::Requested => "permission_requested",
+        GrantState::Granted => "permission_granted",
+        GrantState::Denied => "permission_denied",
+        GrantState::Revoked => "permission_revoked",
+    }
+}
+
+/// Where each permission stood after these session events (their detail starts with the
+/// permission's name).
+pub fn grants_from_events(events: &[EventRow]) -> BTreeMap<Permission, GrantState> {
+    let mut grants = BTreeMap::new();
+    for e in events {
+        let state = match e.kind.as_str() {
+            "permission_requested" => GrantState::Requested,
+            "permission_granted" => GrantState::Granted,
+            "permission_denied" => GrantState::Denied,
+            "permission_revoked" => GrantState::Revoked,
+            _ => continue,
+        };
+        let name = e.detail.split([',', ' ']).next().unwrap_or("");
+        if let Some(p) = Permission::from_name(name) {
+            grants.insert(p, state);
+        }
+    }
+    grants
 }
 
 // ---- counters -------------------------------------------------------------------------------
@@ -456,10 +491,19 @@ pub struct Room {
 }
 
 impl Room {
-    pub fn new(session_id: &str, totals: Option<&StreamTotals>) -> Self {
+    /// A room with the counters and grants of a session as stored (both empty for a new
+    /// session).
+    pub fn new(
+        session_id: &str,
+        totals: Option<&StreamTotals>,
+        grants: BTreeMap<Permission, GrantState>,
+    ) -> Self {
         Room {
             session_id: session_id.to_string(),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                grants,
+                ..State::default()
+            }),
             counters: totals.map(Counters::from_totals).unwrap_or_default(),
         }
     }
@@ -747,7 +791,7 @@ mod tests {
     }
 
     fn room_with_agent() -> (Room, mpsc::Receiver<RelayToAgent>) {
-        let room = Room::new("s", None);
+        let room = Room::new("s", None, BTreeMap::new());
         let (tx, rx) = mpsc::channel(256);
         room.set_agent(Some(tx));
         room.set_grant(Permission::View, GrantState::Granted);
@@ -868,6 +912,141 @@ mod tests {
             agent_msgs(&mut rx).as_slice(),
             [RelayToAgent::FrameAck { frame: 3 }]
         ));
+    }
+
+    #[test]
+    fn a_viewer_that_reads_no_text_is_closed_not_grown() {
+        let out = Outbox::default();
+        for _ in 0..QUEUE_TEXTS + 10 {
+            out.push_text("{}".into());
+        }
+        assert!(matches!(out.try_next(), Some(Next::Close(1013, _))));
+        assert_eq!(out.lock().texts, QUEUE_TEXTS);
+    }
+
+    #[test]
+    fn grants_replay_from_events() {
+        let ev = |kind: &str, detail: &str| EventRow {
+            id: 0,
+            at: 0,
+            kind: kind.into(),
+            detail: detail.into(),
+        };
+        let g = grants_from_events(&[
+            ev("permission_requested", "view, asked by Ana"),
+            ev("permission_granted", "view"),
+            ev("permission_requested", "control, asked by Ana"),
+            ev("accepted", "Ana"),
+            ev("permission_denied", "control"),
+            ev("permission_granted", "nonsense"),
+        ]);
+        assert_eq!(
+            g.into_iter().collect::<Vec<_>>(),
+            [
+                (Permission::View, GrantState::Granted),
+                (Permission::Control, GrantState::Denied)
+            ]
+        );
+    }
+
+    /// What a property test may do to a room.
+    #[derive(Debug, Clone)]
+    enum Op {
+        AddViewer,
+        RemoveViewer(usize),
+        Screen { len: usize, supersedes: bool },
+        Cursor(u8),
+        Ack { viewer: usize, frame: u32 },
+        Drain(usize),
+        Grant(bool),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(Op::AddViewer),
+            (0usize..4).prop_map(Op::RemoveViewer),
+            (0usize..300_000, any::<bool>())
+                .prop_map(|(len, supersedes)| Op::Screen { len, supersedes }),
+            (1u8..=3).prop_map(Op::Cursor),
+            (0usize..4, 0u32..64).prop_map(|(viewer, frame)| Op::Ack { viewer, frame }),
+            (0usize..4).prop_map(Op::Drain),
+            any::<bool>().prop_map(Op::Grant),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever happens, queues stay within their bounds, acknowledgements only move
+        /// forward, and the agent is told to stream exactly while someone may watch.
+        #[test]
+        fn rooms_keep_their_bounds(ops in proptest::collection::vec(op(), 1..200)) {
+            let room = Room::new("p", None, BTreeMap::new());
+            let (tx, mut rx) = mpsc::channel(100_000);
+            room.set_agent(Some(tx));
+            let mut viewers: Vec<(u64, Arc<Outbox>)> = Vec::new();
+            let mut seq = 0u32;
+            let mut last_ack: Option<u32> = None;
+            let mut granted = false;
+            for op in ops {
+                match op {
+                    Op::AddViewer => {
+                        let o = Arc::new(Outbox::default());
+                        viewers.push((room.add_viewer(o.clone()).unwrap(), o));
+                    }
+                    Op::RemoveViewer(i) if i < viewers.len() => {
+                        room.remove_viewer(viewers.remove(i).0);
+                    }
+                    Op::RemoveViewer(_) => {}
+                    Op::Screen { len, supersedes } => {
+                        seq += 1;
+                        let flags = if supersedes { frame::FLAG_SUPERSEDES } else { 0 };
+                        let f = frame::encode(Channel::Screen, flags, seq, &vec![0; len.min(lifeline_proto::MAX_FRAME_PAYLOAD)]).unwrap();
+                        let (h, _) = frame::decode(&f).unwrap();
+                        room.route(&h, Bytes::from(f));
+                    }
+                    Op::Cursor(kind) => {
+                        seq += 1;
+                        let f = frame::encode(Channel::Cursor, 0, seq, &[kind, 0, 0, 0, 0]).unwrap();
+                        let (h, _) = frame::decode(&f).unwrap();
+                        room.route(&h, Bytes::from(f));
+                    }
+                    Op::Ack { viewer, frame } => {
+                        if let Some((id, _)) = viewers.get(viewer) {
+                            room.ack(*id, frame);
+                        }
+                    }
+                    Op::Drain(i) => {
+                        if let Some((_, o)) = viewers.get(i) {
+                            drain(o);
+                        }
+                    }
+                    Op::Grant(g) => {
+                        granted = g;
+                        let st = if g { GrantState::Granted } else { GrantState::Revoked };
+                        room.set_grant(Permission::View, st);
+                    }
+                }
+                for (_, o) in &viewers {
+                    let q = o.lock();
+                    proptest::prop_assert!(q.screen <= QUEUE_FRAMES);
+                    proptest::prop_assert!(q.bytes <= QUEUE_BYTES + 2 * 300);
+                    let cursors = q.items.iter().filter(|i| matches!(i, Item::Cursor(..))).count();
+                    proptest::prop_assert!(cursors <= 2);
+                }
+                proptest::prop_assert_eq!(room.is_active(), granted && !viewers.is_empty());
+                while let Ok(m) = rx.try_recv() {
+                    if let RelayToAgent::FrameAck { frame } = m {
+                        if let Some(l) = last_ack {
+                            proptest::prop_assert!(after(frame, l), "ack {} after {}", frame, l);
+                        }
+                        last_ack = Some(frame);
+                    }
+                    if let RelayToAgent::Stream { active: false, .. } = m {
+                        last_ack = None;
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -839,3 +839,92 @@ async fn viewers_of_other_reps_are_refused() {
     let mut v = Peer::new("admin viewer", ws, false);
     assert_eq!(v.json("hello").await["agent_online"], true);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_keeps_counters_and_grants() {
+    let mut relay = Relay::start().await;
+    let rep = relay.rep_token().await;
+    let (mut agent, sid, resume) = active_session(&relay, &rep, "Redémarrage").await;
+    let mut v = viewer(&relay, &rep, &sid).await;
+    grant(&relay, &rep, &sid, &mut agent, "view").await;
+    agent.json("stream").await;
+    let frames: Vec<Vec<u8>> = (1..=3)
+        .map(|n| screen_frame(n, n, n == 1, [n as u8, 0, 0]))
+        .collect();
+    for f in &frames {
+        agent.send_bin(f.clone()).await;
+    }
+    for f in &frames {
+        assert_eq!(&v.bin().await, f);
+    }
+    let bytes: u64 = frames.iter().map(|f| f.len() as u64).sum();
+
+    // A graceful stop writes the counters; viewers and agents are told it restarts.
+    let port = relay.port();
+    let mut child = relay.child.take().unwrap();
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(v.closed().await.map(|c| c.0), Some(1012));
+    wait_for(Duration::from_secs(15), "the relay to exit", async || {
+        child.try_wait().unwrap()
+    })
+    .await;
+    relay.spawn(Some(port)).await;
+    let (s, d) = relay.get(&rep, &format!("/api/v1/sessions/{sid}")).await;
+    assert_eq!(s, 200, "{d}");
+    let st = &d["stream"];
+    assert_eq!(
+        (
+            st["screen_frames"].as_u64(),
+            st["screen_bytes"].as_u64(),
+            st["delivered_frames"].as_u64()
+        ),
+        (Some(3), Some(bytes), Some(3)),
+        "{st}"
+    );
+    assert_eq!(
+        d["permissions"][0]["state"], "granted",
+        "{}",
+        d["permissions"]
+    );
+
+    // The agent comes back and re-reports its grant; a viewer gets the stream again.
+    let ws = ws_connect(&relay.addr, "/ws/agent", None).await;
+    let mut agent = Peer::new("agent again", ws, true);
+    agent
+        .send(json!({"type": "hello", "version": {"major": 1, "minor": 0},
+                     "auth": {"kind": "resume", "session_id": sid, "token": resume},
+                     "info": {"customer_name": "", "computer": "", "platform": "", "language": ""}}))
+        .await;
+    agent.json("welcome").await;
+    agent
+        .send(json!({"type": "permission", "permission": "view", "granted": true}))
+        .await;
+    let mut v = viewer(&relay, &rep, &sid).await;
+    assert_eq!(agent.json("stream").await["active"], true);
+    let f = screen_frame(4, 4, true, [4, 0, 0]);
+    agent.send_bin(f.clone()).await;
+    assert_eq!(v.bin().await, f);
+    let (_, d) = relay.get(&rep, &format!("/api/v1/sessions/{sid}")).await;
+    let granted = d["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "permission_granted")
+        .count();
+    assert_eq!(
+        granted, 1,
+        "a re-reported grant is not a new event: {}",
+        d["events"]
+    );
+    // The API describes the new endpoint.
+    let (_, doc) = relay.get(&rep, "/api/v1/openapi.json").await;
+    assert!(
+        doc["paths"]["/api/v1/sessions/{id}/permissions"]["post"].is_object(),
+        "{}",
+        doc["paths"]
+    );
+}

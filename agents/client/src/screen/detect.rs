@@ -28,8 +28,6 @@
 //! windows moved by a program or the keyboard are encoded as ordinary changes; a small
 //! change's source is searched within 320 rows of it.
 
-use std::collections::HashMap;
-
 use super::blocks::{BLOCK, BlockMap};
 use super::pixels::{Area, BPP, Pixels};
 
@@ -153,36 +151,42 @@ pub fn scroll_offset(cur: &Pixels, reference: &Pixels, area: Area) -> Option<i32
     }
     let band_w = area.w.min(HASH_BAND);
     let band_x = area.x as u32 + (area.w - band_w) / 2;
-    let y0 = area.y as u32;
-    let mut by_hash: HashMap<u64, Vec<u32>> = HashMap::with_capacity(area.h as usize);
-    let mut ref_hashes = Vec::with_capacity(area.h as usize);
-    for y in y0..y0 + area.h {
-        let h = row_hash(reference.row(band_x, y, band_w));
-        ref_hashes.push(h);
-        let rows = by_hash.entry(h).or_default();
-        if rows.len() <= COMMON_ROW {
-            rows.push(y);
-        }
-    }
-    let mut votes: HashMap<i32, u32> = HashMap::new();
+    let (y0, h) = (area.y as u32, area.h as usize);
+    let ref_hashes: Vec<u64> = (y0..y0 + area.h)
+        .map(|y| row_hash(reference.row(band_x, y, band_w)))
+        .collect();
+    // (hash, row) sorted by hash: rows with one content are neighbours.
+    let mut sorted: Vec<(u64, u32)> = ref_hashes
+        .iter()
+        .enumerate()
+        .map(|(i, &hh)| (hh, y0 + i as u32))
+        .collect();
+    sorted.sort_unstable();
+    // votes[dy + h] counts rows found dy rows away.
+    let mut votes = vec![0u32; 2 * h + 1];
     let mut voters = 0u32;
     for (i, y) in (y0..y0 + area.h).enumerate() {
-        let h = row_hash(cur.row(band_x, y, band_w));
-        if h == ref_hashes[i] {
+        let hh = row_hash(cur.row(band_x, y, band_w));
+        if hh == ref_hashes[i] {
             continue; // unchanged row (in the band)
         }
-        let Some(rows) = by_hash.get(&h) else {
-            continue;
-        };
-        if rows.len() > COMMON_ROW {
+        let first = sorted.partition_point(|&(k, _)| k < hh);
+        let same = sorted[first..].iter().take_while(|&&(k, _)| k == hh);
+        let n = same.clone().count();
+        if n == 0 || n > COMMON_ROW {
             continue;
         }
         voters += 1;
-        for &src in rows {
-            *votes.entry(src as i32 - y as i32).or_default() += 1;
+        for &(_, src) in same {
+            votes[(i64::from(src) - i64::from(y) + h as i64) as usize] += 1;
         }
     }
-    let (dy, n) = votes.into_iter().max_by_key(|&(dy, n)| (n, -dy.abs()))?;
+    let (best, n) = votes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| (i as i64 - h as i64, n))
+        .max_by_key(|&(dy, n)| (n, -dy.abs()))?;
+    let dy = best as i32;
     (dy != 0 && n >= MIN_RUN && n * 4 >= voters).then_some(dy)
 }
 

@@ -54,8 +54,11 @@ const SMALL: u64 = (CELL * CELL * 2) as u64;
 /// `GLYPH_SEARCHES` searches a frame.
 const GLYPH_MAX: u64 = 48 * 32;
 const GLYPH_SEARCHES: usize = 6;
+/// ... and only in frames of at most this many rectangles and pixels.
+const GLYPH_RECTS: usize = 4;
+const GLYPH_FRAME: u64 = 16 * 1024;
 /// Palette images up to this many pixels always get the best PNG compression.
-const SMALL_PNG: u64 = 64 * 1024;
+const SMALL_PNG: u64 = 8 * 1024;
 /// Larger changed rectangles are sent whole rather than shrunk to their changes.
 const TIGHTEN_MAX: u64 = 512 * 512;
 /// Most data of one rectangle: what fits an update message with nothing else in it.
@@ -146,6 +149,14 @@ pub struct EncodedFrame {
     pub stats: FrameStats,
 }
 
+/// The worse of two block states (0 exact, else the JPEG quality sent).
+fn worst(a: u8, b: u8) -> u8 {
+    match (a, b) {
+        (0, q) | (q, 0) => q,
+        (x, y) => x.min(y),
+    }
+}
+
 /// Open-addressing colour → palette index table (at most [`MAX_PALETTE`] colours).
 struct ColourTable {
     slots: Vec<u32>,
@@ -198,11 +209,6 @@ impl ColourTable {
             s = (s + 1) & (SLOTS - 1);
         }
     }
-}
-
-#[inline]
-fn rgb_at(row: &[u8], i: usize) -> u32 {
-    u32::from_le_bytes([row[i * BPP], row[i * BPP + 1], row[i * BPP + 2], 0])
 }
 
 /// What kind of content a cell holds.
@@ -403,7 +409,9 @@ impl FrameEncoder {
                 })
                 .collect();
             detect::join_close(&mut rects);
-            if copies.is_empty() {
+            // Looking for glyphs on screen pays for small, interactive changes only.
+            let small: u64 = rects.iter().map(Area::pixels).sum();
+            if copies.is_empty() && rects.len() <= GLYPH_RECTS && small <= GLYPH_FRAME {
                 rects = self.reuse_glyphs(rects, &mut out)?;
             }
         }
@@ -493,32 +501,15 @@ impl FrameEncoder {
         if copies.is_empty() {
             return copies;
         }
-        // Lossiness travels with the copied pixels (block-wise, roughly).
-        let cols = self.changed.cols();
+        // Lossiness travels with the copied pixels: every destination block takes the
+        // worst state of the source blocks its pixels come from (read before any copy).
         let moved: Vec<(usize, u8)> = copies
             .iter()
-            .flat_map(|c| {
-                let d = c.dst;
-                let (bx0, by0) = (d.x as u32 / BLOCK, d.y as u32 / BLOCK);
-                let (bx1, by1) = (
-                    (d.x as u32 + d.w).div_ceil(BLOCK),
-                    (d.y as u32 + d.h).div_ceil(BLOCK),
-                );
-                let (ox, oy) = (c.sx as i64 - d.x as i64, c.sy as i64 - d.y as i64);
-                let lossy = &self.lossy;
-                (by0..by1).flat_map(move |r| {
-                    (bx0..bx1).map(move |col| {
-                        let sx = ((col * BLOCK) as i64 + ox).max(0) as u32 / BLOCK;
-                        let sy = ((r * BLOCK) as i64 + oy).max(0) as u32 / BLOCK;
-                        let q = lossy.get((sy * cols + sx) as usize).copied().unwrap_or(0);
-                        ((r * cols + col) as usize, q)
-                    })
-                })
-            })
+            .flat_map(|c| self.copied_lossiness(c))
             .collect();
         for (i, q) in moved {
             if let Some(l) = self.lossy.get_mut(i) {
-                *l = (*l).max(q);
+                *l = worst(*l, q);
             }
         }
         detect::apply_copies(&mut self.reference, &copies);
@@ -527,6 +518,45 @@ impl FrameEncoder {
         detect::changed_blocks(&self.current, &self.reference, &self.changed, &mut still);
         self.changed = still;
         copies
+    }
+
+    /// For each block a copy writes to: its index and the worst lossiness of the source
+    /// blocks under the pixels copied into it.
+    fn copied_lossiness(&self, c: &CopyRect) -> Vec<(usize, u8)> {
+        let cols = self.dirty.cols();
+        let d = c.dst;
+        let (ox, oy) = (c.sx as i32 - d.x, c.sy as i32 - d.y);
+        let mut out = Vec::new();
+        for r in d.y as u32 / BLOCK..(d.y as u32 + d.h).div_ceil(BLOCK) {
+            for col in d.x as u32 / BLOCK..(d.x as u32 + d.w).div_ceil(BLOCK) {
+                let part = self.dirty.block_area(col, r).intersect(&d);
+                let src = Area::new(part.x + ox, part.y + oy, part.w, part.h);
+                out.push(((r * cols + col) as usize, self.lossiness(src)));
+            }
+        }
+        out
+    }
+
+    /// The worst lossiness of the blocks under `area` (0: all exact).
+    fn lossiness(&self, area: Area) -> u8 {
+        let cols = self.dirty.cols();
+        let a = area.intersect(&Area::new(0, 0, self.width, self.height));
+        if a.is_empty() {
+            return 0;
+        }
+        let mut q = 0;
+        for r in a.y as u32 / BLOCK..(a.y as u32 + a.h).div_ceil(BLOCK) {
+            for col in a.x as u32 / BLOCK..(a.x as u32 + a.w).div_ceil(BLOCK) {
+                q = worst(
+                    q,
+                    self.lossy
+                        .get((r * cols + col) as usize)
+                        .copied()
+                        .unwrap_or(0),
+                );
+            }
+        }
+        q
     }
 
     /// Small changes whose pixels are on screen already (a typed letter) become copies:
@@ -558,7 +588,12 @@ impl FrameEncoder {
                     continue;
                 }
                 searches += 1;
-                match detect::find_source(&self.current, &self.reference, a) {
+                // A source the console only has as JPEG would smear the text.
+                let source =
+                    detect::find_source(&self.current, &self.reference, a).filter(|&(sx, sy)| {
+                        self.lossiness(Area::new(sx as i32, sy as i32, a.w, a.h)) == 0
+                    });
+                match source {
                     Some((sx, sy)) => found.push(CopyRect { dst: a, sx, sy }),
                     None => {
                         all = false;
@@ -790,14 +825,20 @@ impl FrameEncoder {
         for (ry, y) in (area.y as u32..area.y as u32 + area.h).enumerate() {
             let row = src.row(area.x as u32, y, area.w);
             let dst = &mut packed[ry * row_bytes..(ry + 1) * row_bytes];
-            let mut last = u32::MAX;
-            let mut idx = 0u8;
-            for i in 0..area.w as usize {
-                let c = rgb_at(row, i);
+            // The two colours seen last and their samples (ink and background).
+            let (mut last, mut idx) = (u32::MAX, 0u8);
+            let (mut prev, mut prev_idx) = (u32::MAX, 0u8);
+            for (i, p) in row.chunks_exact(BPP).enumerate() {
+                let c = u32::from_le_bytes([p[0], p[1], p[2], 0]);
                 if c != last {
-                    // Every colour of the area is in the palette; a miss maps to 0.
-                    idx = sample[usize::from(self.table.insert(c).unwrap_or(0))];
-                    last = c;
+                    let found = if c == prev {
+                        prev_idx
+                    } else {
+                        // Every colour of the area is in the palette; a miss maps to 0.
+                        sample[usize::from(self.table.insert(c).unwrap_or(0))]
+                    };
+                    (prev, prev_idx) = (last, idx);
+                    (last, idx) = (c, found);
                 }
                 let bit = i as u32 * bits;
                 let byte = (bit / 8) as usize;
@@ -974,21 +1015,32 @@ fn write_png(
 /// Classifies the pixels of `area`.
 fn classify(px: &Pixels, area: Area, t: &mut ColourTable) -> Kind {
     t.clear();
-    let mut full = false;
     let mut repeats = 0u64;
-    for y in area.y as u32..area.y as u32 + area.h {
+    let mut counted = 0u64;
+    let mut rows = area.y as u32..area.y as u32 + area.h;
+    // Palette pass: stops at the 257th colour. The two colours seen last are remembered
+    // (text alternates between its ink and its background), so most pixels cost one or two
+    // comparisons and no table lookup.
+    let mut full = false;
+    for y in rows.by_ref() {
         let row = px.row(area.x as u32, y, area.w);
-        let mut last = u32::MAX;
-        for i in 0..area.w as usize {
-            let c = rgb_at(row, i);
+        let (mut last, mut prev) = (u32::MAX, u32::MAX);
+        for p in row.chunks_exact(BPP) {
+            let c = u32::from_le_bytes([p[0], p[1], p[2], 0]);
             if c == last {
                 repeats += 1;
                 continue;
             }
-            last = c;
-            if !full && t.insert(c).is_none() {
+            if c != prev && t.insert(c).is_none() {
                 full = true;
+                break;
             }
+            prev = last;
+            last = c;
+        }
+        counted += u64::from(area.w);
+        if full {
+            break;
         }
     }
     if !full {
@@ -996,7 +1048,19 @@ fn classify(px: &Pixels, area: Area, t: &mut ColourTable) -> Kind {
         colours.sort_unstable();
         return Kind::Indexed(colours);
     }
-    if repeats * 2 >= area.pixels() {
+    // Many colours: flat (UI, text on gradients) or photographic? Count repeated
+    // neighbours on every fourth remaining row.
+    for y in rows.step_by(4) {
+        let row = px.row(area.x as u32, y, area.w);
+        let mut last = u32::MAX;
+        for p in row.chunks_exact(BPP) {
+            let c = u32::from_le_bytes([p[0], p[1], p[2], 0]);
+            repeats += u64::from(c == last);
+            last = c;
+        }
+        counted += u64::from(area.w);
+    }
+    if repeats * 2 >= counted {
         Kind::Rgb
     } else {
         Kind::Photo
@@ -1227,6 +1291,36 @@ mod tests {
     }
 
     #[test]
+    fn a_typed_letter_on_screen_already_is_a_copy() {
+        let mut enc = FrameEncoder::new(400, 300).unwrap();
+        let p = EncodeParams::default();
+        let glyph = |px: &mut Pixels, x: i32, y: i32| {
+            px.fill(Area::new(x + 1, y + 2, 1, 9), 0x000000);
+            px.fill(Area::new(x + 1, y + 2, 4, 1), 0x000000);
+            px.fill(Area::new(x + 1, y + 6, 3, 1), 0x000000);
+        };
+        enc.current_mut().fill(Area::new(0, 0, 400, 300), 0xFFFFFF);
+        glyph(enc.current_mut(), 30, 40);
+        let key = enc.encode(1, true, &p, &[]).unwrap().unwrap();
+        let mut canvas = Pixels::new(400, 300);
+        apply(&mut canvas, &key);
+        // The same letter typed at (200, 150), the block cursor after it.
+        glyph(enc.current_mut(), 200, 150);
+        enc.current_mut().fill(Area::new(206, 150, 6, 13), 0x000000);
+        enc.mark_dirty(Area::new(200, 150, 12, 13));
+        let f = enc.encode(2, false, &p, &[]).unwrap().unwrap();
+        apply(&mut canvas, &f);
+        assert_eq!(strip(&canvas), strip(enc.current()));
+        assert_eq!(
+            (f.stats.copy, f.stats.solid, f.stats.png),
+            (1, 1, 0),
+            "{:?}",
+            f.stats
+        );
+        assert!(f.stats.bytes < 60, "{:?}", f.stats);
+    }
+
+    #[test]
     fn grey_layouts() {
         assert_eq!(png_layout(&[0x000000, 0xFFFFFF]), (1, true));
         assert_eq!(png_layout(&[0x000000, 0x555555, 0xFFFFFF]), (2, true));
@@ -1270,6 +1364,24 @@ mod tests {
             }
             enc.mark_all_dirty();
             if let Some(f) = enc.encode(2, false, &p, &[(0, -scroll)]).unwrap() {
+                apply(&mut canvas, &f);
+            }
+            prop_assert_eq!(strip(&canvas), strip(enc.current()));
+            // Small changes copied from elsewhere on screen (typed glyphs), a cursor next
+            // to them, only the damaged area marked.
+            for (i, (x, y, _, _, c)) in boxes.iter().enumerate().take(4) {
+                let (sx, sy) = (x % w, y % h);
+                let dst = Area::new(((x * 7 + 13) % w) as i32, ((y * 3 + 5) % h) as i32, 6, 9);
+                let src = enc.current().clone();
+                let d = dst.intersect(&Area::new(0, 0, w.saturating_sub(sx).min(6),
+                                                h.saturating_sub(sy).min(9)).relative_to(-dst.x, -dst.y));
+                if !d.is_empty() {
+                    enc.current_mut().blit(&src, sx, sy, d);
+                }
+                enc.current_mut().fill(Area::new(dst.x + 6, dst.y, 4, 9), palette[(*c as usize + i) % 6]);
+                enc.mark_dirty(Area::new(dst.x, dst.y, 10, 9));
+            }
+            if let Some(f) = enc.encode(3, false, &p, &[]).unwrap() {
                 apply(&mut canvas, &f);
             }
             prop_assert_eq!(strip(&canvas), strip(enc.current()));

@@ -217,6 +217,9 @@ pub fn surface_origin(monitors: &[Monitor], settings: &StreamSettings) -> (i32, 
 /// reads from its async side. The stream blocks on `out` when it is full, which is fine:
 /// it holds at most a few frames anyway.
 ///
+/// Two helper threads come with it: one forwards `control` (it ends when the session
+/// drops its sender), and the source's event thread (it ends with the stream).
+///
 /// Like `std::thread::spawn`, this panics only when the system cannot start a thread.
 pub fn spawn(
     source: Box<dyn ScreenSource>,

@@ -215,9 +215,12 @@ impl Stream {
                 Ok(())
             }
             Msg::Control(StreamControl::Refresh) => {
+                // A new or lost viewer: the whole picture, the cursor's shape and place.
                 self.request_key();
-                self.cursor.serial = None;
-                self.cursor.pos = None;
+                self.cursor = CursorSent {
+                    shape_changed: true,
+                    ..Default::default()
+                };
                 Ok(())
             }
             Msg::Source(SourceEvent::Damage) => {
@@ -567,6 +570,26 @@ fn clip_cursor(img: CursorImage) -> CursorImage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Cursor images come from the X server: any size, hot spot or length is handled.
+        #[test]
+        fn any_cursor_image_is_clipped_safely(w in 0u16..600, h in 0u16..600,
+                                              hx in any::<u16>(), hy in any::<u16>(),
+                                              short in any::<bool>()) {
+            let n = usize::from(w) * usize::from(h) * 4;
+            let rgba = vec![7u8; if short { n / 2 } else { n }];
+            let c = clip_cursor(CursorImage { serial: 1, width: w, height: h,
+                                              hot_x: hx.min(w.saturating_sub(1)),
+                                              hot_y: hy.min(h.saturating_sub(1)), rgba });
+            prop_assert!(c.width <= MAX_CURSOR && c.height <= MAX_CURSOR);
+            prop_assert_eq!(c.rgba.len(), usize::from(c.width) * usize::from(c.height) * 4);
+            if c.width > 0 && c.height > 0 {
+                prop_assert!(c.hot_x < c.width && c.hot_y < c.height);
+            }
+        }
+    }
 
     #[test]
     fn big_cursor_is_cropped_around_its_hot_spot() {

@@ -352,28 +352,6 @@ impl PermissionState {
     }
 }
 
-/// Where each permission stood at the end, replayed from the stored session events.
-fn grants_from_events(events: &[EventRow]) -> Vec<PermissionState> {
-    let mut grants = std::collections::BTreeMap::new();
-    for e in events {
-        let state = match e.kind.as_str() {
-            "permission_requested" => GrantState::Requested,
-            "permission_granted" => GrantState::Granted,
-            "permission_denied" => GrantState::Denied,
-            "permission_revoked" => GrantState::Revoked,
-            _ => continue,
-        };
-        let name = e.detail.split([',', ' ']).next().unwrap_or("");
-        if let Some(p) = Permission::from_name(name) {
-            grants.insert(p, state);
-        }
-    }
-    grants
-        .into_iter()
-        .map(|(p, s)| PermissionState::new(p, s))
-        .collect()
-}
-
 async fn detail(state: &State, row: SessionRow, full: bool) -> Result<SessionDetail, ApiError> {
     let accepted_by = match (row.accepted_by, state.hub.row(&row.id)) {
         (Some(_), Some((_, name @ Some(_)))) => name,
@@ -391,7 +369,10 @@ async fn detail(state: &State, row: SessionRow, full: bool) -> Result<SessionDet
                 room.counters.totals(),
             ),
             None => (
-                grants_from_events(&events),
+                crate::view::grants_from_events(&events)
+                    .into_iter()
+                    .map(|(p, s)| PermissionState::new(p, s))
+                    .collect(),
                 state.db.stream_totals(&row.id).await?.unwrap_or_default(),
             ),
         };

@@ -12,7 +12,8 @@
 //! answered with `Error { RateLimited }` (at most one such answer per
 //! [`LIMIT_NOTICE_EVERY`], so a flood cannot fill the viewer's own queue); the socket stays
 //! open. Input and clipboard without the customer's grant get `Error { NotPermitted }`.
-//! A malformed or binary message closes the socket (1008).
+//! A malformed or binary message closes the socket (1008); a viewer silent for
+//! [`SILENCE_LIMIT`] (the browser answers the heartbeat pings by itself) is closed too.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,6 +40,9 @@ const OTHER_BURST: f64 = 200.0;
 /// At most one `RateLimited` answer this often.
 pub const LIMIT_NOTICE_EVERY: Duration = Duration::from_millis(200);
 const HEARTBEAT: Duration = Duration::from_secs(25);
+/// A viewer silent this long (not even answering the heartbeat) is gone: closed, so the
+/// agent stops streaming for nobody.
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(65);
 
 pub async fn upgrade(
     ws: WebSocketUpgrade,
@@ -166,7 +170,10 @@ async fn run(state: State, a: Authed, room: Arc<Room>, socket: WebSocket) {
         let reply = |msg: RelayToViewer| outbox.push_text(encode(&msg));
         loop {
             let incoming = tokio::select! {
-                m = stream.next() => m,
+                m = tokio::time::timeout(SILENCE_LIMIT, stream.next()) => match m {
+                    Ok(m) => m,
+                    Err(_) => return Stop::Close(1001, "the viewer went silent"),
+                },
                 _ = super::until_shutdown(&mut shutdown) => {
                     return Stop::Close(1012, "the support box is restarting");
                 }

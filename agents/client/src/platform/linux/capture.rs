@@ -11,7 +11,8 @@
 //!   which re-arms the event. So an idle desktop costs no events and no work at all.
 //! * **Monitors**: RandR 1.5 `GetMonitors` (active ones); without RandR 1.5 the root window
 //!   is one monitor. Monitor ids are assigned per monitor name and stay the same for the
-//!   life of the connection. RandR screen/CRTC/output notifications, and the root window's
+//!   life of the connection; a monitor is clipped to the root window (only that can be
+//!   captured). RandR screen/CRTC/output notifications, and the root window's
 //!   `ConfigureNotify` (the server's only signal when a client defines a monitor with
 //!   `SetMonitor`), trigger a new list.
 //! * **Pixels**: with MIT-SHM 1.2 the server writes `GetImage` results into a memfd passed
@@ -285,17 +286,21 @@ impl X11Screen {
         let mut out = Vec::new();
         if self.randr_monitors {
             let reply = randr::get_monitors(&*self.conn, self.root, true)?.reply()?;
+            let root = Area::new(0, 0, geo.width.into(), geo.height.into());
             for m in reply.monitors {
-                if m.width == 0 || m.height == 0 {
+                // Only what lies on the root window can be captured.
+                let a = Area::new(m.x.into(), m.y.into(), m.width.into(), m.height.into())
+                    .intersect(&root);
+                if a.is_empty() {
                     continue;
                 }
                 let name = self.atom_name(m.name)?;
                 out.push(Monitor {
                     id: self.id_for(m.name),
-                    x: m.x.into(),
-                    y: m.y.into(),
-                    width: m.width.into(),
-                    height: m.height.into(),
+                    x: a.x,
+                    y: a.y,
+                    width: a.w,
+                    height: a.h,
                     primary: m.primary,
                     name,
                 });
