@@ -51,7 +51,12 @@ const BUILD_PACKAGES: &[&str] = &[
 const TEST_PACKAGES: &[&str] = &[
     "xvfb",
     "xdotool",
+    // xev (records input), xsetroot and xrandr (monitors), setxkbmap (layouts)
     "x11-utils",
+    "x11-xserver-utils",
+    "x11-xkb-utils",
+    "xclip",
+    "xterm",
     "imagemagick",
     "chromium",
     "dbus",

@@ -75,8 +75,13 @@ async fn main() {
                         && let Ok(u) = lifeline_proto::screen::decode_update(payload)
                         && u.end_of_frame()
                     {
-                        println!("frame {} ({frames} messages, {bytes} bytes so far)", u.frame);
-                        ws.send(say(RelayToAgent::FrameAck { frame: u.frame })).await.ok();
+                        println!(
+                            "frame {} ({frames} messages, {bytes} bytes so far)",
+                            u.frame
+                        );
+                        ws.send(say(RelayToAgent::FrameAck { frame: u.frame }))
+                            .await
+                            .ok();
                     }
                     continue;
                 }

@@ -263,11 +263,17 @@ mod tests {
         let (mut c, t) = consent();
         c.request(Permission::Control, true, t);
         c.request(Permission::Clipboard, true, t + Duration::from_secs(10));
-        assert_eq!(c.answer(Permission::Control, false)[0].change, Change::Denied);
+        assert_eq!(
+            c.answer(Permission::Control, false)[0].change,
+            Change::Denied
+        );
         assert!(c.expire(t + Duration::from_secs(39)).is_empty());
         let d = c.expire(t + Duration::from_secs(40));
         assert_eq!(d.len(), 1);
-        assert_eq!((d[0].permission, d[0].change), (Permission::Clipboard, Change::TimedOut));
+        assert_eq!(
+            (d[0].permission, d[0].change),
+            (Permission::Clipboard, Change::TimedOut)
+        );
         assert!(!d[0].change.granted());
         // A late answer to an expired question does nothing.
         assert!(c.answer(Permission::Clipboard, true).is_empty());

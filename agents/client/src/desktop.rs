@@ -179,10 +179,7 @@ impl Remote {
         }
         let origin = screen::surface_origin(&self.monitors, &self.settings);
         if let Some(worker) = &self.input
-            && worker
-                .tx
-                .try_send(InputCmd::Event(event, origin))
-                .is_err()
+            && worker.tx.try_send(InputCmd::Event(event, origin)).is_err()
         {
             warn!("event=input_dropped reason=queue_full");
         }

@@ -454,11 +454,15 @@ fn fr(key: Key) -> &'static str {
         Key::AskView => "{0} souhaite voir votre écran.",
         Key::AskControl => "{0} souhaite contrôler votre souris et votre clavier.",
         Key::AskClipboard => "{0} souhaite échanger du texte copié avec vous (le presse-papiers).",
-        Key::AskFileTransfer => "{0} souhaite transférer des fichiers depuis et vers votre ordinateur.",
+        Key::AskFileTransfer => {
+            "{0} souhaite transférer des fichiers depuis et vers votre ordinateur."
+        }
         Key::AskSystemInfo => {
             "{0} souhaite consulter les informations de votre ordinateur (système, disques, programmes)."
         }
-        Key::AskShell => "{0} souhaite exécuter des commandes sur votre ordinateur, avec vos droits.",
+        Key::AskShell => {
+            "{0} souhaite exécuter des commandes sur votre ordinateur, avec vos droits."
+        }
         Key::AskElevatedShell => {
             "{0} souhaite exécuter des commandes en tant qu’administrateur. Votre ordinateur vous demandera alors le mot de passe administrateur."
         }
@@ -480,7 +484,9 @@ fn fr(key: Key) -> &'static str {
         Key::DeniedLine => "Vous avez refusé {0}.",
         Key::TimedOutLine => "Sans réponse : {0} a été refusé.",
         Key::StoppedLine => "Vous avez arrêté {0}.",
-        Key::UnavailableLine => "Le technicien a demandé {0}, que cet ordinateur ne peut pas offrir.",
+        Key::UnavailableLine => {
+            "Le technicien a demandé {0}, que cet ordinateur ne peut pas offrir."
+        }
         Key::SharingTitle => "● Écran partagé – ",
     }
 }
@@ -547,7 +553,9 @@ fn de(key: Key) -> &'static str {
         }
         Key::AskView => "{0} möchte Ihren Bildschirm sehen.",
         Key::AskControl => "{0} möchte Ihre Maus und Tastatur steuern.",
-        Key::AskClipboard => "{0} möchte kopierten Text mit Ihnen austauschen (die Zwischenablage).",
+        Key::AskClipboard => {
+            "{0} möchte kopierten Text mit Ihnen austauschen (die Zwischenablage)."
+        }
         Key::AskFileTransfer => "{0} möchte Dateien von und zu Ihrem Computer übertragen.",
         Key::AskSystemInfo => {
             "{0} möchte Informationen über Ihren Computer lesen (System, Laufwerke, Programme)."
@@ -574,7 +582,9 @@ fn de(key: Key) -> &'static str {
         Key::DeniedLine => "Sie haben {0} abgelehnt.",
         Key::TimedOutLine => "Keine Antwort: {0} wurde abgelehnt.",
         Key::StoppedLine => "Sie haben {0} beendet.",
-        Key::UnavailableLine => "Der Techniker hat {0} angefragt, was dieser Computer nicht anbieten kann.",
+        Key::UnavailableLine => {
+            "Der Techniker hat {0} angefragt, was dieser Computer nicht anbieten kann."
+        }
         Key::SharingTitle => "● Bildschirm geteilt – ",
     }
 }

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 pub mod appliance;
+pub mod desktop;
 
 pub const REP_PASSWORD: &str = "rep-password-123";
 pub const ADMIN_PASSWORD: &str = "admin-password-123";
