@@ -196,6 +196,20 @@ async function run() {
     return `clicked surface ${TARGET_X},${TARGET_Y}`;
   });
 
+  await step('d2. "Share clipboard", allowed: text goes both ways', async () => {
+    await page.click('[data-testid=request-clipboard]');
+    await page.locator('[data-testid=perm-clipboard][data-state=granted]').waitFor({ timeout: 60_000 });
+    await page.click('[data-testid=clipboard-toggle]');
+    await page.locator('[data-testid=clipboard-panel]').waitFor({ state: 'visible' });
+    await page.fill('[data-testid=clipboard-out]', 'Grüße vom Support: ключ 42');
+    await page.click('[data-testid=clipboard-send]');
+    done('clip-sent');
+    await waitDone('clip-copied');
+    await page.locator('[data-testid=clipboard-in]').filter({ hasText: 'élève a copié ceci' }).waitFor();
+    await shot('screen-3b-clipboard.png');
+    return (await page.locator('[data-testid=clipboard-in]').innerText()).trim();
+  });
+
   await step('e. a monitor added on the customer\'s side appears in the picker', async () => {
     await waitDone('monitor');
     const picker = page.locator('[data-testid=monitor-picker] option');

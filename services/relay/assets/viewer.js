@@ -31,6 +31,8 @@ const END_OF_FRAME = 0x01;
 const KEY_FRAME = 0x02;
 const ENC = ['solid', 'jpeg', 'png', 'copy'];
 const PING_EVERY_MS = 1000;
+/** Longest clipboard text, in UTF-8 bytes (as the protocol). */
+const MAX_CLIPBOARD_BYTES = 32 * 1024;
 const REFRESH_MIN_GAP_MS = 500;
 const VIEW_BACKOFF_MS = [1000, 2000, 5000, 10000];
 
@@ -175,6 +177,9 @@ export class ScreenArea {
       viewOnly: byId('v-viewonly'), cad: byId('v-cad'), expand: byId('v-expand'),
       stage: byId('v-stage'), wrap: byId('v-wrap'), canvas: byId('v-canvas'), cursor: byId('v-cursor'),
       msg: byId('v-msg'), stats: byId('v-stats'), stageHint: byId('v-hint'),
+      permClip: byId('perm-clipboard'), reqClip: byId('req-clipboard'), clipBtn: byId('v-clip'),
+      clipNew: byId('v-clip-new'), clipPanel: byId('v-clip-panel'), clipIn: byId('v-clip-in'),
+      clipCopy: byId('v-clip-copy'), clipForm: byId('v-clip-form'), clipOut: byId('v-clip-out'),
     };
     this.session = null;     // {id, grants, online, active}
     this.ws = null;
@@ -204,12 +209,33 @@ export class ScreenArea {
     this.el.root.setAttribute('lang', this.lang);
     this.el.stats.title = this.t.statsTitle;
     this.el.canvas.setAttribute('aria-label', this.t.customerScreen);
+    this.el.clipIn.dataset.empty = this.t.clipNothing;
   }
 
   bind() {
     const e = this.el;
     e.reqView.addEventListener('click', () => this.ask('view'));
     e.reqControl.addEventListener('click', () => this.ask('control'));
+    e.reqClip.addEventListener('click', () => this.ask('clipboard'));
+    e.clipBtn.addEventListener('click', () => this.toggleClipboard());
+    e.clipCopy.addEventListener('click', async () => {
+      try {
+        await navigator.clipboard.writeText(e.clipIn.textContent || '');
+        this.flashHint(this.t.copied, true);
+      } catch {
+        this.flashHint(this.t.copyFailed);
+      }
+    });
+    e.clipForm.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const text = e.clipOut.value;
+      if (!text || new TextEncoder().encode(text).length > MAX_CLIPBOARD_BYTES) {
+        this.flashHint(this.t.clipTooLong);
+        return;
+      }
+      this.send({ type: 'clipboard', text });
+      this.flashHint(this.t.clipSent, true);
+    });
     e.monitor.addEventListener('change', () => {
       this.settings.monitor = e.monitor.value === '' ? null : Number(e.monitor.value);
       this.sendSettings();
@@ -287,6 +313,14 @@ export class ScreenArea {
     e.reqControl.textContent = control === 'none' ? this.t.requestControl : this.t.askAgain;
     e.reqControl.disabled = !s.online || this.asking.has('control');
     byId('perm-control-box').hidden = view !== 'granted' && control === 'none';
+    const clip = s.grants.clipboard || 'none';
+    this.renderPerm(e.permClip, clip);
+    e.reqClip.hidden = !canAsk(clip) || view !== 'granted';
+    e.reqClip.textContent = clip === 'none' ? this.t.requestClipboard : this.t.askAgain;
+    e.reqClip.disabled = !s.online || this.asking.has('clipboard');
+    byId('perm-clipboard-box').hidden = view !== 'granted' && clip === 'none';
+    e.clipBtn.hidden = clip !== 'granted';
+    if (clip !== 'granted') this.toggleClipboard(false);
     const granted = view === 'granted';
     e.viewer.hidden = !granted;
     e.root.classList.toggle('is-viewing', granted);
@@ -476,6 +510,12 @@ export class ScreenArea {
       case 'pong':
         this.pong(m);
         break;
+      case 'clipboard':
+        if (typeof m.text === 'string') {
+          this.el.clipIn.textContent = m.text;
+          this.el.clipNew.hidden = !this.el.clipPanel.hidden;
+        }
+        break;
       case 'error':
         if (m.code === 'not_permitted') this.flashHint(this.t.notPermitted);
         else console.warn('viewer:', m.code, m.message);
@@ -486,6 +526,17 @@ export class ScreenArea {
       default:
         break;
     }
+  }
+
+  /** Shows or hides the clipboard panel (`open` undefined: toggles). */
+  toggleClipboard(open) {
+    const e = this.el;
+    const show = open === undefined ? e.clipPanel.hidden : open;
+    e.clipPanel.hidden = !show;
+    e.clipBtn.setAttribute('aria-expanded', show ? 'true' : 'false');
+    e.clipBtn.classList.toggle('is-on', show);
+    if (show) e.clipNew.hidden = true;
+    requestAnimationFrame(() => this.layout());
   }
 
   grant(permission, state) {
@@ -520,10 +571,11 @@ export class ScreenArea {
     if (this.el.monitor.selectedIndex < 0) this.el.monitor.value = '';
   }
 
-  flashHint(text) {
+  /** Shows `text` for a moment: a refusal (red) unless `ok`. */
+  flashHint(text, ok = false) {
     for (const h of [this.el.hint, this.el.stageHint]) {
       h.textContent = text;
-      h.dataset.flash = 'true';
+      h.dataset.flash = ok ? 'ok' : 'true';
     }
     clearTimeout(this.flashTimer);
     this.flashTimer = setTimeout(() => this.renderHint(), 2500);

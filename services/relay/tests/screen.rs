@@ -391,6 +391,52 @@ async fn screen_sharing_with_the_real_client_and_the_console_in_chromium() {
     );
     assert_eq!(typed, "Grüße, élève");
 
+    // 4b. The clipboard, shared: the representative's text lands on the customer's
+    //     clipboard, and what the customer copies shows in the console.
+    wait_for(
+        Duration::from_secs(60),
+        "the clipboard question",
+        async || (asked("event=permission_asked permission=clipboard") >= 1).then_some(()),
+    )
+    .await;
+    press(&["Tab", "space"]);
+    agent
+        .wait_log("event=permission permission=clipboard change=granted")
+        .await;
+    wait_file(
+        &sync.join("clip-sent.done"),
+        Duration::from_secs(60),
+        &format!("the representative's clipboard text\n{}", script_log()),
+    )
+    .await;
+    let display = x.display.clone();
+    wait_for(
+        Duration::from_secs(20),
+        "the customer's clipboard",
+        async || {
+            let out = Command::new("xclip")
+                .args(["-o", "-selection", "clipboard"])
+                .env("DISPLAY", &display)
+                .output()
+                .ok()?;
+            (String::from_utf8_lossy(&out.stdout) == "Grüße vom Support: ключ 42").then_some(())
+        },
+    )
+    .await;
+    let mut copier = Command::new("xclip")
+        .args(["-i", "-selection", "clipboard"])
+        .env("DISPLAY", &x.display)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("xclip must be installed");
+    {
+        use std::io::Write;
+        let mut stdin = copier.stdin.take().unwrap();
+        stdin.write_all("élève a copié ceci".as_bytes()).unwrap();
+    }
+    let _copier = Spawned(copier);
+    std::fs::write(sync.join("clip-copied.done"), "").unwrap();
+
     // 5. A second monitor, added on the customer's side.
     run_x(
         &x,
