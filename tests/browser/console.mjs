@@ -312,8 +312,13 @@ async function run() {
     check(name.length > 0, 'the header shows no representative name');
     const csrf = await page.locator('form[action="/logout"] input[name=csrf]').inputValue();
     check(csrf.length > 0, 'the logout form has no CSRF token');
+    // The test relay has no licence manager: it runs on the evaluation licence and says so.
+    const evaluation = page.locator('[data-testid=evaluation]');
+    await evaluation.waitFor({ state: 'visible' });
+    const evalText = (await evaluation.innerText()).trim();
+    check(/evaluation licence/i.test(evalText), `the evaluation banner says ${JSON.stringify(evalText)}`);
     await shot(page, 'console-login.png');
-    return `signed in as "${name}", live updates connected, console-login.png`;
+    return `signed in as "${name}", live updates connected, evaluation banner "${evalText}", console-login.png`;
   });
 
   await step('c. generate a session key for the general queue', async () => {

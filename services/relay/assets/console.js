@@ -248,6 +248,13 @@ async function loadMe() {
     csrf_token: str(me.csrf_token),
   };
   byId('logout-csrf').value = state.me.csrf_token;
+  const evaluation = byId('evaluation');
+  evaluation.hidden = !me.evaluation;
+  evaluation.replaceChildren();
+  if (me.evaluation) {
+    evaluation.append(h('strong', {}, t.evaluationBanner), ' ',
+      h('span', { class: 'evaluation-why' }, str(me.evaluation)));
+  }
   byId('me-name').textContent = state.me.display_name;
   byId('me-avatar').textContent = initials(state.me.display_name);
   byId('me').title = state.me.role

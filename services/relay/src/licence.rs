@@ -23,7 +23,10 @@
 //!
 //! Representatives ([`RepSeats`]): a rep takes a seat when logging in (cookie or API token);
 //! the seat stays in use while the rep has a console open or made a request within the idle
-//! time (default 10 minutes); it is released on logout, or when idle with no console open.
+//! time (default 10 minutes). It is released on logout; when the rep's last console
+//! disconnects (tab closed, link lost) and no request follows within a short grace
+//! ([`DISCONNECT_GRACE`], so reloading the page keeps the seat); or when idle with no
+//! console open.
 //! The rep beyond the last seat is told plainly that all licences are in use.
 //!
 //! # Limits
@@ -65,7 +68,13 @@ struct Held {
     lease: Option<String>,
     consoles: u32,
     last_seen: Instant,
+    /// When the last console closed, unless a request came since.
+    disconnected_at: Option<Instant>,
 }
+
+/// How long a representative's seat outlives the last console's disconnection when no
+/// request follows (a page reload reconnects well within it).
+pub const DISCONNECT_GRACE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backend {
@@ -81,6 +90,7 @@ struct Inner {
     /// Serialises check-outs so two logins cannot both take the last local seat.
     checkout_lock: tokio::sync::Mutex<()>,
     idle: Duration,
+    disconnect_grace: Duration,
     reason: Mutex<String>,
 }
 
@@ -154,6 +164,15 @@ impl Licensing {
     /// Connect to the bus at `address` (the system bus when `None`) and look for the
     /// licence manager. Never fails: without them the relay runs in evaluation mode.
     pub async fn connect(address: Option<&str>, idle: Duration) -> Licensing {
+        Self::connect_with_grace(address, idle, DISCONNECT_GRACE).await
+    }
+
+    /// [`Licensing::connect`] with another disconnection grace than [`DISCONNECT_GRACE`].
+    pub async fn connect_with_grace(
+        address: Option<&str>,
+        idle: Duration,
+        disconnect_grace: Duration,
+    ) -> Licensing {
         let conn = tokio::time::timeout(CALL_TIMEOUT, async {
             match address {
                 Some(a) => zbus::connection::Builder::address(a)?.build().await,
@@ -188,6 +207,7 @@ impl Licensing {
                 held: Mutex::new(HashMap::new()),
                 checkout_lock: tokio::sync::Mutex::new(()),
                 idle,
+                disconnect_grace,
                 reason: Mutex::new(reason),
             }),
         };
@@ -315,6 +335,7 @@ impl Licensing {
                     lease,
                     consoles: 0,
                     last_seen: Instant::now(),
+                    disconnected_at: None,
                 },
             );
         tracing::info!(%holder, kind = %kind, "seat taken");
@@ -332,6 +353,7 @@ impl Licensing {
         {
             Some(h) => {
                 h.last_seen = Instant::now();
+                h.disconnected_at = None;
                 true
             }
             None => false,
@@ -358,6 +380,7 @@ impl Licensing {
         {
             h.consoles += 1;
             h.last_seen = Instant::now();
+            h.disconnected_at = None;
         }
     }
 
@@ -372,6 +395,9 @@ impl Licensing {
         {
             h.consoles = h.consoles.saturating_sub(1);
             h.last_seen = Instant::now();
+            if h.consoles == 0 {
+                h.disconnected_at = Some(h.last_seen);
+            }
         }
     }
 
@@ -507,16 +533,21 @@ impl Licensing {
     pub async fn renew_round(&self) {
         self.probe().await;
         let idle = self.inner.idle;
+        let grace = self.inner.disconnect_grace.min(idle);
         let (keep, drop): (Vec<_>, Vec<_>) = self
             .inner
             .held
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .map(|(k, h)| (k.clone(), h.consoles > 0 || h.last_seen.elapsed() < idle))
+            .map(|(k, h)| {
+                let gone = h.disconnected_at.is_some_and(|t| t.elapsed() >= grace);
+                let in_use = h.consoles > 0 || (h.last_seen.elapsed() < idle && !gone);
+                (k.clone(), in_use)
+            })
             .partition(|(_, keep)| *keep);
         for (holder, _) in drop {
-            tracing::info!(%holder, "seat idle; releasing it");
+            tracing::info!(%holder, "seat no longer in use (console closed or idle); releasing it");
             self.release(&holder).await;
         }
         for (holder, _) in keep {
@@ -600,5 +631,41 @@ mod tests {
         l.close("rep:a");
         l.renew_round().await;
         assert!(!l.holds("rep:a"));
+    }
+
+    #[tokio::test]
+    async fn closing_the_last_console_releases_the_seat_after_the_grace() {
+        let l = Licensing::connect_with_grace(
+            Some("unix:path=/nonexistent/bus"),
+            Duration::from_secs(600),
+            Duration::ZERO,
+        )
+        .await;
+        l.checkout(SeatKind::Rep, "rep:a").await.unwrap();
+        // Two consoles: closing one keeps the seat.
+        l.open("rep:a");
+        l.open("rep:a");
+        l.close("rep:a");
+        l.renew_round().await;
+        assert!(l.holds("rep:a"));
+        // A request after the last console closed (browsing another page) keeps it too.
+        l.close("rep:a");
+        assert!(l.touch("rep:a"));
+        l.renew_round().await;
+        assert!(l.holds("rep:a"));
+        // The last console closes and nothing follows: released, and the seat is free.
+        l.open("rep:a");
+        l.close("rep:a");
+        l.renew_round().await;
+        assert!(!l.holds("rep:a"));
+        l.checkout(SeatKind::Rep, "rep:b").await.unwrap();
+        // Within the grace the seat stays (a reload reconnects).
+        let l =
+            Licensing::connect(Some("unix:path=/nonexistent/bus"), Duration::from_secs(600)).await;
+        l.checkout(SeatKind::Rep, "rep:a").await.unwrap();
+        l.open("rep:a");
+        l.close("rep:a");
+        l.renew_round().await;
+        assert!(l.holds("rep:a"));
     }
 }

@@ -164,17 +164,27 @@ pub struct Me {
     /// Present for browser sessions: send it as `X-CSRF-Token` on changes.
     #[serde(skip_serializing_if = "Option::is_none")]
     csrf_token: Option<String>,
+    /// Present while the appliance runs on the evaluation licence: why (the console shows
+    /// it in a banner).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    evaluation: Option<String>,
 }
 
 /// Who is calling.
 #[utoipa::path(get, path = "/api/v1/me", security(("bearer" = [])),
     responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
-async fn me(a: Authed) -> Json<Me> {
+async fn me(AxState(state): AxState<State>, a: Authed) -> Json<Me> {
+    let licence = state.licence.status().await.status;
     Json(Me {
         username: a.user.username,
         display_name: a.user.display_name,
         role: a.user.role,
         csrf_token: a.via_cookie.then_some(a.csrf),
+        evaluation: licence.evaluation.then(|| {
+            licence
+                .reason
+                .unwrap_or_else(|| "No licence is installed.".into())
+        }),
     })
 }
 
