@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
-use lifeline_proto::frame::{self, Channel, FLAG_SUPERSEDES};
+use lifeline_proto::frame::{self, Channel, FLAG_DEFLATE, FLAG_SUPERSEDES};
 use lifeline_proto::screen::{self, Encoding, Rect, UpdateWriter};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -279,6 +279,18 @@ async fn permissions_frames_acks_input_and_counters() {
     assert_eq!(hello["grants"][0]["state"], "granted");
     assert_eq!(hello["agent_online"], true);
     agent.json("refresh").await;
+
+    // The running stream goes on until the key frame comes: the second viewer skips the
+    // messages before it (they continue a deflate stream it never saw), the first gets them.
+    let running = frame::encode(
+        Channel::Screen,
+        FLAG_DEFLATE,
+        0,
+        &[0x12, 0x34, 0, 0, 0xFF, 0xFF],
+    )
+    .unwrap();
+    agent.send_bin(running.clone()).await;
+    assert_eq!(v1.bin().await, running);
 
     // Frames reach both viewers byte for byte, cursor frames too.
     let frames: Vec<Vec<u8>> = (1..=3)
