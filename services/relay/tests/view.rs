@@ -515,17 +515,21 @@ async fn permissions_frames_acks_input_and_counters() {
         ]
     );
     let st = &detail["stream"];
-    let screen_bytes: u64 = frames.iter().map(|f| f.len() as u64).sum::<u64>() + 2 * 62;
-    assert_eq!(st["screen_frames"], 5, "{st}");
+    let screen_bytes: u64 =
+        frames.iter().map(|f| f.len() as u64).sum::<u64>() + running.len() as u64 + 2 * 62;
+    assert_eq!(st["screen_frames"], 6, "{st}");
     assert!(
         st["screen_bytes"].as_u64().unwrap() >= screen_bytes - 2 * 62,
         "{st}"
     );
     assert_eq!(st["cursor_frames"], 1);
     assert_eq!(st["cursor_bytes"], cursor.len() as u64);
-    assert_eq!(st["dropped_frames"], 1, "{st}");
-    // 3 screen + 1 cursor to each of two viewers, then the fresh frame to both.
-    assert_eq!(st["delivered_frames"], 10, "{st}");
+    // The frame sent while view was revoked, and the running stream's message the late
+    // viewer skipped.
+    assert_eq!(st["dropped_frames"], 2, "{st}");
+    // The running stream's message to the first viewer, 3 screen + 1 cursor to each of two
+    // viewers, then the fresh frame to both.
+    assert_eq!(st["delivered_frames"], 11, "{st}");
 
     // The end: viewers are told and closed; the counters are kept with the ended session.
     let (s, _) = relay
