@@ -940,8 +940,10 @@ mod tests {
         let ia = room.add_viewer(a.clone()).unwrap();
         let ib = room.add_viewer(b.clone()).unwrap();
         agent_msgs(&mut rx);
+        // The key frame b's arrival asked for, then two more frames.
         for seq in 1..=3 {
-            let (h, f) = screen(seq, 0, 4);
+            let flags = if seq == 1 { frame::FLAG_SUPERSEDES } else { 0 };
+            let (h, f) = screen(seq, flags, 4);
             room.route(&h, f);
         }
         room.ack(ia, 3);
