@@ -3,11 +3,14 @@
 //
 //   LIFELINE_URL=https://127.0.0.1:8443 LIFELINE_REP_USER=rep LIFELINE_REP_PASSWORD=... \
 //   LIFELINE_TEST_PNG=checker.png LIFELINE_TEST_JPEG=gradient.jpg \
+//   LIFELINE_TEST_DEFLATED=deflated.bin \
 //   LIFELINE_ARTIFACTS=/tmp/lifeline-artifacts node tests/browser/viewer.mjs
 //
 // The PNG is 64x48 of 8-pixel red/near-white squares, the JPEG 96x64 of the gradient
-// r = 40 + x, g = 80 + y, b = 160 (made by services/relay/tests/browser.rs). Exits 0 only if
-// every step passed.
+// r = 40 + x, g = 80 + y, b = 160; deflated.bin is a deflated screen stream of Palette
+// rectangles made with the agent's compressor (its messages are listed at deflated_stream in
+// services/relay/tests/browser.rs, which makes all three). Exits 0 only if every step
+// passed.
 
 import fs from 'node:fs';
 import https from 'node:https';
@@ -16,6 +19,8 @@ import { chromium } from 'playwright-core';
 import WebSocket from 'ws';
 
 const TIMEOUT = 10_000;
+/** The viewer asks for a key frame at most this often (REFRESH_MIN_GAP_MS in viewer.js). */
+const REFRESH_GAP_MS = 600;
 const OVERALL_TIMEOUT = 240_000;
 const CUSTOMER = 'Jérôme Écran';
 
@@ -34,6 +39,17 @@ const ARTIFACTS = path.resolve(env('LIFELINE_ARTIFACTS', 'artifacts'));
 const CHROMIUM = env('CHROMIUM', '/usr/bin/chromium');
 const PNG = fs.readFileSync(env('LIFELINE_TEST_PNG'));
 const JPEG = fs.readFileSync(env('LIFELINE_TEST_JPEG'));
+/** The deflated stream's binary frames, in order. */
+const DEFLATED = (() => {
+  const b = fs.readFileSync(env('LIFELINE_TEST_DEFLATED'));
+  const out = [];
+  for (let at = 0; at < b.length;) {
+    const n = b.readUInt32BE(at);
+    out.push(b.subarray(at + 4, at + 4 + n));
+    at += 4 + n;
+  }
+  return out;
+})();
 const WS_BASE = BASE.replace(/^https:/, 'wss:');
 fs.mkdirSync(ARTIFACTS, { recursive: true });
 
@@ -259,6 +275,39 @@ const BG = [30, 120, 200];
 const PNG_AT = { x: 20, y: 20, w: 64, h: 48 };
 const JPEG_AT = { x: 120, y: 40, w: 96, h: 64 };
 const COPY_TO = { x: 220, y: 130 };
+
+// The Palette rectangles of the deflated stream: colour i and the index of pixel (x, y).
+const paletteColour = (i) => [(i * 37) % 256, (i * 91 + 50) % 256, (i * 151 + 100) % 256];
+const paletteIndex = (x, y, count) => (x * 7 + y * 3 + ((x * y) % 5)) % count;
+const PALETTES = [
+  { x: 10, y: 130, w: 37, h: 21, count: 2 },
+  { x: 60, y: 130, w: 13, h: 9, count: 3 },
+  { x: 90, y: 130, w: 23, h: 17, count: 16 },
+  { x: 130, y: 130, w: 40, h: 30, count: 200 },
+  { x: 200, y: 130, w: 37, h: 21, count: 2 },
+  { x: 250, y: 160, w: 13, h: 9, count: 3 },
+];
+
+/** Checks every pixel of the Palette rectangles; returns how many were checked. */
+async function checkPalettes(page) {
+  const got = await page.evaluate((rects) => {
+    const g = document.querySelector('[data-testid=screen-canvas]').getContext('2d');
+    return rects.map((r) => Array.from(g.getImageData(r.x, r.y, r.w, r.h).data));
+  }, PALETTES);
+  let n = 0;
+  PALETTES.forEach((r, k) => {
+    for (let y = 0; y < r.h; y += 1) {
+      for (let x = 0; x < r.w; x += 1) {
+        const want = paletteColour(paletteIndex(x, y, r.count));
+        const at = (y * r.w + x) * 4;
+        const px = got[k].slice(at, at + 3);
+        check(px.join() === want.join(), `${r.count}-colour palette pixel ${x},${y} at ${r.x},${r.y} is ${px}, expected ${want}`);
+        n += 1;
+      }
+    }
+  });
+  return n;
+}
 
 const checkerAt = (x, y) => ((Math.floor(x / 8) + Math.floor(y / 8)) % 2 === 0 ? [220, 40, 40] : [250, 250, 250]);
 const gradientAt = (x, y) => [40 + x, 80 + y, 160];
@@ -551,6 +600,62 @@ async function run() {
     check(pageErrors.length === 0, `page errors: ${pageErrors.join('; ')}`);
     await shot(page, 'viewer-4-recovered.png');
     return 'refresh after garbage and after a bad PNG, next key frames drawn';
+  });
+
+  await step('g2. a deflated stream of Palette rectangles over several messages draws exactly', async () => {
+    agent.skipAll();
+    for (const m of DEFLATED.slice(0, 3)) agent.sendBinary(m);
+    await agent.expect('frame_ack 1001', (m) => m.type === 'frame_ack' && m.frame === 1001);
+    await waitPixel(page, 3, 3, [30, 120, 200]);
+    const n = await checkPalettes(page);
+    await shot(page, 'viewer-4a-deflated.png');
+    return `${n} Palette pixels exact (1, 2, 4 and 8 bits per index)`;
+  });
+
+  await step('g3. a viewer that reloads mid-stream waits for the next key frame', async () => {
+    agent.skipAll();
+    await page.reload();
+    if (new URL(page.url()).pathname !== '/console') await login(page);
+    await page.locator('[data-testid=ws-status][data-state=open]').waitFor({ state: 'attached' });
+    await page.locator(`[data-testid=session-tab][data-session-id="${sessionId}"]`).click();
+    await page.locator('[data-testid=perm-view][data-state=granted]').waitFor();
+    // The relay asks for a key frame for the viewer that joins the running stream (or
+    // restarts the stream when the old viewer left first).
+    await agent.expect('refresh or a restarted stream', (m) => m.type === 'refresh' || (m.type === 'stream' && m.active === true));
+    // The stream goes on where it was (a message the new viewer cannot inflate), then the
+    // key frame asked for starts a new one.
+    agent.sendBinary(DEFLATED[3]);
+    agent.sendBinary(DEFLATED[4]);
+    await agent.expect('frame_ack 1003', (m) => m.type === 'frame_ack' && m.frame === 1003);
+    await waitPixel(page, 3, 3, [10, 20, 30]);
+    await waitPixel(page, 205, 15, [10, 20, 30]);
+    const n = await checkPalettes(page);
+    return `key frame after the reload drawn, ${n} Palette pixels exact`;
+  });
+
+  await step('g4. garbage and a bomb inside deflated messages lead to a Refresh; the viewer goes on', async () => {
+    agent.skipAll();
+    // A valid header around bytes that are no deflate data (a block of the reserved type),
+    // ending like a sync flush.
+    agent.sendBinary(frame(1, 2, 1005, Buffer.from([0x07, 0x00, 0x00, 0xff, 0xff])));
+    await agent.expect('refresh after bad deflate data', (m) => m.type === 'refresh');
+    // The stream is dead: a deflated message before the next key frame is ignored.
+    agent.sendBinary(DEFLATED[5]);
+    agent.sendBinary(DEFLATED[6]);
+    await agent.expect('frame_ack 1005', (m) => m.type === 'frame_ack' && m.frame === 1005);
+    await waitPixel(page, 3, 3, [60, 60, 60]);
+    await waitPixel(page, 205, 15, [60, 60, 60]);
+    // A chunk that inflates far past the bound.
+    await page.waitForTimeout(REFRESH_GAP_MS);
+    agent.skipAll();
+    agent.sendBinary(DEFLATED[7]);
+    await agent.expect('refresh after an oversized message', (m) => m.type === 'refresh');
+    agent.sendBinary(DEFLATED[8]);
+    await agent.expect('frame_ack 1007', (m) => m.type === 'frame_ack' && m.frame === 1007);
+    await waitPixel(page, 3, 3, [90, 30, 120]);
+    const n = await checkPalettes(page);
+    check(pageErrors.length === 0, `page errors: ${pageErrors.join('; ')}`);
+    return `Refresh after garbage and after a bomb, key frames drawn, ${n} Palette pixels exact`;
   });
 
   await step('h. the round trip to the customer shows; expand, 1:1, view only', async () => {

@@ -58,6 +58,12 @@ fn glyphs(seed: u64) -> Vec<[u8; 13]> {
 }
 
 fn text_screen(seed: u64) -> Pixels {
+    text_screen_in(seed, &[])
+}
+
+/// Text whose lines take their ink from `inks` in turn (a terminal with coloured output, a
+/// log viewer), when any are given.
+fn text_screen_in(seed: u64, inks: &[u32]) -> Pixels {
     let mut p = Pixels::new(W, H);
     p.fill(p.bounds(), 0xD8DCE0);
     let g = glyphs(seed);
@@ -74,7 +80,9 @@ fn text_screen(seed: u64) -> Pixels {
         let rows = (a.h - 40) / 15;
         for row in 0..rows {
             let len = (r.next() % u64::from(cols)) as u32;
-            let colour = if r.next().is_multiple_of(7) {
+            let colour = if !inks.is_empty() {
+                inks[row as usize % inks.len()]
+            } else if r.next().is_multiple_of(7) {
                 0x2060C0
             } else {
                 fg
@@ -183,7 +191,7 @@ fn run(name: &str, a: &Pixels, b: &Pixels, params: &EncodeParams) {
     let mut times = Vec::with_capacity(ROUNDS);
     let mut cpu = Vec::with_capacity(ROUNDS);
     let mut bytes = Vec::with_capacity(ROUNDS);
-    let mut kinds = (0, 0, 0);
+    let mut kinds = (0, 0, 0, 0);
     for i in 0..ROUNDS {
         let src = if i % 2 == 0 { b } else { a };
         enc.current_mut().copy_from(src, src.bounds());
@@ -197,25 +205,29 @@ fn run(name: &str, a: &Pixels, b: &Pixels, params: &EncodeParams) {
         times.push(t.elapsed().as_secs_f64() * 1000.0);
         cpu.push(thread_cpu_ms() - c);
         bytes.push(f.stats.bytes);
-        kinds = (f.stats.png, f.stats.jpeg, f.stats.solid);
+        kinds = (f.stats.palette, f.stats.png, f.stats.jpeg, f.stats.solid);
     }
     times.sort_by(f64::total_cmp);
     let cpu_mean = cpu.iter().sum::<f64>() / cpu.len() as f64;
     bytes.sort_unstable();
     println!(
-        "fullscreen_encode_ms_p50_{name}={:.2}\nfullscreen_encode_ms_p99_{name}={:.2}\nfullscreen_encode_cpu_ms_mean_{name}={cpu_mean:.2}\nbytes_per_frame_{name}={}\nrects_png_jpeg_solid_{name}={}/{}/{}",
+        "fullscreen_encode_ms_p50_{name}={:.2}\nfullscreen_encode_ms_p99_{name}={:.2}\nfullscreen_encode_cpu_ms_mean_{name}={cpu_mean:.2}\nbytes_per_frame_{name}={}\nrects_palette_png_jpeg_solid_{name}={}/{}/{}/{}",
         pct(&times, 50),
         pct(&times, 99),
         bytes[bytes.len() / 2],
         kinds.0,
         kinds.1,
-        kinds.2
+        kinds.2,
+        kinds.3
     );
 }
 
 fn main() {
     let t1 = text_screen(1);
     let t2 = text_screen(2);
+    let inks = [0x000000, 0x1F3F9F, 0x9F1F1F, 0x106010];
+    let c1 = text_screen_in(1, &inks);
+    let c2 = text_screen_in(2, &inks);
     let p1 = photo_screen(1);
     let p2 = photo_screen(2);
 
@@ -226,6 +238,7 @@ fn main() {
         png: PngEffort::Default,
     };
     run("text", &t1, &t2, &auto);
+    run("text_4_inks", &c1, &c2, &auto);
     run("photo", &p1, &p2, &auto);
     for (name, png) in [
         ("text_png_fast", PngEffort::Fast),

@@ -4,7 +4,8 @@
 //! offset  size  field
 //! 0       1     magic 0x4C ('L')
 //! 1       1     channel (see Channel)
-//! 2       1     flags (bit 0: key frame / superseding; others reserved, must be 0)
+//! 2       1     flags: bit 0 FLAG_SUPERSEDES (any channel), bit 1 FLAG_DEFLATE (screen
+//!               channel only); others reserved, must be 0
 //! 3       1     reserved, must be 0
 //! 4       4     sequence number, big-endian, per channel
 //! 8       4     payload length, big-endian, at most MAX_FRAME_PAYLOAD
@@ -12,15 +13,21 @@
 //! ```
 //!
 //! The relay reads only the header: it needs the channel to route a frame and the flags to
-//! drop superseded screen frames on a slow link.
+//! drop superseded screen frames on a slow link (and to let a new viewer in at a superseding
+//! one). [`FLAG_DEFLATE`] says the payload is a chunk of the screen channel's deflate stream
+//! ([`crate::deflate`]); it is refused on other channels.
 
 use crate::MAX_FRAME_PAYLOAD;
 
 pub const HEADER_LEN: usize = 12;
 pub const MAGIC: u8 = 0x4C;
 
-/// Flag: this frame supersedes every earlier unsent frame on its channel.
+/// Flag: this frame supersedes every earlier unsent frame on its channel (and, on the
+/// screen channel, starts the deflate stream afresh).
 pub const FLAG_SUPERSEDES: u8 = 0x01;
+/// Flag, screen channel only: the payload is the next chunk of the channel's deflate stream
+/// ([`crate::deflate`]), not an update message.
+pub const FLAG_DEFLATE: u8 = 0x02;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -32,6 +39,14 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// The flags a frame on this channel may carry.
+    pub fn allowed_flags(self) -> u8 {
+        match self {
+            Channel::Screen => FLAG_SUPERSEDES | FLAG_DEFLATE,
+            Channel::Cursor | Channel::File | Channel::Shell => FLAG_SUPERSEDES,
+        }
+    }
+
     fn from_u8(b: u8) -> Option<Self> {
         Some(match b {
             1 => Channel::Screen,
@@ -61,6 +76,8 @@ pub enum FrameError {
     UnknownChannel(u8),
     #[error("reserved flag bits set: {0:#04x}")]
     ReservedBits(u8),
+    #[error("flags {flags:#04x} are not allowed on the {channel:?} channel")]
+    FlagNotAllowed { channel: Channel, flags: u8 },
     #[error("payload of {0} bytes exceeds the limit")]
     TooLarge(u32),
     #[error("header announces {announced} payload bytes but {actual} follow")]
@@ -79,6 +96,17 @@ impl FrameHeader {
     }
 }
 
+/// Checks a frame's flags against its channel.
+fn check_flags(channel: Channel, flags: u8) -> Result<(), FrameError> {
+    if flags & !(FLAG_SUPERSEDES | FLAG_DEFLATE) != 0 {
+        return Err(FrameError::ReservedBits(flags));
+    }
+    if flags & !channel.allowed_flags() != 0 {
+        return Err(FrameError::FlagNotAllowed { channel, flags });
+    }
+    Ok(())
+}
+
 /// Builds a whole frame (header and payload).
 pub fn encode(
     channel: Channel,
@@ -86,6 +114,7 @@ pub fn encode(
     seq: u32,
     payload: &[u8],
 ) -> Result<Vec<u8>, FrameError> {
+    check_flags(channel, flags)?;
     if payload.len() > MAX_FRAME_PAYLOAD {
         return Err(FrameError::TooLarge(
             payload.len().min(u32::MAX as usize) as u32
@@ -113,9 +142,10 @@ pub fn decode(bytes: &[u8]) -> Result<(FrameHeader, &[u8]), FrameError> {
     }
     let channel = Channel::from_u8(bytes[1]).ok_or(FrameError::UnknownChannel(bytes[1]))?;
     let flags = bytes[2];
-    if flags & !FLAG_SUPERSEDES != 0 || bytes[3] != 0 {
-        return Err(FrameError::ReservedBits(flags | bytes[3]));
+    if bytes[3] != 0 {
+        return Err(FrameError::ReservedBits(bytes[3]));
     }
+    check_flags(channel, flags)?;
     let seq = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
     let len = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
     if len as usize > MAX_FRAME_PAYLOAD {
@@ -166,19 +196,49 @@ mod tests {
         big[8..12].copy_from_slice(&0u32.to_be_bytes());
         big[2] = 0x80;
         assert!(matches!(decode(&big), Err(FrameError::ReservedBits(_))));
+        big[2] = 0;
+        big[3] = 1;
+        assert!(matches!(decode(&big), Err(FrameError::ReservedBits(_))));
+    }
+
+    #[test]
+    fn deflate_flag_on_the_screen_channel_only() {
+        let f = encode(Channel::Screen, FLAG_DEFLATE | FLAG_SUPERSEDES, 1, b"z").unwrap();
+        assert_eq!(decode(&f).unwrap().0.flags, FLAG_DEFLATE | FLAG_SUPERSEDES);
+        let mut c = encode(Channel::Cursor, 0, 1, b"z").unwrap();
+        c[2] = FLAG_DEFLATE;
+        assert_eq!(
+            decode(&c),
+            Err(FrameError::FlagNotAllowed {
+                channel: Channel::Cursor,
+                flags: FLAG_DEFLATE
+            })
+        );
+        assert!(matches!(
+            encode(Channel::Shell, FLAG_DEFLATE, 1, b""),
+            Err(FrameError::FlagNotAllowed { .. })
+        ));
+        assert!(matches!(
+            encode(Channel::Screen, 0x04, 1, b""),
+            Err(FrameError::ReservedBits(4))
+        ));
     }
 
     proptest! {
         #[test]
         fn decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
-            let _ = decode(&bytes);
+            if let Ok((h, _)) = decode(&bytes) {
+                // Whatever passes carries only the flags its channel allows.
+                prop_assert_eq!(h.flags & !h.channel.allowed_flags(), 0);
+            }
         }
 
         #[test]
-        fn round_trip(ch in 1u8..=4, sup in any::<bool>(), seq in any::<u32>(),
-                      payload in prop::collection::vec(any::<u8>(), 0..512)) {
+        fn round_trip(ch in 1u8..=4, sup in any::<bool>(), deflate in any::<bool>(),
+                      seq in any::<u32>(), payload in prop::collection::vec(any::<u8>(), 0..512)) {
             let channel = Channel::from_u8(ch).unwrap();
-            let flags = if sup { FLAG_SUPERSEDES } else { 0 };
+            let flags = if sup { FLAG_SUPERSEDES } else { 0 }
+                | if deflate && channel == Channel::Screen { FLAG_DEFLATE } else { 0 };
             let f = encode(channel, flags, seq, &payload).unwrap();
             let (h, p) = decode(&f).unwrap();
             prop_assert_eq!(h, FrameHeader { channel, flags, seq, len: payload.len() as u32 });

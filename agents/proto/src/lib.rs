@@ -23,7 +23,8 @@
 //! # Bounds
 //! Every length is bounded before anything is allocated for it: control messages by
 //! [`MAX_CONTROL_MESSAGE`], chat texts by [`MAX_CHAT_CHARS`], names by [`MAX_NAME_CHARS`],
-//! binary payloads by [`MAX_FRAME_PAYLOAD`]. Decoding never panics on any input; this is
+//! binary payloads by [`MAX_FRAME_PAYLOAD`], and what a deflated screen message inflates to
+//! by [`deflate::MAX_INFLATED`]. Decoding never panics on any input; this is
 //! checked by property tests over arbitrary bytes.
 //!
 //! # Modules
@@ -32,6 +33,7 @@
 //! * [`viewer`]: the screen viewer's socket (`/ws/view/{session_id}`);
 //! * [`remote`]: permissions, monitors, stream settings and input events;
 //! * [`frame`]: the binary frame header; [`screen`]: screen and cursor payloads;
+//!   [`deflate`]: the screen channel's deflate stream;
 //! * [`jump`]: jump clients' connection, registration and wake-ups;
 //! * [`ticket`]: the ticket trailer of a downloaded client.
 //!
@@ -42,6 +44,7 @@
 
 pub mod agent;
 pub mod console;
+pub mod deflate;
 pub mod frame;
 pub mod jump;
 pub mod remote;

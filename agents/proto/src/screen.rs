@@ -7,6 +7,10 @@
 //! header's [`FLAG_SUPERSEDES`](crate::frame::FLAG_SUPERSEDES), so the relay may drop every
 //! queued screen frame before it for a viewer that fell behind).
 //!
+//! A screen message's payload is an update message, or, with the frame header's
+//! [`FLAG_DEFLATE`](crate::frame::FLAG_DEFLATE), the next chunk of the channel's deflate
+//! stream that inflates to one ([`crate::deflate`]): the layout below is what is inflated.
+//!
 //! All integers are big-endian.
 //!
 //! ```text
@@ -28,7 +32,18 @@
 //! 8       1     encoding (see Encoding)
 //! 9       4     data length
 //! 13      ...   data
+//!
+//! palette data (Encoding::Palette)
+//! 0       1     colour count − 1 (1..=256 colours)
+//! 1       3*n   the colours, R, G, B each
+//! ...           the pixel indices, row by row, packed most significant bits first at 1, 2,
+//!               4 or 8 bits per pixel (the fewest that hold the count: palette_bits), each
+//!               row padded to a whole byte; every index below the count
 //! ```
+//!
+//! Palette is lossless and meant for text and flat UI under the deflate stream: its rows
+//! are raw indices, so repeated glyphs, words and rows become back-references into the
+//! stream's history, where a PNG would start from nothing each time.
 //!
 //! The *surface* is what the representative chose to see: one monitor, or the bounding box
 //! of all monitors. A change of its size (a monitor was plugged in, another one chosen) comes
@@ -78,6 +93,8 @@ pub enum Encoding {
     /// Copy: data is u16 source x, u16 source y; copy the w×h rectangle from that position
     /// of the surface as it was before this update message (scrolling, moved windows).
     Copy = 3,
+    /// Indexed colours (see "palette data" above and [`Palette`]); lossless.
+    Palette = 4,
 }
 
 impl Encoding {
@@ -87,6 +104,7 @@ impl Encoding {
             1 => Encoding::Jpeg,
             2 => Encoding::Png,
             3 => Encoding::Copy,
+            4 => Encoding::Palette,
             _ => return None,
         })
     }
@@ -154,6 +172,139 @@ pub enum ScreenError {
     BadCursor(u16, u16),
 }
 
+/// Most colours of a [`Encoding::Palette`] rectangle.
+pub const MAX_PALETTE: usize = 256;
+
+/// Bits per pixel index of a palette of `count` colours: the fewest of 1, 2, 4 and 8 that
+/// hold it.
+pub fn palette_bits(count: usize) -> u32 {
+    match count {
+        0..=2 => 1,
+        3..=4 => 2,
+        5..=16 => 4,
+        _ => 8,
+    }
+}
+
+/// Bytes of one packed row of `w` indices of `bits` bits.
+fn palette_row_bytes(w: u16, bits: u32) -> usize {
+    (usize::from(w) * bits as usize).div_ceil(8)
+}
+
+/// Length of the data of a `w`×`h` palette rectangle of `count` colours.
+pub fn palette_len(w: u16, h: u16, count: usize) -> usize {
+    1 + 3 * count + palette_row_bytes(w, palette_bits(count)) * usize::from(h)
+}
+
+/// A checked [`Encoding::Palette`] rectangle's data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Palette<'a> {
+    w: u16,
+    h: u16,
+    bits: u32,
+    /// R, G, B of each colour.
+    colours: &'a [u8],
+    /// Packed rows.
+    indices: &'a [u8],
+}
+
+impl<'a> Palette<'a> {
+    /// Checks a palette rectangle's data: its length, and every index within the palette.
+    pub fn parse(w: u16, h: u16, data: &'a [u8]) -> Option<Palette<'a>> {
+        let count = usize::from(*data.first()?) + 1;
+        if w == 0 || h == 0 || data.len() != palette_len(w, h, count) {
+            return None;
+        }
+        let bits = palette_bits(count);
+        let (colours, indices) = data[1..].split_at(3 * count);
+        let p = Palette {
+            w,
+            h,
+            bits,
+            colours,
+            indices,
+        };
+        // Indices past the count can only occur when the count is no power of two.
+        if count != 1 << bits
+            && p.rows()
+                .any(|row| row.iter().any(|&i| usize::from(i) >= count))
+        {
+            return None;
+        }
+        Some(p)
+    }
+
+    pub fn count(&self) -> usize {
+        self.colours.len() / 3
+    }
+
+    pub fn bits(&self) -> u32 {
+        self.bits
+    }
+
+    /// The colours, R, G, B each.
+    pub fn colours(&self) -> &'a [u8] {
+        self.colours
+    }
+
+    /// The rows of indices, one byte per pixel.
+    pub fn rows(&self) -> impl Iterator<Item = Vec<u8>> + '_ {
+        let row_bytes = palette_row_bytes(self.w, self.bits);
+        let bits = self.bits as usize;
+        let mask = ((1u16 << bits) - 1) as u8;
+        self.indices.chunks_exact(row_bytes).map(move |row| {
+            (0..usize::from(self.w))
+                .map(|x| {
+                    let bit = x * bits;
+                    (row[bit / 8] >> (8 - bits - bit % 8)) & mask
+                })
+                .collect()
+        })
+    }
+
+    /// The pixels as R, G, B, row by row.
+    pub fn to_rgb(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(usize::from(self.w) * usize::from(self.h) * 3);
+        for row in self.rows() {
+            for i in row {
+                let at = usize::from(i) * 3;
+                out.extend_from_slice(&self.colours[at..at + 3]);
+            }
+        }
+        out
+    }
+}
+
+/// Builds palette data from colours (R, G, B) and one index per pixel, row by row (for
+/// tools and tests; the agent packs its own). `None` when the sizes do not match, there are
+/// no colours or more than [`MAX_PALETTE`], or an index is out of range.
+pub fn encode_palette(colours: &[[u8; 3]], w: u16, h: u16, indices: &[u8]) -> Option<Vec<u8>> {
+    let count = colours.len();
+    if count == 0
+        || count > MAX_PALETTE
+        || indices.len() != usize::from(w) * usize::from(h)
+        || indices.iter().any(|&i| usize::from(i) >= count)
+    {
+        return None;
+    }
+    let bits = palette_bits(count);
+    let row_bytes = palette_row_bytes(w, bits);
+    let mut out = Vec::with_capacity(palette_len(w, h, count));
+    out.push((count - 1) as u8);
+    for c in colours {
+        out.extend_from_slice(c);
+    }
+    for row in indices.chunks_exact(usize::from(w).max(1)) {
+        let start = out.len();
+        out.resize(start + row_bytes, 0);
+        for (x, &i) in row.iter().enumerate() {
+            let bit = x * bits as usize;
+            out[start + bit / 8] |= i << (8 - bits as usize - bit % 8);
+        }
+    }
+    Some(out)
+}
+
 fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
 }
@@ -182,6 +333,7 @@ fn check_data(r: &Rect<'_>, width: u16, height: u16) -> Result<(), ScreenError> 
             if fits { Ok(()) } else { Err(bad()) }
         }
         Encoding::Jpeg | Encoding::Png if r.data.len() < 8 => Err(bad()),
+        Encoding::Palette if Palette::parse(r.w, r.h, r.data).is_none() => Err(bad()),
         _ => Ok(()),
     }
 }
@@ -473,19 +625,28 @@ mod tests {
             data: b"\x89PNG\r\n\x1a\nrest",
         })
         .unwrap();
+        w.push(&Rect {
+            x: 100,
+            y: 100,
+            w: 3,
+            h: 2,
+            encoding: Encoding::Palette,
+            data: &[2, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0b0110_0000, 0b1001_0000],
+        })
+        .unwrap();
         w.finish(UPDATE_END_OF_FRAME)
     }
 
     #[test]
     fn known_layout() {
         let b = sample();
-        assert_eq!(&b[..12], &[1, 1, 0x07, 0x80, 0x04, 0x38, 0, 0, 0, 7, 0, 3]);
+        assert_eq!(&b[..12], &[1, 1, 0x07, 0x80, 0x04, 0x38, 0, 0, 0, 7, 0, 4]);
         assert_eq!(&b[12..25], &[0, 0, 0, 0, 0, 64, 0, 64, 0, 0, 0, 0, 3]);
         let u = decode_update(&b).unwrap();
         assert!(u.end_of_frame() && !u.key_frame());
         assert_eq!(
             (u.width, u.height, u.frame, u.rects.len()),
-            (1920, 1080, 7, 3)
+            (1920, 1080, 7, 4)
         );
         assert_eq!(u.rects[1].encoding, Encoding::Copy);
         assert_eq!(u.rects[2].data, b"\x89PNG\r\n\x1a\nrest");
@@ -551,7 +712,114 @@ mod tests {
         );
     }
 
+    #[test]
+    fn palette_layout() {
+        assert_eq!(
+            [1, 2, 3, 4, 5, 16, 17, 256].map(palette_bits),
+            [1, 1, 2, 2, 4, 4, 8, 8]
+        );
+        // 3 colours at 2 bits, 5 pixels a row: 10 bits, padded to 2 bytes.
+        let data = encode_palette(
+            &[[0, 0, 0], [255, 255, 255], [255, 0, 0]],
+            5,
+            2,
+            &[0, 1, 2, 1, 0, 2, 2, 2, 2, 1],
+        )
+        .unwrap();
+        assert_eq!(
+            data,
+            [
+                2,
+                0,
+                0,
+                0,
+                255,
+                255,
+                255,
+                255,
+                0,
+                0,
+                0b0001_1001,
+                0b0000_0000,
+                0b1010_1010,
+                0b0100_0000
+            ]
+        );
+        let p = Palette::parse(5, 2, &data).unwrap();
+        assert_eq!((p.count(), p.bits()), (3, 2));
+        assert_eq!(
+            p.rows().collect::<Vec<_>>(),
+            [vec![0, 1, 2, 1, 0], vec![2, 2, 2, 2, 1]]
+        );
+        assert_eq!(&p.to_rgb()[..6], &[0, 0, 0, 255, 255, 255]);
+        // Index 3 of a 3-colour palette, a short row, too many colours: refused.
+        let mut bad = data.clone();
+        bad[10] = 0b1100_0000;
+        assert!(Palette::parse(5, 2, &bad).is_none());
+        assert!(Palette::parse(5, 2, &data[..data.len() - 1]).is_none());
+        assert!(Palette::parse(9, 2, &data).is_none());
+        assert!(encode_palette(&[[0; 3]; 257], 1, 1, &[0]).is_none());
+        assert!(encode_palette(&[[0; 3]; 2], 1, 1, &[2]).is_none());
+        // In an update, checked like any rectangle.
+        let mut w = UpdateWriter::new(10, 10, 1).unwrap();
+        let rect = |data| Rect {
+            x: 5,
+            y: 8,
+            w: 5,
+            h: 2,
+            encoding: Encoding::Palette,
+            data,
+        };
+        assert!(matches!(
+            w.push(&rect(&bad)),
+            Err(ScreenError::BadData { .. })
+        ));
+        w.push(&rect(&data)).unwrap();
+        let b = w.finish(UPDATE_END_OF_FRAME);
+        let u = decode_update(&b).unwrap();
+        assert_eq!(u.rects[0].encoding, Encoding::Palette);
+        let mut b2 = b.clone();
+        let last = b2.len() - 2;
+        b2[last] = 0b1111_1111;
+        assert!(matches!(
+            decode_update(&b2),
+            Err(ScreenError::BadData { .. })
+        ));
+    }
+
     proptest! {
+        /// Palettes of any size and shape come back index for index.
+        #[test]
+        fn palette_round_trip(count in 1usize..=256, w in 1u16..40, h in 1u16..12,
+                              seed in any::<u64>()) {
+            let colours: Vec<[u8; 3]> = (0..count).map(|i| [i as u8, (i * 7) as u8, 3]).collect();
+            let mut n = seed | 1;
+            let indices: Vec<u8> = (0..usize::from(w) * usize::from(h)).map(|_| {
+                n ^= n << 13;
+                n ^= n >> 7;
+                n ^= n << 17;
+                (n % count as u64) as u8
+            }).collect();
+            let data = encode_palette(&colours, w, h, &indices).unwrap();
+            prop_assert_eq!(data.len(), palette_len(w, h, count));
+            let p = Palette::parse(w, h, &data).unwrap();
+            let rows: Vec<u8> = p.rows().flatten().collect();
+            prop_assert_eq!(rows, indices.clone());
+            let rgb = p.to_rgb();
+            for (k, &i) in indices.iter().enumerate() {
+                prop_assert_eq!(&rgb[k * 3..k * 3 + 3], &colours[usize::from(i)][..]);
+            }
+        }
+
+        /// Palette data of any bytes is refused or valid, never a panic.
+        #[test]
+        fn palette_parse_never_panics(w in 0u16..50, h in 0u16..50,
+                                      data in prop::collection::vec(any::<u8>(), 0..300)) {
+            if let Some(p) = Palette::parse(w, h, &data) {
+                prop_assert_eq!(p.to_rgb().len(), usize::from(w) * usize::from(h) * 3);
+            }
+        }
+
         #[test]
         fn decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
             let _ = decode_update(&bytes);
@@ -559,7 +827,7 @@ mod tests {
         }
 
         #[test]
-        fn mutated_updates_never_panic(pos in 0usize..40, val in any::<u8>()) {
+        fn mutated_updates_never_panic(pos in 0usize..120, val in any::<u8>()) {
             let mut b = sample();
             let i = pos % b.len();
             b[i] = val;

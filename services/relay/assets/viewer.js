@@ -4,10 +4,21 @@
 // The viewer opens /ws/view/{session} once the customer allowed `view`. Binary messages are
 // the agent's frames (12-byte header + payload, see agents/proto/src/frame.rs and
 // screen.rs); they are checked as strictly as the Rust decoders do and drawn on a back
-// buffer in order (Solid: fillRect; Jpeg/Png: createImageBitmap; Copy: from a snapshot of
-// the surface taken before the message), shown at the end of each frame, then acknowledged.
-// A corrupt message is logged, a key frame is asked for, and drawing goes on with the next
-// key frame. The remote cursor is a small canvas over the picture.
+// buffer in order (Solid: fillRect; Palette: putImageData; Jpeg/Png: createImageBitmap;
+// Copy: from a snapshot of the surface taken before the message), shown at the end of each
+// frame, then acknowledged. A corrupt message is logged, a key frame is asked for, and
+// drawing goes on with the next key frame. The remote cursor is a small canvas over the
+// picture.
+//
+// Screen messages with FLAG_DEFLATE are chunks of one raw deflate stream per viewer
+// (agents/proto/src/deflate.rs): each is fed to the viewer's inflater, a
+// DecompressionStream('deflate-raw') that lives from one FLAG_SUPERSEDES message to the next,
+// and must inflate to exactly one update message of at most MAX_INFLATED bytes (the chunk is
+// written in slices and the output counted as it comes, so a chunk that inflates far beyond
+// the limit is stopped early). A chunk that does not inflate, inflates too large or follows a
+// gap in the sequence numbers kills the stream: deflated messages are dropped (with a
+// rate-limited Refresh) until the next superseding one. Limits: the browser's inflater may
+// buffer one slice's worth of output (at most ~1000x the slice) before the bound applies.
 //
 // Input (only while the customer allowed `control` and "View only" is off): pointer and
 // wheel in surface coordinates, keys as X keysyms (characters by code point, named keys and
@@ -29,7 +40,13 @@ const CH_SCREEN = 1;
 const CH_CURSOR = 2;
 const END_OF_FRAME = 0x01;
 const KEY_FRAME = 0x02;
-const ENC = ['solid', 'jpeg', 'png', 'copy'];
+const FLAG_SUPERSEDES = 0x01;
+const FLAG_DEFLATE = 0x02;
+const ENC = ['solid', 'jpeg', 'png', 'copy', 'palette'];
+/** Most bytes one deflated chunk may inflate to (one update message). */
+export const MAX_INFLATED = MAX_FRAME_PAYLOAD;
+/** Input fed to the inflater at a time, so a bomb is caught after a bounded amount. */
+const INFLATE_SLICE = 16 * 1024;
 const PING_EVERY_MS = 1000;
 /** Longest clipboard text, in UTF-8 bytes (as the protocol). */
 const MAX_CLIPBOARD_BYTES = 32 * 1024;
@@ -50,7 +67,9 @@ export function decodeFrame(buf) {
   if (dv.getUint8(0) !== MAGIC) throw new ScreenError('bad magic byte');
   const channel = dv.getUint8(1);
   const flags = dv.getUint8(2);
-  if ((flags & ~1) !== 0 || dv.getUint8(3) !== 0) throw new ScreenError('reserved bits set');
+  // The deflate flag belongs to the screen channel only.
+  const allowed = channel === CH_SCREEN ? FLAG_SUPERSEDES | FLAG_DEFLATE : FLAG_SUPERSEDES;
+  if ((flags & ~allowed) !== 0 || dv.getUint8(3) !== 0) throw new ScreenError('reserved bits set');
   const seq = dv.getUint32(4);
   const len = dv.getUint32(8);
   if (len !== buf.byteLength - HEADER_LEN) throw new ScreenError(`header announces ${len} bytes, ${buf.byteLength - HEADER_LEN} follow`);
@@ -80,7 +99,7 @@ export function decodeUpdate(p) {
     const h = dv.getUint16(at + 6);
     if (!w || !h || x + w > width || y + h > height) throw new ScreenError(`rectangle ${x},${y} ${w}x${h} outside the surface`);
     const enc = p[at + 8];
-    if (enc > 3) throw new ScreenError(`unknown encoding ${enc}`);
+    if (enc >= ENC.length) throw new ScreenError(`unknown encoding ${enc}`);
     const dlen = dv.getUint32(at + 9);
     at += 13;
     if (dlen > p.length - at) throw new ScreenError('rectangle data ends early');
@@ -95,10 +114,143 @@ export function decodeUpdate(p) {
       if (r.sx + w > width || r.sy + h > height) throw new ScreenError('copy source outside the surface');
     }
     if ((r.enc === 'jpeg' || r.enc === 'png') && dlen < 8) throw new ScreenError('image data too short');
+    if (r.enc === 'palette') {
+      if (dlen < 1) throw new ScreenError('palette rectangle without data');
+      r.count = data[0] + 1;
+      r.bits = paletteBits(r.count);
+      r.rowBytes = Math.ceil((w * r.bits) / 8);
+      if (dlen !== 1 + 3 * r.count + r.rowBytes * h) throw new ScreenError('palette data do not match the rectangle');
+    }
     rects.push(r);
   }
   if (at !== p.length) throw new ScreenError(`${p.length - at} bytes follow the last rectangle`);
   return { flags, width, height, frame, rects, end: !!(flags & END_OF_FRAME), key: !!(flags & KEY_FRAME) };
+}
+
+/** Bits per index of a palette of `count` colours (1, 2, 4 or 8). */
+export function paletteBits(count) {
+  return count <= 2 ? 1 : count <= 4 ? 2 : count <= 16 ? 4 : 8;
+}
+
+/** The RGBA pixels of a decoded Palette rectangle; refuses an index past the palette. */
+export function paletteImage(r) {
+  const { w, h, count, bits, rowBytes, data } = r;
+  const rgba = new Uint8ClampedArray(w * h * 4);
+  const base = 1 + 3 * count;
+  const mask = (1 << bits) - 1;
+  let o = 0;
+  for (let y = 0; y < h; y += 1) {
+    const row = base + y * rowBytes;
+    for (let x = 0; x < w; x += 1) {
+      const bit = x * bits;
+      const i = (data[row + (bit >> 3)] >> (8 - bits - (bit & 7))) & mask;
+      if (i >= count) throw new ScreenError(`palette index ${i} of ${count} colours`);
+      const c = 1 + 3 * i;
+      rgba[o] = data[c];
+      rgba[o + 1] = data[c + 1];
+      rgba[o + 2] = data[c + 2];
+      rgba[o + 3] = 255;
+      o += 4;
+    }
+  }
+  return rgba;
+}
+
+/**
+ * Length of the update message whose first `len` bytes are in `b`, as far as its headers
+ * tell: -1 while a header is still missing.
+ */
+function updateLength(b, len) {
+  if (len < 12) return -1;
+  const count = (b[10] << 8) | b[11];
+  let at = 12;
+  for (let i = 0; i < count; i += 1) {
+    if (at + 13 > len) return -1;
+    at += 13 + (((b[at + 9] << 24) >>> 0) + (b[at + 10] << 16) + (b[at + 11] << 8) + b[at + 12]);
+    if (at > MAX_INFLATED) return at;
+  }
+  return at;
+}
+
+/** Resolves on the next turn of the event loop (not clamped like nested timers). */
+function nextTask() {
+  return new Promise((resolve) => {
+    const ch = new MessageChannel();
+    ch.port1.onmessage = () => { ch.port1.close(); resolve(); };
+    ch.port2.postMessage(0);
+  });
+}
+
+const STALLED = Symbol('stalled');
+
+/**
+ * One viewer's end of the screen channel's deflate stream: a DecompressionStream('deflate-raw')
+ * fed chunk by chunk. `message(chunk)` gives the update message a chunk inflates to, or
+ * throws a ScreenError; after an error the inflater is spent (make a new one).
+ */
+export class Inflater {
+  constructor() {
+    const ds = new DecompressionStream('deflate-raw');
+    this.writer = ds.writable.getWriter();
+    this.reader = ds.readable.getReader();
+    this.writer.closed.catch(() => {});
+    this.reader.closed.catch(() => {});
+    this.reading = null; // the one outstanding read
+  }
+
+  read() {
+    if (!this.reading) {
+      this.reading = this.reader.read();
+      this.reading.catch(() => {});
+    }
+    return this.reading;
+  }
+
+  async message(chunk) {
+    const n = chunk.length;
+    // Every chunk ends with the sync flush's empty stored block.
+    if (n < 4 || chunk[n - 4] !== 0 || chunk[n - 3] !== 0 || chunk[n - 2] !== 0xff || chunk[n - 1] !== 0xff) {
+      throw new ScreenError('a deflated message does not end with a sync flush');
+    }
+    let out = new Uint8Array(Math.min(MAX_INFLATED, Math.max(4096, n * 4)));
+    let len = 0;
+    try {
+      for (let off = 0; off < n; off += INFLATE_SLICE) {
+        const wrote = this.writer.write(chunk.slice(off, Math.min(n, off + INFLATE_SLICE)));
+        wrote.catch(() => {});
+        // All output of a slice is queued once its write is done; a turn later, a read that
+        // still waits means there is no more.
+        const settled = wrote.then(nextTask).then(() => STALLED);
+        settled.catch(() => {});
+        for (;;) {
+          const r = await Promise.race([this.read(), settled]);
+          if (r === STALLED) break;
+          this.reading = null;
+          if (r.done) throw new ScreenError('the deflate stream ended');
+          const v = r.value;
+          if (len + v.length > MAX_INFLATED) throw new ScreenError(`a deflated message inflates to more than ${MAX_INFLATED} bytes`);
+          if (len + v.length > out.length) {
+            const bigger = new Uint8Array(Math.min(MAX_INFLATED, Math.max(out.length * 2, len + v.length)));
+            bigger.set(out.subarray(0, len));
+            out = bigger;
+          }
+          out.set(v, len);
+          len += v.length;
+        }
+      }
+    } catch (e) {
+      if (e instanceof ScreenError) throw e;
+      throw new ScreenError(`a deflated message does not inflate (${e && e.message ? e.message : e})`);
+    }
+    const need = updateLength(out, len);
+    if (need !== len) throw new ScreenError(`a deflated message inflates to ${len} bytes, not one update message`);
+    return out.subarray(0, len);
+  }
+
+  close() {
+    this.writer.abort().catch(() => {});
+    this.reader.cancel().catch(() => {});
+  }
 }
 
 /** One cursor message. */
@@ -620,6 +772,8 @@ export class ScreenArea {
   resetPicture() {
     this.chain = Promise.resolve();
     this.epoch = (this.epoch || 0) + 1;
+    this.dropStream();
+    this.lastSeq = null;
     this.awaitKey = true;
     this.hasPicture = false;
     this.lastRefresh = 0;
@@ -651,6 +805,41 @@ export class ScreenArea {
     this.refresh();
   }
 
+  /** Forgets the deflate stream: deflated messages wait for the next superseding one. */
+  dropStream() {
+    if (this.inflater) this.inflater.close();
+    this.inflater = null;
+  }
+
+  /**
+   * The update message a screen message carries (inflated when it is deflated), or null
+   * when it cannot be had until the next superseding message. Called in message order.
+   */
+  async screenPayload(f) {
+    const follows = this.lastSeq !== null && ((this.lastSeq + 1) >>> 0) === f.seq;
+    this.lastSeq = f.seq;
+    if (f.flags & FLAG_SUPERSEDES) {
+      this.dropStream();
+      this.inflater = new Inflater();
+    } else if (!follows && this.inflater) {
+      // Messages were lost: the stream cannot go on.
+      this.dropStream();
+      if (f.flags & FLAG_DEFLATE) throw new ScreenError(`screen message ${f.seq} follows a gap`);
+    }
+    if (!(f.flags & FLAG_DEFLATE)) return f.payload;
+    if (!this.inflater) {
+      this.awaitKey = true;
+      this.refresh();
+      return null;
+    }
+    try {
+      return await this.inflater.message(f.payload);
+    } catch (e) {
+      this.dropStream();
+      throw e;
+    }
+  }
+
   binary(buf) {
     this.statBytes += buf.byteLength || 0;
     let f;
@@ -663,7 +852,11 @@ export class ScreenArea {
     if (f.channel === CH_SCREEN) {
       const epoch = this.epoch;
       this.chain = this.chain
-        .then(() => (epoch === this.epoch ? this.update(f.payload) : null))
+        .then(async () => {
+          if (epoch !== this.epoch) return;
+          const payload = await this.screenPayload(f);
+          if (payload && epoch === this.epoch) await this.update(payload);
+        })
         .catch((e) => { if (epoch === this.epoch) this.corrupt(e); });
     } else if (f.channel === CH_CURSOR) {
       try { this.cursorMessage(decodeCursor(f.payload)); } catch (e) { console.warn('viewer: bad cursor message:', e.message); }
@@ -679,6 +872,16 @@ export class ScreenArea {
       this.back.width = u.width;
       this.back.height = u.height;
     }
+    // Palette pixels first: a bad index refuses the whole message before anything is drawn.
+    const palettes = u.rects.map((r) => {
+      if (r.enc !== 'palette') return null;
+      try {
+        return new ImageData(paletteImage(r), r.w, r.h);
+      } catch (e) {
+        ack();
+        throw e;
+      }
+    });
     let bitmaps;
     try {
       bitmaps = await Promise.all(u.rects.map((r) => (r.enc === 'jpeg' || r.enc === 'png'
@@ -709,6 +912,8 @@ export class ScreenArea {
           g.fillRect(r.x, r.y, r.w, r.h);
         } else if (r.enc === 'copy') {
           g.drawImage(snap, r.sx, r.sy, r.w, r.h, r.x, r.y, r.w, r.h);
+        } else if (r.enc === 'palette') {
+          g.putImageData(palettes[i], r.x, r.y);
         } else {
           g.drawImage(bitmaps[i], r.x, r.y);
         }

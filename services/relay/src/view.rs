@@ -30,7 +30,10 @@
 //! # Stream state
 //! The agent is told `Stream { active: true }` while it is connected, `view` is granted and
 //! at least one viewer is open, and `active: false` as soon as one of these stops. A viewer
-//! that joins a running stream triggers a `Refresh`.
+//! that joins a running stream triggers a `Refresh` and skips screen messages until the next
+//! one with [`frame::FLAG_SUPERSEDES`], like a viewer that fell behind: the messages in
+//! between continue the screen channel's deflate stream ([`lifeline_proto::deflate`]) and a
+//! picture it never saw, so it could not decode them.
 //!
 //! # Grants across restarts
 //! Grants live in memory and as session events in the database; a relay that restarts
@@ -664,14 +667,17 @@ impl Room {
         });
         let id = s.next_viewer;
         s.next_viewer += 1;
+        // Joining a running stream: the messages before the next superseding one continue
+        // a deflate stream (and a picture) this viewer never saw, so it skips them.
+        let joins_running = s.active;
         s.viewers.insert(
             id,
             Viewer {
                 outbox,
                 acked: None,
                 fed: false,
-                skipping: false,
-                last_refresh: None,
+                skipping: joins_running,
+                last_refresh: joins_running.then(Instant::now),
             },
         );
         if s.active {
@@ -859,6 +865,50 @@ mod tests {
     }
 
     #[test]
+    fn a_late_viewer_starts_at_a_superseding_message() {
+        let (room, mut rx) = room_with_agent();
+        let first = Arc::new(Outbox::default());
+        room.add_viewer(first.clone()).unwrap();
+        let deflate = frame::FLAG_DEFLATE;
+        for (seq, flags) in [(1, frame::FLAG_SUPERSEDES | deflate), (2, deflate)] {
+            let (h, b) = screen(seq, flags, 10);
+            room.route(&h, b);
+        }
+        agent_msgs(&mut rx);
+        let late = Arc::new(Outbox::default());
+        room.add_viewer(late.clone()).unwrap();
+        assert!(matches!(
+            agent_msgs(&mut rx).as_slice(),
+            [RelayToAgent::Refresh]
+        ));
+        // The rest of the running deflate stream, then the key frame asked for.
+        for (seq, flags) in [
+            (3, deflate),
+            (4, 0),
+            (5, frame::FLAG_SUPERSEDES | deflate),
+            (6, deflate),
+        ] {
+            let (h, b) = screen(seq, flags, 10);
+            room.route(&h, b);
+        }
+        let seqs = |o: &Outbox| -> Vec<u32> {
+            drain(o)
+                .iter()
+                .filter_map(|n| match n {
+                    Next::Binary(b) => Some(frame::decode(b).unwrap().0.seq),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(seqs(&first), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(seqs(&late), [5, 6]);
+        // A flag the screen channel allows is refused on the cursor channel.
+        let mut c = frame::encode(Channel::Cursor, 0, 1, &[3]).unwrap();
+        c[2] = frame::FLAG_DEFLATE;
+        assert!(frame::decode(&c).is_err());
+    }
+
+    #[test]
     fn cursor_messages_coalesce_by_kind() {
         let (room, _rx) = room_with_agent();
         let out = Arc::new(Outbox::default());
@@ -890,8 +940,10 @@ mod tests {
         let ia = room.add_viewer(a.clone()).unwrap();
         let ib = room.add_viewer(b.clone()).unwrap();
         agent_msgs(&mut rx);
+        // The key frame b's arrival asked for, then two more frames.
         for seq in 1..=3 {
-            let (h, f) = screen(seq, 0, 4);
+            let flags = if seq == 1 { frame::FLAG_SUPERSEDES } else { 0 };
+            let (h, f) = screen(seq, flags, 4);
             room.route(&h, f);
         }
         room.ack(ia, 3);

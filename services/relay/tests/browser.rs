@@ -4,7 +4,9 @@
 //!   and end (`tests/browser/console.mjs`);
 //! * the console's screen viewer with a scripted agent (`tests/browser/viewer.mjs`):
 //!   permissions, pictures drawn from Solid, PNG, JPEG and Copy rectangles (test pictures
-//!   made here with the `png` and `turbojpeg` crates), input, settings, corrupt frames.
+//!   made here with the `png` and `turbojpeg` crates), input, settings, corrupt frames, and
+//!   a deflated stream of Palette rectangles made here with the agent's own compressor
+//!   ([`deflated_stream`]).
 //!
 //! Screenshots go to the artifacts folder.
 
@@ -14,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
+use lifeline_proto::{frame, screen};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn portal_and_console_in_chromium() {
@@ -104,6 +107,146 @@ fn gradient_jpeg() -> Vec<u8> {
         .to_vec()
 }
 
+/// Colour `i` of a test palette (the script computes the same).
+fn palette_colour(i: usize) -> [u8; 3] {
+    [
+        (i * 37 % 256) as u8,
+        ((i * 91 + 50) % 256) as u8,
+        ((i * 151 + 100) % 256) as u8,
+    ]
+}
+
+/// Index of pixel (x, y) of a test palette rectangle of `count` colours.
+fn palette_index(x: usize, y: usize, count: usize) -> u8 {
+    ((x * 7 + y * 3 + (x * y) % 5) % count) as u8
+}
+
+/// A Palette rectangle of the test pattern (x, y, w, h, colour count).
+fn palette_rect(x: u16, y: u16, w: u16, h: u16, count: usize) -> (u16, u16, u16, u16, Vec<u8>) {
+    let colours: Vec<[u8; 3]> = (0..count).map(palette_colour).collect();
+    let mut idx = Vec::with_capacity(usize::from(w) * usize::from(h));
+    for py in 0..usize::from(h) {
+        for px in 0..usize::from(w) {
+            idx.push(palette_index(px, py, count));
+        }
+    }
+    let data = screen::encode_palette(&colours, w, h, &idx).unwrap();
+    (x, y, w, h, data)
+}
+
+/// The deflated screen stream of the viewer test, as binary frames each preceded by its
+/// length (u32, big-endian): sequence numbers from 1000, frame numbers from 1000, on a
+/// 320x200 surface.
+///
+/// 0. key frame 1000, first message (`FLAG_SUPERSEDES`): Solid background, Palette of 2
+///    colours at (10,130) 37x21 and of 3 colours at (60,130) 13x9
+/// 1. key frame 1000, end: Palette of 16 colours at (90,130) 23x17 and of 200 at
+///    (130,130) 40x30
+/// 2. frame 1001: the 2-colour rectangle at (200,130), the 3-colour one at (250,160)
+///    (back-references into the stream)
+/// 3. frame 1002: Solid (200,10) 20x20 of 255,0,255 (the stream going on)
+/// 4. key frame 1003, one message, a new stream: everything of 0-2 on background 10,20,30
+/// 5. frame 1004: Solid (200,10) 20x20 of 0,255,0
+/// 6. key frame 1005, a new stream: as 4 on background 60,60,60
+/// 7. frame 1006: a chunk that inflates to 2 MiB (past any update message)
+/// 8. key frame 1007, a new stream: as 4 on background 90,30,120
+fn deflated_stream() -> Vec<u8> {
+    use lifeline_proto::deflate::{LEVEL_FAST, ScreenDeflater};
+    use lifeline_proto::frame::{FLAG_DEFLATE, FLAG_SUPERSEDES};
+    use lifeline_proto::screen::{Encoding, Rect, UPDATE_END_OF_FRAME, UPDATE_KEY_FRAME};
+
+    type R = (u16, u16, u16, u16, Vec<u8>);
+    let solid = |x, y, w, h, rgb: [u8; 3]| (x, y, w, h, rgb.to_vec());
+    let update = |frame: u32, flags: u8, rects: &[(Encoding, &R)]| -> Vec<u8> {
+        let mut u = screen::UpdateWriter::new(320, 200, frame).unwrap();
+        for (encoding, (x, y, w, h, data)) in rects {
+            u.push(&Rect {
+                x: *x,
+                y: *y,
+                w: *w,
+                h: *h,
+                encoding: *encoding,
+                data,
+            })
+            .unwrap();
+        }
+        u.finish(flags)
+    };
+    let p2 = palette_rect(10, 130, 37, 21, 2);
+    let p3 = palette_rect(60, 130, 13, 9, 3);
+    let p16 = palette_rect(90, 130, 23, 17, 16);
+    let p200 = palette_rect(130, 130, 40, 30, 200);
+    let p2b = palette_rect(200, 130, 37, 21, 2);
+    let p3b = palette_rect(250, 160, 13, 9, 3);
+    let (pal, sol) = (Encoding::Palette, Encoding::Solid);
+    let whole = |frame: u32, bg: [u8; 3]| {
+        let bg = solid(0, 0, 320, 200, bg);
+        update(
+            frame,
+            UPDATE_END_OF_FRAME | UPDATE_KEY_FRAME,
+            &[
+                (sol, &bg),
+                (pal, &p2),
+                (pal, &p3),
+                (pal, &p16),
+                (pal, &p200),
+                (pal, &p2b),
+                (pal, &p3b),
+            ],
+        )
+    };
+    let bg = solid(0, 0, 320, 200, [30, 120, 200]);
+    let magenta = solid(200, 10, 20, 20, [255, 0, 255]);
+    let green = solid(200, 10, 20, 20, [0, 255, 0]);
+    let messages: Vec<(u8, Vec<u8>)> = vec![
+        (
+            FLAG_SUPERSEDES,
+            update(
+                1000,
+                UPDATE_KEY_FRAME,
+                &[(sol, &bg), (pal, &p2), (pal, &p3)],
+            ),
+        ),
+        (
+            0,
+            update(
+                1000,
+                UPDATE_END_OF_FRAME | UPDATE_KEY_FRAME,
+                &[(pal, &p16), (pal, &p200)],
+            ),
+        ),
+        (
+            0,
+            update(1001, UPDATE_END_OF_FRAME, &[(pal, &p2b), (pal, &p3b)]),
+        ),
+        (0, update(1002, UPDATE_END_OF_FRAME, &[(sol, &magenta)])),
+        (FLAG_SUPERSEDES, whole(1003, [10, 20, 30])),
+        (0, update(1004, UPDATE_END_OF_FRAME, &[(sol, &green)])),
+        (FLAG_SUPERSEDES, whole(1005, [60, 60, 60])),
+        (0, vec![0u8; 2 * 1024 * 1024]),
+        (FLAG_SUPERSEDES, whole(1007, [90, 30, 120])),
+    ];
+    let mut deflater = ScreenDeflater::new(LEVEL_FAST);
+    let mut out = Vec::new();
+    for (i, (flags, update)) in messages.iter().enumerate() {
+        if flags & FLAG_SUPERSEDES != 0 {
+            deflater.reset();
+        }
+        let mut chunk = Vec::new();
+        deflater.deflate(update, &mut chunk).unwrap();
+        let f = frame::encode(
+            frame::Channel::Screen,
+            flags | FLAG_DEFLATE,
+            1000 + i as u32,
+            &chunk,
+        )
+        .unwrap();
+        out.extend_from_slice(&(f.len() as u32).to_be_bytes());
+        out.extend_from_slice(&f);
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn screen_viewer_in_chromium() {
     let relay = Relay::start().await;
@@ -113,6 +256,8 @@ async fn screen_viewer_in_chromium() {
     let jpeg_path = pictures.path().join("gradient.jpg");
     std::fs::write(&png_path, checker_png()).unwrap();
     std::fs::write(&jpeg_path, gradient_jpeg()).unwrap();
+    let deflated_path = pictures.path().join("deflated.bin");
+    std::fs::write(&deflated_path, deflated_stream()).unwrap();
     run_script(
         relay,
         "viewer.mjs",
@@ -120,6 +265,10 @@ async fn screen_viewer_in_chromium() {
         vec![
             ("LIFELINE_TEST_PNG".into(), png_path.display().to_string()),
             ("LIFELINE_TEST_JPEG".into(), jpeg_path.display().to_string()),
+            (
+                "LIFELINE_TEST_DEFLATED".into(),
+                deflated_path.display().to_string(),
+            ),
         ],
     )
     .await;

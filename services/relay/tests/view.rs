@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
-use lifeline_proto::frame::{self, Channel, FLAG_SUPERSEDES};
+use lifeline_proto::frame::{self, Channel, FLAG_DEFLATE, FLAG_SUPERSEDES};
 use lifeline_proto::screen::{self, Encoding, Rect, UpdateWriter};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -280,6 +280,18 @@ async fn permissions_frames_acks_input_and_counters() {
     assert_eq!(hello["agent_online"], true);
     agent.json("refresh").await;
 
+    // The running stream goes on until the key frame comes: the second viewer skips the
+    // messages before it (they continue a deflate stream it never saw), the first gets them.
+    let running = frame::encode(
+        Channel::Screen,
+        FLAG_DEFLATE,
+        0,
+        &[0x12, 0x34, 0, 0, 0xFF, 0xFF],
+    )
+    .unwrap();
+    agent.send_bin(running.clone()).await;
+    assert_eq!(v1.bin().await, running);
+
     // Frames reach both viewers byte for byte, cursor frames too.
     let frames: Vec<Vec<u8>> = (1..=3)
         .map(|n| screen_frame(n, n, n == 1, [n as u8, 2, 3]))
@@ -503,17 +515,21 @@ async fn permissions_frames_acks_input_and_counters() {
         ]
     );
     let st = &detail["stream"];
-    let screen_bytes: u64 = frames.iter().map(|f| f.len() as u64).sum::<u64>() + 2 * 62;
-    assert_eq!(st["screen_frames"], 5, "{st}");
+    let screen_bytes: u64 =
+        frames.iter().map(|f| f.len() as u64).sum::<u64>() + running.len() as u64 + 2 * 62;
+    assert_eq!(st["screen_frames"], 6, "{st}");
     assert!(
         st["screen_bytes"].as_u64().unwrap() >= screen_bytes - 2 * 62,
         "{st}"
     );
     assert_eq!(st["cursor_frames"], 1);
     assert_eq!(st["cursor_bytes"], cursor.len() as u64);
-    assert_eq!(st["dropped_frames"], 1, "{st}");
-    // 3 screen + 1 cursor to each of two viewers, then the fresh frame to both.
-    assert_eq!(st["delivered_frames"], 10, "{st}");
+    // The frame sent while view was revoked, and the running stream's message the late
+    // viewer skipped.
+    assert_eq!(st["dropped_frames"], 2, "{st}");
+    // The running stream's message to the first viewer, 3 screen + 1 cursor to each of two
+    // viewers, then the fresh frame to both.
+    assert_eq!(st["delivered_frames"], 11, "{st}");
 
     // The end: viewers are told and closed; the counters are kept with the ended session.
     let (s, _) = relay

@@ -14,30 +14,45 @@
 //! 4. a small change whose pixels are on screen already (a typed letter, cut apart from a
 //!    single-coloured text cursor) becomes a Copy from there: 4 bytes instead of a PNG;
 //! 5. each rectangle is classified in 64×64 cells: one colour or at most 256 colours →
-//!    *indexed* (lossless palette PNG, grey PNG without palette when it is black and white
-//!    or grey levels, Solid when one colour is left); more colours but mostly flat (at
-//!    least half the pixels repeat their left neighbour: text and UI on gradients,
+//!    *indexed* (a Palette rectangle, Solid when one colour is left); more colours but mostly
+//!    flat (at least half the pixels repeat their left neighbour: text and UI on gradients,
 //!    anti-aliased text) → *rgb* (lossless truecolour PNG); otherwise *photo* (JPEG at the
 //!    quality the pacer chose). Neighbouring cells of one kind are joined (indexed ones
-//!    while their colours still fit one palette), so a page of text is one PNG and a photo
-//!    one JPEG;
+//!    while their colours still fit one palette), so a page of text is one Palette and a
+//!    photo one JPEG;
 //! 6. the rectangles are written with `UpdateWriter` into as many messages as needed
 //!    (copies first, since they read the surface as it was before the message), and the
-//!    reference takes the new pixels.
+//!    reference takes the new pixels;
+//! 7. the messages go through the stream's deflate compressor
+//!    ([`lifeline_proto::deflate`]), one per encoder, reset at every key frame, whose
+//!    history spans frames: a glyph, a word or a row of text seen in the last 32 KiB costs a
+//!    back-reference, and the rectangle headers of a typed letter shrink to a few bytes.
+//!    Messages with JPEG data of some size are sent plain (JPEG does not deflate, and its
+//!    bytes would push text out of the window); small messages get the most thorough
+//!    search, large ones a fast one (see [`deflate_level`]).
+//!
+//! Palette under the stream rather than a PNG for indexed content: both are deflate over
+//! the same packed indices, but a PNG starts from an empty history and carries ~60 bytes of
+//! chunks, so Palette is smaller for every interactive change; for a whole screen of fresh
+//! text (a key frame) the two are within a few per cent, and Palette costs less CPU (no
+//! filter bytes, no CRC, one compressor). Truecolour content keeps PNG (no palette fits)
+//! and photos JPEG.
 //!
 //! JPEG-sent blocks are remembered with their quality; [`FrameEncoder::refine`] re-sends
 //! them sharper once they stop changing (the stream decides when, and how much at a time),
 //! so photos arrive fast and settle crisp. Text is never sent lossy: any cell with few
-//! colours or flat areas is PNG.
+//! colours or flat areas is Palette or PNG.
 //!
 //! Limits: the classification is a heuristic; a photo cell with at most 256 colours is sent
 //! losslessly (bigger, never wrong), and anti-aliased text over a busy photo is JPEG until
-//! refined. Every PNG stands alone (the wire format has no shared compression state), so
-//! a tiny change costs at least ~60 bytes of PNG structure unless it is a Copy or Solid.
+//! refined. Truecolour PNGs stand alone (their own deflate streams). The deflate window is
+//! 32 KiB: text scrolled in after a page of other content finds little to refer to.
 
 use lifeline_proto::MAX_FRAME_PAYLOAD;
+use lifeline_proto::deflate::{DeflateError, LEVEL_BEST, LEVEL_FAST, ScreenDeflater};
 use lifeline_proto::screen::{
     Encoding, MAX_RECTS, Rect, ScreenError, UPDATE_END_OF_FRAME, UPDATE_KEY_FRAME, UpdateWriter,
+    palette_bits,
 };
 
 use super::blocks::{BLOCK, BlockMap};
@@ -57,12 +72,20 @@ const GLYPH_SEARCHES: usize = 6;
 /// ... and only in frames of at most this many rectangles and pixels.
 const GLYPH_RECTS: usize = 4;
 const GLYPH_FRAME: u64 = 16 * 1024;
-/// Palette images up to this many pixels always get the best PNG compression.
-const SMALL_PNG: u64 = 8 * 1024;
+/// Messages up to this many bytes get the deflate stream's most thorough search.
+const THOROUGH_MAX: usize = 16 * 1024;
+/// Room left in a message that goes through the deflate stream, for what deflate adds to
+/// data that does not compress (5 bytes per 64 KiB stored block, the flush).
+const DEFLATE_SLACK: usize = 16 * 1024;
+/// Most bytes of an update message that is deflated.
+const MAX_DEFLATED_MESSAGE: usize = MAX_FRAME_PAYLOAD - DEFLATE_SLACK;
+/// JPEG and PNG data from this size on goes in plain (not deflated) messages.
+const PLAIN_MIN: usize = 1024;
 /// Larger changed rectangles are sent whole rather than shrunk to their changes.
 const TIGHTEN_MAX: u64 = 512 * 512;
-/// Most data of one rectangle: what fits an update message with nothing else in it.
-const MAX_RECT_DATA: usize = MAX_FRAME_PAYLOAD - 12 - 13;
+/// Most data of one rectangle: what fits an update message (deflated or not) with nothing
+/// else in it.
+const MAX_RECT_DATA: usize = MAX_DEFLATED_MESSAGE - 12 - 13;
 /// Most copy rectangles per frame (they all go in its first message).
 const MAX_COPIES: usize = 1024;
 
@@ -86,6 +109,10 @@ pub enum EncodeError {
     },
     #[error("a rectangle could not be added to the update message")]
     Message(#[source] ScreenError),
+    #[error("the deflate stream failed")]
+    Deflate(#[source] DeflateError),
+    #[error("a deflated message of {0} bytes exceeds the frame payload limit")]
+    Deflated(usize),
 }
 
 /// Chroma subsampling of JPEG rectangles.
@@ -97,7 +124,8 @@ pub enum Chroma {
     Full,
 }
 
-/// How hard the PNG encoder works.
+/// How hard the lossless encoders work: truecolour PNGs, and the deflate stream on large
+/// messages (small ones always get its most thorough search).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PngEffort {
     Fast,
@@ -131,8 +159,13 @@ pub struct FrameStats {
     pub png: usize,
     pub jpeg: usize,
     pub copy: usize,
-    /// Payload bytes of all messages (frame headers not included).
+    pub palette: usize,
+    /// Payload bytes of all messages as sent, deflated or not (frame headers not included).
     pub bytes: usize,
+    /// The same before deflating.
+    pub update_bytes: usize,
+    /// Messages sent through the deflate stream.
+    pub deflated: usize,
     /// Pixels sent as Solid, PNG or JPEG.
     pub pixels: u64,
     /// Pixels and data bytes of the JPEG rectangles.
@@ -140,13 +173,37 @@ pub struct FrameStats {
     pub jpeg_bytes: usize,
 }
 
+/// One message of a frame, ready to wrap in a binary frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// A chunk of the deflate stream (send with `FLAG_DEFLATE`), or a plain update message.
+    pub payload: Vec<u8>,
+    pub deflated: bool,
+}
+
 /// One frame, ready to wrap in binary frames.
 #[derive(Debug, Clone)]
 pub struct EncodedFrame {
-    /// Update message payloads in order; the last has `UPDATE_END_OF_FRAME`.
-    pub messages: Vec<Vec<u8>>,
+    /// The messages in order; the last update has `UPDATE_END_OF_FRAME`. A key frame's
+    /// first message starts a new deflate stream (send it with `FLAG_SUPERSEDES`).
+    pub messages: Vec<Message>,
     pub key: bool,
     pub stats: FrameStats,
+}
+
+/// The deflate level of a message of `len` bytes: small messages (typing, a scrolled line)
+/// get the most thorough search, which costs little on a few kilobytes and finds the
+/// back-references they are made of; large ones (a page, a key frame) go at the pace the
+/// pacer asked for.
+pub fn deflate_level(len: usize, effort: PngEffort) -> u8 {
+    if len <= THOROUGH_MAX {
+        return LEVEL_BEST;
+    }
+    match effort {
+        PngEffort::Fast => LEVEL_FAST,
+        PngEffort::Default => 6,
+        PngEffort::Best => LEVEL_BEST,
+    }
 }
 
 /// The worse of two block states (0 exact, else the JPEG quality sent).
@@ -281,6 +338,8 @@ pub struct FrameEncoder {
     table: ColourTable,
     jpeg: Option<turbojpeg::Compressor>,
     scratch: Vec<u8>,
+    /// The stream's compressor: its history is what the console's inflater holds.
+    deflater: ScreenDeflater,
 }
 
 impl std::fmt::Debug for FrameEncoder {
@@ -313,6 +372,7 @@ impl FrameEncoder {
             table: ColourTable::new(),
             jpeg: None,
             scratch: Vec::new(),
+            deflater: ScreenDeflater::new(LEVEL_FAST),
         })
     }
 
@@ -422,7 +482,11 @@ impl FrameEncoder {
         if out.is_empty() {
             return Ok(None);
         }
-        Ok(Some(out.finish(key)))
+        if key {
+            // The key frame's first message starts the stream afresh, for every viewer.
+            self.deflater.reset();
+        }
+        self.seal(out.finish(key), params).map(Some)
     }
 
     /// Re-sends every block sent as JPEG below `params.jpeg_quality`, from the reference,
@@ -464,7 +528,31 @@ impl FrameEncoder {
             budget = budget.saturating_sub(part.pixels());
             self.encode_area(part, params, &mut out, true)?;
         }
-        Ok(Some(out.finish(false)))
+        self.seal(out.finish(false), params).map(Some)
+    }
+
+    /// Runs the messages meant for the deflate stream through it, in order.
+    fn seal(
+        &mut self,
+        mut frame: EncodedFrame,
+        params: &EncodeParams,
+    ) -> Result<EncodedFrame, EncodeError> {
+        frame.stats.update_bytes = frame.messages.iter().map(|m| m.payload.len()).sum();
+        for m in frame.messages.iter_mut().filter(|m| m.deflated) {
+            self.deflater
+                .set_level(deflate_level(m.payload.len(), params.png));
+            let mut chunk = Vec::with_capacity(m.payload.len() / 4 + 64);
+            self.deflater
+                .deflate(&m.payload, &mut chunk)
+                .map_err(EncodeError::Deflate)?;
+            if chunk.len() > MAX_FRAME_PAYLOAD {
+                return Err(EncodeError::Deflated(chunk.len()));
+            }
+            m.payload = chunk;
+            frame.stats.deflated += 1;
+        }
+        frame.stats.bytes = frame.messages.iter().map(|m| m.payload.len()).sum();
+        Ok(frame)
     }
 
     /// Scroll and move copies; applies them to the reference and drops the blocks they
@@ -714,20 +802,7 @@ impl FrameEncoder {
                 let [b, g, r, _] = colours[0].to_le_bytes();
                 (Encoding::Solid, vec![r, g, b], 0)
             }
-            Kind::Indexed(colours) => {
-                // Small images cost next to nothing to squeeze hard, and small updates
-                // (typing, scrolled-in lines) are most of an interactive session's bytes.
-                let effort = if area.pixels() <= SMALL_PNG {
-                    PngEffort::Best
-                } else {
-                    params.png
-                };
-                (
-                    Encoding::Png,
-                    self.png_indexed(area, colours, effort, refine)?,
-                    0,
-                )
-            }
+            Kind::Indexed(colours) => (Encoding::Palette, self.palette(area, colours, refine), 0),
             Kind::Rgb => (Encoding::Png, self.png_rgb(area, params.png, refine)?, 0),
             Kind::Photo => (
                 Encoding::Jpeg,
@@ -790,33 +865,23 @@ impl FrameEncoder {
         }
     }
 
-    fn png_indexed(
-        &mut self,
-        area: Area,
-        colours: &[u32],
-        effort: PngEffort,
-        refine: bool,
-    ) -> Result<Vec<u8>, EncodeError> {
+    /// Palette data of `area`, whose colours are `colours` (sorted, so the same colours
+    /// always get the same indices and a glyph the same bits).
+    fn palette(&mut self, area: Area, colours: &[u32], refine: bool) -> Vec<u8> {
         self.table.clear();
         for &c in colours {
             self.table.insert(c);
         }
-        let (bits, gray) = png_layout(colours);
-        // The sample written for each palette index: the index itself, or the grey level
-        // at the chosen depth (a grey image needs no PLTE chunk: 18+ bytes less per PNG).
-        let mut sample = [0u8; MAX_PALETTE];
-        for (i, &c) in colours.iter().enumerate() {
-            sample[i] = if gray {
-                ((c & 0xFF) / (255 / ((1u32 << bits) - 1))) as u8
-            } else {
-                i as u8
-            };
+        let bits = palette_bits(colours.len());
+        let row_bytes = (area.w * bits).div_ceil(8) as usize;
+        let head = 1 + 3 * colours.len();
+        let mut data = Vec::with_capacity(head + row_bytes * area.h as usize);
+        data.push((colours.len() - 1) as u8);
+        for c in colours {
+            let [b, g, r, _] = c.to_le_bytes();
+            data.extend_from_slice(&[r, g, b]);
         }
-        let per_byte = 8 / bits;
-        let row_bytes = area.w.div_ceil(per_byte) as usize;
-        let mut packed = std::mem::take(&mut self.scratch);
-        packed.clear();
-        packed.resize(row_bytes * area.h as usize, 0);
+        data.resize(head + row_bytes * area.h as usize, 0);
         let src = if refine {
             &self.reference
         } else {
@@ -824,8 +889,9 @@ impl FrameEncoder {
         };
         for (ry, y) in (area.y as u32..area.y as u32 + area.h).enumerate() {
             let row = src.row(area.x as u32, y, area.w);
-            let dst = &mut packed[ry * row_bytes..(ry + 1) * row_bytes];
-            // The two colours seen last and their samples (ink and background).
+            let at = head + ry * row_bytes;
+            let dst = &mut data[at..at + row_bytes];
+            // The two colours seen last and their indices (ink and background).
             let (mut last, mut idx) = (u32::MAX, 0u8);
             let (mut prev, mut prev_idx) = (u32::MAX, 0u8);
             for (i, p) in row.chunks_exact(BPP).enumerate() {
@@ -835,47 +901,16 @@ impl FrameEncoder {
                         prev_idx
                     } else {
                         // Every colour of the area is in the palette; a miss maps to 0.
-                        sample[usize::from(self.table.insert(c).unwrap_or(0))]
+                        self.table.insert(c).unwrap_or(0)
                     };
                     (prev, prev_idx) = (last, idx);
                     (last, idx) = (c, found);
                 }
                 let bit = i as u32 * bits;
-                let byte = (bit / 8) as usize;
-                let shift = 8 - bits - (bit % 8);
-                dst[byte] |= idx << shift;
+                dst[(bit / 8) as usize] |= idx << (8 - bits - bit % 8);
             }
         }
-        let palette: Option<Vec<u8>> = (!gray).then(|| {
-            colours
-                .iter()
-                .flat_map(|c| {
-                    let [b, g, r, _] = c.to_le_bytes();
-                    [r, g, b]
-                })
-                .collect()
-        });
-        let depth = match bits {
-            1 => png::BitDepth::One,
-            2 => png::BitDepth::Two,
-            4 => png::BitDepth::Four,
-            _ => png::BitDepth::Eight,
-        };
-        let res = write_png(
-            area,
-            if gray {
-                png::ColorType::Grayscale
-            } else {
-                png::ColorType::Indexed
-            },
-            depth,
-            palette,
-            png::FilterType::NoFilter,
-            effort,
-            &packed,
-        );
-        self.scratch = packed;
-        res
+        data
     }
 
     fn png_rgb(
@@ -949,30 +984,6 @@ impl FrameEncoder {
             format: turbojpeg::PixelFormat::BGRX,
         };
         c.compress_to_vec(image).map_err(err)
-    }
-}
-
-/// Bits per pixel of a palette image of `colours`, and whether it can be written as grey
-/// levels instead (every colour grey and a level of that bit depth, e.g. black and white
-/// at 1 bit), which needs no palette.
-fn png_layout(colours: &[u32]) -> (u32, bool) {
-    let bits: u32 = match colours.len() {
-        0..=2 => 1,
-        3..=4 => 2,
-        5..=16 => 4,
-        _ => 8,
-    };
-    let fits = |b: u32| {
-        let step = 255 / ((1u32 << b) - 1);
-        colours.iter().all(|&c| {
-            let v = c & 0xFF;
-            c == v * 0x01_0101 && v % step == 0
-        })
-    };
-    let gray = [1, 2, 4, 8].into_iter().find(|&b| fits(b));
-    match gray {
-        Some(g) if g <= bits => (bits, true),
-        _ => (bits, false),
     }
 }
 
@@ -1067,13 +1078,18 @@ fn classify(px: &Pixels, area: Area, t: &mut ColourTable) -> Kind {
     }
 }
 
-/// Update messages of one frame, opened as rectangles come.
+/// Update messages of one frame, opened as rectangles come. A message is meant for the
+/// deflate stream unless it holds JPEG or PNG data of some size (already compressed: deflate
+/// would spend time on it for nothing, and push text out of the stream's window); a
+/// rectangle that wants the other kind than the open message starts a new one.
 struct Messages {
     width: u16,
     height: u16,
     frame: u32,
-    done: Vec<Vec<u8>>,
+    done: Vec<Message>,
     cur: UpdateWriter,
+    /// Whether the open message is plain; `None` while nothing in it has a preference.
+    cur_plain: Option<bool>,
     stats: FrameStats,
 }
 
@@ -1086,6 +1102,7 @@ impl Messages {
             frame,
             done: Vec::new(),
             cur: UpdateWriter::new(w, h, frame).map_err(EncodeError::Message)?,
+            cur_plain: None,
             stats: FrameStats::default(),
         })
     }
@@ -1094,12 +1111,30 @@ impl Messages {
         self.done.is_empty() && self.cur.is_empty()
     }
 
+    /// Closes the open message and opens a new one.
+    fn next_message(&mut self) -> Result<(), EncodeError> {
+        let next =
+            UpdateWriter::new(self.width, self.height, self.frame).map_err(EncodeError::Message)?;
+        let full = std::mem::replace(&mut self.cur, next);
+        self.done.push(Message {
+            payload: full.finish(0),
+            deflated: self.cur_plain != Some(true),
+        });
+        self.cur_plain = None;
+        Ok(())
+    }
+
     fn push(&mut self, a: Area, encoding: Encoding, data: &[u8]) -> Result<(), EncodeError> {
-        if !self.cur.fits(data.len()) && !self.cur.is_empty() {
-            let next = UpdateWriter::new(self.width, self.height, self.frame)
-                .map_err(EncodeError::Message)?;
-            let full = std::mem::replace(&mut self.cur, next);
-            self.done.push(full.finish(0));
+        let plain = match encoding {
+            Encoding::Jpeg | Encoding::Png if data.len() >= PLAIN_MIN => Some(true),
+            Encoding::Palette => Some(false),
+            _ => None,
+        };
+        let clash = matches!((plain, self.cur_plain), (Some(p), Some(c)) if p != c);
+        let fits =
+            self.cur.fits(data.len()) && self.cur.len() + 13 + data.len() <= MAX_DEFLATED_MESSAGE;
+        if (clash || !fits) && !self.cur.is_empty() {
+            self.next_message()?;
         }
         self.cur
             .push(&Rect {
@@ -1111,11 +1146,15 @@ impl Messages {
                 data,
             })
             .map_err(EncodeError::Message)?;
+        if self.cur_plain.is_none() {
+            self.cur_plain = plain;
+        }
         match encoding {
             Encoding::Solid => self.stats.solid += 1,
             Encoding::Png => self.stats.png += 1,
             Encoding::Jpeg => self.stats.jpeg += 1,
             Encoding::Copy => self.stats.copy += 1,
+            Encoding::Palette => self.stats.palette += 1,
         }
         if encoding != Encoding::Copy {
             self.stats.pixels += a.pixels();
@@ -1135,15 +1174,18 @@ impl Messages {
         self.push(c.dst, Encoding::Copy, &data)
     }
 
+    /// The frame's messages, not deflated yet (see [`FrameEncoder::seal`]).
     fn finish(mut self, key: bool) -> EncodedFrame {
         let key_flag = if key { UPDATE_KEY_FRAME } else { 0 };
-        let mut messages: Vec<Vec<u8>> = Vec::with_capacity(self.done.len() + 1);
+        let mut messages: Vec<Message> = Vec::with_capacity(self.done.len() + 1);
         for mut m in self.done.drain(..) {
-            m[1] |= key_flag;
+            m.payload[1] |= key_flag;
             messages.push(m);
         }
-        messages.push(self.cur.finish(UPDATE_END_OF_FRAME | key_flag));
-        self.stats.bytes = messages.iter().map(Vec::len).sum();
+        messages.push(Message {
+            payload: self.cur.finish(UPDATE_END_OF_FRAME | key_flag),
+            deflated: self.cur_plain != Some(true),
+        });
         EncodedFrame {
             messages,
             key,
@@ -1155,13 +1197,53 @@ impl Messages {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lifeline_proto::screen::decode_update;
+    use lifeline_proto::deflate::ScreenInflater;
+    use lifeline_proto::frame::{Channel, FLAG_DEFLATE, FLAG_SUPERSEDES, FrameHeader};
+    use lifeline_proto::screen::{Palette, decode_update};
     use proptest::prelude::*;
 
-    /// Applies a frame to an RGB canvas as a console would (lossless parts only: JPEG
+    /// What a console holds: the picture and the deflate stream's inflater.
+    struct Console {
+        px: Pixels,
+        inflater: ScreenInflater,
+        seq: u32,
+    }
+
+    impl Console {
+        fn new(w: u32, h: u32) -> Self {
+            Console {
+                px: Pixels::new(w, h),
+                inflater: ScreenInflater::new(),
+                seq: 0,
+            }
+        }
+
+        /// Applies a frame as a console would, messages flagged as the stream thread flags
+        /// them.
+        fn apply(&mut self, frame: &EncodedFrame) {
+            for (i, m) in frame.messages.iter().enumerate() {
+                self.seq = self.seq.wrapping_add(1);
+                let flags = if frame.key && i == 0 {
+                    FLAG_SUPERSEDES
+                } else {
+                    0
+                } | if m.deflated { FLAG_DEFLATE } else { 0 };
+                let h = FrameHeader {
+                    channel: Channel::Screen,
+                    flags,
+                    seq: self.seq,
+                    len: m.payload.len() as u32,
+                };
+                let update = self.inflater.message(&h, &m.payload).unwrap().to_vec();
+                apply_update(&mut self.px, &update);
+            }
+        }
+    }
+
+    /// Applies one update message to an RGB canvas (lossless parts exactly; JPEG
     /// rectangles are decoded too, for size checks).
-    fn apply(canvas: &mut Pixels, frame: &EncodedFrame) {
-        for m in &frame.messages {
+    fn apply_update(canvas: &mut Pixels, m: &[u8]) {
+        {
             let u = decode_update(m).unwrap();
             assert_eq!(
                 (u.width as u32, u.height as u32),
@@ -1205,6 +1287,14 @@ mod tests {
                             }
                         }
                     }
+                    Encoding::Palette => {
+                        let rgb = Palette::parse(r.w, r.h, r.data).unwrap().to_rgb();
+                        for (k, px) in rgb.chunks_exact(3).enumerate() {
+                            let (x, y) = (k as u32 % a.w, k as u32 / a.w);
+                            let c = u32::from_be_bytes([0, px[0], px[1], px[2]]);
+                            canvas.fill(Area::new(a.x + x as i32, a.y + y as i32, 1, 1), c);
+                        }
+                    }
                     Encoding::Jpeg => {
                         let img =
                             turbojpeg::decompress(r.data, turbojpeg::PixelFormat::BGRX).unwrap();
@@ -1232,9 +1322,9 @@ mod tests {
         enc.current_mut().fill(Area::new(10, 10, 50, 8), 0x000000);
         let key = enc.encode(1, true, &p, &[]).unwrap().unwrap();
         assert!(key.key);
-        let mut canvas = Pixels::new(300, 200);
-        apply(&mut canvas, &key);
-        assert_eq!(strip(&canvas), strip(enc.current()));
+        let mut canvas = Console::new(300, 200);
+        canvas.apply(&key);
+        assert_eq!(strip(&canvas.px), strip(enc.current()));
         // Nothing changed: no frame.
         enc.mark_all_dirty();
         assert!(enc.encode(2, false, &p, &[]).unwrap().is_none());
@@ -1243,10 +1333,10 @@ mod tests {
         enc.current_mut().fill(Area::new(104, 50, 2, 7), 0x000000);
         enc.mark_dirty(Area::new(96, 48, 16, 16));
         let f = enc.encode(2, false, &p, &[]).unwrap().unwrap();
-        apply(&mut canvas, &f);
-        assert_eq!(strip(&canvas), strip(enc.current()));
+        canvas.apply(&f);
+        assert_eq!(strip(&canvas.px), strip(enc.current()));
         assert!(f.stats.bytes < 200, "{:?}", f.stats);
-        assert_eq!(f.stats.png, 1);
+        assert_eq!((f.stats.palette, f.stats.png), (1, 0));
     }
 
     #[test]
@@ -1270,8 +1360,8 @@ mod tests {
         };
         let key = enc.encode(1, true, &low, &[]).unwrap().unwrap();
         assert!(key.stats.jpeg > 0 && key.stats.png == 0, "{:?}", key.stats);
-        let mut canvas = Pixels::new(w, h);
-        apply(&mut canvas, &key);
+        let mut canvas = Console::new(w, h);
+        canvas.apply(&key);
         assert!(enc.lossy_below(90));
         let sharp = EncodeParams {
             jpeg_quality: 90,
@@ -1282,7 +1372,7 @@ mod tests {
         while enc.lossy_below(90) {
             let f = enc.refine(2 + slices, &sharp, 64 * 64).unwrap().unwrap();
             assert!(f.stats.pixels <= u64::from(w) * 64, "{:?}", f.stats);
-            apply(&mut canvas, &f);
+            canvas.apply(&f);
             slices += 1;
             assert!(slices < 20, "refinement never ends");
         }
@@ -1302,31 +1392,22 @@ mod tests {
         enc.current_mut().fill(Area::new(0, 0, 400, 300), 0xFFFFFF);
         glyph(enc.current_mut(), 30, 40);
         let key = enc.encode(1, true, &p, &[]).unwrap().unwrap();
-        let mut canvas = Pixels::new(400, 300);
-        apply(&mut canvas, &key);
+        let mut canvas = Console::new(400, 300);
+        canvas.apply(&key);
         // The same letter typed at (200, 150), the block cursor after it.
         glyph(enc.current_mut(), 200, 150);
         enc.current_mut().fill(Area::new(206, 150, 6, 13), 0x000000);
         enc.mark_dirty(Area::new(200, 150, 12, 13));
         let f = enc.encode(2, false, &p, &[]).unwrap().unwrap();
-        apply(&mut canvas, &f);
-        assert_eq!(strip(&canvas), strip(enc.current()));
+        canvas.apply(&f);
+        assert_eq!(strip(&canvas.px), strip(enc.current()));
         assert_eq!(
-            (f.stats.copy, f.stats.solid, f.stats.png),
-            (1, 1, 0),
+            (f.stats.copy, f.stats.solid, f.stats.png, f.stats.palette),
+            (1, 1, 0, 0),
             "{:?}",
             f.stats
         );
         assert!(f.stats.bytes < 60, "{:?}", f.stats);
-    }
-
-    #[test]
-    fn grey_layouts() {
-        assert_eq!(png_layout(&[0x000000, 0xFFFFFF]), (1, true));
-        assert_eq!(png_layout(&[0x000000, 0x555555, 0xFFFFFF]), (2, true));
-        // 0x808080 is no 2-bit level: an 8-bit grey would be wider than the palette.
-        assert_eq!(png_layout(&[0x000000, 0x808080, 0xFFFFFF]), (2, false));
-        assert_eq!(png_layout(&[0x000000, 0xFF0000]), (1, false));
     }
 
     proptest! {
@@ -1344,14 +1425,14 @@ mod tests {
             };
             let mut enc = FrameEncoder::new(w, h).unwrap();
             let p = EncodeParams::default();
-            let mut canvas = Pixels::new(w, h);
+            let mut canvas = Console::new(w, h);
             for (x, y, bw, bh, c) in &boxes {
                 enc.current_mut().fill(Area::new(*x as i32, *y as i32, *bw, *bh),
                                        palette[*c as usize]);
             }
             let f = enc.encode(1, true, &p, &[]).unwrap().unwrap();
-            apply(&mut canvas, &f);
-            prop_assert_eq!(strip(&canvas), strip(enc.current()));
+            canvas.apply(&f);
+            prop_assert_eq!(strip(&canvas.px), strip(enc.current()));
             // Scroll everything up and add new boxes, then encode incrementally.
             let before = enc.current().clone();
             let moved = Area::new(0, 0, w, h.saturating_sub(scroll as u32));
@@ -1364,9 +1445,9 @@ mod tests {
             }
             enc.mark_all_dirty();
             if let Some(f) = enc.encode(2, false, &p, &[(0, -scroll)]).unwrap() {
-                apply(&mut canvas, &f);
+                canvas.apply(&f);
             }
-            prop_assert_eq!(strip(&canvas), strip(enc.current()));
+            prop_assert_eq!(strip(&canvas.px), strip(enc.current()));
             // Small changes copied from elsewhere on screen (typed glyphs), a cursor next
             // to them, only the damaged area marked.
             for (i, (x, y, _, _, c)) in boxes.iter().enumerate().take(4) {
@@ -1382,9 +1463,9 @@ mod tests {
                 enc.mark_dirty(Area::new(dst.x, dst.y, 10, 9));
             }
             if let Some(f) = enc.encode(3, false, &p, &[]).unwrap() {
-                apply(&mut canvas, &f);
+                canvas.apply(&f);
             }
-            prop_assert_eq!(strip(&canvas), strip(enc.current()));
+            prop_assert_eq!(strip(&canvas.px), strip(enc.current()));
         }
     }
 }

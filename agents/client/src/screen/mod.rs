@@ -17,8 +17,10 @@
 //!   ([`detect`]). The *reference* is what the console has been sent, not the last
 //!   capture, so captures skipped while the link is busy lose nothing: the next frame is the
 //!   difference between the newest capture and what the console shows.
-//! * [`encode`] turns the changes into Solid, palette PNG, JPEG and Copy rectangles
-//!   (scrolling, moved windows); [`rate`] limits the frames in flight and picks the quality.
+//! * [`encode`] turns the changes into Solid, Palette, PNG, JPEG and Copy rectangles
+//!   (scrolling, moved windows) and runs the messages through the stream's deflate
+//!   compressor, whose history spans frames; [`rate`] limits the frames in flight and picks
+//!   the quality.
 //! * The surface is one monitor or the bounding box of all monitors
 //!   ([`lifeline_proto::remote::StreamSettings::monitor`]); its top-left corner in desktop
 //!   coordinates is [`surface_origin`], the rule the input side uses too.
@@ -28,8 +30,12 @@
 //! sequence numbers; the last has `UPDATE_END_OF_FRAME`. Every message of a key frame has
 //! `UPDATE_KEY_FRAME`, and its first message also carries the header's `FLAG_SUPERSEDES`
 //! (only the first, so a relay dropping superseded frames never drops part of the key frame
-//! itself). Copy rectangles only appear in a frame's first message. Cursor shape, position
-//! and hidden messages go on `Channel::Cursor`; the shape only when it changed.
+//! itself). Copy rectangles only appear in a frame's first message. Messages are chunks of
+//! the channel's deflate stream (`FLAG_DEFLATE`) unless they carry JPEG or PNG data of some
+//! size; the stream restarts at every key frame's first message, where a relay lets a new
+//! viewer in, and sequence numbers are consecutive, so a receiver can tell that the stream
+//! broke. Cursor shape, position and hidden messages go on `Channel::Cursor`; the shape only
+//! when it changed.
 //!
 //! # Limits
 //! X11 only; Wayland sessions and other systems have no source yet. Frames in flight are

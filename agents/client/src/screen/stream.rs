@@ -15,7 +15,7 @@
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use lifeline_proto::frame::{self, Channel, FLAG_SUPERSEDES};
+use lifeline_proto::frame::{self, Channel, FLAG_DEFLATE, FLAG_SUPERSEDES};
 use lifeline_proto::remote::{Monitor, StreamSettings};
 use lifeline_proto::screen::{Cursor, MAX_CURSOR, MAX_SURFACE, encode_cursor};
 
@@ -445,10 +445,14 @@ impl Stream {
 
     fn send_frame(&mut self, f: &EncodedFrame, now: Instant) -> Result<(), Exit> {
         let mut bytes = 0;
-        for (i, payload) in f.messages.iter().enumerate() {
-            let flags = if f.key && i == 0 { FLAG_SUPERSEDES } else { 0 };
+        for (i, m) in f.messages.iter().enumerate() {
+            // A key frame's first message also starts the deflate stream afresh (the
+            // encoder reset its compressor for it).
+            let flags = if f.key && i == 0 { FLAG_SUPERSEDES } else { 0 }
+                | if m.deflated { FLAG_DEFLATE } else { 0 };
+            // Consecutive numbers: a receiver tells from a gap that the stream broke.
             self.seq_screen = self.seq_screen.wrapping_add(1);
-            let msg = frame::encode(Channel::Screen, flags, self.seq_screen, payload)
+            let msg = frame::encode(Channel::Screen, flags, self.seq_screen, &m.payload)
                 .map_err(|e| Exit::Failed(format!("a screen frame is too large: {e}")))?;
             bytes += msg.len();
             self.send(StreamOutput::Binary(msg))?;

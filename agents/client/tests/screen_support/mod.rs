@@ -1,5 +1,7 @@
 //! Helpers of the screen tests: a real Xvfb server, a real X client that paints on it, a
-//! reference decoder of the stream's messages, and a harness around `screen::spawn`.
+//! reference decoder of the stream's messages (the deflate stream inflated with the
+//! protocol's own `ScreenInflater`, Palette, PNG and JPEG rectangles decoded), and a harness
+//! around `screen::spawn`.
 
 #![allow(dead_code)]
 
@@ -10,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use lifeline_agent::platform::linux::capture::{X11Options, X11Screen};
 use lifeline_agent::screen::{self, StreamControl, StreamOutput};
-use lifeline_proto::frame::{self, Channel, FLAG_SUPERSEDES};
+use lifeline_proto::deflate::ScreenInflater;
+use lifeline_proto::frame::{self, Channel, FLAG_DEFLATE, FLAG_SUPERSEDES};
 use lifeline_proto::remote::{Monitor, StreamSettings};
-use lifeline_proto::screen::{Cursor, Encoding, decode_cursor, decode_update};
+use lifeline_proto::screen::{Cursor, Encoding, Palette, decode_cursor, decode_update};
 use x11rb::connection::{Connection, RequestConnection};
 use x11rb::protocol::xproto::{self, ConnectionExt as _};
 use x11rb::protocol::xtest;
@@ -415,9 +418,14 @@ pub struct FrameInfo {
     pub key: bool,
     pub supersedes_first: bool,
     pub messages: usize,
+    /// Messages that were chunks of the deflate stream.
+    pub deflated: usize,
     /// Bytes of the binary messages, headers included.
     pub bytes: usize,
+    /// Bytes of the update messages, inflated.
+    pub update_bytes: usize,
     pub solid: usize,
+    pub palette: usize,
     pub png: usize,
     pub jpeg: usize,
     pub copy: usize,
@@ -440,6 +448,7 @@ pub struct Canvas {
     pub cursor_hidden: bool,
     pub cursor_messages: usize,
     jpeg: turbojpeg::Decompressor,
+    inflater: ScreenInflater,
 }
 
 impl Canvas {
@@ -453,6 +462,7 @@ impl Canvas {
             cursor_hidden: false,
             cursor_messages: 0,
             jpeg: turbojpeg::Decompressor::new().unwrap(),
+            inflater: ScreenInflater::new(),
         }
     }
 
@@ -490,7 +500,14 @@ impl Canvas {
                 false
             }
             Channel::Screen => {
-                let u = decode_update(payload).expect("valid update");
+                // Nothing is lost between the stream and this decoder: every deflated
+                // message must inflate.
+                let update = self
+                    .inflater
+                    .message(&hdr, payload)
+                    .expect("a deflated message inflates")
+                    .to_vec();
+                let u = decode_update(&update).expect("valid update");
                 if info.messages == 0 {
                     info.supersedes_first = hdr.flags & FLAG_SUPERSEDES != 0;
                     info.key = u.key_frame();
@@ -502,7 +519,9 @@ impl Canvas {
                     );
                 }
                 info.messages += 1;
+                info.deflated += usize::from(hdr.flags & FLAG_DEFLATE != 0);
                 info.bytes += msg.len();
+                info.update_bytes += update.len();
                 info.frame = u.frame;
                 let (w, h) = (u32::from(u.width), u32::from(u.height));
                 info.width = w;
@@ -542,6 +561,11 @@ impl Canvas {
                                         before[((sy + yy) * w + sx + xx) as usize];
                                 }
                             }
+                        }
+                        Encoding::Palette => {
+                            info.palette += 1;
+                            let p = Palette::parse(r.w, r.h, r.data).expect("valid palette");
+                            self.put(x, y, rw, rh, &p.to_rgb());
                         }
                         Encoding::Png => {
                             info.png += 1;
