@@ -184,8 +184,9 @@ fn main() -> ExitCode {
         }
     };
     let mut figures = Figures::default();
+    let load_before = load_average();
     let result = run(&args, rt.handle(), dir.path(), &mut figures);
-    table(&args, &figures);
+    table(&args, &figures, &load_before);
     let code = match &result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -199,6 +200,17 @@ fn main() -> ExitCode {
     }
     rt.shutdown_timeout(Duration::from_secs(1));
     code
+}
+
+/// `/proc/loadavg`'s 1, 5 and 15 minute figures and the number of cores: the figures
+/// (CPU shares, encode times, latency) depend on what else the machine runs.
+fn load_average() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    format!("{load} on {cores} cores")
 }
 
 fn workspace() -> PathBuf {
@@ -456,7 +468,7 @@ fn show(v: Option<f64>, digits: usize) -> String {
 }
 
 /// The closing table on stderr: ours against VNC, ratio, details.
-fn table(args: &Args, f: &Figures) {
+fn table(args: &Args, f: &Figures, load_before: &str) {
     let mut out = String::new();
     let line = |out: &mut String, s: &dyn Display| out.push_str(&format!("{s}\n"));
     line(&mut out, &"");
@@ -571,6 +583,13 @@ fn table(args: &Args, f: &Figures) {
             line(&mut out, &format!("{label:<27} {}", show(Some(v), digits)));
         }
     }
+    line(
+        &mut out,
+        &format!(
+            "load average (1/5/15 min): {load_before} at the start, {} at the end",
+            load_average()
+        ),
+    );
     line(&mut out, &"details:");
     for s in Scenario::ALL {
         line(&mut out, &format!("  {}: {}", s.name(), s.details()));
