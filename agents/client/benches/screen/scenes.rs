@@ -86,7 +86,7 @@ impl Scenario {
                 "`less` of ~5900 lines (Debian's licence texts) in that xterm; Page_Down once a second, XTest on the desktop"
             }
             Scenario::ScrollLine => {
-                "the same `less`; Down 5 times a second sent through the viewer (our Input events; keys to the VNC viewer's window)"
+                "the same `less`; Down 5 times a second sent through the viewer (our Input events; keys to the VNC viewer's window), the pointer over the xterm (x11vnc detects scrolling only in the window under the pointer)"
             }
             Scenario::Drag => {
                 "the `less` xterm moved 10 times a second along a circle of radius 150 px (12 degrees a step), button 1 held with the pointer 6 px above the window, as a title-bar drag"
@@ -218,6 +218,12 @@ pub fn run(peer: &mut dyn Peer, s: Scenario, secs: f64, assets: &Assets) -> Resu
     }
     if let Some((_, w)) = &term {
         peer.desk().x.focus(w.id)?;
+        if s == Scenario::ScrollLine {
+            // The VNC server looks for scrolling in the window under the pointer.
+            peer.desk()
+                .x
+                .pointer_to(w.x + w.w as i32 / 2, w.y + w.h as i32 / 2)?;
+        }
     }
     settle(peer, QUIET, SETTLE_LIMIT, s.name())?;
 
