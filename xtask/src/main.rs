@@ -8,6 +8,9 @@
 //! * `cargo xtask test`  — installs what is missing, then fmt check, clippy, and every test
 //!   (unit, integration, end-to-end with Xvfb, browser with Chromium).
 //! * `cargo xtask bench session [--sessions N]` — concurrent one-shot session set-ups.
+//! * `cargo xtask bench screen [--secs N] [--only a,b] [--no-vnc]` — our screen stream (agent → relay → console) on
+//!   scripted scenarios against x11vnc serving a Tight VNC viewer
+//!   (`agents/client/benches/screen.rs`; about 8 minutes).
 //! * `cargo xtask image --model b200|b300` — the firmware image and its RAUC bundle
 //!   (`image.rs`); `cargo xtask qemu` boots it (`qemu.rs`); `cargo xtask yocto [--check]`
 //!   keeps the Yocto layer's crates.inc current and lints the layer (`yocto.rs`).
@@ -48,6 +51,17 @@ const BUILD_PACKAGES: &[&str] = &[
     "nasm",
 ];
 
+/// Needed by `bench screen`: the scenarios' X clients and the VNC peer.
+const SCREEN_BENCH_PACKAGES: &[&str] = &[
+    "xvfb",
+    "xterm",
+    "x11-xserver-utils",
+    "imagemagick",
+    "less",
+    "x11vnc",
+    "xtightvncviewer",
+];
+
 /// Needed by the tests: a real X server, input driving, screenshots, a browser.
 const TEST_PACKAGES: &[&str] = &[
     "xvfb",
@@ -82,6 +96,7 @@ fn main() -> ExitCode {
                  commands:\n  run                      run the appliance in development mode\n  \
                  test [FILTER...]         fmt, clippy and every test (filters go to nextest)\n  \
                  bench session [--sessions N]\n  \
+                 bench screen [--secs N] [--only a,b] [--no-vnc]  screen stream vs x11vnc/Tight\n  \
                  image --model b200|b300  build the firmware image and its RAUC bundle\n  \
                  qemu [--model M] [--fresh]  boot the image in QEMU (portal on https://localhost:8443)\n  \
                  yocto [--check]          regenerate the layer's crates.inc (--check: lint the layer)\n  \
@@ -469,6 +484,33 @@ fn bench(args: &[String]) -> Result {
             c.stdout(Stdio::inherit());
             status(c, "bench session")
         }
-        _ => Err("usage: cargo xtask bench session [--sessions N]".into()),
+        Some("screen") => {
+            ensure_deps(false)?;
+            apt_install(SCREEN_BENCH_PACKAGES)?;
+            step("building the relay (release)");
+            build(true, &["lifeline-relay"])?;
+            step("screen benchmark: building it (release), then the scenarios, ours and VNC's");
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root().join("target"));
+            let mut c = cargo();
+            c.args([
+                "bench",
+                "--locked",
+                "-p",
+                "lifeline-agent",
+                "--bench",
+                "screen",
+                "--",
+            ]);
+            c.args(&args[1..]);
+            c.env("LIFELINE_RELAY_BIN", target.join("release/lifeline-relay"));
+            c.stdout(Stdio::inherit());
+            status(c, "bench screen")
+        }
+        _ => Err(
+            "usage: cargo xtask bench session [--sessions N]\n       cargo xtask bench screen [--secs N] [--only SCENARIO,...] [--no-vnc] [--samples N] [--keep]"
+                .into(),
+        ),
     }
 }
