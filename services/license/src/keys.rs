@@ -218,7 +218,10 @@ mod tests {
         let release = TrustedKeys::built_in_with(trusts_dev_key(false, false));
         let dev_id = key_id(&dev_signing_key().verifying_key());
         assert!(release.find(&dev_id).is_none());
-        assert!(release.find("43eaa263d979315c").is_some(), "the vendor key stays");
+        assert!(
+            release.find("43eaa263d979315c").is_some(),
+            "the vendor key stays"
+        );
         let licence = lifeline_license_api::Licence {
             serial: "LL-0001".into(),
             model: lifeline_license_api::Model::B200,

@@ -186,7 +186,13 @@ async fn wait_ready<'a>(conn: &zbus::Connection, daemon: &mut Child) -> License1
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    License1Proxy::new(conn).await.unwrap()
+    // Properties read fresh (a caching proxy updates them from PropertiesChanged in a task
+    // of its own, which may come after the Changed signal a test waits for).
+    License1Proxy::builder(conn)
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .unwrap()
 }
 
 /// Wait for a `Changed` signal whose counts satisfy `want`.
@@ -391,18 +397,17 @@ async fn missing_expired_and_tampered_licences_each_run_evaluation_with_the_reas
         assert!(status.evaluation, "{status:?}");
         let reason = status.reason.clone().unwrap_or_default();
         assert!(reason.contains(want_reason), "{reason}");
-        assert_eq!(status.licence.rep_seats, 1, "the evaluation licence's one seat");
+        assert_eq!(
+            status.licence.rep_seats, 1,
+            "the evaluation licence's one seat"
+        );
         assert_eq!(status.licence.serial, SERIAL);
         assert_eq!(proxy.refusal_kind().await.unwrap(), Some(want));
         assert_eq!(proxy.counts().await.unwrap().rep_limit, 1);
     };
 
     // Nothing installed.
-    evaluation(
-        "No licence is installed",
-        Refusal::Missing,
-    )
-    .await;
+    evaluation("No licence is installed", Refusal::Missing).await;
 
     // A genuine licence whose last day has passed.
     let mut changed = proxy.receive_changed().await.unwrap();
