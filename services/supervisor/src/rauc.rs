@@ -8,16 +8,25 @@
 //! health check: every non-optional Lifeline unit `active` and the relay accepting TCP
 //! connections on its port, three checks in a row one second apart, before
 //! `health_deadline_seconds` run out. Then the supervisor calls `Mark("good", "booted")` and
-//! records the identity. If the check does not pass in time, the slot is **not** marked, an
-//! `update_failed` alert is raised, and the boot loader falls back to the other slot on a
-//! later boot once its boot attempts are used up. When RAUC is not on the bus the supervisor
-//! does nothing of this and reports no update system.
+//! records the identity (and forgets an earlier failed update, see below).
+//!
+//! If the check does not pass in time, the slot is never marked good and an `update_failed`
+//! alert is raised. When another slot of the same class is known good
+//! ([`fallback_slot`]: RAUC's `boot-status` is `good`) and `fall_back_after_failed_update` is
+//! on (the default), the supervisor records the failure in `<state_dir>/update-failed.json`
+//! ([`FailedUpdate`]), calls `Mark("bad", "booted")` so the boot loader will not choose the
+//! slot again, and reboots through logind: the box comes back on the slot that worked, and
+//! the supervisor there reports the failed update from the record until a later update is
+//! marked good. Without a good slot to return to (a factory-fresh box whose only slot fails)
+//! it stays up and only alerts: rebooting could not help and would loop. When RAUC is not on
+//! the bus the supervisor does nothing of this and reports no update system.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use zvariant::OwnedValue;
 
 /// No RAUC call waits longer.
@@ -57,6 +66,68 @@ pub fn booted_identity(
         .find_map(|k| info.get(*k).and_then(text))
         .unwrap_or_else(|| "factory".to_string());
     Some((name.clone(), format!("{name}@{install}")))
+}
+
+/// Another slot of the booted slot's class that RAUC reports `good`, to fall back to.
+pub fn fallback_slot(slots: &[(String, HashMap<String, OwnedValue>)]) -> Option<String> {
+    let field = |info: &HashMap<String, OwnedValue>, k: &str| info.get(k).and_then(text);
+    let (_, booted) = slots
+        .iter()
+        .find(|(_, info)| field(info, "state").as_deref() == Some("booted"))?;
+    let class = field(booted, "class");
+    slots
+        .iter()
+        .find(|(_, info)| {
+            field(info, "state").as_deref() != Some("booted")
+                && field(info, "class") == class
+                && field(info, "boot-status").as_deref() == Some("good")
+        })
+        .map(|(name, _)| name.clone())
+}
+
+/// An update that failed its health check, as the supervisor of the failed slot recorded it
+/// before falling back (`<state_dir>/update-failed.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedUpdate {
+    /// The slot that failed (RAUC's name, e.g. `rootfs.0`).
+    pub slot: String,
+    /// Its installation identity.
+    pub identity: String,
+    /// The slot the box went back to.
+    pub fell_back_to: String,
+    /// What the health check found, for a person.
+    pub reason: String,
+    /// When (RFC 3339, UTC).
+    pub at: String,
+}
+
+impl FailedUpdate {
+    /// The sentence of the `update_failed` alert.
+    pub fn sentence(&self) -> String {
+        format!(
+            "the update installed in {} failed its health check ({}) and the appliance went back to {} on {}",
+            self.slot, self.reason, self.fell_back_to, self.at
+        )
+    }
+}
+
+const FAILED_FILE: &str = "update-failed.json";
+
+pub fn record_failed(state_dir: &Path, failed: &FailedUpdate) -> std::io::Result<()> {
+    let tmp = state_dir.join("update-failed.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(failed).unwrap_or_default())?;
+    std::fs::rename(tmp, state_dir.join(FAILED_FILE))
+}
+
+/// The recorded failed update, if any (an unreadable record is treated as none).
+pub fn failed_update(state_dir: &Path) -> Option<FailedUpdate> {
+    let bytes = std::fs::read(state_dir.join(FAILED_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Forget the failed update (a later one was marked good).
+pub fn forget_failed(state_dir: &Path) {
+    let _ = std::fs::remove_file(state_dir.join(FAILED_FILE));
 }
 
 /// Whether `identity` was already marked good (per the record in `state_dir`).
@@ -107,6 +178,8 @@ mod tests {
             ),
         ];
         let (name, id) = booted_identity(&slots).unwrap();
+        // No other slot is known good yet (nothing to fall back to).
+        assert_eq!(fallback_slot(&slots), None);
         assert_eq!(name, "rootfs.1");
         assert_eq!(id, "rootfs.1@2026-01-02T03:04:05Z");
         let factory = vec![("rootfs.0".to_string(), slot("booted", None))];
@@ -118,6 +191,50 @@ mod tests {
         record_marked(dir.path(), &id).unwrap();
         assert!(already_marked(dir.path(), &id));
         assert!(!already_marked(dir.path(), "rootfs.1@later"));
+    }
+
+    #[test]
+    fn fallback_needs_a_good_slot_of_the_same_class() {
+        let with = |state: &str, class: &str, boot: &str| {
+            let mut m = slot(state, None);
+            for (k, v) in [("class", class), ("boot-status", boot)] {
+                m.insert(
+                    k.to_string(),
+                    OwnedValue::try_from(zvariant::Value::from(v)).unwrap(),
+                );
+            }
+            m
+        };
+        let slots = vec![
+            ("rootfs.0".to_string(), with("booted", "rootfs", "good")),
+            ("rootfs.1".to_string(), with("inactive", "rootfs", "good")),
+        ];
+        assert_eq!(fallback_slot(&slots).as_deref(), Some("rootfs.1"));
+        let bad = vec![
+            ("rootfs.0".to_string(), with("booted", "rootfs", "good")),
+            ("rootfs.1".to_string(), with("inactive", "rootfs", "bad")),
+            ("appfs.0".to_string(), with("inactive", "appfs", "good")),
+        ];
+        assert_eq!(fallback_slot(&bad), None);
+
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(failed_update(dir.path()), None);
+        let f = FailedUpdate {
+            slot: "rootfs.0".into(),
+            identity: "rootfs.0@2026".into(),
+            fell_back_to: "rootfs.1".into(),
+            reason: "lifeline-relay.service is failed".into(),
+            at: "2026-01-01T00:00:00Z".into(),
+        };
+        record_failed(dir.path(), &f).unwrap();
+        assert_eq!(failed_update(dir.path()), Some(f.clone()));
+        assert!(
+            f.sentence().contains("went back to rootfs.1"),
+            "{}",
+            f.sentence()
+        );
+        forget_failed(dir.path());
+        assert_eq!(failed_update(dir.path()), None);
     }
 
     #[tokio::test]
