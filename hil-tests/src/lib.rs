@@ -32,7 +32,8 @@
 //! - HTTPS (443) reachable from the test host at `LIFELINE_HIL_BOX`.
 //!
 //! The appliance test then runs every step except those that need QEMU's panel emulator
-//! (it reads the panel through the relay's picture instead), and says so on stderr and in
+//! (it reads the panel through the relay's picture instead) and switching a network port
+//! (which could cut the test host off), and says so on stderr and in
 //! `target/artifacts/hil/skipped.txt` ([`skip`]). The update test needs QEMU (bundle disk,
 //! reboots between slots watched on the console) and skips itself as loudly. The QEMU tests
 //! use the same serial channel code (`Channel::Serial` in the appliance test).
