@@ -132,6 +132,11 @@ impl Machine {
                 ));
             }
         }
+        if opts.channel == Channel::Serial && opts.console == Console::Terminal {
+            return Err(
+                "the serial command channel needs QEMU's output in a file (Console::Log)".into(),
+            );
+        }
         let (tmp, dir) = match &opts.state_dir {
             Some(d) => {
                 std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
@@ -266,15 +271,17 @@ impl Machine {
                     ]);
             }
             Channel::Serial => {
-                // ttyS2; QEMU names the pseudo-terminal on stderr.
+                // ttyS2; QEMU names the pseudo-terminal on its output (read below).
                 c.args(["-chardev", "pty,id=hil", "-serial", "chardev:hil"]);
             }
         }
         if opts.console == Console::Log {
             c.stdin(Stdio::null());
         }
+        // QEMU names the pseudo-terminals it makes on its standard output (older
+        // versions: on its standard error; both are read).
         c.stdout(if opts.console == Console::Log {
-            Stdio::null()
+            Stdio::from(std::fs::File::create(dir.join("qemu.stdout")).map_err(|e| e.to_string())?)
         } else {
             Stdio::inherit()
         });
@@ -311,10 +318,13 @@ impl Machine {
                     "QEMU's pseudo-terminal for ttyS2",
                     || match exited(&mut child) {
                         Some(e) => Some(Err(e)),
-                        None => {
-                            pty_of(&std::fs::read_to_string(&stderr).unwrap_or_default(), "hil")
-                                .map(Ok)
-                        }
+                        None => ["qemu.stdout", "qemu.stderr"].iter().find_map(|f| {
+                            pty_of(
+                                &std::fs::read_to_string(dir.join(f)).unwrap_or_default(),
+                                "hil",
+                            )
+                            .map(Ok)
+                        }),
                     },
                 )??;
                 serial_shell(&pty)?
@@ -384,6 +394,8 @@ impl Machine {
         self.artifacts.copy(&self.console_log, "console.log");
         self.artifacts
             .copy(&self.dir.join("qemu.stderr"), "qemu.stderr");
+        self.artifacts
+            .copy(&self.dir.join("qemu.stdout"), "qemu.stdout");
         if let Ok(o) = self.shell.run_timeout(
             "journalctl -b --no-pager -o short-monotonic | tail -n 5000",
             Duration::from_secs(30),
@@ -421,9 +433,9 @@ impl Drop for Machine {
 }
 
 /// The pseudo-terminal QEMU made for the chardev `label` ("char device redirected to
-/// /dev/pts/3 (label hil)" on its stderr).
-pub fn pty_of(stderr: &str, label: &str) -> Option<PathBuf> {
-    stderr.lines().find_map(|l| {
+/// /dev/pts/3 (label hil)" on its standard output).
+pub fn pty_of(output: &str, label: &str) -> Option<PathBuf> {
+    output.lines().find_map(|l| {
         let rest = l.split("char device redirected to ").nth(1)?;
         let (path, tail) = rest.split_once(' ')?;
         (tail.trim() == format!("(label {label})")).then(|| PathBuf::from(path))
@@ -460,4 +472,19 @@ fn crate_have(cmd: &str) -> bool {
         .args(["-c", &format!("command -v {cmd} >/dev/null 2>&1")])
         .status()
         .is_ok_and(|s| s.success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pty_from_qemu_output() {
+        let out = "char device redirected to /dev/pts/7 (label panel)\n\
+                   char device redirected to /dev/pts/9 (label hil)\n";
+        assert_eq!(pty_of(out, "hil"), Some(PathBuf::from("/dev/pts/9")));
+        assert_eq!(pty_of(out, "panel"), Some(PathBuf::from("/dev/pts/7")));
+        assert_eq!(pty_of("", "hil"), None);
+        assert_eq!(pty_of("char device redirected to", "hil"), None);
+    }
 }
