@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 mod image;
+mod licences;
 mod qemu;
 mod yocto;
 
@@ -43,13 +44,20 @@ const BUILD_PACKAGES: &[&str] = &[
     "libfontconfig1-dev",
     "libglib2.0-dev",
     "fonts-dejavu-core",
+    // The client's JPEG encoder (bundled libjpeg-turbo with its SIMD code).
+    "nasm",
 ];
 
 /// Needed by the tests: a real X server, input driving, screenshots, a browser.
 const TEST_PACKAGES: &[&str] = &[
     "xvfb",
     "xdotool",
+    // xev (records input), xsetroot and xrandr (monitors), setxkbmap (layouts)
     "x11-utils",
+    "x11-xserver-utils",
+    "x11-xkb-utils",
+    "xclip",
+    "xterm",
     "imagemagick",
     "chromium",
     "dbus",
@@ -64,6 +72,7 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("deps") => ensure_deps(true),
+        Some("licences") => licences::check(),
         Some("image") => image::image(&args[1..]),
         Some("qemu") => qemu::qemu(&args[1..]),
         Some("yocto") => yocto::yocto(&args[1..]),
@@ -76,6 +85,7 @@ fn main() -> ExitCode {
                  image --model b200|b300  build the firmware image and its RAUC bundle\n  \
                  qemu [--model M] [--fresh]  boot the image in QEMU (portal on https://localhost:8443)\n  \
                  yocto [--check]          regenerate the layer's crates.inc (--check: lint the layer)\n  \
+                 licences                 check every dependency's licence against the allow-list\n  \
                  deps                     install build and test dependencies only"
             );
             return ExitCode::from(2);
@@ -407,6 +417,7 @@ fn test(filters: &[String]) -> Result {
         "warnings",
     ]);
     status(c, "cargo clippy")?;
+    licences::check()?;
     yocto::check()?;
     step("firmware image b200 (the image tests boot it)");
     image::image(&["--model".into(), "b200".into(), "--if-stale".into()])?;

@@ -7,13 +7,15 @@
 //!
 //! It writes a ticket pinned to its fresh self-signed certificate, welcomes the agent on the
 //! terms screen, puts it first in line after the terms are accepted, lets "Alice" join two
-//! seconds later, greets, and echoes every chat line back. Everything it receives is printed.
+//! seconds later, greets, asks to see the screen and to control it, watches the screen once
+//! allowed (counting and acknowledging frames), and echoes every chat line back. Everything it receives is printed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use lifeline_proto::agent::{AgentToRelay, Party, RelayToAgent, SessionState};
+use lifeline_proto::remote::Permission;
 use lifeline_proto::ticket::TicketFile;
 use lifeline_proto::{VERSION, encode};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -60,7 +62,29 @@ async fn main() {
                 return;
             };
             let say = |m: RelayToAgent| Message::text(encode(&m));
+            let mut frames = 0u64;
+            let mut bytes = 0u64;
             while let Some(Ok(msg)) = ws.next().await {
+                if let Message::Binary(b) = &msg {
+                    // A screen or cursor frame: count it, and acknowledge each finished frame
+                    // at once (a console that keeps up).
+                    frames += 1;
+                    bytes += b.len() as u64;
+                    if let Ok((h, payload)) = lifeline_proto::frame::decode(b)
+                        && h.channel == lifeline_proto::frame::Channel::Screen
+                        && let Ok(u) = lifeline_proto::screen::decode_update(payload)
+                        && u.end_of_frame()
+                    {
+                        println!(
+                            "frame {} ({frames} messages, {bytes} bytes so far)",
+                            u.frame
+                        );
+                        ws.send(say(RelayToAgent::FrameAck { frame: u.frame }))
+                            .await
+                            .ok();
+                    }
+                    continue;
+                }
                 let Message::Text(text) = msg else { continue };
                 println!("received {text}");
                 let Ok(msg) = AgentToRelay::decode(text.as_str()) else {
@@ -88,6 +112,14 @@ async fn main() {
                                 text: "Hello! How can I help you today?".into(),
                                 at: 0,
                             }),
+                            say(RelayToAgent::PermissionRequest {
+                                permission: Permission::View,
+                                rep: "Alice".into(),
+                            }),
+                            say(RelayToAgent::PermissionRequest {
+                                permission: Permission::Control,
+                                rep: "Alice".into(),
+                            }),
                         ]
                     }
                     AgentToRelay::Chat { text } => vec![say(RelayToAgent::Chat {
@@ -99,6 +131,13 @@ async fn main() {
                     AgentToRelay::End { reason } => vec![say(RelayToAgent::Ended {
                         by: Party::Customer,
                         reason,
+                    })],
+                    AgentToRelay::Permission {
+                        permission: Permission::View,
+                        granted: true,
+                    } => vec![say(RelayToAgent::Stream {
+                        active: true,
+                        settings: Default::default(),
                     })],
                     AgentToRelay::Pong { .. }
                     | AgentToRelay::Permission { .. }

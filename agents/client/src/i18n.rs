@@ -8,6 +8,7 @@
 //! refusals by the box are translated here from their code.
 
 use lifeline_proto::agent::RefuseCode;
+use lifeline_proto::remote::Permission;
 
 use crate::env::Env;
 
@@ -107,10 +108,54 @@ pub enum Key {
     RefusedSessionEnded,
     RefusedTooManyAttempts,
     RefusedBusy,
+    /// `{0}` = technician's name.
+    AskView,
+    /// `{0}` = technician's name.
+    AskControl,
+    /// `{0}` = technician's name.
+    AskClipboard,
+    /// `{0}` = technician's name.
+    AskFileTransfer,
+    /// `{0}` = technician's name.
+    AskSystemInfo,
+    /// `{0}` = technician's name.
+    AskShell,
+    /// `{0}` = technician's name.
+    AskElevatedShell,
+    Allow,
+    Deny,
+    /// `{0}` = seconds left.
+    AutoDeny,
+    /// `{0}` = technician's name.
+    ActiveView,
+    /// `{0}` = technician's name.
+    ActiveControl,
+    /// `{0}` = technician's name.
+    ActiveOther,
+    Stop,
+    PermView,
+    PermControl,
+    PermClipboard,
+    PermFileTransfer,
+    PermSystemInfo,
+    PermShell,
+    PermElevatedShell,
+    /// `{0}` = a `Perm*` text.
+    AllowedLine,
+    /// `{0}` = a `Perm*` text.
+    DeniedLine,
+    /// `{0}` = a `Perm*` text.
+    TimedOutLine,
+    /// `{0}` = a `Perm*` text.
+    StoppedLine,
+    /// `{0}` = a `Perm*` text.
+    UnavailableLine,
+    /// Window title prefix while the screen is shared.
+    SharingTitle,
 }
 
 impl Key {
-    pub const ALL: [Key; 37] = [
+    pub const ALL: [Key; 64] = [
         Key::WindowTitle,
         Key::DefaultTitle,
         Key::Connecting,
@@ -148,6 +193,33 @@ impl Key {
         Key::RefusedSessionEnded,
         Key::RefusedTooManyAttempts,
         Key::RefusedBusy,
+        Key::AskView,
+        Key::AskControl,
+        Key::AskClipboard,
+        Key::AskFileTransfer,
+        Key::AskSystemInfo,
+        Key::AskShell,
+        Key::AskElevatedShell,
+        Key::Allow,
+        Key::Deny,
+        Key::AutoDeny,
+        Key::ActiveView,
+        Key::ActiveControl,
+        Key::ActiveOther,
+        Key::Stop,
+        Key::PermView,
+        Key::PermControl,
+        Key::PermClipboard,
+        Key::PermFileTransfer,
+        Key::PermSystemInfo,
+        Key::PermShell,
+        Key::PermElevatedShell,
+        Key::AllowedLine,
+        Key::DeniedLine,
+        Key::TimedOutLine,
+        Key::StoppedLine,
+        Key::UnavailableLine,
+        Key::SharingTitle,
     ];
 
     /// The key of the sentence explaining a refusal.
@@ -160,6 +232,32 @@ impl Key {
             RefuseCode::SessionEnded => Key::RefusedSessionEnded,
             RefuseCode::TooManyAttempts => Key::RefusedTooManyAttempts,
             RefuseCode::Busy => Key::RefusedBusy,
+        }
+    }
+
+    /// The question asked when the technician wants `permission`.
+    pub fn ask(permission: Permission) -> Key {
+        match permission {
+            Permission::View => Key::AskView,
+            Permission::Control => Key::AskControl,
+            Permission::Clipboard => Key::AskClipboard,
+            Permission::FileTransfer => Key::AskFileTransfer,
+            Permission::SystemInfo => Key::AskSystemInfo,
+            Permission::Shell => Key::AskShell,
+            Permission::ElevatedShell => Key::AskElevatedShell,
+        }
+    }
+
+    /// The name of `permission`, to go into the `*Line` sentences.
+    pub fn name(permission: Permission) -> Key {
+        match permission {
+            Permission::View => Key::PermView,
+            Permission::Control => Key::PermControl,
+            Permission::Clipboard => Key::PermClipboard,
+            Permission::FileTransfer => Key::PermFileTransfer,
+            Permission::SystemInfo => Key::PermSystemInfo,
+            Permission::Shell => Key::PermShell,
+            Permission::ElevatedShell => Key::PermElevatedShell,
         }
     }
 }
@@ -258,6 +356,37 @@ fn en(key: Key) -> &'static str {
         Key::RefusedBusy => {
             "The support team is busy right now: please try again in a few minutes."
         }
+        Key::AskView => "{0} would like to see your screen.",
+        Key::AskControl => "{0} would like to control your mouse and keyboard.",
+        Key::AskClipboard => "{0} would like to exchange copied text with you (the clipboard).",
+        Key::AskFileTransfer => "{0} would like to transfer files to and from your computer.",
+        Key::AskSystemInfo => {
+            "{0} would like to read information about your computer (system, disks, programs)."
+        }
+        Key::AskShell => "{0} would like to run commands on your computer, with your rights.",
+        Key::AskElevatedShell => {
+            "{0} would like to run commands as administrator. Your computer will then ask for the administrator password."
+        }
+        Key::Allow => "Allow",
+        Key::Deny => "Deny",
+        Key::AutoDeny => "Without an answer, this is refused in {0} s.",
+        Key::ActiveView => "{0} can see your screen",
+        Key::ActiveControl => "{0} can control your computer",
+        Key::ActiveOther => "You allowed {0}",
+        Key::Stop => "Stop",
+        Key::PermView => "screen viewing",
+        Key::PermControl => "remote control",
+        Key::PermClipboard => "clipboard sharing",
+        Key::PermFileTransfer => "file transfer",
+        Key::PermSystemInfo => "system information",
+        Key::PermShell => "a command shell",
+        Key::PermElevatedShell => "an administrator command shell",
+        Key::AllowedLine => "You allowed {0}.",
+        Key::DeniedLine => "You refused {0}.",
+        Key::TimedOutLine => "No answer: {0} was refused.",
+        Key::StoppedLine => "You stopped {0}.",
+        Key::UnavailableLine => "The technician asked for {0}, which this computer cannot offer.",
+        Key::SharingTitle => "● Screen shared – ",
     }
 }
 
@@ -322,6 +451,43 @@ fn fr(key: Key) -> &'static str {
         Key::RefusedBusy => {
             "L’équipe d’assistance est occupée pour le moment : réessayez dans quelques minutes."
         }
+        Key::AskView => "{0} souhaite voir votre écran.",
+        Key::AskControl => "{0} souhaite contrôler votre souris et votre clavier.",
+        Key::AskClipboard => "{0} souhaite échanger du texte copié avec vous (le presse-papiers).",
+        Key::AskFileTransfer => {
+            "{0} souhaite transférer des fichiers depuis et vers votre ordinateur."
+        }
+        Key::AskSystemInfo => {
+            "{0} souhaite consulter les informations de votre ordinateur (système, disques, programmes)."
+        }
+        Key::AskShell => {
+            "{0} souhaite exécuter des commandes sur votre ordinateur, avec vos droits."
+        }
+        Key::AskElevatedShell => {
+            "{0} souhaite exécuter des commandes en tant qu’administrateur. Votre ordinateur vous demandera alors le mot de passe administrateur."
+        }
+        Key::Allow => "Autoriser",
+        Key::Deny => "Refuser",
+        Key::AutoDeny => "Sans réponse, ce sera refusé dans {0} s.",
+        Key::ActiveView => "{0} voit votre écran",
+        Key::ActiveControl => "{0} peut contrôler votre ordinateur",
+        Key::ActiveOther => "Vous avez autorisé {0}",
+        Key::Stop => "Arrêter",
+        Key::PermView => "l’affichage de votre écran",
+        Key::PermControl => "le contrôle à distance",
+        Key::PermClipboard => "le partage du presse-papiers",
+        Key::PermFileTransfer => "le transfert de fichiers",
+        Key::PermSystemInfo => "l’accès aux informations système",
+        Key::PermShell => "un terminal de commandes",
+        Key::PermElevatedShell => "un terminal de commandes administrateur",
+        Key::AllowedLine => "Vous avez autorisé {0}.",
+        Key::DeniedLine => "Vous avez refusé {0}.",
+        Key::TimedOutLine => "Sans réponse : {0} a été refusé.",
+        Key::StoppedLine => "Vous avez arrêté {0}.",
+        Key::UnavailableLine => {
+            "Le technicien a demandé {0}, que cet ordinateur ne peut pas offrir."
+        }
+        Key::SharingTitle => "● Écran partagé – ",
     }
 }
 
@@ -385,6 +551,41 @@ fn de(key: Key) -> &'static str {
         Key::RefusedBusy => {
             "Das Support-Team ist gerade beschäftigt: Bitte versuchen Sie es in einigen Minuten erneut."
         }
+        Key::AskView => "{0} möchte Ihren Bildschirm sehen.",
+        Key::AskControl => "{0} möchte Ihre Maus und Tastatur steuern.",
+        Key::AskClipboard => {
+            "{0} möchte kopierten Text mit Ihnen austauschen (die Zwischenablage)."
+        }
+        Key::AskFileTransfer => "{0} möchte Dateien von und zu Ihrem Computer übertragen.",
+        Key::AskSystemInfo => {
+            "{0} möchte Informationen über Ihren Computer lesen (System, Laufwerke, Programme)."
+        }
+        Key::AskShell => "{0} möchte Befehle auf Ihrem Computer mit Ihren Rechten ausführen.",
+        Key::AskElevatedShell => {
+            "{0} möchte Befehle als Administrator ausführen. Ihr Computer fragt dann nach dem Administratorpasswort."
+        }
+        Key::Allow => "Erlauben",
+        Key::Deny => "Ablehnen",
+        Key::AutoDeny => "Ohne Antwort wird dies in {0} s abgelehnt.",
+        Key::ActiveView => "{0} sieht Ihren Bildschirm",
+        Key::ActiveControl => "{0} kann Ihren Computer steuern",
+        Key::ActiveOther => "Sie haben {0} erlaubt",
+        Key::Stop => "Beenden",
+        Key::PermView => "die Bildschirmansicht",
+        Key::PermControl => "die Fernsteuerung",
+        Key::PermClipboard => "die gemeinsame Zwischenablage",
+        Key::PermFileTransfer => "die Dateiübertragung",
+        Key::PermSystemInfo => "den Zugriff auf Systeminformationen",
+        Key::PermShell => "eine Befehlszeile",
+        Key::PermElevatedShell => "eine Befehlszeile als Administrator",
+        Key::AllowedLine => "Sie haben {0} erlaubt.",
+        Key::DeniedLine => "Sie haben {0} abgelehnt.",
+        Key::TimedOutLine => "Keine Antwort: {0} wurde abgelehnt.",
+        Key::StoppedLine => "Sie haben {0} beendet.",
+        Key::UnavailableLine => {
+            "Der Techniker hat {0} angefragt, was dieser Computer nicht anbieten kann."
+        }
+        Key::SharingTitle => "● Bildschirm geteilt – ",
     }
 }
 

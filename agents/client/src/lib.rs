@@ -7,19 +7,32 @@
 //! * [`net`] opens the pinned TLS WebSocket to the box (directly or through an HTTP proxy);
 //! * [`session`] drives the protocol, reconnects after a dropped link, and turns it into
 //!   [`session::Event`]s and [`session::Command`]s;
+//! * [`consent`] decides, with the customer, what the technician may do (every permission is
+//!   asked for, unanswered questions are refused, grants can be withdrawn at any time);
+//! * [`desktop`] is the session's use of the customer's desktop: the screen stream while
+//!   `view` stands and someone watches, input while `control` stands, the clipboard while
+//!   it is shared;
+//! * [`screen`] captures, compares, encodes and paces the screen on a thread of its own;
 //! * [`i18n`] holds every sentence in English, French and German;
-//! * [`platform`] tells the box about this computer, one module per OS;
-//! * [`ui`] is the FLTK window (the only module that needs a display);
+//! * [`platform`] tells the box about this computer and offers its desktop, one module per
+//!   OS (X11 on Linux: capture, XTest input, clipboard);
+//! * [`ui`] is the FLTK window (the only module that needs a display): terms, queue, chat,
+//!   permission questions and what the technician may do right now, each with a Stop button;
 //! * [`env`] is the one place the process environment is read.
 //!
-//! Limits of this version: chat only (no screen sharing, files or shell yet); the jump-client
-//! mode is not implemented; errors below the UI are English sentences.
+//! Limits of this version: Linux with X11 only for screen, input and clipboard (Wayland,
+//! Windows and macOS have no desktop module yet, so their requests are answered "not
+//! available"); no file transfer, system information or shell yet; the jump-client mode is
+//! not implemented; errors below the UI are English sentences.
 #![forbid(unsafe_code)]
 
+pub mod consent;
+pub mod desktop;
 pub mod env;
 pub mod i18n;
 pub mod net;
 pub mod platform;
+pub mod screen;
 pub mod session;
 pub mod ticket;
 pub mod ui;

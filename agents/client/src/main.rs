@@ -117,7 +117,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let outcome = ui::run(&runtime, ticket, info, Texts::new(lang));
+    let config = lifeline_agent::session::SessionConfig {
+        desktop: platform::desktop(&env),
+        ..Default::default()
+    };
+    let outcome = ui::run(&runtime, ticket, info, Texts::new(lang), config);
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     match outcome {
         ui::Outcome::Normal => ExitCode::SUCCESS,

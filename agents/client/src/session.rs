@@ -20,12 +20,14 @@
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use lifeline_proto::agent::{
     AgentAuth, AgentInfo, AgentToRelay, Party, RefuseCode, RelayToAgent, SessionState,
 };
+use lifeline_proto::remote::Permission;
 use lifeline_proto::ticket::TicketFile;
 use lifeline_proto::{MAX_CHAT_CHARS, VERSION, encode, sanitize_text};
 use tokio::sync::{mpsc, watch};
@@ -33,6 +35,8 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
 
+use crate::consent::{Change, Consent, DEFAULT_ASK_TIMEOUT, Decision, Requested};
+use crate::desktop::{Desktop, Outgoing, Remote};
 use crate::env::Env;
 use crate::net::{self, NetError, WsStream};
 
@@ -41,6 +45,12 @@ use crate::net::{self, NetError, WsStream};
 pub enum Command {
     AcceptTerms,
     Chat(String),
+    /// The customer's answer to a permission question, or (`allow: false`) the withdrawal
+    /// of a granted permission.
+    Permission {
+        permission: Permission,
+        allow: bool,
+    },
     /// End the session; the reason is recorded by the box (e.g. "declined terms").
     End(String),
 }
@@ -89,6 +99,18 @@ pub enum Event {
     /// The session cannot go on; `message` says why and what to do. Final.
     Fatal {
         message: String,
+    },
+    /// The technician asks for a permission; without an answer within `expires_in` it
+    /// counts as refused (the session decides that, and reports it as [`Event::Permission`]).
+    PermissionAsked {
+        permission: Permission,
+        rep: String,
+        expires_in: Duration,
+    },
+    /// A permission was granted, refused, withdrawn, or is not available here.
+    Permission {
+        permission: Permission,
+        change: Change,
     },
 }
 
@@ -150,6 +172,11 @@ pub struct SessionConfig {
     pub idle_timeout: Duration,
     /// How long `End` waits for the box's answer before closing.
     pub end_grace: Duration,
+    /// How long the customer has to answer a permission question.
+    pub ask_timeout: Duration,
+    /// The desktop the technician may see and control once the customer allows it; `None`
+    /// (a headless run) offers nothing, and every request is answered "not available".
+    pub desktop: Option<Arc<dyn Desktop>>,
 }
 
 impl Default for SessionConfig {
@@ -162,6 +189,8 @@ impl Default for SessionConfig {
             keepalive: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
             end_grace: Duration::from_secs(1),
+            ask_timeout: DEFAULT_ASK_TIMEOUT,
+            desktop: None,
         }
     }
 }
@@ -191,6 +220,11 @@ impl SessionHandle {
 
     pub fn end(&self, reason: impl Into<String>) -> bool {
         self.send(Command::End(reason.into()))
+    }
+
+    /// Answers a permission question, or withdraws a granted permission (`allow: false`).
+    pub fn permission(&self, permission: Permission, allow: bool) -> bool {
+        self.send(Command::Permission { permission, allow })
     }
 
     /// Waits until the driver has stopped (after `End` went out, or a final event).
@@ -224,10 +258,15 @@ impl Session {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::channel(256);
         let (done_tx, done_rx) = watch::channel(());
+        let consent = Consent::new(config.ask_timeout);
+        let remote = Remote::new(config.desktop.clone());
         let driver = Driver {
+            remote,
             ticket,
             info,
             config,
+            consent,
+            rep_name: None,
             commands: cmd_rx,
             events: ev_tx,
             resume: None,
@@ -280,6 +319,11 @@ struct Driver {
     /// `(session_id, resume_token)` once welcomed.
     resume: Option<(String, String)>,
     terms_accepted: bool,
+    consent: Consent,
+    /// The desktop as this session uses it (stopped when the driver ends).
+    remote: Remote,
+    /// The technician's name, for permission questions.
+    rep_name: Option<String>,
     /// Messages to send once a link is up.
     outbox: VecDeque<AgentToRelay>,
     /// Dropped when the task ends, which wakes [`SessionHandle::finished`].
@@ -300,6 +344,9 @@ impl Driver {
                         LinkEnd::Finished => return,
                         LinkEnd::Lost(why) => {
                             warn!("event=link_lost error={why:?}");
+                            // Frames made for the lost link are stale; the box says again
+                            // who watches once the link is back.
+                            self.remote.link_lost();
                             lost_at = Some(Instant::now());
                             None
                         }
@@ -444,8 +491,15 @@ impl Driver {
                     );
                     let resumed = self.resume.is_some();
                     self.resume = Some((session_id, resume_token));
+                    if rep_name.is_some() {
+                        self.rep_name.clone_from(&rep_name);
+                    }
                     if resumed {
                         info!("event=link_restored");
+                        // Standing grants first, then (in front of them) the terms.
+                        for grant in self.consent.standing().into_iter().rev() {
+                            self.outbox.push_front(grant);
+                        }
                         if state == SessionState::Terms && self.terms_accepted {
                             self.outbox.push_front(AgentToRelay::AcceptTerms);
                         }
@@ -497,7 +551,19 @@ impl Driver {
         keepalive.tick().await;
         let mut last_heard = Instant::now();
         loop {
+            let deadline = self.consent.next_deadline();
             tokio::select! {
+                // Control first: the screen never holds up a message, a command or a
+                // withdrawn permission.
+                biased;
+                _ = sleep_until_some(deadline) => {
+                    for decision in self.consent.expire(Instant::now()) {
+                        self.decided(decision).await;
+                    }
+                    if let Err(e) = self.flush(&mut ws).await {
+                        return LinkEnd::Lost(e);
+                    }
+                }
                 incoming = ws.next() => {
                     last_heard = Instant::now();
                     let text = match incoming {
@@ -524,6 +590,9 @@ impl Driver {
                     if let Err(end) = self.on_command(&mut ws, command).await {
                         return end;
                     }
+                    if let Err(e) = self.flush(&mut ws).await {
+                        return LinkEnd::Lost(e);
+                    }
                 }
                 _ = keepalive.tick() => {
                     if last_heard.elapsed() > self.config.idle_timeout {
@@ -533,6 +602,36 @@ impl Driver {
                         return LinkEnd::Lost(e.to_string());
                     }
                 }
+                out = self.remote.next() => {
+                    if let Err(e) = self.on_remote(&mut ws, out).await {
+                        return LinkEnd::Lost(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends what the desktop produced.
+    async fn on_remote(&mut self, ws: &mut WsStream, out: Outgoing) -> Result<(), String> {
+        match out {
+            Outgoing::Frame(bytes) => ws
+                .send(Message::Binary(bytes.into()))
+                .await
+                .map_err(|e| e.to_string()),
+            Outgoing::Monitors(monitors) => {
+                info!("event=monitors count={}", monitors.len());
+                send(ws, &AgentToRelay::Monitors { monitors }).await
+            }
+            Outgoing::Clipboard(text) => {
+                if !self.consent.is_granted(Permission::Clipboard) {
+                    return Ok(());
+                }
+                debug!("event=clipboard_out bytes={}", text.len());
+                send(ws, &AgentToRelay::Clipboard { text }).await
+            }
+            Outgoing::StreamFailed(why) => {
+                warn!("event=stream_failed error={why:?}");
+                Ok(())
             }
         }
     }
@@ -546,6 +645,7 @@ impl Driver {
             RelayToAgent::RepJoined { name } => {
                 let name = sanitize_text(&name);
                 info!("event=state state=active rep={name:?}");
+                self.rep_name = Some(name.clone());
                 self.emit(Event::RepJoined { name }).await;
             }
             RelayToAgent::RepLeft { name } => {
@@ -600,14 +700,48 @@ impl Driver {
                 return Err(LinkEnd::Finished);
             }
             RelayToAgent::Welcome { .. } => warn!("event=ignored message=welcome"),
-            // Remote control arrives with the screen-sharing work; until then a request is
-            // left unanswered, which the console shows as pending.
-            RelayToAgent::PermissionRequest { .. }
-            | RelayToAgent::Stream { .. }
-            | RelayToAgent::FrameAck { .. }
-            | RelayToAgent::Refresh
-            | RelayToAgent::Input { .. }
-            | RelayToAgent::Clipboard { .. } => debug!("event=ignored message={msg:?}"),
+            RelayToAgent::PermissionRequest { permission, rep } => {
+                let rep = sanitize_text(&rep);
+                let available = self.remote.offers(permission);
+                match self.consent.request(permission, available, Instant::now()) {
+                    Requested::Ask { deadline } => {
+                        info!(
+                            "event=permission_asked permission={} rep={rep:?}",
+                            permission.as_str()
+                        );
+                        let rep = if rep.trim().is_empty() {
+                            self.rep_name.clone().unwrap_or_default()
+                        } else {
+                            rep
+                        };
+                        self.emit(Event::PermissionAsked {
+                            permission,
+                            rep,
+                            expires_in: deadline.saturating_duration_since(Instant::now()),
+                        })
+                        .await;
+                    }
+                    Requested::Decided(decision) => {
+                        self.decided(decision).await;
+                        self.flush(ws).await.map_err(LinkEnd::Lost)?;
+                    }
+                    Requested::AlreadyAsked => {}
+                }
+            }
+            RelayToAgent::Stream { active, settings } => {
+                info!(
+                    "event=stream active={active} monitor={:?} quality={}",
+                    settings.monitor,
+                    wire_name(&settings.quality)
+                );
+                self.remote.set_stream(active, settings);
+            }
+            RelayToAgent::FrameAck { frame } => self.remote.ack(frame),
+            RelayToAgent::Refresh => self.remote.refresh(),
+            RelayToAgent::Input { event } => self.remote.input(event),
+            RelayToAgent::Clipboard { text } => {
+                self.remote.set_clipboard(sanitize_clipboard(&text));
+            }
         }
         Ok(())
     }
@@ -616,6 +750,12 @@ impl Driver {
         let msg = match self.prepare(command) {
             Prepared::Send(msg) => msg,
             Prepared::Nothing => return Ok(()),
+            Prepared::Decided(decisions) => {
+                for decision in decisions {
+                    self.decided(decision).await;
+                }
+                return Ok(());
+            }
             Prepared::End(reason) => {
                 let msg = AgentToRelay::End {
                     reason: reason.clone(),
@@ -670,7 +810,39 @@ impl Driver {
                 let reason: String = sanitize_text(&reason).chars().take(500).collect();
                 Prepared::End(reason)
             }
+            Command::Permission { permission, allow } => {
+                let decisions = self.consent.answer(permission, allow);
+                Prepared::Decided(decisions)
+            }
         }
+    }
+
+    /// Logs a decision, queues its message for the box and tells the window.
+    async fn decided(&mut self, decision: Decision) {
+        info!(
+            "event=permission permission={} change={}",
+            decision.permission.as_str(),
+            decision.change.name()
+        );
+        self.remote
+            .set_grant(decision.permission, decision.change.granted());
+        self.queue(decision.message());
+        self.emit(Event::Permission {
+            permission: decision.permission,
+            change: decision.change,
+        })
+        .await;
+    }
+
+    /// Sends what is queued.
+    async fn flush(&mut self, ws: &mut WsStream) -> Result<(), String> {
+        while let Some(msg) = self.outbox.pop_front() {
+            if let Err(e) = send(ws, &msg).await {
+                self.outbox.push_front(msg);
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     fn queue(&mut self, msg: AgentToRelay) {
@@ -685,13 +857,24 @@ impl Driver {
     async fn wait_offline(&mut self, delay: Duration) -> Result<(), Finished> {
         let wake = Instant::now() + delay;
         loop {
+            let deadline = self.consent.next_deadline();
             tokio::select! {
                 _ = tokio::time::sleep_until(wake) => return Ok(()),
+                _ = sleep_until_some(deadline) => {
+                    for decision in self.consent.expire(Instant::now()) {
+                        self.decided(decision).await;
+                    }
+                }
                 command = self.commands.recv() => {
                     let command = command.unwrap_or_else(|| Command::End("client closed".into()));
                     match self.prepare(command) {
                         Prepared::Send(msg) => self.queue(msg),
                         Prepared::Nothing => {}
+                        Prepared::Decided(decisions) => {
+                            for decision in decisions {
+                                self.decided(decision).await;
+                            }
+                        }
                         Prepared::End(reason) => {
                             self.ended(Party::Customer, reason).await;
                             return Err(Finished);
@@ -703,11 +886,13 @@ impl Driver {
     }
 
     async fn ended(&mut self, by: Party, reason: String) {
+        self.remote.stop_all();
         info!("event=ended by={} reason={reason:?}", party_name(by));
         self.emit(Event::Ended { by, reason }).await;
     }
 
     async fn fatal(&mut self, message: String) {
+        self.remote.stop_all();
         info!("event=fatal message={message:?}");
         self.emit(Event::Fatal { message }).await;
     }
@@ -731,6 +916,23 @@ enum Prepared {
     Send(AgentToRelay),
     Nothing,
     End(String),
+    Decided(Vec<Decision>),
+}
+
+/// Clipboard text from the box, with control characters other than line breaks and tabs
+/// removed.
+fn sanitize_clipboard(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
+        .collect()
+}
+
+/// Sleeps until `deadline`, or forever when there is none.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn send(ws: &mut WsStream, msg: &AgentToRelay) -> Result<(), String> {

@@ -11,7 +11,8 @@
 //! focused button. Escape does nothing (closing by accident would end the session); the
 //! window's close box ends the session.
 
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use fltk::app::{self, Receiver, Sender};
 use fltk::button::{Button, ReturnButton};
@@ -23,11 +24,13 @@ use fltk::prelude::*;
 use fltk::text::{TextBuffer, TextDisplay, WrapMode};
 use fltk::window::Window;
 use lifeline_proto::agent::{AgentInfo, Party, SessionState};
+use lifeline_proto::remote::Permission;
 use lifeline_proto::ticket::TicketFile;
 
+use crate::consent::Change;
 use crate::env::Env;
 use crate::i18n::{Key, Texts};
-use crate::session::{Event, Session, SessionHandle};
+use crate::session::{Event, Session, SessionConfig, SessionHandle};
 
 const WIDTH: i32 = 480;
 const HEIGHT: i32 = 560;
@@ -58,6 +61,20 @@ enum Msg {
     EndSession,
     Close,
     WindowClose,
+    /// The customer answered the question shown.
+    Answer(bool),
+    /// The customer withdrew a granted permission.
+    Revoke(Permission),
+    /// A second passed (the question's countdown).
+    Tick,
+}
+
+/// A permission question waiting for the customer's answer.
+#[derive(Debug, Clone)]
+struct Ask {
+    permission: Permission,
+    rep: String,
+    deadline: Instant,
 }
 
 /// How the window was left.
@@ -182,11 +199,22 @@ struct Ui {
     transcript: TextDisplay,
     transcript_buf: TextBuffer,
     input: Input,
+    prompt: Flex,
+    prompt_text: Frame,
+    prompt_countdown: Frame,
+    deny: Button,
+    /// One row per permission: shown while it is granted, with a Stop button.
+    active_rows: Vec<(Permission, Flex, Frame)>,
+    asks: VecDeque<Ask>,
+    /// The question in the box now.
+    shown_ask: Option<Permission>,
+    granted: Vec<Permission>,
     final_screen: Flex,
     final_title: Frame,
     final_text: Frame,
     close: ReturnButton,
     site: String,
+    title: String,
     rep_name: Option<String>,
     full_terms_shown: bool,
     outcome: Outcome,
@@ -299,6 +327,52 @@ impl Ui {
         let mut chat_status = label("", 16, true);
         chat_status.set_align(Align::Left | Align::Inside);
         chat.fixed(&chat_status, 30);
+
+        // A permission question: the sentence, the countdown, Deny (focused) and Allow.
+        let mut prompt = Flex::default().column();
+        prompt.set_frame(FrameType::RFlatBox);
+        prompt.set_color(Color::from_rgb(226, 236, 250));
+        prompt.set_margins(14, 10, 14, 10);
+        prompt.set_pad(6);
+        let mut prompt_text = label("", 15, true);
+        prompt_text.set_align(Align::Left | Align::Top | Align::Inside | Align::Wrap);
+        let mut prompt_countdown = label("", 13, false);
+        prompt_countdown.set_label_color(rgb(MUTED));
+        prompt_countdown.set_align(Align::Left | Align::Inside);
+        prompt.fixed(&prompt_countdown, 20);
+        let mut row = begin_row();
+        let mut deny = button(texts.get(Key::Deny), None);
+        deny.emit(sender, Msg::Answer(false));
+        let mut allow = button(texts.get(Key::Allow), Some(BRAND));
+        allow.emit(sender, Msg::Answer(true));
+        row.fixed(&deny, 120);
+        row.fixed(&allow, 120);
+        row.end();
+        prompt.fixed(&row, 36);
+        prompt.end();
+        chat.fixed(&prompt, 136);
+        prompt.hide();
+
+        // What the technician may do right now, each with a Stop button.
+        let mut active_rows = Vec::new();
+        for permission in Permission::ALL {
+            let mut row = Flex::default().row();
+            row.set_pad(10);
+            row.set_frame(FrameType::FlatBox);
+            row.set_color(rgb(WARN_BG));
+            row.set_margins(10, 3, 6, 3);
+            let mut text = label("", 13, true);
+            text.set_align(Align::Left | Align::Inside | Align::Clip);
+            let mut stop = button(texts.get(Key::Stop), Some(DANGER));
+            stop.set_label_size(13);
+            stop.emit(sender, Msg::Revoke(permission));
+            row.fixed(&stop, 90);
+            row.end();
+            chat.fixed(&row, 34);
+            row.hide();
+            active_rows.push((permission, row, text));
+        }
+
         let mut transcript = TextDisplay::default();
         let transcript_buf = TextBuffer::default();
         transcript.set_buffer(transcript_buf.clone());
@@ -381,11 +455,20 @@ impl Ui {
             transcript,
             transcript_buf,
             input,
+            prompt,
+            prompt_text,
+            prompt_countdown,
+            deny,
+            active_rows,
+            asks: VecDeque::new(),
+            shown_ask: None,
+            granted: Vec::new(),
             final_screen,
             final_title,
             final_text,
             close,
             site: site_name.trim().to_owned(),
+            title,
             rep_name: None,
             full_terms_shown: false,
             outcome: Outcome::Normal,
@@ -485,8 +568,9 @@ impl Ui {
         if self.site.is_empty() && !site.trim().is_empty() {
             self.site = site.trim().to_owned();
             let title = self.texts.title(&self.site);
-            self.window.set_label(&title);
             self.header.set_label(&format!("   {title}"));
+            self.title = title;
+            self.update_title();
             let summary = self.texts.fmt(Key::TermsSummary, &self.site);
             self.terms_summary.set_label(&summary);
         }
@@ -587,7 +671,130 @@ impl Ui {
                 self.set_banner(Some(&text));
             }
             Event::LinkRestored => self.set_banner(None),
+            Event::PermissionAsked {
+                permission,
+                rep,
+                expires_in,
+            } => {
+                let rep = if rep.trim().is_empty() {
+                    self.rep_name
+                        .clone()
+                        .unwrap_or_else(|| self.texts.get(Key::Technician).to_owned())
+                } else {
+                    rep
+                };
+                self.asks.retain(|a| a.permission != permission);
+                self.asks.push_back(Ask {
+                    permission,
+                    rep,
+                    deadline: Instant::now() + expires_in,
+                });
+                if self.current() != Screen::Chat {
+                    self.enter_chat();
+                }
+                self.show_prompt();
+                // Bring the window to the front: the question must be seen.
+                self.window.show();
+            }
+            Event::Permission { permission, change } => {
+                self.asks.retain(|a| a.permission != permission);
+                self.granted.retain(|p| *p != permission);
+                if change.granted() {
+                    self.granted.push(permission);
+                }
+                let t = self.texts;
+                let name = t.get(Key::name(permission));
+                let line = match change {
+                    Change::Granted => t.fmt(Key::AllowedLine, name),
+                    Change::Denied => t.fmt(Key::DeniedLine, name),
+                    Change::TimedOut => t.fmt(Key::TimedOutLine, name),
+                    Change::Revoked => t.fmt(Key::StoppedLine, name),
+                    Change::Unavailable => t.fmt(Key::UnavailableLine, name),
+                };
+                self.append(&line);
+                self.show_prompt();
+                self.show_grants();
+            }
         }
+    }
+
+    /// Shows the first open question (or hides the box when there is none).
+    fn show_prompt(&mut self) {
+        let now = Instant::now();
+        self.asks.retain(|a| a.deadline > now);
+        match self.asks.front().cloned() {
+            Some(ask) => {
+                let text = self.texts.fmt(Key::ask(ask.permission), &ask.rep);
+                self.prompt_text.set_label(&text);
+                self.tick();
+                self.prompt.show();
+                if self.shown_ask != Some(ask.permission) {
+                    // Each new question starts with the safe answer focused: a stray
+                    // Enter or Space refuses.
+                    self.shown_ask = Some(ask.permission);
+                    let _ = self.deny.take_focus();
+                }
+            }
+            None => {
+                self.shown_ask = None;
+                if self.prompt.visible() {
+                    self.prompt.hide();
+                    let _ = self.input.take_focus();
+                }
+            }
+        }
+        self.chat.layout();
+        self.window.redraw();
+    }
+
+    /// Updates the countdown of the question shown.
+    fn tick(&mut self) {
+        if let Some(ask) = self.asks.front() {
+            let left = ask.deadline.saturating_duration_since(Instant::now());
+            let text = self.texts.fmt(Key::AutoDeny, left.as_secs());
+            self.prompt_countdown.set_label(&text);
+        }
+    }
+
+    /// The question shown, answered.
+    fn answer(&mut self) -> Option<Permission> {
+        let ask = self.asks.pop_front()?;
+        self.show_prompt();
+        Some(ask.permission)
+    }
+
+    /// One row per granted permission, and the title says when the screen is shared.
+    fn show_grants(&mut self) {
+        let t = self.texts;
+        let rep = self
+            .rep_name
+            .clone()
+            .unwrap_or_else(|| t.get(Key::Technician).to_owned());
+        for (permission, row, text) in &mut self.active_rows {
+            if self.granted.contains(permission) {
+                let label = match permission {
+                    Permission::View => t.fmt(Key::ActiveView, &rep),
+                    Permission::Control => t.fmt(Key::ActiveControl, &rep),
+                    other => t.fmt(Key::ActiveOther, t.get(Key::name(*other))),
+                };
+                text.set_label(&format!("●  {label}"));
+                row.show();
+            } else {
+                row.hide();
+            }
+        }
+        self.update_title();
+        self.chat.layout();
+        self.window.redraw();
+    }
+
+    fn update_title(&mut self) {
+        let title = if self.granted.contains(&Permission::View) {
+            format!("{}{}", self.texts.get(Key::SharingTitle), self.title)
+        } else {
+            self.title.clone()
+        };
+        self.window.set_label(&title);
     }
 
     fn show_waiting(&mut self, position: Option<u32>) {
@@ -647,6 +854,7 @@ pub fn run(
     ticket: TicketFile,
     info: AgentInfo,
     texts: Texts,
+    config: SessionConfig,
 ) -> Outcome {
     let app = app::App::default();
     style(&app);
@@ -657,7 +865,7 @@ pub fn run(
 
     let handle = {
         let _guard = runtime.enter();
-        let (handle, mut events) = Session::start(ticket, info);
+        let (handle, mut events) = Session::start_with(ticket, info, config);
         let forward = ui.sender;
         runtime.spawn(async move {
             while let Some(event) = events.recv().await {
@@ -667,10 +875,31 @@ pub fn run(
         handle
     };
 
+    {
+        let tick = ui.sender;
+        app::add_timeout3(1.0, move |h| {
+            tick.send(Msg::Tick);
+            app::repeat_timeout3(1.0, h);
+        });
+    }
+
     while app.wait() {
         let Some(msg) = receiver.recv() else { continue };
         match msg {
             Msg::Session(event) => ui.on_event(event),
+            Msg::Answer(allow) => {
+                if let Some(permission) = ui.answer() {
+                    handle.permission(permission, allow);
+                }
+            }
+            Msg::Revoke(permission) => {
+                handle.permission(permission, false);
+            }
+            Msg::Tick => {
+                if !ui.asks.is_empty() {
+                    ui.show_prompt();
+                }
+            }
             Msg::Accept => {
                 if ui.current() == Screen::Terms {
                     handle.accept_terms();

@@ -458,3 +458,156 @@ async fn https_proxy_is_used_through_connect() {
     let err = net::connect(&ticket, &env).await.unwrap_err();
     assert!(err.to_string().contains("403"), "{err}");
 }
+
+/// A desktop that offers screen and control (and nothing else) but cannot be opened: the
+/// consent flow needs no real screen.
+#[derive(Debug)]
+struct ScreenAndControl;
+
+impl lifeline_agent::desktop::Desktop for ScreenAndControl {
+    fn offers(&self, p: lifeline_proto::remote::Permission) -> bool {
+        use lifeline_proto::remote::Permission;
+        matches!(p, Permission::View | Permission::Control)
+    }
+    fn screen(&self) -> Result<Box<dyn lifeline_agent::screen::ScreenSource>, String> {
+        Err("no screen in this test".into())
+    }
+    fn input(&self) -> Result<Box<dyn lifeline_agent::desktop::Injector>, String> {
+        Err("no input in this test".into())
+    }
+    fn clipboard(
+        &self,
+        _: mpsc::Sender<String>,
+    ) -> Result<Box<dyn lifeline_agent::desktop::ClipboardText>, String> {
+        Err("no clipboard in this test".into())
+    }
+}
+
+#[tokio::test]
+async fn permissions_are_asked_answered_timed_out_and_announced_again_after_a_reconnect() {
+    use lifeline_agent::consent::Change;
+    use lifeline_proto::remote::Permission;
+
+    let mut server = TestBox::start().await;
+    let cfg = SessionConfig {
+        ask_timeout: Duration::from_millis(800),
+        desktop: Some(Arc::new(ScreenAndControl)),
+        ..config()
+    };
+    let (handle, mut events) = Session::start_with(server.ticket(&server.pin), info(), cfg);
+    let mut ws = server.accept().await;
+    assert!(matches!(recv(&mut ws).await, AgentToRelay::Hello { .. }));
+    send(&mut ws, welcome(SessionState::Active)).await;
+    assert!(matches!(event(&mut events).await, Event::Connected { .. }));
+    let ask = |permission| RelayToAgent::PermissionRequest {
+        permission,
+        rep: "Rémi".into(),
+    };
+
+    // Asked, then allowed by the customer.
+    send(&mut ws, ask(Permission::View)).await;
+    match event(&mut events).await {
+        Event::PermissionAsked {
+            permission: Permission::View,
+            rep,
+            expires_in,
+        } => {
+            assert_eq!(rep, "Rémi");
+            assert!(expires_in <= Duration::from_millis(800));
+        }
+        other => panic!("expected a question, got {other:?}"),
+    }
+    handle.permission(Permission::View, true);
+    assert_eq!(
+        recv(&mut ws).await,
+        AgentToRelay::Permission {
+            permission: Permission::View,
+            granted: true
+        }
+    );
+    assert_eq!(
+        event(&mut events).await,
+        Event::Permission {
+            permission: Permission::View,
+            change: Change::Granted
+        }
+    );
+
+    // Not answered: refused when the time is up, and a late answer changes nothing.
+    send(&mut ws, ask(Permission::Control)).await;
+    assert!(matches!(
+        event(&mut events).await,
+        Event::PermissionAsked {
+            permission: Permission::Control,
+            ..
+        }
+    ));
+    assert_eq!(
+        recv(&mut ws).await,
+        AgentToRelay::Permission {
+            permission: Permission::Control,
+            granted: false
+        }
+    );
+    assert_eq!(
+        event(&mut events).await,
+        Event::Permission {
+            permission: Permission::Control,
+            change: Change::TimedOut
+        }
+    );
+    handle.permission(Permission::Control, true);
+
+    // Something this computer does not offer is refused at once, without a question.
+    send(&mut ws, ask(Permission::Shell)).await;
+    assert_eq!(
+        recv(&mut ws).await,
+        AgentToRelay::Permission {
+            permission: Permission::Shell,
+            granted: false
+        }
+    );
+    assert_eq!(
+        event(&mut events).await,
+        Event::Permission {
+            permission: Permission::Shell,
+            change: Change::Unavailable
+        }
+    );
+
+    // After a dropped link the standing grant is announced again.
+    drop(ws);
+    assert_eq!(event(&mut events).await, Event::Reconnecting { attempt: 1 });
+    let mut ws = server.accept().await;
+    assert!(matches!(recv(&mut ws).await, AgentToRelay::Hello { .. }));
+    send(&mut ws, welcome(SessionState::Active)).await;
+    assert_eq!(event(&mut events).await, Event::LinkRestored);
+    assert_eq!(
+        recv(&mut ws).await,
+        AgentToRelay::Permission {
+            permission: Permission::View,
+            granted: true
+        }
+    );
+
+    // Revoked by the customer.
+    handle.permission(Permission::View, false);
+    assert_eq!(
+        recv(&mut ws).await,
+        AgentToRelay::Permission {
+            permission: Permission::View,
+            granted: false
+        }
+    );
+    assert_eq!(
+        event(&mut events).await,
+        Event::Permission {
+            permission: Permission::View,
+            change: Change::Revoked
+        }
+    );
+    handle.end("done");
+    tokio::time::timeout(WAIT, handle.finished())
+        .await
+        .expect("driver stops");
+}

@@ -26,6 +26,10 @@
 //! so a slow link gets fewer, newer frames instead of a queue of stale ones.
 //! [`RelayToAgent::Refresh`] asks for a key frame (a new viewer, or one that fell behind).
 //! With `control` granted the relay forwards [`RelayToAgent::Input`].
+//!
+//! The relay measures its round trip to the agent from [`RelayToAgent::Ping`] and the
+//! matching [`AgentToRelay::Pong`] (every 20 s, every second while the screen is watched) and
+//! shows it to the viewers; an agent answers a ping as soon as it reads it.
 
 use serde::{Deserialize, Serialize};
 

@@ -16,6 +16,10 @@
 //! The viewer acknowledges every frame it has drawn with [`ViewerToRelay::Ack`]; the relay
 //! passes the lowest acknowledgement of all viewers of a session to the agent, which paces
 //! its frames by it.
+//!
+//! [`ViewerToRelay::Ping`] is answered at once with [`RelayToViewer::Pong`], which also
+//! carries the relay's last measured round trip to the agent, so a console can show the
+//! whole round trip console ⇄ relay ⇄ customer (its own ping time plus `agent_rtt_ms`).
 
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +52,10 @@ pub enum ViewerToRelay {
     },
     /// Ask for a key frame (after a resize of the view, or a decoding error).
     Refresh,
+    /// Measures the round trip; answered with [`RelayToViewer::Pong`] with the same nonce.
+    Ping {
+        nonce: u64,
+    },
 }
 
 impl ViewerToRelay {
@@ -61,9 +69,10 @@ impl Validate for ViewerToRelay {
         match self {
             ViewerToRelay::Input { event } => event.validate(),
             ViewerToRelay::Clipboard { text } => crate::remote::validate_clipboard(text),
-            ViewerToRelay::Stream { .. } | ViewerToRelay::Ack { .. } | ViewerToRelay::Refresh => {
-                Ok(())
-            }
+            ViewerToRelay::Stream { .. }
+            | ViewerToRelay::Ack { .. }
+            | ViewerToRelay::Refresh
+            | ViewerToRelay::Ping { .. } => Ok(()),
         }
     }
 }
@@ -116,6 +125,13 @@ pub enum RelayToViewer {
     /// The session is over; the relay closes the socket after this.
     Ended {
         reason: String,
+    },
+    /// The answer to [`ViewerToRelay::Ping`].
+    Pong {
+        nonce: u64,
+        /// The relay's last measured round trip to the customer's client, in milliseconds;
+        /// `null` while none was measured (or the client is offline).
+        agent_rtt_ms: Option<u32>,
     },
 }
 
@@ -177,7 +193,7 @@ mod tests {
 
         #[test]
         fn decode_never_panics_on_jsonish(
-            ty in prop::sample::select(vec!["input","clipboard","stream","ack","refresh","hello","x"]),
+            ty in prop::sample::select(vec!["input","clipboard","stream","ack","refresh","ping","pong","hello","x"]),
             body in "[ -~]{0,200}",
         ) {
             let s = format!(r#"{{"type":"{ty}",{body}}}"#);

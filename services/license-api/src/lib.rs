@@ -438,8 +438,9 @@ pub trait License1 {
     /// Re-read the licence file.
     fn reload(&self) -> Result<(), LicenseError>;
 
-    /// The licence in force as JSON; see [`LicenceStatus::from_json`].
-    #[zbus(property)]
+    /// The licence in force as JSON; see [`LicenceStatus::from_json`]. Read from the service
+    /// every time (not from the proxy's cache, which lags behind a `Changed` signal).
+    #[zbus(property(emits_changed_signal = "false"))]
     fn licence(&self) -> zbus::Result<String>;
 
     /// Why the installed licence was refused, as JSON; see [`Refusal::from_json`].

@@ -71,8 +71,8 @@ fn emulator_refuses_bad_crc_unknown_and_wrong_model_commands() {
     // A command with a broken CRC gets an error packet for that command.
     let mut bad = Packet::command(0x06, &[]).unwrap().encode();
     bad[2] ^= 1;
-    link.transport_mut().write_all_bytes(&bad);
     let errors_before = emu.snapshot().errors;
+    link.transport_mut().write_all_bytes(&bad);
     let (_, ok) = emu.wait_for(WAIT, |s| s.errors > errors_before);
     assert!(ok, "no error reply for a bad CRC");
     assert_eq!(link.command(0x00, b"still fine").unwrap(), b"still fine");

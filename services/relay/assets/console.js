@@ -5,8 +5,17 @@
 // (queues, chat, presence, ends) arrive on the /ws/console WebSocket, which is reconnected
 // with backoff when it drops.
 //
+// Texts are in English, French and German (texts.js, chosen from the browser's languages).
+//
 // Everything that comes from the server (customer names, chat, event details) is untrusted:
 // it only ever reaches the DOM through textContent, text nodes or attribute setters.
+//
+// The "Screen" area of a session (permission requests, the live viewer) is viewer.js; this
+// file keeps each session's permission states (from the session detail and the socket's
+// `permission` events) and tells the screen area which session is shown.
+
+import { ScreenArea } from '/static/viewer.js';
+import { t, localise } from '/static/texts.js';
 
 const MAX_CHAT_CHARS = 4000;
 const WS_BACKOFF_MIN_MS = 1000;
@@ -79,7 +88,7 @@ function fmtWhen(v) {
   const d = toDate(v);
   if (!d) return '';
   const now = new Date();
-  if (d.toDateString() === now.toDateString()) return `Today ${timeFmt.format(d)}`;
+  if (d.toDateString() === now.toDateString()) return t.today(timeFmt.format(d));
   return shortDateTimeFmt.format(d);
 }
 
@@ -115,6 +124,7 @@ const state = {
   ending: new Set(),
   newEntryIds: new Set(),   // entries to highlight briefly
   gotSnapshot: false,
+  screen: null,             // ScreenArea of the session pane
 };
 
 /**
@@ -154,7 +164,7 @@ async function api(method, path, body) {
   try {
     res = await fetch(path, init);
   } catch {
-    throw new ApiError('network', 'The appliance could not be reached. Check your connection and try again.', 0);
+    throw new ApiError('network', t.networkError, 0);
   }
   let data = null;
   const text = await res.text().catch(() => '');
@@ -163,12 +173,12 @@ async function api(method, path, body) {
   }
   if (res.status === 401) {
     goLogin();
-    throw new ApiError('unauthorized', 'Your login has expired. Please log in again.', 401);
+    throw new ApiError('unauthorized', t.loginExpired, 401);
   }
   if (!res.ok) {
     const message = data && typeof data.message === 'string' && data.message
       ? data.message
-      : `The request failed (HTTP ${res.status}).`;
+      : t.requestFailed(res.status);
     throw new ApiError(data && data.error ? String(data.error) : `http_${res.status}`, message, res.status);
   }
   return data;
@@ -183,7 +193,7 @@ function toast(message, kind = 'error') {
   const box = byId('toasts');
   const el = h('div', { class: `toast toast-${kind}`, role: kind === 'error' ? 'alert' : 'status', 'data-testid': 'toast' },
     h('span', { class: 'toast-text', text: message }),
-    h('button', { type: 'button', class: 'toast-close', 'aria-label': 'Dismiss', text: '×', onclick: () => el.remove() }));
+    h('button', { type: 'button', class: 'toast-close', 'aria-label': t.dismiss, text: '×', onclick: () => el.remove() }));
   box.append(el);
   while (box.children.length > 4) box.firstElementChild.remove();
   setTimeout(() => el.remove(), kind === 'error' ? 8000 : 3000);
@@ -216,7 +226,7 @@ async function copyText(text, button) {
   if (button) {
     const label = button.dataset.label || button.textContent;
     button.dataset.label = label;
-    button.textContent = ok ? 'Copied' : 'Copy failed';
+    button.textContent = ok ? t.copied : t.copyFailed;
     button.classList.toggle('is-copied', ok);
     clearTimeout(button._copyTimer);
     button._copyTimer = setTimeout(() => {
@@ -270,13 +280,13 @@ function initKeyForm() {
     const ttlInput = byId('ttl');
     const ttl = Number(ttlInput.value);
     if (!Number.isInteger(ttl) || ttl < 1 || ttl > 1440) {
-      err.textContent = 'Enter a validity between 1 and 1440 minutes.';
+      err.textContent = t.ttlInvalid;
       err.hidden = false;
       ttlInput.focus();
       return;
     }
     button.disabled = true;
-    button.textContent = 'Generating…';
+    button.textContent = t.generating;
     try {
       const r = await api('POST', '/api/v1/session-keys', { queue, ttl_minutes: ttl });
       state.key = { ...r, queue };
@@ -288,7 +298,7 @@ function initKeyForm() {
       }
     } finally {
       button.disabled = false;
-      button.textContent = 'Generate key';
+      button.textContent = t.generateKey;
     }
   });
 
@@ -311,7 +321,7 @@ function renderKey() {
   if (!k) { box.hidden = true; return; }
   box.hidden = false;
   byId('key-value').textContent = formatKey(k.key);
-  byId('key-value').setAttribute('aria-label', `Session key ${str(k.key).split('').join(' ')}`);
+  byId('key-value').setAttribute('aria-label', t.sessionKeyLabel(str(k.key).split('').join(' ')));
   const link = byId('key-link');
   const url = safeUrl(k.url);
   link.textContent = str(k.url);
@@ -331,14 +341,14 @@ function tickKey() {
   if (!k) return;
   const exp = toDate(k.expires_at);
   const el = byId('key-expiry');
-  const queue = k.queue === 'general' ? 'General queue' : 'My queue';
+  const queue = k.queue === 'general' ? t.generalQueue : t.myQueue;
   if (!exp) { el.textContent = queue; return; }
   const left = exp.getTime() - Date.now();
   if (left <= 0) {
-    el.textContent = `${queue} · expired at ${fmtTime(exp)}. Generate a new key.`;
+    el.textContent = t.keyExpired(queue, fmtTime(exp));
     el.classList.add('expired');
   } else {
-    el.textContent = `${queue} · valid until ${fmtTime(exp)} · ${fmtDuration(left)} left`;
+    el.textContent = t.keyValid(queue, fmtTime(exp), fmtDuration(left));
     el.classList.remove('expired');
   }
 }
@@ -368,13 +378,13 @@ const entryEls = new Map(); // session_id → <li>
 function entryElement(e) {
   let li = entryEls.get(e.session_id);
   if (!li) {
-    const accept = h('button', { type: 'button', class: 'btn btn-primary btn-sm', 'data-testid': 'accept', text: 'Accept' });
+    const accept = h('button', { type: 'button', class: 'btn btn-primary btn-sm', 'data-testid': 'accept', text: t.accept });
     li = h('li', { class: 'entry', 'data-testid': 'queue-entry', tabindex: '-1' },
       h('div', { class: 'entry-main' },
         h('div', { class: 'entry-name' }),
         h('div', { class: 'entry-meta' })),
       h('div', { class: 'entry-side' },
-        h('span', { class: 'entry-wait', title: 'Time waiting' }),
+        h('span', { class: 'entry-wait', title: t.timeWaiting }),
         accept));
     li.dataset.sessionId = e.session_id;
     accept.addEventListener('click', (ev) => { ev.stopPropagation(); acceptSession(li.dataset.sessionId); });
@@ -384,20 +394,20 @@ function entryElement(e) {
     });
     entryEls.set(e.session_id, li);
   }
-  li.querySelector('.entry-name').textContent = e.customer_name || 'Unnamed customer';
+  li.querySelector('.entry-name').textContent = e.customer_name || t.unnamedCustomer;
   const meta = [e.computer, e.platform].filter(Boolean).join(' · ');
   const metaEl = li.querySelector('.entry-meta');
-  metaEl.textContent = meta || 'Unknown computer';
+  metaEl.textContent = meta || t.unknownComputer;
   if (e.queue === 'personal' && e.owner && state.me && e.owner !== state.me.display_name) {
-    metaEl.append(h('span', { class: 'entry-owner', text: ` · for ${e.owner}` }));
+    metaEl.append(h('span', { class: 'entry-owner', text: t.forOwner(e.owner) }));
   }
   li.dataset.waitingSince = e.waiting_since == null ? '' : String(e.waiting_since);
-  li.title = `${e.customer_name || 'Customer'} — double-click to accept`;
+  li.title = t.dblClickAccept(e.customer_name || t.customer);
   const btn = li.querySelector('[data-testid=accept]');
   const busy = state.accepting.has(e.session_id);
   btn.disabled = busy;
-  btn.textContent = busy ? 'Accepting…' : 'Accept';
-  btn.setAttribute('aria-label', `Accept ${e.customer_name || 'customer'}`);
+  btn.textContent = busy ? t.accepting : t.accept;
+  btn.setAttribute('aria-label', t.acceptName(e.customer_name || t.customer));
   if (state.newEntryIds.has(e.session_id)) {
     state.newEntryIds.delete(e.session_id);
     li.classList.add('is-new');
@@ -425,7 +435,7 @@ function renderQueues() {
     if (!e || e.state !== 'waiting') entryEls.delete(id);
   }
   tickQueues();
-  document.title = waiting.length ? `(${waiting.length}) Lifeline console` : 'Lifeline console';
+  document.title = t.docTitle(waiting.length);
 }
 
 function tickQueues() {
@@ -525,7 +535,7 @@ function openSession(detail, { focus = false } = {}) {
   if (!sess) {
     sess = {
       id, detail, messages: [], online: !!detail.online, state: str(detail.state),
-      endedBy: null, reason: null, unread: 0, draft: '',
+      endedBy: null, reason: null, unread: 0, draft: '', grants: {},
     };
     state.sessions.set(id, sess);
     state.order.push(id);
@@ -540,6 +550,11 @@ function openSession(detail, { focus = false } = {}) {
     sess.reason = detail.end_reason == null ? sess.reason : String(detail.end_reason);
   }
   if (Array.isArray(detail.messages)) mergeMessages(sess, detail.messages.map(msgFromDetail));
+  if (Array.isArray(detail.permissions)) {
+    for (const p of detail.permissions) {
+      if (p && typeof p.permission === 'string' && typeof p.state === 'string') sess.grants[p.permission] = p.state;
+    }
+  }
   if (focus || !state.current) state.current = id;
   renderTabs();
   renderSession({ scrollToEnd: focus });
@@ -590,7 +605,7 @@ function renderTabs() {
   bar.replaceChildren(...state.order.map((id) => {
     const s = state.sessions.get(id);
     const selected = id === state.current;
-    const name = str(s.detail.customer_name) || 'Customer';
+    const name = str(s.detail.customer_name) || t.customer;
     const dotClass = s.state === 'ended' ? 'ended' : s.online ? 'online' : 'offline';
     const tab = h('button', {
       type: 'button', role: 'tab', class: `tab${selected ? ' is-selected' : ''}${s.state === 'ended' ? ' is-ended' : ''}`,
@@ -599,7 +614,7 @@ function renderTabs() {
     },
     h('span', { class: `dot ${dotClass}`, 'aria-hidden': 'true' }),
     h('span', { class: 'tab-name', text: name }),
-    s.unread > 0 && !selected ? h('span', { class: 'badge', text: String(s.unread), 'aria-label': `${s.unread} unread` }) : null);
+    s.unread > 0 && !selected ? h('span', { class: 'badge', text: String(s.unread), 'aria-label': t.unread(s.unread) }) : null);
     tab.dataset.sessionId = id;
     return tab;
   }));
@@ -610,6 +625,7 @@ function renderSession({ scrollToEnd = false } = {}) {
   byId('no-session').hidden = !!sess;
   const pane = byId('session');
   pane.hidden = !sess;
+  if (state.screen) state.screen.show(sess || null);
   if (!sess) return;
   if (pane.dataset.sessionId !== sess.id) {
     // Keep each tab's unsent draft.
@@ -620,45 +636,43 @@ function renderSession({ scrollToEnd = false } = {}) {
     scrollToEnd = true;
   }
   const d = sess.detail;
-  byId('s-name').textContent = str(d.customer_name) || 'Customer';
-  const meta = [d.computer, d.platform, d.language ? `language ${d.language}` : null, d.remote_addr ? `from ${d.remote_addr}` : null]
+  byId('s-name').textContent = str(d.customer_name) || t.customer;
+  const meta = [d.computer, d.platform, d.language ? t.metaLanguage(str(d.language)) : null, d.remote_addr ? t.metaFrom(str(d.remote_addr)) : null]
     .filter(Boolean).map(String);
   const accepted = toDate(d.accepted_at);
-  if (accepted) meta.push(`accepted ${fmtTime(accepted)}`);
+  if (accepted) meta.push(t.metaAccepted(fmtTime(accepted)));
   byId('s-meta').textContent = meta.join(' · ');
+  byId('s-meta').title = meta.join(' · ');
 
   const ended = sess.state === 'ended';
   const presence = byId('s-presence');
   presence.dataset.online = ended ? 'ended' : sess.online ? 'true' : 'false';
-  presence.textContent = ended ? 'Ended' : sess.online ? 'Customer online' : 'Customer offline';
+  presence.textContent = ended ? t.presenceEnded : sess.online ? t.customerOnline : t.customerOffline;
 
   const endBtn = byId('s-end');
   endBtn.hidden = ended;
   endBtn.disabled = state.ending.has(sess.id) || sess.state !== 'active';
-  endBtn.textContent = state.ending.has(sess.id) ? 'Ending…' : 'End session';
+  endBtn.textContent = state.ending.has(sess.id) ? t.ending : t.endSession;
   byId('s-close').hidden = !ended;
 
   const banner = byId('s-banner');
   if (ended) {
-    const who = sess.endedBy === 'customer' ? 'the customer'
-      : sess.endedBy === 'rep' ? 'you'
-        : sess.endedBy === 'system' ? 'the appliance' : null;
+    const who = sess.endedBy === 'customer' ? t.byCustomer
+      : sess.endedBy === 'rep' ? t.byYou
+        : sess.endedBy === 'system' ? t.byAppliance : null;
     const when = toDate(d.ended_at);
-    let text = 'Session ended';
-    if (when) text += ` at ${fmtTime(when)}`;
-    if (who) text += ` by ${who}`;
-    text += '.';
+    let text = t.endedBanner(when ? fmtTime(when) : null, who);
     // Skip reasons that only repeat who ended it.
     if (sess.reason && !/^ended by\b/i.test(sess.reason.trim())) text += ` ${sess.reason}`;
     banner.textContent = text;
     banner.className = 'banner banner-ended';
     banner.hidden = false;
   } else if (sess.state !== 'active') {
-    banner.textContent = 'Waiting for the session to become active…';
+    banner.textContent = t.waitingActive;
     banner.className = 'banner';
     banner.hidden = false;
   } else if (!sess.online) {
-    banner.textContent = 'The customer is offline. Messages are delivered when the client reconnects.';
+    banner.textContent = t.offlineBanner;
     banner.className = 'banner banner-warn';
     banner.hidden = false;
   } else {
@@ -669,7 +683,7 @@ function renderSession({ scrollToEnd = false } = {}) {
   const send = byId('composer').querySelector('[data-testid=chat-send]');
   input.disabled = ended;
   send.disabled = ended;
-  input.placeholder = ended ? 'This session has ended.' : 'Write a message…  (Enter sends)';
+  input.placeholder = ended ? t.endedPlaceholder : t.composePlaceholder;
 
   renderChat(byId('chat-log'), sess.messages, { scrollToEnd });
 }
@@ -683,13 +697,13 @@ function chatItem(m) {
       at ? h('time', { class: 'msg-time', datetime: at.toISOString(), title: fmtFull(at), text: fmtTime(at) }) : null);
     return li;
   }
-  const name = m.name || (sender === 'rep' ? 'You' : 'Customer');
+  const name = m.name || (sender === 'rep' ? t.you : t.customer);
   li.append(
     h('div', { class: 'msg-head' },
       h('span', { class: 'msg-name', text: name }),
       at ? h('time', { class: 'msg-time', datetime: at.toISOString(), title: fmtFull(at), text: fmtTime(at) }) : null,
-      m.pending ? h('span', { class: 'msg-state', text: 'sending…' }) : null,
-      m.failed ? h('span', { class: 'msg-state msg-failed', text: 'not delivered' }) : null),
+      m.pending ? h('span', { class: 'msg-state', text: t.sending }) : null,
+      m.failed ? h('span', { class: 'msg-state msg-failed', text: t.notDelivered }) : null),
     h('div', { class: 'msg-body', text: m.body }));
   return li;
 }
@@ -708,7 +722,7 @@ function renderChat(ol, messages, { scrollToEnd = false } = {}) {
     if (day) lastDay = day;
     items.push(chatItem(m));
   }
-  if (!messages.length) items.push(h('li', { class: 'chat-empty', text: 'No messages yet. Say hello to your customer.' }));
+  if (!messages.length) items.push(h('li', { class: 'chat-empty', text: t.noMessagesYet }));
   ol.replaceChildren(...items);
   ol.scrollTop = scrollToEnd || nearEnd ? ol.scrollHeight : prevTop;
 }
@@ -721,7 +735,7 @@ async function sendChat(ev) {
   if (!sess || sess.state === 'ended') return;
   if (!text.trim()) return;
   if (Array.from(text).length > MAX_CHAT_CHARS) {
-    toast(`A message can have at most ${MAX_CHAT_CHARS} characters.`);
+    toast(t.tooLong(MAX_CHAT_CHARS));
     return;
   }
   input.value = '';
@@ -750,8 +764,8 @@ async function sendChat(ev) {
 async function endSession() {
   const sess = state.current ? state.sessions.get(state.current) : null;
   if (!sess || sess.state === 'ended' || state.ending.has(sess.id)) return;
-  const name = str(sess.detail.customer_name) || 'this customer';
-  if (!window.confirm(`End the session with ${name}?\n\nThe customer will be disconnected.`)) return;
+  const name = str(sess.detail.customer_name) || t.thisCustomer;
+  if (!window.confirm(t.confirmEnd(name))) return;
   state.ending.add(sess.id);
   renderSession();
   try {
@@ -766,6 +780,15 @@ async function endSession() {
     state.ending.delete(sess.id);
     renderSession();
   }
+}
+
+/** A permission of a session changed (from the console socket or the viewer). */
+function setGrant(id, permission, st) {
+  const sess = state.sessions.get(id);
+  if (!sess || !permission || !st) return;
+  if (sess.grants[permission] === st) return;
+  sess.grants[permission] = st;
+  if (id === state.current && state.screen) state.screen.show(sess);
 }
 
 function markEnded(id, by, reason) {
@@ -805,7 +828,7 @@ async function loadRecent() {
   }
 }
 
-const stateLabel = { terms: 'Terms', waiting: 'Waiting', active: 'Active', ended: 'Ended' };
+const stateLabel = t.states;
 
 function renderRecent() {
   const ul = byId('recent-sessions');
@@ -820,7 +843,7 @@ function renderRecent() {
     const li = h('li', { 'data-testid': 'recent-session' },
       h('button', { type: 'button', class: 'recent-item', onclick: () => showRecent(id) },
         h('span', { class: 'recent-top' },
-          h('span', { class: 'recent-name', text: str(s.customer_name) || 'Unnamed customer' }),
+          h('span', { class: 'recent-name', text: str(s.customer_name) || t.unnamedCustomer }),
           h('span', { class: `state state-${stateLabel[st] ? st : 'other'}`, text: stateLabel[st] || st || '—' })),
         h('span', { class: 'recent-meta', text: meta.join(' · ') })));
     li.dataset.sessionId = id;
@@ -841,22 +864,22 @@ async function showRecent(id) {
   }
   if (!d) return;
   const dlg = byId('transcript');
-  byId('t-name').textContent = str(d.customer_name) || 'Unnamed customer';
-  byId('t-meta').textContent = [d.computer, d.platform, d.language ? `language ${d.language}` : null]
+  byId('t-name').textContent = str(d.customer_name) || t.unnamedCustomer;
+  byId('t-meta').textContent = [d.computer, d.platform, d.language ? t.metaLanguage(str(d.language)) : null]
     .filter(Boolean).map(String).join(' · ');
-  const partyName = (p) => (p === 'rep' ? 'representative' : p === 'customer' ? 'customer' : p === 'system' ? 'appliance' : str(p));
+  const partyName = (p) => (Object.prototype.hasOwnProperty.call(t.parties, p) ? t.parties[p] : str(p));
   const started = toDate(d.accepted_at);
   const endedAt = toDate(d.ended_at);
   const facts = [
-    ['State', stateLabel[d.state] || str(d.state)],
-    ['Queue', d.queue === 'personal' ? 'Personal' : d.queue === 'general' ? 'General' : str(d.queue)],
-    ['Address', str(d.remote_addr) || '—'],
-    ['Created', fmtDateTime(d.created_at)],
-    ['Accepted', d.accepted_at ? `${fmtDateTime(d.accepted_at)}${d.accepted_by ? ` by ${d.accepted_by}` : ''}` : '—'],
-    ['Ended', d.ended_at
-      ? `${fmtDateTime(d.ended_at)}${d.ended_by ? ` by the ${partyName(d.ended_by)}` : ''}${d.end_reason ? ` (${d.end_reason})` : ''}`
+    [t.factState, stateLabel[d.state] || str(d.state)],
+    [t.factQueue, d.queue === 'personal' ? t.queuePersonal : d.queue === 'general' ? t.queueGeneral : str(d.queue)],
+    [t.factAddress, str(d.remote_addr) || '—'],
+    [t.factCreated, fmtDateTime(d.created_at)],
+    [t.factAccepted, d.accepted_at ? (d.accepted_by ? t.acceptedBy(fmtDateTime(d.accepted_at), str(d.accepted_by)) : fmtDateTime(d.accepted_at)) : '—'],
+    [t.factEnded, d.ended_at
+      ? `${d.ended_by ? t.endedBy(fmtDateTime(d.ended_at), partyName(d.ended_by)) : fmtDateTime(d.ended_at)}${d.end_reason ? ` (${d.end_reason})` : ''}`
       : '—'],
-    ['Duration', started && endedAt ? fmtDuration(endedAt - started) : '—'],
+    [t.factDuration, started && endedAt ? fmtDuration(endedAt - started) : '—'],
   ];
   byId('t-facts').replaceChildren(...facts.flatMap(([k, v]) => [h('dt', { text: k }), h('dd', { text: v })]));
   const msgs = Array.isArray(d.messages) ? d.messages.map(msgFromDetail).sort((a, b) => a.at - b.at) : [];
@@ -866,7 +889,7 @@ async function showRecent(id) {
   const events = Array.isArray(d.events) ? [...d.events].sort((a, b) => (Number(a.at) || 0) - (Number(b.at) || 0)) : [];
   byId('t-events').replaceChildren(...events.map((ev) => h('tr', null,
     h('td', { class: 'nowrap', text: fmtDateTime(ev.at) }),
-    h('td', { class: 'nowrap', text: str(ev.kind).replace(/_/g, ' ') }),
+    h('td', { class: 'nowrap', text: Object.prototype.hasOwnProperty.call(t.eventKinds, ev.kind) ? t.eventKinds[ev.kind] : str(ev.kind).replace(/_/g, ' ') }),
     h('td', { text: ev.detail == null ? '' : typeof ev.detail === 'string' ? ev.detail : JSON.stringify(ev.detail) }))));
   byId('t-events').closest('table').hidden = events.length === 0;
   byId('t-events-empty').hidden = events.length > 0;
@@ -881,8 +904,8 @@ function setWsStatus(s) {
   state.wsState = s;
   const el = byId('ws-status');
   el.dataset.state = s;
-  el.textContent = s === 'open' ? 'Live' : s === 'connecting' ? 'Connecting…' : 'Reconnecting…';
-  el.title = s === 'open' ? 'Live updates are connected.' : 'Live updates are interrupted; trying to reconnect.';
+  el.textContent = s === 'open' ? t.live : s === 'connecting' ? t.connecting : t.reconnecting;
+  el.title = s === 'open' ? t.liveTitle : t.interruptedTitle;
 }
 
 function connectWs() {
@@ -998,6 +1021,9 @@ function handleWs(m) {
       if (state.sessions.has(id)) refreshRecentSoon();
       break;
     }
+    case 'permission':
+      setGrant(str(m.session_id), str(m.permission), str(m.state));
+      break;
     default:
       break;
   }
@@ -1033,8 +1059,10 @@ function initSessionPane() {
 }
 
 async function start() {
+  localise();
   initKeyForm();
   initSessionPane();
+  state.screen = new ScreenArea({ api, onGrant: setGrant, onError: reportError });
   setInterval(() => { tickQueues(); tickKey(); }, 1000);
   window.addEventListener('pagehide', () => {
     state.unloading = true;

@@ -1,7 +1,7 @@
 //! The relay's SQLite database (WAL mode), its migrations, and the queries.
 //!
 //! Everything a person would miss after a restart lives here: accounts, keys, tickets,
-//! sessions with their transcripts and events, and the audit log.
+//! sessions with their transcripts, events and screen-sharing counters, and the audit log.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -120,6 +120,24 @@ pub struct EventRow {
     pub at: i64,
     pub kind: String,
     pub detail: String,
+}
+
+/// A session's screen-sharing traffic: messages and bytes (12-byte frame headers included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct StreamTotals {
+    /// Screen messages the agent sent.
+    pub screen_frames: u64,
+    pub screen_bytes: u64,
+    /// Cursor messages the agent sent.
+    pub cursor_frames: u64,
+    pub cursor_bytes: u64,
+    /// Messages written to viewers (each viewer counts).
+    pub delivered_frames: u64,
+    pub delivered_bytes: u64,
+    /// Messages dropped: nobody watching or `view` not granted, a viewer that fell behind,
+    /// cursor messages replaced by newer ones.
+    pub dropped_frames: u64,
+    pub dropped_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -661,6 +679,63 @@ impl Db {
                 detail: r.get("detail"),
             })
             .collect())
+    }
+
+    // ---- screen-sharing counters ----------------------------------------------------------
+
+    /// Stores a session's counter totals (without waiting for them to be written).
+    pub async fn save_stream_totals(
+        &self,
+        session_id: &str,
+        t: &StreamTotals,
+    ) -> Result<(), DbError> {
+        let n = |v: u64| Value::Int(i64::try_from(v).unwrap_or(i64::MAX));
+        self.writer
+            .append(vec![Stmt::new(
+                "INSERT INTO session_stream_counters (session_id, screen_frames, screen_bytes,
+                   cursor_frames, cursor_bytes, delivered_frames, delivered_bytes, dropped_frames,
+                   dropped_bytes, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (session_id) DO UPDATE SET screen_frames = excluded.screen_frames,
+                   screen_bytes = excluded.screen_bytes, cursor_frames = excluded.cursor_frames,
+                   cursor_bytes = excluded.cursor_bytes, delivered_frames = excluded.delivered_frames,
+                   delivered_bytes = excluded.delivered_bytes, dropped_frames = excluded.dropped_frames,
+                   dropped_bytes = excluded.dropped_bytes, updated_at = excluded.updated_at",
+                vec![
+                    session_id.into(),
+                    n(t.screen_frames),
+                    n(t.screen_bytes),
+                    n(t.cursor_frames),
+                    n(t.cursor_bytes),
+                    n(t.delivered_frames),
+                    n(t.delivered_bytes),
+                    n(t.dropped_frames),
+                    n(t.dropped_bytes),
+                    now_ms().into(),
+                ],
+            )])
+            .await?;
+        Ok(())
+    }
+
+    /// A session's stored counter totals (`None` if it never streamed).
+    pub async fn stream_totals(&self, session_id: &str) -> Result<Option<StreamTotals>, DbError> {
+        self.flush().await;
+        let r = sqlx::query("SELECT * FROM session_stream_counters WHERE session_id = ?")
+            .bind(session_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let n = |r: &sqlx::sqlite::SqliteRow, c: &str| r.get::<i64, _>(c).max(0) as u64;
+        Ok(r.map(|r| StreamTotals {
+            screen_frames: n(&r, "screen_frames"),
+            screen_bytes: n(&r, "screen_bytes"),
+            cursor_frames: n(&r, "cursor_frames"),
+            cursor_bytes: n(&r, "cursor_bytes"),
+            delivered_frames: n(&r, "delivered_frames"),
+            delivered_bytes: n(&r, "delivered_bytes"),
+            dropped_frames: n(&r, "dropped_frames"),
+            dropped_bytes: n(&r, "dropped_bytes"),
+        }))
     }
 
     // ---- audit --------------------------------------------------------------------------

@@ -4,6 +4,9 @@
 //! Every change is written to the database first, then applied in memory and announced; on
 //! start the open sessions are loaded back from the database, so a restart loses nothing a
 //! person would miss (agents reconnect with their resume token, consoles get a snapshot).
+//!
+//! Each open session has a screen-sharing [`Room`] (grants, viewers, frame routing). Locks
+//! are taken in one order only: the hub's session map, then a room, then a viewer's queue.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,9 +14,11 @@ use std::sync::{Arc, Mutex};
 
 use lifeline_proto::agent::{Party, RelayToAgent, SessionState};
 use lifeline_proto::console::{QueueEntry, QueueKind, RelayToConsole};
+use lifeline_proto::remote::{GrantState, Permission};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::db::{Db, DbError, SessionRow, User, now_ms};
+use crate::view::Room;
 
 /// Messages queued for one agent link.
 pub type AgentTx = mpsc::Sender<RelayToAgent>;
@@ -64,6 +69,7 @@ struct Live {
     accepted_by_name: Option<String>,
     agent: Option<(u64, AgentTx)>,
     last_position: Option<u32>,
+    room: Arc<Room>,
 }
 
 impl Live {
@@ -123,6 +129,12 @@ pub enum HubError {
     AlreadyTaken,
     #[error("the session has not reached the queue yet or has already been accepted")]
     WrongState,
+    #[error("the customer's client is not connected right now; try again when it is back")]
+    Offline,
+    #[error("ask the customer to let you see the screen first")]
+    NeedsView,
+    #[error("the customer has already allowed this")]
+    AlreadyGranted,
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -164,6 +176,9 @@ impl Hub {
             };
             let owner_name = name_of(row.owner_id).await?;
             let accepted_by_name = name_of(row.accepted_by).await?;
+            let totals = db.stream_totals(&row.id).await?;
+            let grants = crate::view::grants_from_events(&db.events(&row.id).await?);
+            let room = Arc::new(Room::new(&row.id, totals.as_ref(), grants));
             sessions.insert(
                 row.id.clone(),
                 Live {
@@ -172,6 +187,7 @@ impl Hub {
                     accepted_by_name,
                     agent: None,
                     last_position: None,
+                    room,
                 },
             );
         }
@@ -259,6 +275,8 @@ impl Hub {
     /// Registers a new session (already in the database) and its first agent link.
     pub fn add_session(&self, row: SessionRow, owner_name: Option<String>, tx: AgentTx) -> u64 {
         let gen_ = self.link_gen.fetch_add(1, Ordering::Relaxed);
+        let room = Arc::new(Room::new(&row.id, None, Default::default()));
+        room.set_agent(Some(tx.clone()));
         self.lock().insert(
             row.id.clone(),
             Live {
@@ -267,6 +285,7 @@ impl Hub {
                 accepted_by_name: None,
                 agent: Some((gen_, tx)),
                 last_position: None,
+                room,
             },
         );
         gen_
@@ -285,6 +304,7 @@ impl Hub {
         if !token_ok(&live.row.resume_token_hash) {
             return None;
         }
+        live.room.set_agent(Some(tx.clone()));
         live.agent = Some((gen_, tx));
         let state = live.state();
         let position = if state == SessionState::Waiting {
@@ -316,6 +336,7 @@ impl Hub {
                 return;
             }
             live.agent = None;
+            live.room.set_agent(None);
             live.audience(true)
         };
         if let Err(e) = self
@@ -570,6 +591,10 @@ impl Hub {
             };
         };
         self.db.add_event(session_id, "ended", reason).await?;
+        live.room.end(reason);
+        self.db
+            .save_stream_totals(session_id, &live.room.counters.totals())
+            .await?;
         if let Some((_, tx)) = &live.agent {
             let _ = tx.try_send(RelayToAgent::Ended {
                 by,
@@ -596,6 +621,121 @@ impl Hub {
             self.update_positions(live.queue_key());
         }
         Ok(())
+    }
+
+    // ---- screen sharing -------------------------------------------------------------------
+
+    /// The screen-sharing room of an open session.
+    pub fn room(&self, session_id: &str) -> Option<Arc<Room>> {
+        self.lock().get(session_id).map(|l| l.room.clone())
+    }
+
+    /// The room of a session `user` may watch: the representative who accepted it, or an
+    /// admin, while it is active.
+    pub fn viewer_room(&self, session_id: &str, user: &User) -> Result<Arc<Room>, HubError> {
+        self.require_owner(session_id, user)?;
+        self.room(session_id).ok_or(HubError::NotFound)
+    }
+
+    /// A representative asks the customer for a permission: recorded, announced, and passed
+    /// to the agent.
+    pub async fn request_permission(
+        &self,
+        session_id: &str,
+        user: &User,
+        permission: Permission,
+    ) -> Result<GrantState, HubError> {
+        let audience = self.require_owner(session_id, user)?;
+        let (room, tx) = {
+            let s = self.lock();
+            let live = s.get(session_id).ok_or(HubError::NotFound)?;
+            let tx = live.agent.as_ref().map(|(_, tx)| tx.clone());
+            (live.room.clone(), tx.ok_or(HubError::Offline)?)
+        };
+        if room.grant(permission) == Some(GrantState::Granted) {
+            return Err(HubError::AlreadyGranted);
+        }
+        if permission == Permission::Control
+            && room.grant(Permission::View) != Some(GrantState::Granted)
+        {
+            return Err(HubError::NeedsView);
+        }
+        self.db
+            .add_event(
+                session_id,
+                crate::view::event_kind(GrantState::Requested),
+                &format!("{}, asked by {}", permission.as_str(), user.display_name),
+            )
+            .await?;
+        room.set_grant(permission, GrantState::Requested);
+        self.announce(
+            audience,
+            RelayToConsole::Permission {
+                session_id: session_id.to_string(),
+                permission,
+                state: GrantState::Requested,
+            },
+        );
+        let _ = tx.try_send(RelayToAgent::PermissionRequest {
+            permission,
+            rep: user.display_name.clone(),
+        });
+        Ok(GrantState::Requested)
+    }
+
+    /// The agent's answer to a request, a revocation, or a grant re-reported after a
+    /// reconnection.
+    pub async fn agent_permission(
+        &self,
+        session_id: &str,
+        permission: Permission,
+        granted: bool,
+    ) -> Result<GrantState, HubError> {
+        let (room, audience) = {
+            let s = self.lock();
+            let live = s.get(session_id).ok_or(HubError::NotFound)?;
+            (live.room.clone(), live.audience(true))
+        };
+        let before = room.grant(permission);
+        let state = match (granted, before) {
+            (true, _) => GrantState::Granted,
+            (false, Some(GrantState::Granted)) => GrantState::Revoked,
+            (false, Some(GrantState::Revoked)) => GrantState::Revoked,
+            (false, _) => GrantState::Denied,
+        };
+        if before == Some(state) {
+            return Ok(state);
+        }
+        self.db
+            .add_event(
+                session_id,
+                crate::view::event_kind(state),
+                permission.as_str(),
+            )
+            .await?;
+        room.set_grant(permission, state);
+        self.announce(
+            audience,
+            RelayToConsole::Permission {
+                session_id: session_id.to_string(),
+                permission,
+                state,
+            },
+        );
+        Ok(state)
+    }
+
+    /// Writes the screen-sharing counters of every open session that changed since the last
+    /// call (through the writer, without waiting).
+    pub async fn save_counters(&self) {
+        let rooms: Vec<Arc<Room>> = self.lock().values().map(|l| l.room.clone()).collect();
+        for room in rooms {
+            if let Some(t) = room.counters.take_changed()
+                && let Err(e) = self.db.save_stream_totals(&room.session_id, &t).await
+            {
+                tracing::warn!(error = %e, "cannot save screen-sharing counters");
+            }
+        }
     }
 
     /// Ends sessions whose customer has been gone longer than allowed.

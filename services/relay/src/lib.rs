@@ -16,8 +16,12 @@
 //! stored only as hashes, session keys and logins rate-limited per address and globally and
 //! audited, strict Content-Security-Policy on every page.
 //!
-//! Current limits: screen sharing, file transfer, shell and jump clients are later work; the
-//! site admin interface is not written yet (accounts come from the setup page and
+//! Screen sharing ([`view`]): permissions asked through the API and answered by the agent,
+//! viewer sockets (`/ws/view/{id}`) fed with the agent's binary frames by header only, with
+//! per-viewer bounded queues and the agent paced by the viewers' acknowledgements.
+//!
+//! Current limits: file transfer, shell and jump clients are later work; the site admin
+//! interface is not written yet (accounts come from the setup page and
 //! `lifeline-relay user add`).
 //!
 //! Licences: representatives take a seat from the licence manager at login ([`licence`]);
@@ -37,6 +41,7 @@ pub mod ratelimit;
 pub mod server;
 pub mod signing;
 pub mod tls;
+pub mod view;
 pub mod web;
 
 /// An error and its causes as one line: "outer: inner: innermost".

@@ -176,6 +176,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
 
     let watchdog = tokio::spawn(watchdog(db.clone(), hub.clone()));
     let reaper = tokio::spawn(reaper(hub.clone()));
+    let counter_saver = tokio::spawn(counter_saver(hub.clone()));
     if let Some(l) = redirect_listener {
         tokio::spawn(redirect_server(l, public_url.clone(), shutdown_rx.clone()));
     }
@@ -246,8 +247,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     tokio::time::sleep(Duration::from_millis(200)).await;
     watchdog.abort();
     reaper.abort();
+    counter_saver.abort();
     renewer.abort();
     reporter.abort();
+    hub.save_counters().await;
     db.flush().await;
     db.pool.close().await;
     tracing::info!("stopped");
@@ -298,6 +301,15 @@ async fn reaper(hub: Arc<Hub>) {
     loop {
         every.tick().await;
         hub.reap(10 * 60_000, 30 * 60_000, &offline).await;
+    }
+}
+
+/// Writes the screen-sharing counters that changed, every few seconds (never per frame).
+async fn counter_saver(hub: Arc<Hub>) {
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        every.tick().await;
+        hub.save_counters().await;
     }
 }
 

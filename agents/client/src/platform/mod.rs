@@ -6,7 +6,7 @@
 //! input and the shell will join this module, per OS, in the same way.
 
 #[cfg(target_os = "linux")]
-mod linux;
+pub mod linux;
 #[cfg(target_os = "linux")]
 use linux as os;
 
@@ -34,7 +34,11 @@ mod os {
     }
 }
 
+use std::sync::Arc;
+
 use lifeline_proto::MAX_NAME_CHARS;
+
+use crate::desktop::Desktop;
 
 use crate::env::Env;
 
@@ -77,6 +81,19 @@ pub fn current(env: &Env) -> Platform {
         platform: clip(&platform),
         user_full_name: clip(&user_full_name),
     }
+}
+
+/// The desktop this computer offers a session: on Linux, the X11 display `DISPLAY` names;
+/// `None` without one (nothing can be offered then).
+pub fn desktop(env: &Env) -> Option<Arc<dyn Desktop>> {
+    #[cfg(target_os = "linux")]
+    if let Some(display) = env.get("DISPLAY") {
+        return Some(Arc::new(linux::desktop::X11Desktop::new(Some(
+            display.to_owned(),
+        ))));
+    }
+    let _ = env;
+    None
 }
 
 /// The customer name to announce: the one typed on the portal, else the OS user's.

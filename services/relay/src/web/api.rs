@@ -5,6 +5,7 @@ use axum::extract::{Path, Query, State as AxState};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use lifeline_proto::remote::{GrantState, Permission};
 use lifeline_proto::ticket::TicketFile;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,7 @@ use super::portal::{self, Refusal};
 use super::{ApiError, Authed, BEARER_TTL_S, ClientIp, Rep, State, audit};
 use crate::auth;
 use crate::clients::PLATFORMS;
-use crate::db::{EventRow, MessageRow, SessionRow, now_ms};
+use crate::db::{EventRow, MessageRow, SessionRow, StreamTotals, now_ms};
 use crate::i18n::Lang;
 
 pub fn router() -> Router<State> {
@@ -32,17 +33,18 @@ pub fn router() -> Router<State> {
         .route("/sessions/{id}/accept", post(accept))
         .route("/sessions/{id}/messages", post(message))
         .route("/sessions/{id}/end", post(end))
+        .route("/sessions/{id}/permissions", post(request_permission))
         .route("/portal/tickets", post(portal_ticket))
         .route("/audit", get(audit_log))
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Lifeline API", version = "1.0.0", description = "Script the Lifeline support box: session keys, queues, sessions, chat."),
-    paths(token, logout, me, super::appliance::status_json, super::appliance::panel_key, create_key, queues, recent_sessions, session, accept, message, end, portal_ticket, audit_log),
+    info(title = "Lifeline API", version = "1.0.0", description = "Script the Lifeline support box: session keys, queues, sessions, chat, permissions for screen sharing."),
+    paths(token, logout, me, super::appliance::status_json, super::appliance::panel_key, create_key, queues, recent_sessions, session, accept, message, end, request_permission, portal_ticket, audit_log),
     components(schemas(ErrorBody, TokenRequest, TokenResponse, Me, KeyRequest, KeyResponse, SessionDetail,
         MessageRequest, MessageCreated, TicketRequest, TicketResponse, Download, SessionList, QueueList,
-        MessageRow, EventRow, crate::db::AuditRow, super::appliance::ApplianceReport,
+        MessageRow, EventRow, PermissionRequest, PermissionState, StreamTotals, crate::db::AuditRow, super::appliance::ApplianceReport,
         super::appliance::LicenceReport, super::appliance::Connected, super::appliance::ServiceReport,
         super::appliance::KeyPress)),
     modifiers(&BearerAuth)
@@ -318,6 +320,36 @@ pub struct SessionDetail {
     messages: Option<Vec<MessageRow>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     events: Option<Vec<EventRow>>,
+    /// Every permission asked for or reported in this session, and where it stands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    permissions: Option<Vec<PermissionState>>,
+    /// Screen-sharing traffic (open sessions: live figures; ended ones: as stored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<StreamTotals>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PermissionState {
+    /// `view`, `control`, `clipboard`, `file_transfer`, `system_info`, `shell` or
+    /// `elevated_shell`.
+    permission: String,
+    /// `requested`, `granted`, `denied` or `revoked`.
+    state: String,
+}
+
+impl PermissionState {
+    fn new(permission: Permission, state: GrantState) -> Self {
+        let state = match state {
+            GrantState::Requested => "requested",
+            GrantState::Granted => "granted",
+            GrantState::Denied => "denied",
+            GrantState::Revoked => "revoked",
+        };
+        PermissionState {
+            permission: permission.as_str().to_string(),
+            state: state.to_string(),
+        }
+    }
 }
 
 async fn detail(state: &State, row: SessionRow, full: bool) -> Result<SessionDetail, ApiError> {
@@ -326,13 +358,32 @@ async fn detail(state: &State, row: SessionRow, full: bool) -> Result<SessionDet
         (Some(id), _) => state.db.user_by_id(id).await?.map(|u| u.display_name),
         (None, _) => None,
     };
-    let (messages, events) = if full {
+    let (messages, events, permissions, stream) = if full {
+        let events = state.db.events(&row.id).await?;
+        let (permissions, stream) = match state.hub.room(&row.id) {
+            Some(room) => (
+                room.grants()
+                    .into_iter()
+                    .map(|g| PermissionState::new(g.permission, g.state))
+                    .collect(),
+                room.counters.totals(),
+            ),
+            None => (
+                crate::view::grants_from_events(&events)
+                    .into_iter()
+                    .map(|(p, s)| PermissionState::new(p, s))
+                    .collect(),
+                state.db.stream_totals(&row.id).await?.unwrap_or_default(),
+            ),
+        };
         (
             Some(state.db.messages(&row.id).await?),
-            Some(state.db.events(&row.id).await?),
+            Some(events),
+            Some(permissions),
+            Some(stream),
         )
     } else {
-        (None, None)
+        (None, None, None, None)
     };
     Ok(SessionDetail {
         online: state.hub.is_online(&row.id),
@@ -353,6 +404,8 @@ async fn detail(state: &State, row: SessionRow, full: bool) -> Result<SessionDet
         end_reason: row.end_reason,
         messages,
         events,
+        permissions,
+        stream,
     })
 }
 
@@ -487,6 +540,51 @@ async fn end(
     }
     let row = readable(&state, &id, &a).await?;
     Ok(Json(detail(&state, row, true).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct PermissionRequest {
+    /// `view`, `control` (needs `view` granted first), `clipboard`, `file_transfer`,
+    /// `system_info`, `shell` or `elevated_shell`.
+    permission: String,
+}
+
+/// Asks the customer for a permission. The customer's client shows the question; the answer
+/// arrives on `/ws/console` (`permission` events) and in the session's `permissions`.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/permissions", request_body = PermissionRequest,
+    security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = PermissionState), (status = 400, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "the session is not active, the client is offline, `control` before `view`, or already granted")))]
+async fn request_permission(
+    AxState(state): AxState<State>,
+    ClientIp(ip): ClientIp,
+    Rep(a): Rep,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<PermissionRequest>,
+) -> Result<Json<PermissionState>, ApiError> {
+    let permission = Permission::from_name(req.permission.trim()).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "\"{}\" is not a permission; use one of: {}.",
+            req.permission.chars().take(40).collect::<String>(),
+            Permission::ALL.map(Permission::as_str).join(", ")
+        ))
+    })?;
+    readable(&state, &id, &a).await?;
+    let granted = state
+        .hub
+        .request_permission(&id, &a.user, permission)
+        .await?;
+    audit(
+        &state,
+        &a.user.username,
+        ip,
+        "session.permission",
+        "requested",
+        &format!("{id} {}", permission.as_str()),
+    )
+    .await;
+    Ok(Json(PermissionState::new(permission, granted)))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -98,7 +98,11 @@ impl From<HubError> for ApiError {
         match e {
             HubError::NotFound => ApiError::NotFound(e.to_string()),
             HubError::Forbidden => ApiError::Forbidden,
-            HubError::AlreadyTaken | HubError::WrongState => ApiError::Conflict(e.to_string()),
+            HubError::AlreadyTaken
+            | HubError::WrongState
+            | HubError::Offline
+            | HubError::NeedsView
+            | HubError::AlreadyGranted => ApiError::Conflict(e.to_string()),
             HubError::Db(d) => d.into(),
         }
     }

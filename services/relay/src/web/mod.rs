@@ -7,6 +7,7 @@ pub mod pages;
 pub mod portal;
 pub mod ws_agent;
 pub mod ws_console;
+pub mod ws_view;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -93,6 +94,7 @@ pub fn router(state: State) -> Router {
         .route("/static/{file}", get(pages::asset))
         .route("/ws/agent", get(ws_agent::upgrade))
         .route("/ws/console", get(ws_console::upgrade))
+        .route("/ws/view/{session_id}", get(ws_view::upgrade))
         .route("/appliance", get(appliance::page))
         .nest("/appliance", appliance::pages())
         .nest("/api/v1/appliance", appliance::api())

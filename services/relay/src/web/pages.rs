@@ -375,6 +375,14 @@ pub async fn asset(Path(file): Path<String>) -> Response {
             include_str!("../../assets/console.js"),
             "text/javascript; charset=utf-8",
         ),
+        "texts.js" => (
+            include_str!("../../assets/texts.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "viewer.js" => (
+            include_str!("../../assets/viewer.js"),
+            "text/javascript; charset=utf-8",
+        ),
         "console.css" => (
             include_str!("../../assets/console.css"),
             "text/css; charset=utf-8",

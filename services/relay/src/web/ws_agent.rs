@@ -3,6 +3,13 @@
 //! The first message must be a hello with a valid ticket or resume token; anything else,
 //! anything malformed, oversized or out of order closes this one connection with a reason
 //! (close code 1008 or 1009) and never affects other sessions.
+//!
+//! Once a representative joined: permission answers, monitors and clipboard text go to the
+//! session's screen-sharing [`Room`](crate::view::Room), and binary messages on the screen
+//! and cursor channels are routed to the viewers after a check of their header alone
+//! ([`frame::decode`]); file and shell frames are refused until those channels exist.
+//! The relay's pings measure the round trip to the agent (every 20 s, every second while the
+//! screen is watched); viewers are told the last figure.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -13,7 +20,7 @@ use axum::response::Response;
 use lifeline_proto::agent::{
     AgentAuth, AgentInfo, AgentToRelay, ErrorCode, Party, RefuseCode, RelayToAgent, SessionState,
 };
-use lifeline_proto::frame;
+use lifeline_proto::frame::{self, Channel};
 use lifeline_proto::{DecodeError, VERSION, encode, sanitize_text};
 use tokio::sync::mpsc;
 
@@ -21,9 +28,12 @@ use super::{ClientIp, State};
 use crate::auth;
 use crate::db::{NewSession, now_ms};
 use crate::hub::AGENT_QUEUE;
+use crate::view::Room;
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const PING_EVERY: Duration = Duration::from_secs(20);
+/// Pings for the round-trip figure while someone watches the screen.
+const RTT_PING_EVERY: Duration = Duration::from_secs(1);
 const SILENCE_LIMIT: Duration = Duration::from_secs(65);
 
 pub async fn upgrade(
@@ -328,24 +338,46 @@ impl Conn {
     }
 
     async fn serve(&mut self, session_id: &str, mut rx: mpsc::Receiver<RelayToAgent>) -> Exit {
+        let Some(room) = self.state.hub.room(session_id) else {
+            self.close(1000, "session closed").await;
+            return Exit::Closed;
+        };
         let mut shutdown = self.state.shutdown.clone();
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
+        let mut rtt_ping = tokio::time::interval(RTT_PING_EVERY);
+        rtt_ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_seen = Instant::now();
         let mut chat_budget = ChatBudget::new();
         let mut nonce = 0u64;
+        let mut pings = Pings::default();
         loop {
             tokio::select! {
                 incoming = self.socket.recv() => {
                     last_seen = Instant::now();
                     let text = match incoming {
-                        None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Exit::Closed,
+                        None | Some(Ok(Message::Close(_))) => return Exit::Closed,
+                        Some(Err(e)) => {
+                            let e = crate::error_chain(&e);
+                            // The WebSocket layer refuses messages over the size limit.
+                            if e.contains("too long") || e.contains("Space limit") {
+                                return self.fail(ErrorCode::TooLarge, format!("message too large: {e}")).await;
+                            }
+                            return Exit::Closed;
+                        }
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                         Some(Ok(Message::Binary(b))) => {
-                            return match frame::decode(&b) {
-                                Err(e) => self.fail(ErrorCode::Malformed, format!("bad binary frame: {e}")).await,
-                                Ok(_) => self.fail(ErrorCode::OutOfOrder, "no channel is open for binary frames".into()).await,
+                            let header = match frame::decode(&b) {
+                                Ok((h, _)) => h,
+                                Err(e) => return self.fail(ErrorCode::Malformed, format!("bad binary frame: {e}")).await,
                             };
+                            match header.channel {
+                                Channel::Screen | Channel::Cursor => room.route(&header, b),
+                                Channel::File | Channel::Shell => {
+                                    return self.fail(ErrorCode::OutOfOrder, "no file or shell channel is open".into()).await;
+                                }
+                            }
+                            continue;
                         }
                         Some(Ok(Message::Text(t))) => t,
                     };
@@ -353,7 +385,13 @@ impl Conn {
                         Ok(m) => m,
                         Err(e) => return self.fail(decode_code(&e), e.to_string()).await,
                     };
-                    match self.handle(session_id, msg, &mut chat_budget).await {
+                    if let AgentToRelay::Pong { nonce } = msg {
+                        if let Some(rtt) = pings.answered(nonce) {
+                            room.set_agent_rtt(u32::try_from(rtt.as_millis()).unwrap_or(u32::MAX));
+                        }
+                        continue;
+                    }
+                    match self.handle(session_id, &room, msg, &mut chat_budget).await {
                         Step::Continue => {}
                         Step::Exit(e) => return e,
                     }
@@ -378,8 +416,18 @@ impl Conn {
                         return Exit::Closed;
                     }
                     nonce += 1;
+                    pings.sent(nonce);
                     if !self.send(&RelayToAgent::Ping { nonce }).await {
                         return Exit::Closed;
+                    }
+                }
+                _ = rtt_ping.tick() => {
+                    if room.is_active() {
+                        nonce += 1;
+                        pings.sent(nonce);
+                        if !self.send(&RelayToAgent::Ping { nonce }).await {
+                            return Exit::Closed;
+                        }
                     }
                 }
                 _ = super::until_shutdown(&mut shutdown) => {
@@ -393,6 +441,7 @@ impl Conn {
     async fn handle(
         &mut self,
         session_id: &str,
+        room: &Room,
         msg: AgentToRelay,
         budget: &mut ChatBudget,
     ) -> Step {
@@ -450,14 +499,68 @@ impl Conn {
             AgentToRelay::Pong { .. } => Step::Continue,
             AgentToRelay::Permission { .. }
             | AgentToRelay::Monitors { .. }
-            | AgentToRelay::Clipboard { .. } => Step::Exit(
-                self.fail(
-                    ErrorCode::OutOfOrder,
-                    "nothing was asked of this client".into(),
+            | AgentToRelay::Clipboard { .. }
+                if current != Some(SessionState::Active) =>
+            {
+                Step::Exit(
+                    self.fail(
+                        ErrorCode::OutOfOrder,
+                        "no representative has joined this session".into(),
+                    )
+                    .await,
                 )
-                .await,
-            ),
+            }
+            AgentToRelay::Permission {
+                permission,
+                granted,
+            } => {
+                if let Err(e) = hub.agent_permission(session_id, permission, granted).await {
+                    tracing::error!(error = %e, "cannot record a permission");
+                }
+                Step::Continue
+            }
+            AgentToRelay::Monitors { monitors } => {
+                let monitors = monitors
+                    .into_iter()
+                    .map(|mut m| {
+                        m.name = sanitize_text(&m.name);
+                        m
+                    })
+                    .collect();
+                room.set_monitors(monitors);
+                Step::Continue
+            }
+            AgentToRelay::Clipboard { text } => {
+                if !room.agent_clipboard(text) {
+                    tracing::debug!("clipboard text without a clipboard grant dropped");
+                }
+                Step::Continue
+            }
         }
+    }
+}
+
+/// Pings sent and not answered yet, to measure the round trip.
+#[derive(Default)]
+struct Pings {
+    sent: std::collections::VecDeque<(u64, Instant)>,
+}
+
+impl Pings {
+    fn sent(&mut self, nonce: u64) {
+        if self.sent.len() == 8 {
+            self.sent.pop_front();
+        }
+        self.sent.push_back((nonce, Instant::now()));
+    }
+
+    /// The round trip of the ping with this nonce, if it was ours.
+    fn answered(&mut self, nonce: u64) -> Option<Duration> {
+        let i = self.sent.iter().position(|(n, _)| *n == nonce)?;
+        let (_, at) = self.sent.remove(i)?;
+        // Older pings were answered out of order or lost: forget them.
+        self.sent.drain(..i);
+        Some(at.elapsed())
     }
 }
 

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 pub mod appliance;
+pub mod desktop;
 
 pub const REP_PASSWORD: &str = "rep-password-123";
 pub const ADMIN_PASSWORD: &str = "admin-password-123";
@@ -314,6 +315,17 @@ pub type Ws =
 
 /// Opens `path` on the relay as a WebSocket, with optional bearer token.
 pub async fn ws_connect(addr: &str, path: &str, bearer: Option<&str>) -> Ws {
+    let auth = bearer.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    match ws_try_connect(addr, path, &headers).await {
+        Ok(ws) => ws,
+        Err(status) => panic!("WebSocket {path} refused with HTTP {status}"),
+    }
+}
+
+/// Opens `path` as a WebSocket with these request headers; `Err` holds the HTTP status of
+/// a refused upgrade.
+pub async fn ws_try_connect(addr: &str, path: &str, headers: &[(&str, &str)]) -> Result<Ws, u16> {
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -331,12 +343,17 @@ pub async fn ws_connect(addr: &str, path: &str, bearer: Option<&str>) -> Ws {
         format!("wss://{addr}{path}"),
     )
     .unwrap();
-    if let Some(t) = bearer {
-        req.headers_mut()
-            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
     }
-    let (ws, _) = tokio_tungstenite::client_async(req, tls).await.unwrap();
-    ws
+    match tokio_tungstenite::client_async(req, tls).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+        Err(e) => panic!("WebSocket {path}: {e}"),
+    }
 }
 
 pub async fn send_json(ws: &mut Ws, v: Value) {

@@ -12,8 +12,9 @@ LICENSE = "MIT | Apache-2.0"
 LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/MIT;md5=0835ade698e0bcf8506ecda2f7b4f302 \
                     file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
 
-# The client's window toolkit (FLTK) builds from source against X11 and Pango.
-DEPENDS = "cairo cmake-native fontconfig glib-2.0 libx11 libxcursor libxext libxfixes libxft libxinerama libxrender pango"
+# The client's window toolkit (FLTK) builds from source against X11 and Pango; its JPEG
+# encoder (libjpeg-turbo, bundled) with CMake and NASM.
+DEPENDS = "cairo cmake-native nasm-native fontconfig glib-2.0 libx11 libxcursor libxext libxfixes libxft libxinerama libxrender pango"
 
 inherit cargo cargo-update-recipe-crates externalsrc systemd useradd
 

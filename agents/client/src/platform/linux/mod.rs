@@ -1,6 +1,15 @@
 //! Linux: host name from the kernel, distribution from `/etc/os-release`, the user's full
 //! name from the passwd GECOS field (`getent passwd`, so LDAP/SSSD users work too, else
 //! `/etc/passwd`).
+//!
+//! The desktop on X11: [`capture`] (screen, monitors, cursor), [`input`] (pointer and keys
+//! injected with XTest) and [`clipboard`] (text through X selections), offered to a session
+//! as one [`desktop::X11Desktop`].
+
+pub mod capture;
+pub mod clipboard;
+pub mod desktop;
+pub mod input;
 
 use std::process::Command;
 

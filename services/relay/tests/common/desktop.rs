@@ -1,0 +1,239 @@
+//! The customer's side of end-to-end tests: a private X server (Xvfb) driven with xdotool,
+//! the client downloaded from the relay's portal, and the running client with its log.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{Relay, relay_bin, wait_for};
+
+/// A private X server for one test.
+pub struct Xvfb {
+    pub child: Child,
+    pub display: String,
+}
+
+impl Xvfb {
+    pub fn start() -> Xvfb {
+        Self::start_sized("1280x800x24")
+    }
+
+    /// An X server with one screen of `geometry` (e.g. `1920x1080x24`). It does not reset
+    /// when its last client leaves (monitors added with RandR would be forgotten).
+    pub fn start_sized(geometry: &str) -> Xvfb {
+        for n in 90..140 {
+            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+                || Path::new(&format!("/tmp/.X{n}-lock")).exists()
+            {
+                continue;
+            }
+            let mut child = Command::new("Xvfb")
+                .args([
+                    &format!(":{n}"),
+                    "-screen",
+                    "0",
+                    geometry,
+                    "-nolisten",
+                    "tcp",
+                    "-noreset",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("Xvfb must be installed (cargo xtask test installs it)");
+            // Ours only when the lock file names our process (another test may race us).
+            let pid = child.id().to_string();
+            let ours = || {
+                std::fs::read_to_string(format!("/tmp/.X{n}-lock")).is_ok_and(|s| s.trim() == pid)
+            };
+            for _ in 0..100 {
+                if ours() && Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                    return Xvfb {
+                        child,
+                        display: format!(":{n}"),
+                    };
+                }
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+        }
+        panic!("could not start Xvfb on any display :90..:139");
+    }
+
+    /// Runs xdotool and reports whether it succeeded (windows may come and go meanwhile).
+    pub fn try_xdotool(&self, args: &[&str]) -> bool {
+        Command::new("xdotool")
+            .args(args)
+            .env("DISPLAY", &self.display)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    pub fn xdotool(&self, args: &[&str]) -> String {
+        let out = Command::new("xdotool")
+            .args(args)
+            .env("DISPLAY", &self.display)
+            .output()
+            .expect("xdotool must be installed");
+        assert!(
+            out.status.success(),
+            "xdotool {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Waits for a visible window whose name contains `name`.
+    pub async fn window(&self, name: &str) -> String {
+        let display = self.display.clone();
+        wait_for(Duration::from_secs(30), "the client's window", async || {
+            let out = Command::new("xdotool")
+                .args(["search", "--onlyvisible", "--name", name])
+                .env("DISPLAY", &display)
+                .output()
+                .ok()?;
+            let id = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()?
+                .trim()
+                .to_string();
+            (!id.is_empty()).then_some(id)
+        })
+        .await
+    }
+
+    pub fn screenshot(&self, path: &Path) {
+        let _ = Command::new("import")
+            .args(["-window", "root"])
+            .arg(path)
+            .env("DISPLAY", &self.display)
+            .status();
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn agent_bin() -> PathBuf {
+    let p = std::env::var_os("LIFELINE_AGENT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| relay_bin().with_file_name("lifeline-agent"));
+    assert!(
+        p.is_file(),
+        "{} is missing: build every binary first (cargo xtask test does)",
+        p.display()
+    );
+    p
+}
+
+/// Puts this build's client into the relay's store, like the image build does.
+pub fn stock_client(relay: &Relay) {
+    let dir = relay.clients().join("linux-x86_64");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(agent_bin(), dir.join("lifeline-agent")).unwrap();
+}
+
+/// The customer's steps on the portal: key → download page → file. Returns the file.
+pub async fn download_client(relay: &Relay, key: &str, name: &str, lang: &str) -> PathBuf {
+    let r = relay
+        .http
+        .post(relay.url("/start"))
+        .form(&[("key", key), ("name", name), ("lang", lang)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let page = r.headers()["location"].to_str().unwrap().to_string();
+    let html = relay
+        .http
+        .get(relay.url(&page))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let href = format!("{page}/linux-x86_64");
+    assert!(
+        html.contains(&href),
+        "the download page links the Linux client"
+    );
+    let resp = relay.http.get(relay.url(&href)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let cd = resp.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let file_name = cd
+        .split("filename=\"")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('"')
+        .to_string();
+    let bytes = resp.bytes().await.unwrap();
+    let path = relay.dir.path().join(file_name);
+    std::fs::write(&path, &bytes).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+pub struct Agent {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Agent {
+    pub fn run(file: &Path, x: &Xvfb, log: PathBuf) -> Agent {
+        let child = Command::new(file)
+            .env("DISPLAY", &x.display)
+            .env("RUST_LOG", "info")
+            .env_remove("https_proxy")
+            .env_remove("HTTPS_PROXY")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Agent { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn wait_log(&self, needle: &str) {
+        let log = self.log.clone();
+        let found = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .contains(needle)
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        assert!(
+            found.is_ok(),
+            "agent log never showed `{needle}`:\n{}",
+            self.log()
+        );
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
