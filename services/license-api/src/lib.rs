@@ -443,8 +443,9 @@ pub trait License1 {
     #[zbus(property(emits_changed_signal = "false"))]
     fn licence(&self) -> zbus::Result<String>;
 
-    /// Why the installed licence was refused, as JSON; see [`Refusal::from_json`].
-    #[zbus(property)]
+    /// Why the installed licence was refused, as JSON; see [`Refusal::from_json`]. Read
+    /// from the service every time, like [`licence`](Self::licence).
+    #[zbus(property(emits_changed_signal = "false"))]
     fn refusal(&self) -> zbus::Result<String>;
 
     /// Emitted on every licence or count change.

@@ -186,13 +186,7 @@ async fn wait_ready<'a>(conn: &zbus::Connection, daemon: &mut Child) -> License1
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Properties read fresh (a caching proxy updates them from PropertiesChanged in a task
-    // of its own, which may come after the Changed signal a test waits for).
-    License1Proxy::builder(conn)
-        .cache_properties(zbus::proxy::CacheProperties::No)
-        .build()
-        .await
-        .unwrap()
+    License1Proxy::new(conn).await.unwrap()
 }
 
 /// Wait for a `Changed` signal whose counts satisfy `want`.
