@@ -20,6 +20,12 @@
 //! marked good. Without a good slot to return to (a factory-fresh box whose only slot fails)
 //! it stays up and only alerts: rebooting could not help and would loop. When RAUC is not on
 //! the bus the supervisor does nothing of this and reports no update system.
+//!
+//! RAUC is started by D-Bus activation on the first call, which can take longer than
+//! [`CALL_TIMEOUT`] on a loaded box: a `GetSlotStatus` that times out (or fails in any way
+//! other than "no such name") is asked again with a growing pause ([`retry_slot_status`]),
+//! for at most [`SLOT_STATUS_PATIENCE`]. Only the bus's answer that nobody owns or can be
+//! activated for the name (`ServiceUnknown`, `NameHasNoOwner`) means "no RAUC" at once.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,6 +37,64 @@ use zvariant::OwnedValue;
 
 /// No RAUC call waits longer.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the supervisor keeps asking RAUC for the slots after start-up before it gives up
+/// (RAUC's start by D-Bus activation may take more than one [`CALL_TIMEOUT`] under load).
+pub const SLOT_STATUS_PATIENCE: Duration = Duration::from_secs(120);
+
+/// The longest pause between two `GetSlotStatus` attempts.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(15);
+
+/// How one `GetSlotStatus` attempt failed.
+#[derive(Debug)]
+pub enum CallFailure {
+    /// No answer within [`CALL_TIMEOUT`] (e.g. RAUC still being started).
+    TimedOut,
+    /// An error reply or a bus error.
+    Error(zbus::Error),
+}
+
+impl std::fmt::Display for CallFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallFailure::TimedOut => write!(f, "no answer within {CALL_TIMEOUT:?}"),
+            CallFailure::Error(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Whether the bus said that nobody owns the name and none can be started for it.
+fn not_on_the_bus(e: &zbus::Error) -> bool {
+    match e {
+        zbus::Error::MethodError(name, _, _) => matches!(
+            name.as_str(),
+            "org.freedesktop.DBus.Error.ServiceUnknown"
+                | "org.freedesktop.DBus.Error.NameHasNoOwner"
+        ),
+        zbus::Error::FDO(e) => matches!(
+            **e,
+            zbus::fdo::Error::ServiceUnknown(_) | zbus::fdo::Error::NameHasNoOwner(_)
+        ),
+        _ => false,
+    }
+}
+
+/// After the failed `GetSlotStatus` attempt number `attempt` (0 for the first), with
+/// `elapsed` since the first attempt began: the pause before asking again, or `None` to give
+/// up (RAUC is not on the bus, or [`SLOT_STATUS_PATIENCE`] would run out).
+pub fn retry_slot_status(
+    failure: &CallFailure,
+    attempt: u32,
+    elapsed: Duration,
+) -> Option<Duration> {
+    if let CallFailure::Error(e) = failure
+        && not_on_the_bus(e)
+    {
+        return None;
+    }
+    let pause = Duration::from_secs(1u64 << attempt.min(4)).min(MAX_RETRY_PAUSE);
+    (elapsed + pause < SLOT_STATUS_PATIENCE).then_some(pause)
+}
 
 #[zbus::proxy(
     interface = "de.pengutronix.rauc.Installer",
@@ -166,6 +230,56 @@ mod tests {
             );
         }
         m
+    }
+
+    fn method_error(name: &str) -> zbus::Error {
+        let msg = zbus::message::Message::method_call("/", "GetSlotStatus")
+            .unwrap()
+            .build(&())
+            .unwrap();
+        let reply = zbus::message::Message::error(&msg.header(), name)
+            .unwrap()
+            .build(&("detail",))
+            .unwrap();
+        zbus::Error::from(reply)
+    }
+
+    #[test]
+    fn slot_status_retried_on_timeouts_not_when_rauc_is_absent() {
+        let s = Duration::from_secs;
+        // A slow D-Bus activation: asked again, with growing pauses up to a bound.
+        let pauses: Vec<_> = (0..7)
+            .map(|n| retry_slot_status(&CallFailure::TimedOut, n, s(10)))
+            .collect();
+        assert_eq!(
+            pauses,
+            [1, 2, 4, 8, 15, 15, 15].map(|p| Some(s(p))).to_vec()
+        );
+        // ...but not for ever.
+        assert_eq!(retry_slot_status(&CallFailure::TimedOut, 3, s(115)), None);
+        assert_eq!(
+            retry_slot_status(&CallFailure::TimedOut, 9, SLOT_STATUS_PATIENCE),
+            None
+        );
+        // Other failures (the bus's own timeout, a failed start) are retried too.
+        for name in [
+            "org.freedesktop.DBus.Error.NoReply",
+            "org.freedesktop.DBus.Error.TimedOut",
+            "org.freedesktop.DBus.Error.Spawn.ChildExited",
+        ] {
+            let e = CallFailure::Error(method_error(name));
+            assert_eq!(retry_slot_status(&e, 0, s(0)), Some(s(1)), "{name}");
+        }
+        // Nobody owns the name and none can be started: no RAUC, at once.
+        for name in [
+            "org.freedesktop.DBus.Error.ServiceUnknown",
+            "org.freedesktop.DBus.Error.NameHasNoOwner",
+        ] {
+            let e = CallFailure::Error(method_error(name));
+            assert_eq!(retry_slot_status(&e, 0, s(0)), None, "{name}");
+        }
+        let fdo = zbus::Error::from(zbus::fdo::Error::ServiceUnknown("gone".into()));
+        assert_eq!(retry_slot_status(&CallFailure::Error(fdo), 0, s(0)), None);
     }
 
     #[test]

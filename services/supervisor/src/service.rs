@@ -699,21 +699,47 @@ impl Inner {
 
 /// The post-update health check and `Mark("good", "booted")`; see [`crate::rauc`].
 async fn mark_good_after_update(inner: Arc<Inner>, conn: zbus::Connection) {
-    let Ok(Ok(installer)) = tokio::time::timeout(
+    let installer = match tokio::time::timeout(
         rauc::CALL_TIMEOUT,
         rauc::InstallerProxy::builder(&conn)
             .cache_properties(CacheProperties::No)
             .build(),
     )
     .await
-    else {
-        return;
-    };
-    let slots = match tokio::time::timeout(rauc::CALL_TIMEOUT, installer.get_slot_status()).await {
-        Ok(Ok(s)) => s,
-        _ => {
-            tracing::info!("RAUC is not on the bus; no update health check");
+    {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot make a proxy for RAUC; no update health check");
             return;
+        }
+        Err(_) => {
+            tracing::error!("making a proxy for RAUC timed out; no update health check");
+            return;
+        }
+    };
+    let first = Instant::now();
+    let mut attempt = 0;
+    let slots = loop {
+        let failure =
+            match tokio::time::timeout(rauc::CALL_TIMEOUT, installer.get_slot_status()).await {
+                Ok(Ok(s)) => break s,
+                Ok(Err(e)) => rauc::CallFailure::Error(e),
+                Err(_) => rauc::CallFailure::TimedOut,
+            };
+        match rauc::retry_slot_status(&failure, attempt, first.elapsed()) {
+            Some(pause) => {
+                tracing::warn!(%failure, attempt, ?pause, "RAUC did not give its slots; asking again");
+                tokio::time::sleep(pause).await;
+                attempt += 1;
+            }
+            None if matches!(&failure, rauc::CallFailure::Error(_)) && attempt == 0 => {
+                tracing::info!(%failure, "RAUC is not on the bus; no update health check");
+                return;
+            }
+            None => {
+                tracing::error!(%failure, attempts = attempt + 1, "RAUC never gave its slots; no update health check");
+                return;
+            }
         }
     };
     let Some((slot, identity)) = rauc::booted_identity(&slots) else {
