@@ -14,7 +14,7 @@ LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/MIT;md5=0835ade698e0bcf8506ecda
 
 # The client's window toolkit (FLTK) builds from source against X11 and Pango; its JPEG
 # encoder (libjpeg-turbo, bundled) with CMake and NASM.
-DEPENDS = "cairo cmake-native nasm-native fontconfig glib-2.0 libx11 libxcursor libxext libxfixes libxft libxinerama libxrender pango"
+DEPENDS = "cairo cmake-native fontconfig glib-2.0 libx11 libxcursor libxext libxfixes libxft libxinerama libxrender nasm-native pango"
 
 inherit cargo cargo-update-recipe-crates externalsrc systemd useradd
 
