@@ -29,7 +29,20 @@ struct Supervisor {
 }
 
 impl Drop for Supervisor {
+    /// SIGTERM first, so the supervisor stops its children (its private bus, the licence
+    /// manager) instead of leaving them running; SIGKILL if it has not exited in 15 s.
     fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
