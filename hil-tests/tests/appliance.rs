@@ -119,9 +119,11 @@ fn appliance_boots_serves_a_session_and_survives_a_relay_crash() {
             "{unit} scores worse than OK: {out}"
         );
     }
-    // The supervisor sees every service running and marked this first boot's slot good.
+    // The supervisor sees every service running and marked this first boot's slot good
+    // (it asks RAUC for up to 2 minutes while RAUC's D-Bus activation is slow, then needs
+    // three good health checks).
     let status = wait_for(
-        Duration::from_secs(120),
+        Duration::from_secs(180),
         Duration::from_secs(1),
         "the supervisor to report every service and the slot",
         || {

@@ -59,8 +59,10 @@ fn wait_portal(m: &Machine, portal: &Portal, what: &str) -> f64 {
 }
 
 fn wait_marked_good(m: &mut Machine, slot: &str) {
+    // The supervisor asks RAUC for up to 2 minutes (slow D-Bus activation under load), then
+    // needs three good health checks.
     wait_for(
-        Duration::from_secs(120),
+        Duration::from_secs(180),
         Duration::from_millis(500),
         "the slot to be marked good",
         || {
