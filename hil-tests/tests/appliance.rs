@@ -763,7 +763,7 @@ fn validity_alerts(m: &mut Machine, portal: &Portal) {
         .write_file("/etc/lifeline/tls/site.key", &std::fs::read(&key).unwrap())
         .unwrap();
     m.shell.ok("chmod 0644 /etc/lifeline/tls/site.pem && chown root:lifeline-relay /etc/lifeline/tls/site.key && chmod 0640 /etc/lifeline/tls/site.key");
-    m.shell.ok("printf '\n[tls]\ncertificate = \"/etc/lifeline/tls/site.pem\"\nkey = \"/etc/lifeline/tls/site.key\"\n' >> /etc/lifeline/relay.toml && systemctl restart lifeline-relay lifeline-supervisor");
+    m.shell.ok("printf '\\n[tls]\\ncertificate = \"/etc/lifeline/tls/site.pem\"\\nkey = \"/etc/lifeline/tls/site.key\"\\n' >> /etc/lifeline/relay.toml && systemctl restart lifeline-relay lifeline-supervisor");
     wait_for(
         Duration::from_secs(60),
         Duration::from_millis(200),
