@@ -30,6 +30,10 @@ impl Artifacts {
         let _ = std::fs::write(self.path(file), text);
     }
 
+    pub fn write_bytes(&self, file: &str, bytes: &[u8]) {
+        let _ = std::fs::write(self.path(file), bytes);
+    }
+
     pub fn copy(&self, from: &Path, file: &str) {
         let _ = std::fs::copy(from, self.path(file));
     }

@@ -1,5 +1,5 @@
-//! RAUC bundles made for the update tests: signed with another key, for another model, or
-//! of a root file system whose relay cannot start.
+//! RAUC bundles made for the update tests: signed with another key, for another model, in
+//! the plain (not verity) format, or of a root file system whose relay cannot start.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,6 +55,18 @@ pub fn make(
     signer: &(PathBuf, PathBuf),
     out: &Path,
 ) -> Result<(), String> {
+    make_format(rootfs, compatible, version, signer, out, "verity")
+}
+
+/// Signs a bundle of `rootfs` in `format` (`verity`, or `plain`, which the box refuses).
+pub fn make_format(
+    rootfs: &Path,
+    compatible: &str,
+    version: &str,
+    signer: &(PathBuf, PathBuf),
+    out: &Path,
+    format: &str,
+) -> Result<(), String> {
     let scratch = out.with_extension("content");
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
@@ -63,7 +75,8 @@ pub fn make(
         .replace("@COMPATIBLE@", compatible)
         .replace("@VERSION@", version)
         .replace("@MODEL@", "test")
-        .replace("@BUILD@", "hil-tests");
+        .replace("@BUILD@", "hil-tests")
+        .replace("format=verity", &format!("format={format}"));
     std::fs::write(scratch.join("manifest.raucm"), manifest).map_err(|e| e.to_string())?;
     if std::fs::hard_link(rootfs, scratch.join("rootfs.ext4")).is_err() {
         std::fs::copy(rootfs, scratch.join("rootfs.ext4")).map_err(|e| e.to_string())?;

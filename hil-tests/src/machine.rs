@@ -17,6 +17,16 @@ use crate::wait_for;
 const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
+/// How the harness reaches the guest's root shell (development images only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// QEMU's virtio-serial port `org.lifeline.hil`, as a Unix socket on the host.
+    Virtio,
+    /// The guest's third serial port (ttyS2) on a host pseudo-terminal: the way a real box
+    /// is wired ([`Machine::connect_box`] uses the same code).
+    Serial,
+}
+
 /// Where the serial console goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Console {
@@ -40,6 +50,9 @@ pub struct Options {
     /// Keep the disk overlay here (so it survives); `None`: a temp dir.
     pub state_dir: Option<PathBuf>,
     pub memory_mib: u32,
+    pub channel: Channel,
+    /// A second network port on its own user-mode network (10.0.3.0/24, DHCP from QEMU).
+    pub second_nic: bool,
 }
 
 impl Default for Options {
@@ -52,6 +65,8 @@ impl Default for Options {
             http_port: 0,
             state_dir: None,
             memory_mib: 1024,
+            channel: Channel::Virtio,
+            second_nic: false,
         }
     }
 }
@@ -116,6 +131,11 @@ impl Machine {
                     "{f} is missing (Debian package ovmf; `cargo xtask deps` installs it)"
                 ));
             }
+        }
+        if opts.channel == Channel::Serial && opts.console == Console::Terminal {
+            return Err(
+                "the serial command channel needs QEMU's output in a file (Console::Log)".into(),
+            );
         }
         let (tmp, dir) = match &opts.state_dir {
             Some(d) => {
@@ -204,8 +224,13 @@ impl Machine {
             .arg(format!(
                 "user,id=net0,hostfwd=tcp:127.0.0.1:{https_port}-:443,hostfwd=tcp:127.0.0.1:{http_port}-:80"
             ))
-            .args(["-device", "virtio-net-pci,netdev=net0"])
-            .args(["-device", "virtio-rng-pci"]);
+            .args(["-device", "virtio-net-pci,netdev=net0"]);
+        if opts.second_nic {
+            // Its own subnet, so its DHCP answer never competes with the first port's.
+            c.args(["-netdev", "user,id=net1,net=10.0.3.0/24"])
+                .args(["-device", "virtio-net-pci,netdev=net1"]);
+        }
+        c.args(["-device", "virtio-rng-pci"]);
         match opts.console {
             Console::Log => {
                 c.arg("-chardev")
@@ -232,46 +257,79 @@ impl Machine {
                 c.args(["-serial", "null"]);
             }
         }
-        c.args(["-device", "virtio-serial-pci"])
-            .arg("-chardev")
-            .arg(format!(
-                "socket,id=hil,path={},server=on,wait=off",
-                sock.display()
-            ))
-            .args([
-                "-device",
-                "virtserialport,chardev=hil,name=org.lifeline.hil",
-            ]);
+        match opts.channel {
+            Channel::Virtio => {
+                c.args(["-device", "virtio-serial-pci"])
+                    .arg("-chardev")
+                    .arg(format!(
+                        "socket,id=hil,path={},server=on,wait=off",
+                        sock.display()
+                    ))
+                    .args([
+                        "-device",
+                        "virtserialport,chardev=hil,name=org.lifeline.hil",
+                    ]);
+            }
+            Channel::Serial => {
+                // ttyS2; QEMU names the pseudo-terminal on its output (read below).
+                c.args(["-chardev", "pty,id=hil", "-serial", "chardev:hil"]);
+            }
+        }
         if opts.console == Console::Log {
             c.stdin(Stdio::null());
         }
+        // QEMU names the pseudo-terminals it makes on its standard output (older
+        // versions: on its standard error; both are read).
         c.stdout(if opts.console == Console::Log {
-            Stdio::null()
+            Stdio::from(std::fs::File::create(dir.join("qemu.stdout")).map_err(|e| e.to_string())?)
         } else {
             Stdio::inherit()
         });
         c.stderr(std::fs::File::create(dir.join("qemu.stderr")).map_err(|e| e.to_string())?);
         let started = Instant::now();
         let mut child = c.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
-        let stream = wait_for(
-            Duration::from_secs(20),
-            Duration::from_millis(20),
-            "QEMU's command channel socket",
-            || {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return Some(Err(()));
-                }
-                UnixStream::connect(&sock).ok().map(Ok)
-            },
-        )?
-        .map_err(|_| {
-            format!(
-                "QEMU exited at start-up: {}",
-                std::fs::read_to_string(dir.join("qemu.stderr")).unwrap_or_default()
-            )
-        })?;
-        let reader = stream.try_clone().map_err(|e| e.to_string())?;
-        let shell = Shell::new(Box::new(reader), Box::new(stream));
+        let stderr = dir.join("qemu.stderr");
+        let exited = |child: &mut Child| {
+            matches!(child.try_wait(), Ok(Some(_))).then(|| {
+                format!(
+                    "QEMU exited at start-up: {}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                )
+            })
+        };
+        let shell = match opts.channel {
+            Channel::Virtio => {
+                let stream = wait_for(
+                    Duration::from_secs(20),
+                    Duration::from_millis(20),
+                    "QEMU's command channel socket",
+                    || match exited(&mut child) {
+                        Some(e) => Some(Err(e)),
+                        None => UnixStream::connect(&sock).ok().map(Ok),
+                    },
+                )??;
+                let reader = stream.try_clone().map_err(|e| e.to_string())?;
+                Shell::new(Box::new(reader), Box::new(stream))
+            }
+            Channel::Serial => {
+                let pty = wait_for(
+                    Duration::from_secs(20),
+                    Duration::from_millis(20),
+                    "QEMU's pseudo-terminal for ttyS2",
+                    || match exited(&mut child) {
+                        Some(e) => Some(Err(e)),
+                        None => ["qemu.stdout", "qemu.stderr"].iter().find_map(|f| {
+                            pty_of(
+                                &std::fs::read_to_string(dir.join(f)).unwrap_or_default(),
+                                "hil",
+                            )
+                            .map(Ok)
+                        }),
+                    },
+                )??;
+                serial_shell(&pty)?
+            }
+        };
         Ok(Machine {
             child: Some(child),
             _tmp: tmp,
@@ -287,24 +345,14 @@ impl Machine {
         })
     }
 
-    /// A real box: its HTTPS address and the serial line of its command channel.
+    /// A real box: its HTTPS address and the serial line of its command channel (see the
+    /// crate docs for what the box needs).
     pub fn connect_box(
         address: SocketAddr,
         channel: &Path,
         artifacts: Artifacts,
     ) -> Result<Machine, String> {
-        let port = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(channel)
-            .map_err(|e| format!("cannot open {}: {e}", channel.display()))?;
-        let _ = Command::new("stty")
-            .arg("-F")
-            .arg(channel)
-            .args(["115200", "raw", "-echo", "clocal"])
-            .status();
-        let reader = port.try_clone().map_err(|e| e.to_string())?;
-        let shell = Shell::new(Box::new(reader), Box::new(port));
+        let shell = serial_shell(channel)?;
         let dir = artifacts.dir.clone();
         Ok(Machine {
             child: None,
@@ -346,6 +394,8 @@ impl Machine {
         self.artifacts.copy(&self.console_log, "console.log");
         self.artifacts
             .copy(&self.dir.join("qemu.stderr"), "qemu.stderr");
+        self.artifacts
+            .copy(&self.dir.join("qemu.stdout"), "qemu.stdout");
         if let Ok(o) = self.shell.run_timeout(
             "journalctl -b --no-pager -o short-monotonic | tail -n 5000",
             Duration::from_secs(30),
@@ -382,9 +432,59 @@ impl Drop for Machine {
     }
 }
 
+/// The pseudo-terminal QEMU made for the chardev `label` ("char device redirected to
+/// /dev/pts/3 (label hil)" on its standard output).
+pub fn pty_of(output: &str, label: &str) -> Option<PathBuf> {
+    output.lines().find_map(|l| {
+        let rest = l.split("char device redirected to ").nth(1)?;
+        let (path, tail) = rest.split_once(' ')?;
+        (tail.trim() == format!("(label {label})")).then(|| PathBuf::from(path))
+    })
+}
+
+/// The command channel on a serial line (a box's ttyS2 on the host's adapter, or QEMU's
+/// pseudo-terminal): 115200 baud, raw, no echo, no modem control.
+pub fn serial_shell(device: &Path) -> Result<Shell, String> {
+    let port = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(device)
+        .map_err(|e| format!("cannot open the command channel {}: {e}", device.display()))?;
+    let stty = Command::new("stty")
+        .arg("-F")
+        .arg(device)
+        .args(["115200", "raw", "-echo", "clocal"])
+        .output()
+        .map_err(|e| format!("cannot run stty: {e}"))?;
+    if !stty.status.success() {
+        return Err(format!(
+            "stty on {} failed: {}",
+            device.display(),
+            String::from_utf8_lossy(&stty.stderr)
+        ));
+    }
+    let reader = port.try_clone().map_err(|e| e.to_string())?;
+    Ok(Shell::new(Box::new(reader), Box::new(port)))
+}
+
 fn crate_have(cmd: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {cmd} >/dev/null 2>&1")])
         .status()
         .is_ok_and(|s| s.success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pty_from_qemu_output() {
+        let out = "char device redirected to /dev/pts/7 (label panel)\n\
+                   char device redirected to /dev/pts/9 (label hil)\n";
+        assert_eq!(pty_of(out, "hil"), Some(PathBuf::from("/dev/pts/9")));
+        assert_eq!(pty_of(out, "panel"), Some(PathBuf::from("/dev/pts/7")));
+        assert_eq!(pty_of("", "hil"), None);
+        assert_eq!(pty_of("char device redirected to", "hil"), None);
+    }
 }

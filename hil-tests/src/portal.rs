@@ -89,6 +89,21 @@ impl Portal {
         (s, r.json().unwrap_or(Value::Null))
     }
 
+    /// The body of `GET path` with a bearer token; `Err(status)` unless 200 (0: no answer).
+    pub fn bytes(&self, token: &str, path: &str) -> Result<Vec<u8>, u16> {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .map_err(|_| 0u16)?;
+        let s = r.status().as_u16();
+        if s != 200 {
+            return Err(s);
+        }
+        r.bytes().map(|b| b.to_vec()).map_err(|_| 0)
+    }
+
     /// A new 7-digit session key in `queue`.
     pub fn new_key(&self, token: &str, queue: &str) -> String {
         let (s, v) = self.post(

@@ -190,6 +190,62 @@ impl Shell {
 }
 
 impl Shell {
+    /// Calls a method of `org.lifeline.Supervisor1` as the Unix user `user` (the supervisor
+    /// authorises callers by their user), e.g. `("lifeline-relay", "RestartService", "ss",
+    /// &["relay", "hil"])`. Arguments are single-quoted for the guest's shell.
+    pub fn supervisor_call(
+        &mut self,
+        user: &str,
+        method: &str,
+        signature: &str,
+        args: &[&str],
+    ) -> Result<Output, String> {
+        let quoted: Vec<String> = args
+            .iter()
+            .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+            .collect();
+        self.run(&format!(
+            "runuser -u {user} -- busctl --system call org.lifeline.Supervisor1 /org/lifeline/Supervisor1 org.lifeline.Supervisor1 {method} {signature} {}",
+            quoted.join(" ")
+        ))
+    }
+
+    /// Writes `bytes` to `path` in the guest (through base64 on the command line, in pieces
+    /// the channel carries comfortably).
+    pub fn write_file(&mut self, path: &str, bytes: &[u8]) -> Result<(), String> {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut b64 = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    b64.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                } else {
+                    b64.push('=');
+                }
+            }
+        }
+        let tmp = format!("{path}.hil-b64");
+        self.run(&format!(": > '{tmp}'"))?;
+        for piece in b64.as_bytes().chunks(2000) {
+            let piece = String::from_utf8_lossy(piece);
+            let o = self.run(&format!("printf %s '{piece}' >> '{tmp}'"))?;
+            if !o.ok() {
+                return Err(format!("cannot write {tmp}: {}", o.text));
+            }
+        }
+        let o = self.run(&format!("base64 -d '{tmp}' > '{path}' && rm -f '{tmp}'"))?;
+        if o.ok() {
+            Ok(())
+        } else {
+            Err(format!("cannot write {path}: {}", o.text))
+        }
+    }
+
     /// The supervisor's status object (`GetStatus` on `org.lifeline.Supervisor1`), or why
     /// it could not be read.
     pub fn supervisor_status(&mut self) -> Result<serde_json::Value, String> {

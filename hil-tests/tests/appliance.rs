@@ -1,8 +1,12 @@
-//! The appliance booted from its firmware image: services, panel, a whole customer session
-//! with the client downloaded from the box, and a relay crash.
+//! The appliance booted from its firmware image: services, panel (on the box and mirrored by
+//! the relay), the supervisor's actions under systemd and polkit (restart, identify, network),
+//! a whole customer session with the client downloaded from the box, a relay crash, and the
+//! licence and certificate alerts.
 //!
-//! One boot serves the whole test (a boot costs ~20 s under TCG); the steps are in the order
-//! a box lives through them.
+//! One boot serves the whole test (a boot costs ~40 s under TCG); the steps are in the order
+//! a box lives through them. The harness reaches the guest's shell over its third serial
+//! port, as it reaches a real box (`LIFELINE_HIL_BOX`); steps that need QEMU are skipped
+//! loudly there.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,15 +14,17 @@ use std::time::{Duration, Instant};
 
 use lifeline_hil_tests::artifacts::Artifacts;
 use lifeline_hil_tests::desktop::{Agent, Xvfb};
-use lifeline_hil_tests::machine::{Machine, Options};
+use lifeline_hil_tests::machine::{Channel, Machine, Options};
 use lifeline_hil_tests::portal::Portal;
-use lifeline_hil_tests::{daemon_units, figure, image, wait_for};
+use lifeline_hil_tests::{daemon_units, figure, image, skip, wait_for, workspace};
 use lifeline_panel::driver::Model as PanelModel;
 use serde_json::json;
 
 const MODEL: &str = "b200";
 const ADMIN_PASSWORD: &str = "hil-admin-password-1";
 const REP_PASSWORD: &str = "hil-rep-password-1";
+const BOX_PASSWORD: &str = "hil-box-password-1";
+const TEST: &str = "appliance";
 
 fn boot(art: Artifacts) -> Machine {
     if let Ok(addr) = std::env::var("LIFELINE_HIL_BOX") {
@@ -33,6 +39,8 @@ fn boot(art: Artifacts) -> Machine {
     let built = image::ensure(MODEL).unwrap_or_else(|e| panic!("{e}"));
     let opts = Options {
         panel: Some(PanelModel::Char20x4),
+        channel: Channel::Serial,
+        second_nic: true,
         ..Options::default()
     };
     Machine::boot(&built, &opts, art).unwrap_or_else(|e| panic!("{e}"))
@@ -111,9 +119,11 @@ fn appliance_boots_serves_a_session_and_survives_a_relay_crash() {
             "{unit} scores worse than OK: {out}"
         );
     }
-    // The supervisor sees every service running and marked this first boot's slot good.
+    // The supervisor sees every service running and marked this first boot's slot good
+    // (it asks RAUC for up to 2 minutes while RAUC's D-Bus activation is slow, then needs
+    // three good health checks).
     let status = wait_for(
-        Duration::from_secs(120),
+        Duration::from_secs(180),
         Duration::from_secs(1),
         "the supervisor to report every service and the slot",
         || {
@@ -172,7 +182,19 @@ fn appliance_boots_serves_a_session_and_survives_a_relay_crash() {
     }
     figure("memory_services_total_kib", total / 1024);
 
+    // The NTP client runs, so the supervisor's NTP state means something (the guest may
+    // have no way out to a time server: synchronised or not, it is known).
+    m.shell.ok("systemctl is-active systemd-timesyncd.service");
+    assert!(status["ntp_synchronized"].is_boolean(), "{status}");
+
     // 3. The front panel on the second serial port.
+    if m.panel.is_none() {
+        skip(
+            TEST,
+            "the panel emulator's screen and traffic",
+            "a real box has its own panel (its picture is checked through the relay below)",
+        );
+    }
     if let Some(panel) = &m.panel {
         // The status screen: the address to browse to and the state (an evaluation
         // licence here, as no licence is installed).
@@ -193,6 +215,40 @@ fn appliance_boots_serves_a_session_and_survives_a_relay_crash() {
     // 4. Accounts, and the admin logging in over the forwarded port.
     add_user(&mut m, "admin", "admin", "Ada Admin", ADMIN_PASSWORD);
     add_user(&mut m, "rep1", "rep", "Rémi Rep", REP_PASSWORD);
+    add_user(&mut m, "box", "appliance-admin", "Bo Box", BOX_PASSWORD);
+
+    // The panel's picture on the appliance page: the panel service owns
+    // org.lifeline.Panel1 (its D-Bus policy is in the image) and the relay serves the PNG
+    // to an appliance admin.
+    let journal = m
+        .shell
+        .ok("journalctl -b -u lifeline-panel --no-pager -o cat");
+    assert!(
+        !journal.contains("cannot own"),
+        "the panel could not own its name:\n{journal}"
+    );
+    let box_admin = portal
+        .token("box", BOX_PASSWORD)
+        .expect("the appliance admin logs in");
+    let png = wait_for(
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        "the panel picture from the relay",
+        || portal.bytes(&box_admin, "/appliance/panel.png").ok(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    art.write_bytes("panel-from-relay.png", &png);
+    let rep_token = portal.token("rep1", REP_PASSWORD).expect("the rep logs in");
+    assert_eq!(
+        portal.bytes(&rep_token, "/appliance/panel.png").err(),
+        Some(403),
+        "a rep may not see the appliance panel"
+    );
+    let (s, _) = portal.post(&rep_token, "/api/v1/auth/logout", serde_json::Value::Null);
+    assert!(s < 500, "logout: {s}");
+
+    supervisor_actions(&mut m, &portal, &art);
     assert_eq!(
         portal.token("admin", "wrong-password"),
         Err(401),
@@ -366,4 +422,396 @@ fn appliance_boots_serves_a_session_and_survives_a_relay_crash() {
         .shell
         .ok("journalctl -b -u lifeline-relay --no-pager -o cat | tail -n 200");
     art.write("relay-journal.txt", &journal);
+
+    // 7. Licence and certificate alerts (last: the new certificate ends the client's pin).
+    validity_alerts(&mut m, &portal);
+}
+
+/// Waits until the supervisor's status satisfies `want`; returns it.
+fn wait_status(
+    m: &mut Machine,
+    limit: Duration,
+    what: &str,
+    want: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    wait_for(limit, Duration::from_millis(500), what, || {
+        m.shell.supervisor_status().ok().filter(|s| want(s))
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", m.shell.supervisor_status()))
+}
+
+fn alerts_of(status: &serde_json::Value, key: &str) -> Vec<serde_json::Value> {
+    status[key].as_array().cloned().unwrap_or_default()
+}
+
+/// The supervisor's actions under systemd: each authorised by the caller's Unix user and by
+/// polkit for the supervisor's own user, and audited.
+fn supervisor_actions(m: &mut Machine, portal: &Portal, art: &Artifacts) {
+    // Restart the relay as the relay's user (the appliance page does this): systemd
+    // starts a new invocation of the unit.
+    let invocation = |m: &mut Machine| {
+        m.shell
+            .ok("systemctl show -P InvocationID lifeline-relay")
+            .trim()
+            .to_string()
+    };
+    let before = invocation(m);
+    let o = m
+        .shell
+        .supervisor_call(
+            "lifeline-relay",
+            "RestartService",
+            "ss",
+            &["relay", "web:hil"],
+        )
+        .unwrap();
+    assert!(o.ok(), "RestartService: {}", o.text);
+    wait_for(
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        "systemd to restart the relay for the supervisor",
+        || {
+            let now = invocation(m);
+            let active = m.shell.run("systemctl is-active lifeline-relay").ok()?.ok();
+            (now != before && !now.is_empty() && active).then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    wait_for(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        "the portal after the restart",
+        || (portal.status("/") == Some(200)).then_some(()),
+    )
+    .unwrap();
+    let audit = m.shell.ok("cat /var/lib/lifeline/supervisor/audit.log");
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"action\":\"restart_service\"")
+                && l.contains("\"actor\":\"web:hil\"")
+                && l.contains("\"outcome\":\"done\"")),
+        "{audit}"
+    );
+
+    // Not every user may ask: the bus policy stops the licence manager's user (busctl
+    // prints the bus's AccessDenied as "Access denied"; the supervisor's own refusals carry
+    // its message instead).
+    let o = m
+        .shell
+        .supervisor_call("lifeline-license", "Identify", "s", &["intruder"])
+        .unwrap();
+    assert!(
+        !o.ok() && (o.text.contains("AccessDenied") || o.text.contains("Access denied")),
+        "a caller outside the policy got through: {}",
+        o.text
+    );
+    // And the supervisor's own user may do exactly its actions, nothing else.
+    for (what, cmd) in [
+        (
+            "restart another unit",
+            "RestartUnit ss systemd-journald.service replace",
+        ),
+        (
+            "stop the relay",
+            "StopUnit ss lifeline-relay.service replace",
+        ),
+    ] {
+        let o = m
+            .shell
+            .run(&format!(
+                "runuser -u lifeline-supervisor -- busctl --system call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager {cmd}"
+            ))
+            .unwrap();
+        assert!(
+            !o.ok(),
+            "the supervisor's user may {what} (polkit rule too wide): {}",
+            o.text
+        );
+    }
+
+    // Identify (as the panel's user): the status says so and the panel blinks.
+    let o = m
+        .shell
+        .supervisor_call("lifeline-panel", "Identify", "s", &["hil"])
+        .unwrap();
+    assert!(o.ok(), "Identify: {}", o.text);
+    wait_status(m, Duration::from_secs(10), "identify in the status", |s| {
+        s["identify"] == true
+    });
+    match &m.panel {
+        Some(panel) => {
+            let (_, blinked) = panel.wait_for(Duration::from_secs(10), |s| s.backlight == 0);
+            assert!(blinked, "the panel did not blink for Identify");
+        }
+        None => skip(
+            TEST,
+            "the panel blinking for Identify",
+            "no panel emulator on a real box",
+        ),
+    }
+
+    // The network: every wired port gets DHCP by default; the second port is switched to
+    // a static address and back, through the supervisor, while the first keeps serving.
+    if std::env::var_os("LIFELINE_HIL_BOX").is_some() {
+        skip(
+            TEST,
+            "switching a network port to static and back",
+            "it could cut the test host off a real box",
+        );
+        return;
+    }
+    let st = wait_status(
+        m,
+        Duration::from_secs(60),
+        "both ports addressed by DHCP",
+        |s| {
+            let ifaces = s["interfaces"].as_array().cloned().unwrap_or_default();
+            ifaces.len() == 2
+                && ifaces.iter().all(|i| i["dhcp"] == true)
+                && ifaces.iter().any(|i| {
+                    i["addresses"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|x| x == "10.0.3.15/24"))
+                })
+        },
+    );
+    let second = st["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| {
+            i["addresses"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == "10.0.3.15/24"))
+        })
+        .and_then(|i| i["name"].as_str())
+        .unwrap()
+        .to_string();
+    let o = m
+        .shell
+        .supervisor_call(
+            "lifeline-relay",
+            "SetNetwork",
+            "sssys",
+            &[&second, "static", "10.0.3.20", "24", "web:hil"],
+        )
+        .unwrap();
+    assert!(o.ok(), "SetNetwork static: {}", o.text);
+    let addr = |m: &mut Machine| m.shell.ok(&format!("ip -4 -br addr show dev {second}"));
+    wait_for(
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        "the static address on the second port",
+        || {
+            let a = addr(m);
+            (a.contains("10.0.3.20/24") && !a.contains("10.0.3.15")).then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: {}", addr(m)));
+    let st = wait_status(
+        m,
+        Duration::from_secs(20),
+        "the port reported static",
+        |s| {
+            s["interfaces"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|i| i["name"] == second.as_str() && i["dhcp"] == false)
+            })
+        },
+    );
+    art.write("supervisor-status-static.json", &st.to_string());
+    // Kept on the data partition, where /etc/systemd/network points.
+    let file = m.shell.ok(&format!(
+        "readlink /etc/systemd/network; cat /data/lifeline/network/10-lifeline-{second}.network; networkctl status {second} --no-pager | grep 'Network File'"
+    ));
+    assert!(
+        file.contains("/data/lifeline/network")
+            && file.contains("Address=10.0.3.20/24")
+            && file.contains(&format!("10-lifeline-{second}.network")),
+        "{file}"
+    );
+    assert_eq!(portal.status("/"), Some(200), "the first port still serves");
+    let o = m
+        .shell
+        .supervisor_call(
+            "lifeline-relay",
+            "SetNetwork",
+            "sssys",
+            &[&second, "dhcp", "", "0", "web:hil"],
+        )
+        .unwrap();
+    assert!(o.ok(), "SetNetwork dhcp: {}", o.text);
+    wait_for(
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        "DHCP back on the second port",
+        || {
+            let a = addr(m);
+            (a.contains("10.0.3.15/24") && !a.contains("10.0.3.20")).then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: {}", addr(m)));
+    wait_status(m, Duration::from_secs(20), "the port reported DHCP", |s| {
+        s["interfaces"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|i| i["name"] == second.as_str() && i["dhcp"] == true)
+        })
+    });
+}
+
+/// The licence and certificate alerts, on the box's own release build.
+fn validity_alerts(m: &mut Machine, portal: &Portal) {
+    // No licence installed: the evaluation licence, said as an alert with its reason.
+    let st = wait_status(m, Duration::from_secs(30), "the evaluation alert", |s| {
+        alerts_of(s, "validity_alerts")
+            .iter()
+            .any(|a| a["kind"] == "evaluation_licence")
+    });
+    let eval = alerts_of(&st, "validity_alerts");
+    assert!(
+        eval.iter().any(|a| a["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("No licence is installed"))),
+        "{st}"
+    );
+
+    // A licence signed with the development key: the release build refuses it.
+    let work = tempfile::tempdir().unwrap();
+    let licence = work.path().join("licence.json");
+    let issued = std::process::Command::new(workspace().join("target/release/lifeline-license"))
+        .arg("issue")
+        .arg("--key")
+        .arg(workspace().join("services/license/dev-keys/dev-licence-signing.key.pem"))
+        .args([
+            "--serial",
+            "DEV-B200-0001",
+            "--model",
+            "b200",
+            "--edition",
+            "standard",
+        ])
+        .args([
+            "--rep-seats",
+            "5",
+            "--issued",
+            "2026-01-01",
+            "--expires",
+            "2099-12-31",
+        ])
+        .args(["--force", "--out"])
+        .arg(&licence)
+        .output()
+        .unwrap();
+    assert!(issued.status.success(), "{issued:?}");
+    m.shell
+        .write_file(
+            "/var/lib/lifeline/license/licence.json",
+            &std::fs::read(&licence).unwrap(),
+        )
+        .unwrap();
+    m.shell.ok("chown lifeline-license: /var/lib/lifeline/license/licence.json && busctl --system call org.lifeline.License1 /org/lifeline/License1 org.lifeline.License1 Reload");
+    let refusal = m.shell.ok("busctl --system get-property org.lifeline.License1 /org/lifeline/License1 org.lifeline.License1 Refusal");
+    assert!(refusal.contains("unknown_key"), "{refusal}");
+    let st = wait_status(
+        m,
+        Duration::from_secs(20),
+        "the refusal in the alert",
+        |s| {
+            alerts_of(s, "validity_alerts").iter().any(|a| {
+                a["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("does not trust"))
+            })
+        },
+    );
+    assert_eq!(st["evaluation_licence"], true, "{st}");
+    m.shell.ok("rm -f /var/lib/lifeline/license/licence.json && busctl --system call org.lifeline.License1 /org/lifeline/License1 org.lifeline.License1 Reload");
+
+    // A certificate that ends in 10 days: the relay serves it, the supervisor warns.
+    let cert = work.path().join("cert.pem");
+    let key = work.path().join("key.pem");
+    let o = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            "10",
+            "-subj",
+            "/CN=lifeline.test",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    m.shell
+        .ok("mkdir -p /etc/lifeline/tls && chmod 0755 /etc/lifeline/tls");
+    m.shell
+        .write_file("/etc/lifeline/tls/site.pem", &std::fs::read(&cert).unwrap())
+        .unwrap();
+    m.shell
+        .write_file("/etc/lifeline/tls/site.key", &std::fs::read(&key).unwrap())
+        .unwrap();
+    m.shell.ok("chmod 0644 /etc/lifeline/tls/site.pem && chown root:lifeline-relay /etc/lifeline/tls/site.key && chmod 0640 /etc/lifeline/tls/site.key");
+    m.shell.ok("printf '\\n[tls]\\ncertificate = \"/etc/lifeline/tls/site.pem\"\\nkey = \"/etc/lifeline/tls/site.key\"\\n' >> /etc/lifeline/relay.toml && systemctl restart lifeline-relay lifeline-supervisor");
+    wait_for(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        "the relay with the new certificate",
+        || (portal.status("/") == Some(200)).then_some(()),
+    )
+    .unwrap();
+    // The portal may answer before systemd has the relay's ready notice (the status says
+    // "starting" until then): wait for the alert and for the restart to settle.
+    let st = wait_status(m, Duration::from_secs(60), "the certificate alert", |s| {
+        s["state"] != "starting"
+            && alerts_of(s, "validity_alerts")
+                .iter()
+                .any(|a| a["kind"] == "certificate_expiring" && (a["days"] == 9 || a["days"] == 10))
+    });
+    assert_eq!(
+        st["state"], "ok",
+        "an expiring certificate warns, it does not degrade: {st}"
+    );
+    // The panel lists it on its alerts page (Down past the status and the two ports).
+    match &m.panel {
+        Some(panel) => {
+            for _ in 0..3 {
+                panel.press(lifeline_panel::link::Key::Down);
+            }
+            let (snap, ok) = panel.wait_for(Duration::from_secs(10), |s| {
+                s.rows.iter().any(|r| r.contains("Cert exp"))
+            });
+            assert!(
+                ok,
+                "the panel does not show the certificate alert: {:?}",
+                snap.rows
+            );
+            panel.press(lifeline_panel::link::Key::Exit);
+        }
+        None => skip(
+            TEST,
+            "the certificate alert on the panel emulator",
+            "no panel emulator on a real box",
+        ),
+    }
+    // The self-signed certificate comes back.
+    m.shell.ok("sed -i '/^\\[tls\\]$/,$d' /etc/lifeline/relay.toml && systemctl restart lifeline-relay lifeline-supervisor");
+    wait_for(
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        "the relay with its own certificate",
+        || (portal.status("/") == Some(200)).then_some(()),
+    )
+    .unwrap();
 }

@@ -512,8 +512,11 @@ fn copy_tree(from: &Path, to: &Path) -> Result {
 
 fn install_overlay(sysroot: &Path, model: &Model, daemons: &Daemons) -> Result {
     let r = root();
-    // The overlay's /etc/lifeline is a symlink into /data; Debian left no such folder.
+    // The overlay's /etc/lifeline and /etc/systemd/network are links into /data; Debian
+    // left no /etc/lifeline and an empty /etc/systemd/network (a folder with files in it
+    // makes the copy below fail, naming it).
     let _ = std::fs::remove_dir(sysroot.join("etc/lifeline"));
+    let _ = std::fs::remove_dir(sysroot.join("etc/systemd/network"));
     copy_tree(&r.join("rootfs"), sysroot)?;
     copy_tree(&r.join("firmware/dev-overlay"), sysroot)?;
     let panel = sysroot.join("usr/share/lifeline/etc/panel.toml");
@@ -564,7 +567,7 @@ fn install_overlay(sysroot: &Path, model: &Model, daemons: &Daemons) -> Result {
     let script = format!(
         "root=\"$1\"\n\
          chroot \"$root\" systemd-sysusers\n\
-         chroot \"$root\" systemctl enable {units} systemd-networkd.service nftables.service\n\
+         chroot \"$root\" systemctl enable {units} systemd-networkd.service systemd-timesyncd.service nftables.service\n\
          chroot \"$root\" systemctl disable apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer 2>/dev/null || true\n\
          chroot \"$root\" dpkg-query -W -f '${{Package}} ${{Version}}\\n' > \"$root/usr/share/lifeline/packages.txt\"\n\
          rm -rf \"$root/var/lib/apt/lists\" \"$root/var/cache/apt\" \"$root/var/cache/debconf/\"*-old\n",

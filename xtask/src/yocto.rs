@@ -7,6 +7,8 @@
 //! - `lifeline-crates.inc` differs from what `Cargo.lock` gives (stale);
 //! - the wks file's partitions differ from `firmware/layout.toml`;
 //! - the recipe's daemon packages differ from `firmware/daemons.toml`;
+//! - a file of the `rootfs/` overlay is installed by no recipe (a symbolic link: its target
+//!   appears in none), so the Yocto image would lack what the development image has;
 //! - `oelint-adv` (pinned, release scarthgap) reports anything on any recipe;
 //! - a kas file does not validate against the schema of the pinned kas.
 //!
@@ -115,7 +117,7 @@ pub fn yocto(args: &[String]) -> Result {
 }
 
 pub fn check() -> Result {
-    step("Yocto layer: crates.inc, partition layout, daemon packages");
+    step("Yocto layer: crates.inc, partition layout, daemon packages, overlay files");
     let want = crates_inc()?;
     let have = std::fs::read_to_string(root().join(CRATES_INC)).unwrap_or_default();
     if want != have {
@@ -125,6 +127,7 @@ pub fn check() -> Result {
     }
     check_layout()?;
     check_daemons()?;
+    check_overlay()?;
     let venv = tools()?;
     step("Yocto layer: oelint-adv (release scarthgap)");
     let files = recipes(&root().join("yocto/meta-lifeline"))?;
@@ -314,6 +317,84 @@ fn check_layout() -> Result {
         }
     }
     Ok(())
+}
+
+/// Overlay files the recipes take in another way than by their path, and why.
+const OVERLAY_ELSEWHERE: &[(&str, &str)] = &[
+    ("README.md", "documentation, not installed"),
+    (
+        "etc/fstab",
+        "base-files' own fstab, taken from rootfs/etc by base-files_%.bbappend",
+    ),
+    (
+        "usr/lib/sysusers.d/lifeline.conf",
+        "the same users are made by USERADD_PARAM in the lifeline recipe",
+    ),
+];
+
+/// Every file of `rootfs/` must be installed by some recipe of the layer: its path (relative
+/// to `rootfs/`) appears in a recipe (or its folder and its name do), or for a symbolic link
+/// its target does.
+fn check_overlay() -> Result {
+    let overlay = root().join("rootfs");
+    let mut texts = String::new();
+    let mut stack = vec![root().join("yocto/meta-lifeline")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))? {
+            let p = e.map_err(|e| e.to_string())?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .extension()
+                .is_some_and(|x| x == "bb" || x == "bbappend" || x == "inc")
+            {
+                texts.push_str(&std::fs::read_to_string(&p).map_err(|e| e.to_string())?);
+            }
+        }
+    }
+    let mut missing = Vec::new();
+    let mut stack = vec![overlay.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))? {
+            let p = e.map_err(|e| e.to_string())?.path();
+            let meta = std::fs::symlink_metadata(&p).map_err(|e| e.to_string())?;
+            let rel = p
+                .strip_prefix(&overlay)
+                .map_err(|e| e.to_string())?
+                .to_string_lossy()
+                .into_owned();
+            if meta.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            if OVERLAY_ELSEWHERE.iter().any(|(f, _)| *f == rel) {
+                continue;
+            }
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&p).map_err(|e| e.to_string())?;
+                if !texts.contains(&*target.to_string_lossy()) {
+                    missing.push(format!("{rel} (a link to {})", target.display()));
+                }
+            } else {
+                // Named whole, or its folder and its name apart (a loop over unit names).
+                let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel.as_str()));
+                let named = texts.contains(&rel)
+                    || (texts.contains(&format!("{dir}/")) && texts.contains(name));
+                if !named {
+                    missing.push(rel);
+                }
+            }
+        }
+    }
+    missing.sort();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "no Yocto recipe installs these files of rootfs/ (the development image has them): {}",
+            missing.join(", ")
+        ))
+    }
 }
 
 /// The recipe must package exactly the daemons of `firmware/daemons.toml`.

@@ -15,6 +15,7 @@
 //! | `Counts() -> (uuuuuu)` | method | [`Counts`]: seats in use and limits |
 //! | `Reload()` | method | re-read the licence file (after an admin installed a new one) |
 //! | `Licence` `s` | read-only property | the licence in force, as JSON ([`LicenceStatus`]) |
+//! | `Refusal` `s` | read-only property | why the installed licence was refused, as JSON ([`Refusal`]); `null` when it is in force |
 //! | `Changed(counts (uuuuuu))` | signal | emitted on every licence or count change |
 //!
 //! Seat kinds on the wire are the strings `rep`, `jump-active`, `jump-passive`
@@ -239,6 +240,46 @@ impl LicenceStatus {
     }
 }
 
+/// Why the installed licence file was refused (the `Refusal` property, JSON), for programs
+/// that act on the cause: the supervisor raises a "licence expired" alert for
+/// [`Refusal::Expired`] and an "evaluation licence" alert for the others. People read
+/// [`LicenceStatus::reason`] instead.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Refusal {
+    /// No licence file is installed.
+    Missing,
+    /// The file exists but cannot be read.
+    Unreadable,
+    /// The file is not a licence.
+    Malformed,
+    /// Signed with a key this build does not trust.
+    UnknownKey,
+    /// Changed after it was signed (the signature does not match).
+    Tampered,
+    /// Issued for another appliance.
+    WrongSerial,
+    /// The appliance's own serial number cannot be read.
+    SerialUnknown,
+    /// Expired on `expired_on` (its last valid day).
+    Expired {
+        #[serde(with = "iso_date")]
+        expired_on: Date,
+    },
+}
+
+impl Refusal {
+    /// `null` (a licence is in force) or the refusal, as the `Refusal` property carries it.
+    pub fn to_json(refusal: Option<&Refusal>) -> String {
+        // Unit variants and a date always serialise.
+        serde_json::to_string(&refusal).unwrap_or_else(|_| "null".into())
+    }
+
+    pub fn from_json(s: &str) -> Result<Option<Refusal>, serde_json::Error> {
+        serde_json::from_str(s)
+    }
+}
+
 /// The kinds of seat the licence limits.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Type,
@@ -402,12 +443,28 @@ pub trait License1 {
     #[zbus(property(emits_changed_signal = "false"))]
     fn licence(&self) -> zbus::Result<String>;
 
+    /// Why the installed licence was refused, as JSON; see [`Refusal::from_json`]. Read
+    /// from the service every time, like [`licence`](Self::licence).
+    #[zbus(property(emits_changed_signal = "false"))]
+    fn refusal(&self) -> zbus::Result<String>;
+
     /// Emitted on every licence or count change.
     #[zbus(signal)]
     fn changed(&self, counts: Counts) -> zbus::Result<()>;
 }
 
 impl License1Proxy<'_> {
+    /// Why the installed licence was refused (`None`: the licence in force is a real one).
+    pub async fn refusal_kind(&self) -> Result<Option<Refusal>, LicenseError> {
+        let json = self.refusal().await?;
+        Refusal::from_json(&json).map_err(|e| {
+            LicenseError::Failed(format!(
+                "The licence service sent a refusal this program cannot read ({e}). \
+                 Update the appliance software so all its services are the same version."
+            ))
+        })
+    }
+
     /// The licence in force, parsed.
     pub async fn licence_status(&self) -> Result<LicenceStatus, LicenseError> {
         let json = self.licence().await?;
@@ -466,6 +523,23 @@ mod tests {
         assert_eq!(LicenceStatus::from_json(&json).unwrap(), no_dates);
         let with_null = json.replace("\"evaluation\"", "\"expires\":null,\"evaluation\"");
         assert_eq!(LicenceStatus::from_json(&with_null).unwrap(), no_dates);
+    }
+
+    #[test]
+    fn refusal_json_round_trips() {
+        assert_eq!(Refusal::to_json(None), "null");
+        assert_eq!(Refusal::from_json("null").unwrap(), None);
+        let expired = Refusal::Expired {
+            expired_on: date!(2021 - 01 - 01),
+        };
+        let json = Refusal::to_json(Some(&expired));
+        assert_eq!(json, r#"{"kind":"expired","expired_on":"2021-01-01"}"#);
+        assert_eq!(Refusal::from_json(&json).unwrap(), Some(expired));
+        assert_eq!(
+            Refusal::from_json(r#"{"kind":"tampered"}"#).unwrap(),
+            Some(Refusal::Tampered)
+        );
+        assert!(Refusal::from_json(r#"{"kind":"bored"}"#).is_err());
     }
 
     #[test]

@@ -24,7 +24,13 @@ pub const VENDOR_KEYS_PEM: &[&str] = &[include_str!("../vendor-keys/vendor-2026.
 pub const DEV_KEY_PEM: &str = include_str!("../dev-keys/dev-licence-signing.pub.pem");
 
 /// Whether this build trusts the development key.
-pub const TRUSTS_DEV_KEY: bool = cfg!(any(debug_assertions, feature = "dev-key"));
+pub const TRUSTS_DEV_KEY: bool = trusts_dev_key(cfg!(debug_assertions), cfg!(feature = "dev-key"));
+
+/// The trust decision for the development key: a debug build, or a release build with the
+/// `dev-key` feature. A release build without it (the image) never trusts it.
+pub const fn trusts_dev_key(debug_build: bool, dev_key_feature: bool) -> bool {
+    debug_build || dev_key_feature
+}
 
 /// The key id of a public key.
 pub fn key_id(key: &VerifyingKey) -> String {
@@ -48,6 +54,11 @@ pub struct TrustedKeys(Vec<TrustedKey>);
 impl TrustedKeys {
     /// The keys built into this binary.
     pub fn built_in() -> Self {
+        Self::built_in_with(TRUSTS_DEV_KEY)
+    }
+
+    /// The built-in vendor keys, plus the development key when `dev_key` is true.
+    pub fn built_in_with(dev_key: bool) -> Self {
         let mut keys = TrustedKeys::default();
         for pem in VENDOR_KEYS_PEM {
             match VerifyingKey::from_public_key_pem(pem) {
@@ -56,7 +67,7 @@ impl TrustedKeys {
                 Err(e) => tracing::error!("built-in vendor key does not parse: {e}"),
             }
         }
-        if TRUSTS_DEV_KEY {
+        if dev_key {
             match VerifyingKey::from_public_key_pem(DEV_KEY_PEM) {
                 Ok(k) => keys.add(k, "development"),
                 Err(e) => tracing::error!("built-in development key does not parse: {e}"),
@@ -195,6 +206,48 @@ mod tests {
         let id = key_id(&dev_signing_key().verifying_key());
         assert_eq!(id.len(), 16);
         assert_eq!(keys.find(&id).unwrap().label, "development");
+    }
+
+    #[test]
+    fn a_release_build_refuses_the_development_key() {
+        // The decision: only a debug build or the `dev-key` feature trusts the key.
+        assert!(!trusts_dev_key(false, false), "release image");
+        assert!(trusts_dev_key(true, false));
+        assert!(trusts_dev_key(false, true));
+        // The keys of a release build, and a licence signed with the development key.
+        let release = TrustedKeys::built_in_with(trusts_dev_key(false, false));
+        let dev_id = key_id(&dev_signing_key().verifying_key());
+        assert!(release.find(&dev_id).is_none());
+        assert!(
+            release.find("43eaa263d979315c").is_some(),
+            "the vendor key stays"
+        );
+        let licence = lifeline_license_api::Licence {
+            serial: "LL-0001".into(),
+            model: lifeline_license_api::Model::B200,
+            edition: lifeline_license_api::Edition::Standard,
+            rep_seats: 5,
+            jump_active_limit: 1000,
+            jump_passive_limit: 1000,
+            issued: time::macros::date!(2026 - 01 - 01),
+            expires: None,
+            maintenance_until: None,
+            customer: String::new(),
+        };
+        let file = crate::licence_file::sign(&licence, &dev_signing_key());
+        let check = crate::licence_file::Check {
+            serial: Some("LL-0001"),
+            today: time::macros::date!(2026 - 02 - 01),
+        };
+        let err = crate::licence_file::verify_bytes(file.as_bytes(), &release, check).unwrap_err();
+        assert!(
+            matches!(&err, crate::licence_file::VerifyError::UnknownKey { key_id } if *key_id == dev_id),
+            "{err:?}"
+        );
+        assert_eq!(err.refusal(), lifeline_license_api::Refusal::UnknownKey);
+        // The same file is accepted where the development key is trusted (tests, xtask run).
+        let debug = TrustedKeys::built_in_with(trusts_dev_key(true, false));
+        assert!(crate::licence_file::verify_bytes(file.as_bytes(), &debug, check).is_ok());
     }
 
     #[test]

@@ -32,7 +32,7 @@ use std::path::Path;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::{Signature, Signer, SigningKey};
-use lifeline_license_api::{Edition, Licence, LicenceStatus, Model};
+use lifeline_license_api::{Edition, Licence, LicenceStatus, Model, Refusal};
 use serde::{Deserialize, Serialize};
 use time::Date;
 
@@ -91,9 +91,28 @@ pub enum VerifyError {
     )]
     SerialUnknown { why: String },
     #[error(
-        "This licence expired on {expired_on}. Renew it with your vendor and upload the new file."
+        "This licence expired on {}. Renew it with your vendor and upload the new file.",
+        crate::format_date(*.expired_on)
     )]
-    Expired { expired_on: String },
+    Expired { expired_on: Date },
+}
+
+impl VerifyError {
+    /// The refusal in the form programs act on (the `Refusal` D-Bus property).
+    pub fn refusal(&self) -> Refusal {
+        match self {
+            VerifyError::Missing { .. } => Refusal::Missing,
+            VerifyError::Unreadable { .. } => Refusal::Unreadable,
+            VerifyError::Malformed { .. } => Refusal::Malformed,
+            VerifyError::UnknownKey { .. } => Refusal::UnknownKey,
+            VerifyError::BadSignature => Refusal::Tampered,
+            VerifyError::WrongSerial { .. } => Refusal::WrongSerial,
+            VerifyError::SerialUnknown { .. } => Refusal::SerialUnknown,
+            VerifyError::Expired { expired_on } => Refusal::Expired {
+                expired_on: *expired_on,
+            },
+        }
+    }
 }
 
 fn malformed(what: impl Into<String>) -> VerifyError {
@@ -168,7 +187,7 @@ pub fn verify_bytes(
         && check.today > expires
     {
         return Err(VerifyError::Expired {
-            expired_on: crate::format_date(expires),
+            expired_on: expires,
         });
     }
     Ok(licence)
@@ -220,17 +239,33 @@ pub fn load_in_force(
     identity: &Identity,
     today: Date,
 ) -> LicenceStatus {
+    load_verdict(path, keys, identity, today).0
+}
+
+/// [`load_in_force`], and the refusal when the box runs on the evaluation licence.
+pub fn load_verdict(
+    path: &Path,
+    keys: &TrustedKeys,
+    identity: &Identity,
+    today: Date,
+) -> (LicenceStatus, Option<Refusal>) {
     match load(path, keys, identity, today) {
-        Ok(licence) => LicenceStatus {
-            licence,
-            evaluation: false,
-            reason: None,
-        },
-        Err(e) => LicenceStatus {
-            licence: evaluation(identity, today),
-            evaluation: true,
-            reason: Some(e.to_string()),
-        },
+        Ok(licence) => (
+            LicenceStatus {
+                licence,
+                evaluation: false,
+                reason: None,
+            },
+            None,
+        ),
+        Err(e) => (
+            LicenceStatus {
+                licence: evaluation(identity, today),
+                evaluation: true,
+                reason: Some(e.to_string()),
+            },
+            Some(e.refusal()),
+        ),
     }
 }
 

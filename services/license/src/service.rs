@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lifeline_license_api::{
-    BUS_NAME, Counts, Lease, LicenceStatus, LicenseError, OBJECT_PATH, SeatKind,
+    BUS_NAME, Counts, Lease, LicenceStatus, LicenseError, OBJECT_PATH, Refusal, SeatKind,
 };
 use time::{Date, OffsetDateTime};
 use zbus::object_server::SignalEmitter;
@@ -111,6 +111,8 @@ fn today() -> Date {
 
 struct State {
     status: LicenceStatus,
+    /// Why the installed licence was refused, while `status` is the evaluation licence.
+    refusal: Option<Refusal>,
     loaded_on: Date,
     ledger: Ledger,
 }
@@ -128,9 +130,9 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn load_status(&self) -> LicenceStatus {
+    fn load_status(&self) -> (LicenceStatus, Option<Refusal>) {
         let identity = self.config.identity.read();
-        let status = licence_file::load_in_force(
+        let (status, refusal) = licence_file::load_verdict(
             &self.config.licence_path,
             &self.config.keys,
             &identity,
@@ -145,7 +147,7 @@ impl Shared {
                 "licence accepted"
             ),
         }
-        status
+        (status, refusal)
     }
 
     /// Apply `f` to a copy of the ledger (after a sweep), save the copy if it differs, then
@@ -274,6 +276,9 @@ impl LicenseService {
             if let Err(e) = self.licence_changed(&emitter).await {
                 tracing::warn!("cannot emit PropertiesChanged: {e}");
             }
+            if let Err(e) = self.refusal_changed(&emitter).await {
+                tracing::warn!("cannot emit PropertiesChanged: {e}");
+            }
             Self::notify(&emitter, Some(counts)).await;
         }
         Ok(())
@@ -285,6 +290,13 @@ impl LicenseService {
         self.shared.lock().status.to_json()
     }
 
+    /// Why the installed licence was refused, as JSON (`lifeline_license_api::Refusal`),
+    /// `null` while a real licence is in force.
+    #[zbus(property)]
+    async fn refusal(&self) -> String {
+        Refusal::to_json(self.shared.lock().refusal.as_ref())
+    }
+
     /// Emitted on every licence or count change, with the new counts.
     #[zbus(signal)]
     async fn changed(emitter: &SignalEmitter<'_>, counts: Counts) -> zbus::Result<()>;
@@ -292,13 +304,14 @@ impl LicenseService {
 
 /// Re-read the licence; the new counts if the licence in force changed.
 fn reload(shared: &Shared) -> Option<Counts> {
-    let status = shared.load_status();
+    let (status, refusal) = shared.load_status();
     let mut st = shared.lock();
     st.loaded_on = today();
-    if st.status == status {
+    if st.status == status && st.refusal == refusal {
         return None;
     }
     st.status = status;
+    st.refusal = refusal;
     Some(st.ledger.counts(&st.status.licence))
 }
 
@@ -341,6 +354,7 @@ pub async fn run(
                 evaluation: true,
                 reason: None,
             },
+            refusal: None,
             loaded_on: today(),
             ledger,
         }),
@@ -461,6 +475,9 @@ async fn housekeeping(shared: &Shared, iface: &zbus::object_server::InterfaceRef
     if new_day && let Some(counts) = reload(shared) {
         let svc = iface.get().await;
         if let Err(e) = svc.licence_changed(iface.signal_emitter()).await {
+            tracing::warn!("cannot emit PropertiesChanged: {e}");
+        }
+        if let Err(e) = svc.refusal_changed(iface.signal_emitter()).await {
             tracing::warn!("cannot emit PropertiesChanged: {e}");
         }
         drop(svc);

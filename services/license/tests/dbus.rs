@@ -7,7 +7,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use lifeline_license_api::{BUS_NAME, Counts, License1Proxy, LicenseError, SeatKind};
+use lifeline_license_api::{BUS_NAME, Counts, License1Proxy, LicenseError, Refusal, SeatKind};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lifeline-license");
 const SERIAL: &str = "LL-TEST-0001";
@@ -364,6 +364,76 @@ async fn a_licence_for_another_box_runs_evaluation_and_says_why() {
     drop(bus);
     let status = wait_exit(&mut daemon, Duration::from_secs(10));
     assert_eq!(status.code(), Some(1), "{status}");
+}
+
+/// The same licence with more seats written into its signed payload, signature kept.
+fn tamper(path: &Path) {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut env: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let payload = b64.decode(env["payload"].as_str().unwrap()).unwrap();
+    let mut licence: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    licence["rep_seats"] = 600.into();
+    env["payload"] = b64.encode(serde_json::to_vec(&licence).unwrap()).into();
+    std::fs::write(path, serde_json::to_string_pretty(&env).unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_expired_and_tampered_licences_each_run_evaluation_with_the_reason() {
+    let bus = TestBus::start();
+    let app = Appliance::new();
+    let mut daemon = app.start(&bus, 60);
+    let conn = connect(&bus).await;
+    let proxy = wait_ready(&conn, &mut daemon).await;
+    let evaluation = async |want_reason: &str, want: Refusal| {
+        let status = proxy.licence_status().await.unwrap();
+        assert!(status.evaluation, "{status:?}");
+        let reason = status.reason.clone().unwrap_or_default();
+        assert!(reason.contains(want_reason), "{reason}");
+        assert_eq!(
+            status.licence.rep_seats, 1,
+            "the evaluation licence's one seat"
+        );
+        assert_eq!(status.licence.serial, SERIAL);
+        assert_eq!(proxy.refusal_kind().await.unwrap(), Some(want));
+        assert_eq!(proxy.counts().await.unwrap().rep_limit, 1);
+    };
+
+    // Nothing installed.
+    evaluation("No licence is installed", Refusal::Missing).await;
+
+    // A genuine licence whose last day has passed.
+    let mut changed = proxy.receive_changed().await.unwrap();
+    app.issue(SERIAL, 6, "2021-01-01");
+    proxy.reload().await.unwrap();
+    evaluation(
+        "This licence expired on 2021-01-01.",
+        Refusal::Expired {
+            expired_on: time::macros::date!(2021 - 01 - 01),
+        },
+    )
+    .await;
+
+    // A valid licence is accepted; then someone raises its seats by hand.
+    let file = app.issue(SERIAL, 6, "2099-12-31");
+    proxy.reload().await.unwrap();
+    wait_changed(&mut changed, |c| c.rep_limit == 6).await;
+    assert_eq!(proxy.refusal_kind().await.unwrap(), None);
+    assert!(!proxy.licence_status().await.unwrap().evaluation);
+    tamper(&file);
+    proxy.reload().await.unwrap();
+    wait_changed(&mut changed, |c| c.rep_limit == 1).await;
+    evaluation(
+        "This licence file has been altered since it was signed",
+        Refusal::Tampered,
+    )
+    .await;
+
+    // The file removed again: back to "missing".
+    std::fs::remove_file(&file).unwrap();
+    proxy.reload().await.unwrap();
+    evaluation("No licence is installed", Refusal::Missing).await;
 }
 
 #[test]

@@ -17,7 +17,9 @@
 //! page, which the service loop takes as if pressed on the keypad.
 //!
 //! The supervisor's `starting` state also shows "starting"; `degraded` and `updating` map to
-//! the panel's states of the same name.
+//! the panel's states of the same name. The alerts shown are the supervisor's `alerts` and
+//! its `validity_alerts` (licence and certificate), in that order; `identify` makes the
+//! backlight blink (whoever asked: the web page or the keypad).
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -63,26 +65,42 @@ pub fn to_panel(s: &ApplianceStatus) -> Option<Status> {
                     })
                 })
                 .collect(),
-            dhcp: i.dhcp.unwrap_or(false),
+            dhcp: i.dhcp,
         })
         .collect();
     let alerts = s
         .alerts
         .iter()
-        .map(|a| match a {
-            api::Alert::ServiceFailed { unit } => Alert::ServiceFailed { unit: unit.clone() },
-            api::Alert::DiskNearlyFull {
-                mount,
-                used_percent,
-            } => Alert::DiskNearlyFull {
-                mount: mount.clone(),
-                used_percent: *used_percent,
-            },
-            api::Alert::LicenceExpiring { days } => Alert::LicenceExpiring { days: *days },
-            api::Alert::UpdateFailed { reason } => Alert::UpdateFailed {
+        .filter_map(|a| {
+            Some(match a {
+                api::Alert::ServiceFailed { unit } => Alert::ServiceFailed { unit: unit.clone() },
+                api::Alert::DiskNearlyFull {
+                    mount,
+                    used_percent,
+                } => Alert::DiskNearlyFull {
+                    mount: mount.clone(),
+                    used_percent: *used_percent,
+                },
+                // Raised in `validity_alerts` now (see the supervisor API).
+                api::Alert::LicenceExpiring { .. } => return None,
+                api::Alert::UpdateFailed { reason } => Alert::UpdateFailed {
+                    reason: reason.clone(),
+                },
+            })
+        })
+        .chain(s.validity_alerts.iter().map(|a| match a {
+            api::ValidityAlert::LicenceExpiring { days, .. } => {
+                Alert::LicenceExpiring { days: *days }
+            }
+            api::ValidityAlert::LicenceExpired { .. } => Alert::LicenceExpired,
+            api::ValidityAlert::EvaluationLicence { reason } => Alert::EvaluationLicence {
                 reason: reason.clone(),
             },
-        })
+            api::ValidityAlert::CertificateExpiring { days, .. } => {
+                Alert::CertificateExpiring { days: *days }
+            }
+            api::ValidityAlert::CertificateExpired { .. } => Alert::CertificateExpired,
+        }))
         .collect();
     Some(Status {
         hostname: s.hostname.clone(),
@@ -94,6 +112,7 @@ pub fn to_panel(s: &ApplianceStatus) -> Option<Status> {
         alerts,
         update_progress: s.update.progress,
         evaluation_licence: s.evaluation_licence == Some(true),
+        identify: s.identify,
     })
 }
 
@@ -361,9 +380,22 @@ mod tests {
             },
             evaluation_licence: Some(true),
             update: Default::default(),
-            alerts: vec![api::Alert::ServiceFailed {
-                unit: "relay".into(),
-            }],
+            alerts: vec![
+                api::Alert::ServiceFailed {
+                    unit: "relay".into(),
+                },
+                api::Alert::LicenceExpiring { days: 3 },
+            ],
+            validity_alerts: vec![
+                api::ValidityAlert::CertificateExpiring {
+                    days: 9,
+                    expires: "2026-01-10".into(),
+                },
+                api::ValidityAlert::EvaluationLicence {
+                    reason: "No licence is installed.".into(),
+                },
+            ],
+            identify: true,
         }
     }
 
@@ -378,10 +410,18 @@ mod tests {
         assert!(p.evaluation_licence);
         assert_eq!(
             p.alerts,
-            vec![Alert::ServiceFailed {
-                unit: "relay".into()
-            }]
+            vec![
+                Alert::ServiceFailed {
+                    unit: "relay".into()
+                },
+                Alert::CertificateExpiring { days: 9 },
+                Alert::EvaluationLicence {
+                    reason: "No licence is installed.".into()
+                },
+            ]
         );
+        assert!(p.identify);
+        assert_eq!(p.interfaces[0].dhcp, Some(true));
     }
 
     #[test]

@@ -15,21 +15,33 @@
 //! | 6 (0x06) | clear screen | none | both |
 //! | 14 (0x0E) | backlight | one byte, 0 (off) ..= 100 (full) | both |
 //! | 31 (0x1F) | send data to LCD | column, row, then the characters | character |
-//! | 40 (0x28) | frame-buffer write | offset (u16, little-endian) into the packed frame buffer, then bytes | graphic |
-//! | 41 (0x29) | frame-buffer show | none: show the written frame buffer | graphic |
+//! | 40 (0x28) | graphics | a sub-command ([`gfx`]) and its data; the reply echoes the sub-command | graphic |
 //!
-//! 0, 1, 6, 14 and 31 and the key reports are the character family's own numbers. The
-//! graphic family's data sheets put their graphics commands at 40 and up but with a
-//! model-specific sub-command layout; we chose the simplest layout that works for any of our
-//! sizes — raw writes of the packed frame buffer (row-major, MSB leftmost, rows padded to
-//! whole bytes, as [`FrameBuffer`] stores it) at an offset, then one "show", so a frame never
-//! appears half drawn. The emulator implements exactly this; a specific graphic module may need
-//! a translation here (still one place) once the hardware is chosen.
+//! Graphics sub-commands ([`gfx`]), the first data byte of command 40:
 //!
-//! Chunks: a frame-buffer write carries at most `max_data - 2` bytes (`max_data` is
-//! [`Model::max_data`]: 22 for the character module, [`GRAPHIC_MAX_DATA`] by default for the
-//! graphic ones). A 244x68 frame (2108 bytes) is 18 writes of 120 bytes; only chunks that
-//! differ from the last frame shown are sent.
+//! | sub | meaning | data after it |
+//! | --- | --- | --- |
+//! | 0 | graphics options | one byte of flags: bit 0 = manual buffer flush (writes go to a buffer, shown on "flush") |
+//! | 1 | flush | none: show the buffer |
+//! | 2 | write to the buffer | `x`, `y`, `width`, `height`, then the rectangle's pixels |
+//!
+//! Where these come from: 0, 1, 6, 14 and 31 and the key reports are the character family's
+//! numbers. For the graphic family (the 244x68 packet modules), command 40 is its graphics
+//! command and the sub-commands above are its own: 0 sets the graphics options with bit 0
+//! "manual buffer flush", 1 flushes the buffer to the LCD, 2 writes to the buffer (it also has
+//! 5 to 8 for pixels, lines, rectangles and circles, which we do not use; command 41 is its
+//! video command, so nothing of ours uses 41). Those numbers were checked against a published
+//! driver for that family, not against the module's data sheet. **The pixel layout inside
+//! sub-command 2 is ours and is not confirmed for real hardware**: 1 bit per pixel, rows
+//! packed MSB leftmost and padded to whole bytes (as [`FrameBuffer`] stores them), light = 0.
+//! The family's modules have grayscale pixels, so their layout may differ (e.g. a byte per
+//! pixel); once a module is on the bench, [`GraphicDisplay::write_frame`] is the one place to
+//! change. The emulator implements exactly the table above.
+//!
+//! The driver turns manual flushing on at [`Display::init`], writes the bands of rows that
+//! changed, then flushes once, so a frame never appears half drawn. A band is as many whole
+//! rows as fit in one packet (`max_data` of [`Model::max_data`] minus the 5 header bytes):
+//! 3 rows of 31 bytes at 244x68 (23 writes for a whole frame), 7 rows of 16 bytes at 128x64.
 //!
 //! # Limits
 //!
@@ -56,8 +68,18 @@ pub mod cmd {
     pub const CLEAR: u8 = 0x06;
     pub const BACKLIGHT: u8 = 0x0E;
     pub const SEND_DATA: u8 = 0x1F;
-    pub const FB_WRITE: u8 = 0x28;
-    pub const FB_SHOW: u8 = 0x29;
+    pub const GRAPHICS: u8 = 0x28;
+}
+
+/// Sub-commands of [`cmd::GRAPHICS`] (see the module docs).
+pub mod gfx {
+    pub const OPTIONS: u8 = 0x00;
+    pub const FLUSH: u8 = 0x01;
+    pub const WRITE: u8 = 0x02;
+    /// [`OPTIONS`] flag: writes wait for [`FLUSH`].
+    pub const MANUAL_FLUSH: u8 = 0x01;
+    /// Bytes before the pixels in a [`WRITE`]: sub-command, x, y, width, height.
+    pub const WRITE_HEADER: usize = 5;
 }
 
 /// Default data maximum for graphic modules' packets.
@@ -68,6 +90,10 @@ pub const GRAPHIC_MAX_DATA: usize = 122;
 pub enum DriverError {
     #[error("talking to the panel failed")]
     Link(#[from] LinkError),
+    #[error(
+        "the panel answered graphics sub-command {sub} with {reply:?}: not a module of the expected family?"
+    )]
+    UnexpectedReply { sub: u8, reply: Vec<u8> },
     #[error("the frame is {got_w}x{got_h} but the panel is {want_w}x{want_h}")]
     WrongSize {
         got_w: u32,
@@ -257,12 +283,25 @@ impl<T: Read + Write> GraphicDisplay<T> {
         }
     }
 
-    /// Bytes of frame buffer per write.
-    pub fn chunk(&self) -> usize {
-        self.link.max_data().saturating_sub(2).max(1)
+    /// Rows of pixels per write.
+    pub fn band_rows(&self) -> usize {
+        let stride = self.width.div_ceil(8) as usize;
+        (self.link.max_data().saturating_sub(gfx::WRITE_HEADER) / stride.max(1)).max(1)
     }
 
-    /// Send a frame: the chunks that differ from the frame shown, then "show".
+    /// One graphics sub-command; the reply must echo it.
+    fn graphics(&mut self, sub: u8, data: &[u8]) -> Result<(), DriverError> {
+        let mut packet = Vec::with_capacity(data.len() + 1);
+        packet.push(sub);
+        packet.extend_from_slice(data);
+        let reply = self.link.command(cmd::GRAPHICS, &packet)?;
+        if reply.first() != Some(&sub) {
+            return Err(DriverError::UnexpectedReply { sub, reply });
+        }
+        Ok(())
+    }
+
+    /// Send a frame: the bands of rows that differ from the frame shown, then "flush".
     pub fn write_frame(&mut self, fb: &FrameBuffer) -> Result<(), DriverError> {
         if (fb.width(), fb.height()) != (self.width, self.height) {
             return Err(DriverError::WrongSize {
@@ -272,10 +311,11 @@ impl<T: Read + Write> GraphicDisplay<T> {
                 want_h: self.height,
             });
         }
-        let chunk = self.chunk();
+        let stride = fb.stride();
+        let band = self.band_rows();
         let mut sent = false;
-        for (i, bytes) in fb.bytes().chunks(chunk).enumerate() {
-            let offset = i * chunk;
+        for (i, bytes) in fb.bytes().chunks(band * stride).enumerate() {
+            let offset = i * band * stride;
             let same = self
                 .shown
                 .as_ref()
@@ -283,14 +323,20 @@ impl<T: Read + Write> GraphicDisplay<T> {
             if same {
                 continue;
             }
-            // Frame buffers are at most MAX_SIDE^2/8 bytes, well inside u16.
-            let mut data = (offset as u16).to_le_bytes().to_vec();
+            // Our models are at most 244 pixels wide and 68 high: every field fits a byte.
+            let header = [
+                0u8,
+                u8::try_from(i * band).unwrap_or(u8::MAX),
+                u8::try_from(self.width).unwrap_or(u8::MAX),
+                u8::try_from(bytes.len() / stride).unwrap_or(u8::MAX),
+            ];
+            let mut data = header.to_vec();
             data.extend_from_slice(bytes);
-            self.link.command(cmd::FB_WRITE, &data)?;
+            self.graphics(gfx::WRITE, &data)?;
             sent = true;
         }
         if sent || self.shown.is_none() {
-            self.link.command(cmd::FB_SHOW, &[])?;
+            self.graphics(gfx::FLUSH, &[])?;
         }
         self.shown = Some(fb.clone());
         Ok(())
@@ -308,6 +354,7 @@ impl<T: Read + Write> Display for GraphicDisplay<T> {
 
     fn init(&mut self) -> Result<(), DriverError> {
         ping(&mut self.link)?;
+        self.graphics(gfx::OPTIONS, &[gfx::MANUAL_FLUSH])?;
         self.link.command(cmd::CLEAR, &[])?;
         self.shown = Some(FrameBuffer::new(self.width, self.height));
         Ok(())
@@ -353,6 +400,16 @@ mod tests {
         }
     }
 
+    /// Replies to graphics sub-commands, which echo the sub-command.
+    fn ack_graphics(t: &Scripted, subs: &[u8]) {
+        for s in subs {
+            let r = Packet::new(PacketType::Reply, cmd::GRAPHICS, &[*s])
+                .unwrap()
+                .encode();
+            t.answers.lock().unwrap().push_back(r);
+        }
+    }
+
     fn sent(t: &Scripted, max: usize) -> Vec<Packet> {
         Decoder::new(max).feed_packets(&t.written.lock().unwrap())
     }
@@ -382,32 +439,56 @@ mod tests {
     }
 
     #[test]
-    fn graphic_display_chunks_and_diffs() {
+    fn graphic_display_writes_changed_bands_then_flushes() {
         let t = Scripted::default();
         let mut d = GraphicDisplay::new(t.clone(), Model::Graphic244x68);
         let mut fb = FrameBuffer::new(244, 68);
-        let chunks = fb.bytes().len().div_ceil(d.chunk());
-        assert_eq!(chunks, 18);
-        let mut acks = vec![cmd::FB_WRITE; chunks];
-        acks.push(cmd::FB_SHOW);
-        acks.extend([cmd::FB_WRITE, cmd::FB_SHOW]);
-        ack_all(&t, &acks);
+        assert_eq!(d.band_rows(), 3);
+        let bands = 68usize.div_ceil(3);
+        assert_eq!(bands, 23);
+        let mut acks = vec![gfx::WRITE; bands];
+        acks.push(gfx::FLUSH);
+        acks.extend([gfx::WRITE, gfx::FLUSH]);
+        ack_graphics(&t, &acks);
         fb.set(0, 0, true);
         d.write_frame(&fb).unwrap();
         fb.set(243, 67, true);
         d.write_frame(&fb).unwrap();
         let p = sent(&t, Model::Graphic244x68.max_data());
-        assert_eq!(p.len(), chunks + 3);
-        assert!(
-            p.iter()
-                .all(|p| p.data().len() <= Model::Graphic244x68.max_data())
+        assert_eq!(p.len(), bands + 3);
+        assert!(p.iter().all(|p| p.command_number() == cmd::GRAPHICS
+            && p.data().len() <= Model::Graphic244x68.max_data()));
+        // The first band: rows 0-2 from x 0, the whole width.
+        assert_eq!(&p[0].data()[..5], &[gfx::WRITE, 0, 0, 244, 3]);
+        assert_eq!(
+            p[0].data()[5],
+            0x80,
+            "pixel (0,0) is the first byte's top bit"
         );
-        let last_write = &p[chunks + 1];
-        let offset = u16::from_le_bytes([last_write.data()[0], last_write.data()[1]]);
-        assert_eq!(usize::from(offset), (chunks - 1) * d.chunk());
+        assert_eq!(p[bands].data(), &[gfx::FLUSH]);
+        // The second frame: only the last band (rows 66-67), then a flush.
+        assert_eq!(&p[bands + 1].data()[..5], &[gfx::WRITE, 0, 66, 244, 2]);
+        assert_eq!(p[bands + 1].data().len(), 5 + 2 * 31);
+        assert_eq!(p[bands + 2].data(), &[gfx::FLUSH]);
         assert!(matches!(
             d.write_frame(&FrameBuffer::new(10, 10)),
             Err(DriverError::WrongSize { .. })
+        ));
+    }
+
+    #[test]
+    fn a_reply_that_does_not_echo_the_sub_command_is_an_error() {
+        let t = Scripted::default();
+        ack_all(&t, &[cmd::GRAPHICS]);
+        let mut d = GraphicDisplay::new(t.clone(), Model::Graphic128x64);
+        assert_eq!(d.band_rows(), 7);
+        let fb = FrameBuffer::new(128, 64);
+        assert!(matches!(
+            d.write_frame(&fb),
+            Err(DriverError::UnexpectedReply {
+                sub: gfx::WRITE,
+                ..
+            })
         ));
     }
 }

@@ -19,7 +19,9 @@
 //! # Limits
 //!
 //! - No baud-rate timing: bytes arrive as fast as the pty moves them.
-//! - Only the commands in [`crate::driver::cmd`] are known.
+//! - Only the commands in [`crate::driver::cmd`] are known, and of the graphics command only
+//!   the sub-commands in [`crate::driver::gfx`] (options, flush, write); the family's drawing
+//!   sub-commands (pixel, line, rectangle, circle) get an error packet.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -32,7 +34,7 @@ use std::time::{Duration, Instant};
 use serialport::{SerialPort, TTYPort};
 use thiserror::Error;
 
-use crate::driver::{Model, cmd};
+use crate::driver::{Model, cmd, gfx};
 use crate::framebuffer::{FrameBuffer, ImageError};
 use crate::link::{Key, KeyEvent};
 use crate::packet::{Decoded, Decoder, MAX_DATA_LIMIT, Packet, PacketType};
@@ -74,7 +76,7 @@ pub struct Snapshot {
     pub replies: u64,
     /// Error packets sent (bad CRC, unknown command, bad data).
     pub errors: u64,
-    /// "Show" commands executed (graphic).
+    /// Frames shown (graphic): flushes, and writes while manual flushing is off.
     pub frames_shown: u64,
 }
 
@@ -82,6 +84,8 @@ struct State {
     snap: Snapshot,
     back: FrameBuffer,
     text: [[u8; TEXT_COLS]; TEXT_ROWS],
+    /// Graphics option: writes wait for a flush (off at power-on: each write shows).
+    manual_flush: bool,
 }
 
 impl State {
@@ -99,6 +103,50 @@ impl State {
             },
             back: FrameBuffer::new(w, h),
             text: [[b' '; TEXT_COLS]; TEXT_ROWS],
+            manual_flush: false,
+        }
+    }
+
+    fn flush(&mut self) {
+        self.snap.frame = self.back.clone();
+        self.snap.frames_shown += 1;
+    }
+
+    /// A graphics sub-command; the reply echoes it.
+    fn graphics(&mut self, data: &[u8]) -> Result<Vec<u8>, ()> {
+        match data {
+            [gfx::OPTIONS, flags] => {
+                self.manual_flush = flags & gfx::MANUAL_FLUSH != 0;
+                Ok(vec![gfx::OPTIONS])
+            }
+            [gfx::FLUSH] => {
+                self.flush();
+                Ok(vec![gfx::FLUSH])
+            }
+            [gfx::WRITE, x, y, w, h, pixels @ ..] => {
+                let (x, y, w, h) = (u32::from(*x), u32::from(*y), u32::from(*w), u32::from(*h));
+                let stride = w.div_ceil(8) as usize;
+                if w == 0
+                    || h == 0
+                    || x + w > self.back.width()
+                    || y + h > self.back.height()
+                    || pixels.len() != stride * h as usize
+                {
+                    return Err(());
+                }
+                for row in 0..h {
+                    let bytes = &pixels[row as usize * stride..][..stride];
+                    for col in 0..w {
+                        let on = bytes[(col / 8) as usize] & (0x80 >> (col % 8)) != 0;
+                        self.back.set(x + col, y + row, on);
+                    }
+                }
+                if !self.manual_flush {
+                    self.flush();
+                }
+                Ok(vec![gfx::WRITE])
+            }
+            _ => Err(()),
         }
     }
 
@@ -141,22 +189,7 @@ impl State {
                 }
                 _ => Err(()),
             },
-            cmd::FB_WRITE if graphic => match data {
-                [lo, hi, bytes @ ..] => {
-                    let offset = usize::from(u16::from_le_bytes([*lo, *hi]));
-                    if offset + bytes.len() > self.back.bytes().len() {
-                        return Err(());
-                    }
-                    self.back.write_bytes(offset, bytes);
-                    Ok(Vec::new())
-                }
-                _ => Err(()),
-            },
-            cmd::FB_SHOW if graphic => {
-                self.snap.frame = self.back.clone();
-                self.snap.frames_shown += 1;
-                Ok(Vec::new())
-            }
+            cmd::GRAPHICS if graphic => self.graphics(data),
             _ => Err(()),
         }
     }

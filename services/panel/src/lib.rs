@@ -26,8 +26,9 @@
 //!
 //! - The web mirror shows what the service last sent to the module (rendered again here),
 //!   not a read-back from the module; the backlight level is not shown.
-//! - The graphic frame-buffer commands are this project's choice (see [`driver`]); a specific
-//!   graphic module may need a translation in the graphic driver.
+//! - The graphic driver uses the graphic family's graphics command and sub-commands, but the
+//!   pixel layout inside its "write to the buffer" is ours and not confirmed on hardware (see
+//!   [`driver`]).
 #![forbid(unsafe_code)]
 
 pub mod bus;

@@ -256,7 +256,7 @@ impl Menu {
             (Mode::PickIface { sel }, Key::Enter) => match ifaces.get(*sel) {
                 Some(i) => Some(Mode::ChooseAddressing {
                     iface: *sel,
-                    sel: usize::from(!i.dhcp),
+                    sel: usize::from(i.dhcp == Some(false)),
                 }),
                 None => Some(Mode::Notice {
                     title: "Network".into(),
@@ -407,7 +407,7 @@ impl Menu {
                 title: "Network setup".into(),
                 items: ifaces
                     .iter()
-                    .map(|i| format!("{} ({})", i.name, if i.dhcp { "DHCP" } else { "static" }))
+                    .map(|i| format!("{} ({})", i.name, i.mode_word()))
                     .collect(),
                 selected: *sel,
             },
@@ -448,6 +448,8 @@ pub struct Backlight {
     last_activity: Instant,
     known_alerts: Vec<Alert>,
     blink_until: Option<Instant>,
+    /// The status asked to identify (last seen).
+    identifying: bool,
 }
 
 impl Backlight {
@@ -458,6 +460,7 @@ impl Backlight {
             last_activity: now,
             known_alerts: Vec::new(),
             blink_until: None,
+            identifying: false,
         }
     }
 
@@ -466,13 +469,20 @@ impl Backlight {
         self.last_activity = now;
     }
 
-    /// The status changed: an alert that was not there before lights the panel.
+    /// The status changed: an alert that was not there before lights the panel; the
+    /// status starting to ask for Identify (from the web page or the keypad, through the
+    /// supervisor) starts the blinking.
     pub fn status(&mut self, status: Option<&Status>, now: Instant) {
         let alerts = status.map_or(&[][..], |s| &s.alerts[..]);
         if alerts.iter().any(|a| !self.known_alerts.contains(a)) {
             self.last_activity = now;
         }
         self.known_alerts = alerts.to_vec();
+        let identify = status.is_some_and(|s| s.identify);
+        if identify && !self.identifying {
+            self.identify(now);
+        }
+        self.identifying = identify;
     }
 
     /// Blink for [`IDENTIFY_FOR`].
@@ -595,7 +605,7 @@ mod tests {
     #[test]
     fn switch_to_dhcp() {
         let mut s = sample();
-        s.interfaces[0].dhcp = false;
+        s.interfaces[0].dhcp = Some(false);
         let mut m = Menu::new();
         // Menu > Network setup > eth0 > (static selected) Up > DHCP > confirm.
         let keys = [
@@ -747,5 +757,27 @@ mod tests {
             .collect();
         assert!(levels.contains(&0) && levels.contains(&FULL));
         assert_eq!(b.level(t0 + IDENTIFY_FOR + Duration::from_millis(1)), FULL);
+    }
+
+    #[test]
+    fn identify_from_the_status_blinks_once_per_request() {
+        let t0 = Instant::now();
+        let mut b = Backlight::new(Duration::ZERO, t0);
+        let mut s = sample();
+        b.status(Some(&s), t0);
+        assert_eq!(b.level(t0 + Duration::from_millis(10)), FULL);
+        s.identify = true;
+        b.status(Some(&s), t0);
+        assert_eq!(b.level(t0 + Duration::from_millis(10)), 0);
+        // The same request seen again does not restart the blinking.
+        let later = t0 + IDENTIFY_FOR + Duration::from_millis(1);
+        b.status(Some(&s), later);
+        assert_eq!(b.level(later + Duration::from_millis(10)), FULL);
+        // A new request after it ended does.
+        s.identify = false;
+        b.status(Some(&s), later);
+        s.identify = true;
+        b.status(Some(&s), later);
+        assert_eq!(b.level(later + Duration::from_millis(10)), 0);
     }
 }

@@ -324,7 +324,7 @@ fn status_lines(s: &Status, g: Geometry) -> (String, Vec<Line>) {
 fn network_lines(iface: &Interface, g: Geometry) -> (String, Vec<Line>) {
     let cols = g.cols;
     let link = if iface.up { "up" } else { "down" };
-    let mode = if iface.dhcp { "DHCP" } else { "static" };
+    let mode = iface.mode_word();
     let mut lines = vec![Line::plain(first_fit(
         cols,
         &[format!("link {link}, {mode}"), format!("{link} {mode}")],
@@ -708,6 +708,16 @@ pub fn gallery() -> Vec<(&'static str, Screen)> {
     updating.update_progress = Some(42);
     let mut eval = ok.clone();
     eval.evaluation_licence = true;
+    let mut validity = ok.clone();
+    validity.evaluation_licence = true;
+    validity.alerts = vec![
+        Alert::LicenceExpired,
+        Alert::CertificateExpiring { days: 9 },
+        Alert::CertificateExpired,
+        Alert::EvaluationLicence {
+            reason: "This licence expired on 2026-01-01.".into(),
+        },
+    ];
     let mut no_net = ok.clone();
     for i in &mut no_net.interfaces {
         i.up = false;
@@ -774,6 +784,15 @@ pub fn gallery() -> Vec<(&'static str, Screen)> {
                 question: "Reboot the box?".into(),
             },
         ),
+        // What the menu shows once the supervisor was asked (see `menu`).
+        (
+            "notice",
+            Screen::Notice {
+                title: "Requested".into(),
+                lines: vec!["Static 192.168.1.10".into(), "Exit: back".into()],
+            },
+        ),
+        ("alerts-validity", Screen::Alerts(validity)),
     ]
 }
 

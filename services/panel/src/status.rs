@@ -2,18 +2,17 @@
 //!
 //! # Design
 //!
-//! [`Status`] is a plain data struct with serde derives, so the supervisor's D-Bus status
-//! object (a later step) can be mapped onto it or sent as JSON. The panel never computes
-//! health itself; it only reflects what it is given. [`StatusSource`] is the seam for that:
-//! the service asks its source for the current status on every turn of its loop and redraws
-//! when it changed. Until the supervisor exists, [`StartingSource`] always answers "not
-//! known yet", which shows the "starting" screen; [`FixedSource`] serves a given status
+//! [`Status`] is a plain data struct with serde derives; the supervisor's D-Bus status object
+//! is mapped onto it by [`crate::bus::to_panel`]. The panel never computes health itself; it
+//! only reflects what it is given. [`StatusSource`] is the seam for that: the service asks
+//! its source for the current status on every turn of its loop and redraws when it changed.
+//! [`crate::bus::SupervisorSource`] follows the supervisor; [`StartingSource`] always answers
+//! "not known yet", which shows the "starting" screen; [`FixedSource`] serves a given status
 //! (for tests and the emulator demo).
 //!
 //! # Limits
 //!
 //! - Only the fields the screens use. Strings are shown as given, cut to the display width.
-//! - A D-Bus source (`org.lifeline.Supervisor1`, change signal) is not written yet.
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -55,8 +54,20 @@ pub struct Interface {
     pub up: bool,
     /// Configured addresses.
     pub addresses: Vec<Address>,
-    /// Addressed by DHCP (true) or statically (false).
-    pub dhcp: bool,
+    /// Addressed by DHCP (`Some(true)`) or statically (`Some(false)`); `None` when the box
+    /// does not configure it (no network setting applies to it).
+    pub dhcp: Option<bool>,
+}
+
+impl Interface {
+    /// How it is addressed, in a word.
+    pub fn mode_word(&self) -> &'static str {
+        match self.dhcp {
+            Some(true) => "DHCP",
+            Some(false) => "static",
+            None => "not set",
+        }
+    }
 }
 
 /// Something an admin should look at.
@@ -69,8 +80,14 @@ pub enum Alert {
     DiskNearlyFull { mount: String, used_percent: u8 },
     /// The TLS certificate expires soon.
     CertificateExpiring { days: u32 },
+    /// The TLS certificate has expired.
+    CertificateExpired,
     /// The licence expires soon.
     LicenceExpiring { days: u32 },
+    /// The licence has expired (the box runs on the evaluation licence).
+    LicenceExpired,
+    /// The box runs on the evaluation licence; `reason` says why.
+    EvaluationLicence { reason: String },
     /// The last update failed.
     UpdateFailed { reason: String },
 }
@@ -89,7 +106,10 @@ impl Alert {
             Alert::CertificateExpiring { days } => {
                 format!("Certificate expires in {days} d")
             }
+            Alert::CertificateExpired => "Certificate has expired".to_string(),
             Alert::LicenceExpiring { days } => format!("Licence expires in {days} d"),
+            Alert::LicenceExpired => "Licence has expired".to_string(),
+            Alert::EvaluationLicence { reason } => format!("Evaluation licence: {reason}"),
             Alert::UpdateFailed { reason } => format!("Update failed: {reason}"),
         }
     }
@@ -105,7 +125,10 @@ impl Alert {
                 format!("Disk {mount} {used_percent}%")
             }
             Alert::CertificateExpiring { days } => format!("Cert expires {days}d"),
+            Alert::CertificateExpired => "Cert expired".to_string(),
             Alert::LicenceExpiring { days } => format!("Licence exp {days}d"),
+            Alert::LicenceExpired => "Licence expired".to_string(),
+            Alert::EvaluationLicence { .. } => "Eval licence".to_string(),
             Alert::UpdateFailed { .. } => "Update failed".to_string(),
         }
     }
@@ -128,6 +151,9 @@ pub struct Status {
     pub update_progress: Option<u8>,
     /// Running on an evaluation licence.
     pub evaluation_licence: bool,
+    /// The box was asked to show itself (Identify): the backlight blinks.
+    #[serde(default)]
+    pub identify: bool,
 }
 
 impl Status {
@@ -221,13 +247,13 @@ pub fn sample() -> Status {
                         prefix: 64,
                     },
                 ],
-                dhcp: true,
+                dhcp: Some(true),
             },
             Interface {
                 name: "eth1".into(),
                 up: false,
                 addresses: vec![],
-                dhcp: false,
+                dhcp: None,
             },
         ],
         state: State::Ok,
@@ -237,6 +263,7 @@ pub fn sample() -> Status {
         alerts: vec![],
         update_progress: None,
         evaluation_licence: false,
+        identify: false,
     }
 }
 

@@ -78,6 +78,51 @@ fn emulator_refuses_bad_crc_unknown_and_wrong_model_commands() {
     assert_eq!(link.command(0x00, b"still fine").unwrap(), b"still fine");
 }
 
+#[test]
+fn graphics_sub_commands_like_the_module() {
+    use lifeline_panel::driver::{cmd, gfx};
+    let emu = Emulator::start(Model::Graphic128x64).unwrap();
+    let mut link = Link::new(link::open_serial(emu.path(), 115_200).unwrap(), 122)
+        .with_timeout(Duration::from_millis(200))
+        .with_retries(0);
+    // At power-on a write shows at once; the reply echoes the sub-command.
+    let reply = link
+        .command(cmd::GRAPHICS, &[gfx::WRITE, 8, 2, 8, 1, 0b1000_0001])
+        .unwrap();
+    assert_eq!(reply, [gfx::WRITE]);
+    let s = emu.snapshot();
+    assert!(s.frame.get(8, 2) && s.frame.get(15, 2) && !s.frame.get(9, 2));
+    assert_eq!(s.frames_shown, 1);
+    // With manual flushing, a write waits for the flush.
+    link.command(cmd::GRAPHICS, &[gfx::OPTIONS, gfx::MANUAL_FLUSH])
+        .unwrap();
+    link.command(cmd::GRAPHICS, &[gfx::WRITE, 0, 0, 8, 1, 0xFF])
+        .unwrap();
+    assert!(!emu.snapshot().frame.get(0, 0), "shown before the flush");
+    assert_eq!(
+        link.command(cmd::GRAPHICS, &[gfx::FLUSH]).unwrap(),
+        [gfx::FLUSH]
+    );
+    assert!(emu.snapshot().frame.get(7, 0));
+    // Outside the screen, short pixel data, unknown or drawing sub-commands: error packets.
+    for bad in [
+        vec![gfx::WRITE, 124, 0, 8, 1, 0xFF],
+        vec![gfx::WRITE, 0, 63, 8, 2, 0xFF, 0xFF],
+        vec![gfx::WRITE, 0, 0, 16, 1, 0xFF],
+        vec![5, 1, 1, 255],
+        vec![0x7F],
+        vec![],
+    ] {
+        assert!(
+            matches!(
+                link.command(cmd::GRAPHICS, &bad),
+                Err(link::LinkError::Refused { .. })
+            ),
+            "{bad:?}"
+        );
+    }
+}
+
 trait WriteAll {
     fn write_all_bytes(&mut self, b: &[u8]);
 }

@@ -2,8 +2,8 @@
 //! emulator, with a test supervisor serving `org.lifeline.Supervisor1` from this process:
 //! "starting" without the supervisor; its status on the screen once it appears; a change
 //! signal reaches the emulator's frame buffer within a second; key presses walk the menu
-//! and the reboot reaches the supervisor as a D-Bus call; the web mirror `org.lifeline.Panel1`
-//! shows the picture and presses keys.
+//! and the reboot reaches the supervisor as a D-Bus call; an Identify asked elsewhere blinks
+//! the backlight; the web mirror `org.lifeline.Panel1` shows the picture and presses keys.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -150,6 +150,8 @@ fn status(state: OverallState, hostname: &str, reps: u32) -> ApplianceStatus {
         evaluation_licence: Some(false),
         update: Default::default(),
         alerts: vec![],
+        validity_alerts: vec![],
+        identify: false,
     }
 }
 
@@ -287,6 +289,31 @@ async fn status_from_the_supervisor_and_actions_back_over_dbus() {
         Duration::from_secs(5),
         "back-to-status",
     );
+
+    // Identify asked from the web page: the supervisor's status says so, the backlight
+    // blinks (it was steadily on: no dimming in this test).
+    assert_eq!(emu.snapshot().backlight, 100);
+    let identify = {
+        let mut s = degraded.clone();
+        s.identify = true;
+        s
+    };
+    *sup.status.lock().unwrap() = identify.clone();
+    TestSupervisor::changed(iface.signal_emitter(), &identify.to_json())
+        .await
+        .unwrap();
+    let start = Instant::now();
+    while emu.snapshot().backlight != 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "the backlight did not blink"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    *sup.status.lock().unwrap() = degraded.clone();
+    TestSupervisor::changed(iface.signal_emitter(), &degraded.to_json())
+        .await
+        .unwrap();
 
     // The web mirror: the picture is a PNG, and a key pressed through it opens the menu.
     let mirror = lifeline_supervisor_api::panel::Panel1Proxy::new(&conn)

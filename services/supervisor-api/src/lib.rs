@@ -15,8 +15,8 @@
 //! | `Changed(status s)` | signal | emitted when anything but the clocks (uptime, load, time) changed |
 //! | `RestartService(name s, actor s)` | method | restart one Lifeline service by its short name |
 //! | `Reboot(actor s)` / `PowerOff(actor s)` | method | through logind on the box |
-//! | `Identify(actor s)` | method | audited request to make the box show itself (panel blinks) |
-//! | `SetNetwork(iface s, mode s, address s, prefix y, actor s)` | method | `dhcp` or `static` |
+//! | `Identify(actor s)` | method | make the box show itself: `identify` is true in the status for [`IDENTIFY_SECONDS`] and the panel blinks |
+//! | `SetNetwork(iface s, mode s, address s, prefix y, actor s)` | method | `dhcp` or `static`, kept across reboots and updates |
 //! | `ReportRelay(rep_consoles u, customer_clients u, jump_clients u)` | method | the relay's live counts |
 //!
 //! `actor` names the person or device on whose behalf a caller acts (`panel`, `web:alice`);
@@ -25,6 +25,9 @@
 //!
 //! The status travels as a JSON string rather than a D-Bus struct, like the licence
 //! manager's licence: it has optional parts and will grow fields old clients must ignore.
+//! It grows by new fields only, never by new variants of an existing enum, so a reader
+//! built against an older contract still parses it: the licence and certificate alerts
+//! added later are therefore in their own list, [`ApplianceStatus::validity_alerts`].
 //!
 //! Errors are D-Bus errors named `org.lifeline.Supervisor1.Error.*` ([`SupervisorError`]);
 //! their message is a sentence for the person in front of the screen.
@@ -37,6 +40,9 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+/// How long the box shows itself after `Identify` (the panel's backlight blinks).
+pub const IDENTIFY_SECONDS: u64 = 10;
 
 /// The well-known bus name of the supervisor.
 pub const BUS_NAME: &str = "org.lifeline.Supervisor1";
@@ -190,7 +196,8 @@ pub struct Interface {
     pub up: bool,
     /// Addresses with prefix, e.g. `192.0.2.10/24`, `2001:db8::10/64`.
     pub addresses: Vec<String>,
-    /// Addressed by DHCP, when known.
+    /// How networkd configures it: `Some(true)` by DHCP, `Some(false)` with a static
+    /// address, `None` not configured by networkd (or networkd did not answer).
     pub dhcp: Option<bool>,
 }
 
@@ -216,6 +223,9 @@ pub struct UpdateStatus {
     pub booted_slot_marked_good: Option<bool>,
     /// RAUC's `LastError`, when not empty.
     pub last_error: Option<String>,
+    /// What the health check after an update found wrong, when it failed.
+    #[serde(default)]
+    pub health_problem: Option<String>,
 }
 
 /// Something an admin should look at.
@@ -226,10 +236,68 @@ pub enum Alert {
     ServiceFailed { unit: String },
     /// A file system is nearly full.
     DiskNearlyFull { mount: String, used_percent: u8 },
-    /// The licence expires soon.
+    /// The licence expires soon. Not raised any more: licence and certificate alerts are in
+    /// [`ApplianceStatus::validity_alerts`] ([`ValidityAlert::LicenceExpiring`]); kept so
+    /// readers written against the first contract still build and parse.
     LicenceExpiring { days: u32 },
     /// The last update failed, or its health check did.
     UpdateFailed { reason: String },
+}
+
+/// An alert about the validity of the licence or of the relay's TLS certificate. Dates are
+/// `YYYY-MM-DD` (UTC); `days` counts whole days from today to that date.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ValidityAlert {
+    /// The licence's last day is `expires`, `days` from now.
+    LicenceExpiring { days: u32, expires: String },
+    /// The licence expired on `expired_on`: the box runs on the evaluation licence.
+    LicenceExpired { expired_on: String },
+    /// The box runs on the evaluation licence for another reason (none installed, altered,
+    /// for another box...); `reason` is the licence manager's sentence.
+    EvaluationLicence { reason: String },
+    /// The relay's TLS certificate stops being valid on `expires`, `days` from now.
+    CertificateExpiring { days: u32, expires: String },
+    /// The relay's TLS certificate is no longer valid since `expired_on`: browsers and
+    /// clients refuse it.
+    CertificateExpired { expired_on: String },
+}
+
+impl ValidityAlert {
+    /// Whether the box is degraded by it (it no longer does what it was bought for), rather
+    /// than warned.
+    pub fn degrades(&self) -> bool {
+        matches!(
+            self,
+            ValidityAlert::LicenceExpired { .. } | ValidityAlert::CertificateExpired { .. }
+        )
+    }
+
+    /// A sentence for a person (English).
+    pub fn sentence(&self) -> String {
+        match self {
+            ValidityAlert::LicenceExpiring { days, expires } => format!(
+                "The licence expires in {days} day{} ({expires}). Renew it with your vendor.",
+                if *days == 1 { "" } else { "s" }
+            ),
+            ValidityAlert::LicenceExpired { expired_on } => format!(
+                "The licence expired on {expired_on}; the appliance runs on the evaluation \
+                 licence. Renew it with your vendor and upload the new file."
+            ),
+            ValidityAlert::EvaluationLicence { reason } => {
+                format!("The appliance runs on the evaluation licence: {reason}")
+            }
+            ValidityAlert::CertificateExpiring { days, expires } => format!(
+                "The TLS certificate expires in {days} day{} ({expires}). Install a new one \
+                 before then.",
+                if *days == 1 { "" } else { "s" }
+            ),
+            ValidityAlert::CertificateExpired { expired_on } => format!(
+                "The TLS certificate expired on {expired_on}: browsers and clients refuse \
+                 it. Install a new one."
+            ),
+        }
+    }
 }
 
 /// The one status object of the box.
@@ -261,6 +329,13 @@ pub struct ApplianceStatus {
     pub evaluation_licence: Option<bool>,
     pub update: UpdateStatus,
     pub alerts: Vec<Alert>,
+    /// Licence and certificate alerts (see the crate docs for why they are apart).
+    #[serde(default)]
+    pub validity_alerts: Vec<ValidityAlert>,
+    /// True for [`IDENTIFY_SECONDS`] after `Identify`: the box shows itself (the panel
+    /// blinks).
+    #[serde(default)]
+    pub identify: bool,
 }
 
 impl ApplianceStatus {
@@ -470,6 +545,11 @@ mod tests {
                 mount: "/data".into(),
                 used_percent: 95,
             }],
+            validity_alerts: vec![ValidityAlert::CertificateExpiring {
+                days: 12,
+                expires: "2026-01-13".into(),
+            }],
+            identify: false,
         }
     }
 
@@ -481,6 +561,50 @@ mod tests {
         assert!(json.contains("\"kind\":\"disk_nearly_full\""), "{json}");
         assert_eq!(ApplianceStatus::from_json(&json).unwrap(), s);
         assert!(parse_status("{").is_err());
+    }
+
+    #[test]
+    fn older_and_newer_readers() {
+        // A status without the fields added later (an older supervisor) still parses.
+        let mut old: serde_json::Value = serde_json::from_str(&sample().to_json()).unwrap();
+        let o = old.as_object_mut().unwrap();
+        o.remove("validity_alerts");
+        o.remove("identify");
+        let s = ApplianceStatus::from_json(&old.to_string()).unwrap();
+        assert!(s.validity_alerts.is_empty() && !s.identify);
+        // Fields a newer supervisor adds are ignored.
+        if let Some(o) = old.as_object_mut() {
+            o.insert("from_the_future".into(), serde_json::json!([1, 2]));
+        }
+        assert!(ApplianceStatus::from_json(&old.to_string()).is_ok());
+        let json = sample().to_json();
+        assert!(
+            json.contains(r#"{"kind":"certificate_expiring","days":12,"expires":"2026-01-13"}"#),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn validity_alerts_sentences_and_weight() {
+        let a = ValidityAlert::LicenceExpiring {
+            days: 1,
+            expires: "2026-01-02".into(),
+        };
+        assert_eq!(
+            a.sentence(),
+            "The licence expires in 1 day (2026-01-02). Renew it with your vendor."
+        );
+        assert!(!a.degrades());
+        let e = ValidityAlert::CertificateExpired {
+            expired_on: "2026-01-01".into(),
+        };
+        assert!(e.degrades() && e.sentence().contains("2026-01-01"));
+        assert!(
+            !ValidityAlert::EvaluationLicence {
+                reason: "No licence is installed.".into()
+            }
+            .degrades()
+        );
     }
 
     #[test]

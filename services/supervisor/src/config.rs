@@ -10,6 +10,11 @@
 //! relay_check = "127.0.0.1:443"    # the health check connects here
 //! authorised_users = ["root", "lifeline-relay", "lifeline-panel"]
 //! relay_user = "lifeline-relay"    # may report the relay's counts
+//! network_dir = "/var/lib/lifeline/network"   # the admin's network choices (networkd files)
+//! relay_certificate = "/var/lib/lifeline/relay/tls/cert.pem"
+//! relay_config = "/etc/lifeline/relay.toml"  # its [tls] certificate, when set, wins
+//! warn_days = 30                   # licence and certificate alerts this many days ahead
+//! fall_back_after_failed_update = true
 //!
 //! [[service]]
 //! name = "relay"
@@ -137,6 +142,14 @@ struct FileConfig {
     #[serde(default = "default_refresh_ms")]
     refresh_ms: u64,
     #[serde(default)]
+    relay_certificate: Option<PathBuf>,
+    #[serde(default)]
+    relay_config: Option<PathBuf>,
+    #[serde(default = "default_warn_days")]
+    warn_days: u32,
+    #[serde(default = "default_true")]
+    fall_back_after_failed_update: bool,
+    #[serde(default)]
     service: Vec<ServiceConfig>,
 }
 
@@ -157,7 +170,13 @@ fn default_relay_user() -> String {
     "lifeline-relay".into()
 }
 fn default_network_dir() -> PathBuf {
-    PathBuf::from("/run/systemd/network")
+    PathBuf::from("/var/lib/lifeline/network")
+}
+fn default_warn_days() -> u32 {
+    30
+}
+fn default_true() -> bool {
+    true
 }
 fn default_health_deadline() -> u64 {
     180
@@ -175,9 +194,19 @@ pub struct Config {
     pub relay_check: Option<SocketAddr>,
     pub authorised_users: Vec<String>,
     pub relay_user: String,
+    /// Where `SetNetwork` writes networkd files (on the box: on the data partition, and
+    /// `/etc/systemd/network` points there).
     pub network_dir: PathBuf,
     pub health_deadline: Duration,
     pub refresh: Duration,
+    /// The relay's TLS certificate (PEM), for the expiry alerts: the one `relay_config`
+    /// names in `[tls] certificate`, else `relay_certificate` (the self-signed one).
+    pub relay_certificate: Option<PathBuf>,
+    /// Licence and certificate alerts start this many days before the end.
+    pub warn_days: u32,
+    /// After a failed post-update health check, mark the slot bad and reboot into the slot
+    /// that worked (when there is one).
+    pub fall_back_after_failed_update: bool,
     pub services: Vec<ServiceConfig>,
 }
 
@@ -260,14 +289,55 @@ impl Config {
             network_dir: file.network_dir,
             health_deadline: Duration::from_secs(file.health_deadline_seconds),
             refresh: Duration::from_millis(file.refresh_ms),
+            relay_certificate: file
+                .relay_config
+                .as_deref()
+                .and_then(relay_tls_certificate)
+                .or(file.relay_certificate),
+            warn_days: file.warn_days,
+            fall_back_after_failed_update: file.fall_back_after_failed_update,
             services: file.service,
         })
     }
 }
 
+/// The certificate the relay's configuration file names (`[tls] certificate`), if it can be
+/// read and names one.
+pub fn relay_tls_certificate(relay_config: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(relay_config).ok()?;
+    let v: toml::Value = toml::from_str(&text).ok()?;
+    v.get("tls")?
+        .get("certificate")?
+        .as_str()
+        .map(PathBuf::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_relays_configured_certificate_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = dir.path().join("relay.toml");
+        let conf = format!(
+            "mode = \"appliance\"\nrelay_certificate = \"/self-signed.pem\"\nrelay_config = \"{}\"\n[[service]]\nname = \"relay\"\nunit = \"r.service\"\n",
+            relay.display()
+        );
+        let c = Config::parse(Path::new("s.toml"), &conf).unwrap();
+        assert_eq!(
+            c.relay_certificate.as_deref(),
+            Some(Path::new("/self-signed.pem"))
+        );
+        std::fs::write(&relay, "[server]\nlisten = \"0.0.0.0:443\"\n[tls]\ncertificate = \"/etc/lifeline/tls/site.pem\"\nkey = \"/k\"\n").unwrap();
+        let c = Config::parse(Path::new("s.toml"), &conf).unwrap();
+        assert_eq!(
+            c.relay_certificate.as_deref(),
+            Some(Path::new("/etc/lifeline/tls/site.pem"))
+        );
+        assert_eq!(c.warn_days, 30);
+        assert!(c.fall_back_after_failed_update);
+    }
 
     #[test]
     fn development_config_parses() {

@@ -4,7 +4,9 @@
 //! The status is rebuilt on a timer (`refresh_ms`) and at once when a development child
 //! changes state; `Changed` is emitted only when [`ApplianceStatus::significant`] differs,
 //! so clocks and load do not wake the panel. The systemd watchdog is fed from the refresh
-//! loop, so a stuck refresh stops the pings.
+//! loop, so a stuck refresh stops the pings. Each status holds the licence and certificate
+//! alerts ([`crate::validity`]), each interface's DHCP or static mode as networkd reports
+//! it ([`crate::network`]), and `identify` for [`IDENTIFY_SECONDS`] after `Identify`.
 //!
 //! Authorisation: a method asks the bus for the caller's Unix user
 //! (`GetConnectionUnixUser`) and compares it with the configured `authorised_users`
@@ -20,8 +22,9 @@ use std::time::{Duration, Instant};
 
 use lifeline_license_api::License1Proxy;
 use lifeline_supervisor_api::{
-    Alert, ApplianceStatus, BUS_NAME, Mode, NetworkMode, OBJECT_PATH, OverallState, RelayCounts,
-    ServiceState, ServiceStatus, SupervisorError, UpdateStatus,
+    Alert, ApplianceStatus, BUS_NAME, IDENTIFY_SECONDS, Mode, NetworkMode, OBJECT_PATH,
+    OverallState, RelayCounts, ServiceState, ServiceStatus, SupervisorError, UpdateStatus,
+    ValidityAlert,
 };
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
@@ -30,8 +33,10 @@ use zbus::proxy::CacheProperties;
 use crate::config::{Config, ModeName};
 use crate::dev::{Children, PrivateBus};
 use crate::health::{self, HostPaths};
-use crate::rauc;
+use crate::network;
+use crate::rauc::{self, FailedUpdate};
 use crate::systemd::Systemd;
+use crate::validity::{self, Certificate};
 
 /// How long a D-Bus call on behalf of a caller may take before it is abandoned.
 const PEER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -153,6 +158,12 @@ struct Inner {
     /// Development power-off: stop the whole appliance.
     stop: tokio::sync::watch::Sender<bool>,
     started: Instant,
+    /// `identify` is true in the status until then.
+    identify_until: Mutex<Option<Instant>>,
+    /// The relay's certificate, when configured.
+    certificate: Mutex<Option<Certificate>>,
+    /// An update that failed its health check and was left (recorded on the failed slot).
+    failed_update: Mutex<Option<FailedUpdate>>,
 }
 
 /// The object served at [`OBJECT_PATH`].
@@ -274,14 +285,10 @@ fn failed(e: impl std::error::Error) -> SupervisorError {
     ))
 }
 
-/// A `.network` file for networkd.
-pub fn network_file(iface: &str, mode: NetworkMode, address: &str, prefix: u8) -> String {
-    match mode {
-        NetworkMode::Dhcp => format!("[Match]\nName={iface}\n\n[Network]\nDHCP=yes\n"),
-        NetworkMode::Static => {
-            format!("[Match]\nName={iface}\n\n[Network]\nAddress={address}/{prefix}\n")
-        }
-    }
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 #[zbus::interface(name = "org.lifeline.Supervisor1")]
@@ -370,7 +377,20 @@ impl SupervisorObject {
             .inner
             .admit(conn, &hdr, actor, "identify", "", 20)
             .await?;
+        *self
+            .inner
+            .identify_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) =
+            Some(Instant::now() + Duration::from_secs(IDENTIFY_SECONDS));
+        // Seen at once by GetStatus; the refresh it triggers emits Changed.
+        self.inner
+            .status
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .identify = true;
         self.inner.outcome(uid, actor, "identify", "", &Ok(()));
+        self.inner.refresh.notify_one();
         Ok(())
     }
 
@@ -419,16 +439,30 @@ impl SupervisorObject {
                 "In development mode the appliance does not change this computer's network.".into(),
             )),
             Backend::Box(sd) => {
-                let dir = &self.inner.config.network_dir;
-                let file = dir.join(format!("10-lifeline-{iface}.network"));
-                let text = network_file(iface, mode, address, prefix);
-                match std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&file, text)) {
-                    Ok(()) => sd.reload_network().await.map_err(failed),
+                let text = network::network_file(
+                    iface,
+                    mode,
+                    address,
+                    prefix,
+                    &actor
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .take(80)
+                        .collect::<String>(),
+                    &now_rfc3339(),
+                );
+                match network::write_setting(
+                    &self.inner.config.network_dir,
+                    &network::file_name(iface),
+                    &text,
+                ) {
+                    Ok(_) => sd.reload_network().await.map_err(failed),
                     Err(e) => Err(failed(e)),
                 }
             }
         };
         self.inner.outcome(uid, actor, "set_network", &detail, &r);
+        self.inner.refresh.notify_one();
         r
     }
 
@@ -465,11 +499,15 @@ impl SupervisorObject {
     async fn changed(emitter: &SignalEmitter<'_>, status: &str) -> zbus::Result<()>;
 }
 
-/// Judge the box from its parts.
+/// Judge the box from its parts: the overall state and the alerts of the first contract.
+/// Licence and certificate alerts (`validity`) are listed apart by the caller; the expired
+/// ones degrade the box.
 pub fn judge(
     services: &[(ServiceStatus, bool)],
     update: &UpdateStatus,
     disk: Option<&lifeline_supervisor_api::Disk>,
+    validity: &[ValidityAlert],
+    failed_update: Option<&FailedUpdate>,
 ) -> (OverallState, Vec<Alert>) {
     let mut alerts = Vec::new();
     let mut starting = false;
@@ -495,15 +533,20 @@ pub fn judge(
     }
     if update.booted_slot_marked_good == Some(false) {
         alerts.push(Alert::UpdateFailed {
-            reason: update
-                .last_error
-                .clone()
-                .unwrap_or_else(|| "the health check after the update did not pass".into()),
+            reason: match (&update.health_problem, &update.last_error) {
+                (Some(p), _) => format!("the health check after the update did not pass: {p}"),
+                (None, Some(e)) => e.clone(),
+                (None, None) => "the health check after the update did not pass".into(),
+            },
+        });
+    } else if let Some(f) = failed_update {
+        alerts.push(Alert::UpdateFailed {
+            reason: f.sentence(),
         });
     }
     let state = if update.operation == "installing" {
         OverallState::Updating
-    } else if !alerts.is_empty() {
+    } else if !alerts.is_empty() || validity.iter().any(ValidityAlert::degrades) {
         OverallState::Degraded
     } else if starting {
         OverallState::Starting
@@ -535,16 +578,53 @@ impl Inner {
             .await
             .unwrap_or_default();
         let services = self.services().await;
-        let evaluation_licence = match licence {
+        let licence_status = match licence {
             Some(p) => tokio::time::timeout(PEER_TIMEOUT, p.licence_status())
                 .await
                 .ok()
-                .and_then(|r| r.ok())
-                .map(|l| l.evaluation),
+                .and_then(|r| r.ok()),
             None => None,
         };
+        let refusal = match (licence, &licence_status) {
+            (Some(p), Some(st)) if st.evaluation => {
+                tokio::time::timeout(PEER_TIMEOUT, p.refusal_kind())
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok())
+                    .flatten()
+            }
+            _ => None,
+        };
+        let evaluation_licence = licence_status.as_ref().map(|l| l.evaluation);
+        let now = time::OffsetDateTime::now_utc();
+        let mut validity_alerts = licence_status
+            .as_ref()
+            .map(|st| {
+                validity::licence_alerts(st, refusal.as_ref(), now.date(), self.config.warn_days)
+            })
+            .unwrap_or_default();
+        let not_after = self
+            .certificate
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .and_then(Certificate::not_after);
+        if let Some(t) = not_after
+            && let Some(a) = validity::certificate_alert(t, now, self.config.warn_days)
+        {
+            validity_alerts.push(a);
+        }
+        let mut interfaces = host.interfaces;
         let ntp = match &self.backend {
-            Backend::Box(sd) => sd.ntp_synchronized().await,
+            Backend::Box(sd) => {
+                if let Some(json) = sd.describe_network().await {
+                    let modes = network::parse_describe(&json);
+                    for i in &mut interfaces {
+                        i.dhcp = modes.get(&i.name).copied();
+                    }
+                }
+                sd.ntp_synchronized().await
+            }
             Backend::Dev(_) => None,
         };
         let update = self
@@ -552,7 +632,23 @@ impl Inner {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let (state, alerts) = judge(&services, &update, host.disk.as_ref());
+        let identify = self
+            .identify_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| Instant::now() < t);
+        let failed_update = self
+            .failed_update
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let (state, alerts) = judge(
+            &services,
+            &update,
+            host.disk.as_ref(),
+            &validity_alerts,
+            failed_update.as_ref(),
+        );
         ApplianceStatus {
             mode: self.mode,
             state,
@@ -564,7 +660,7 @@ impl Inner {
             memory: host.memory,
             disk: host.disk,
             temperatures: host.temperatures,
-            interfaces: host.interfaces,
+            interfaces,
             ntp_synchronized: ntp,
             time: time::OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)
@@ -575,40 +671,75 @@ impl Inner {
             evaluation_licence,
             update,
             alerts,
+            validity_alerts,
+            identify,
         }
     }
 
-    /// Whether every non-optional service is active and the relay answers.
-    async fn healthy(&self) -> bool {
+    /// `Ok` when every non-optional service is active and the relay answers; else what
+    /// is wrong, for a person.
+    async fn healthy(&self) -> Result<(), String> {
         let services = self.services().await;
-        let units_ok = services
+        let down: Vec<String> = services
             .iter()
-            .all(|(s, optional)| *optional || s.state == ServiceState::Active);
-        let relay_ok = match self.config.relay_check {
-            Some(addr) => rauc::port_answers(addr).await,
-            None => true,
-        };
-        units_ok && relay_ok
+            .filter(|(s, optional)| !*optional && s.state != ServiceState::Active)
+            .map(|(s, _)| format!("{} is {}", s.unit, s.state))
+            .collect();
+        if !down.is_empty() {
+            return Err(down.join(", "));
+        }
+        match self.config.relay_check {
+            Some(addr) if !rauc::port_answers(addr).await => {
+                Err(format!("the relay does not accept connections on {addr}"))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
 /// The post-update health check and `Mark("good", "booted")`; see [`crate::rauc`].
 async fn mark_good_after_update(inner: Arc<Inner>, conn: zbus::Connection) {
-    let Ok(Ok(installer)) = tokio::time::timeout(
+    let installer = match tokio::time::timeout(
         rauc::CALL_TIMEOUT,
         rauc::InstallerProxy::builder(&conn)
             .cache_properties(CacheProperties::No)
             .build(),
     )
     .await
-    else {
-        return;
-    };
-    let slots = match tokio::time::timeout(rauc::CALL_TIMEOUT, installer.get_slot_status()).await {
-        Ok(Ok(s)) => s,
-        _ => {
-            tracing::info!("RAUC is not on the bus; no update health check");
+    {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot make a proxy for RAUC; no update health check");
             return;
+        }
+        Err(_) => {
+            tracing::error!("making a proxy for RAUC timed out; no update health check");
+            return;
+        }
+    };
+    let first = Instant::now();
+    let mut attempt = 0;
+    let slots = loop {
+        let failure =
+            match tokio::time::timeout(rauc::CALL_TIMEOUT, installer.get_slot_status()).await {
+                Ok(Ok(s)) => break s,
+                Ok(Err(e)) => rauc::CallFailure::Error(e),
+                Err(_) => rauc::CallFailure::TimedOut,
+            };
+        match rauc::retry_slot_status(&failure, attempt, first.elapsed()) {
+            Some(pause) => {
+                tracing::warn!(%failure, attempt, ?pause, "RAUC did not give its slots; asking again");
+                tokio::time::sleep(pause).await;
+                attempt += 1;
+            }
+            None if matches!(&failure, rauc::CallFailure::Error(_)) && attempt == 0 => {
+                tracing::info!(%failure, "RAUC is not on the bus; no update health check");
+                return;
+            }
+            None => {
+                tracing::error!(%failure, attempts = attempt + 1, "RAUC never gave its slots; no update health check");
+                return;
+            }
         }
     };
     let Some((slot, identity)) = rauc::booted_identity(&slots) else {
@@ -631,14 +762,19 @@ async fn mark_good_after_update(inner: Arc<Inner>, conn: zbus::Connection) {
     tracing::info!(%slot, %identity, "booted slot is fresh: running the health check");
     let deadline = Instant::now() + inner.config.health_deadline;
     let mut good_in_a_row = 0;
+    let mut last_problem = String::from("the health check did not run");
     while Instant::now() < deadline {
-        if inner.healthy().await {
-            good_in_a_row += 1;
-            if good_in_a_row >= 3 {
-                break;
+        match inner.healthy().await {
+            Ok(()) => {
+                good_in_a_row += 1;
+                if good_in_a_row >= 3 {
+                    break;
+                }
             }
-        } else {
-            good_in_a_row = 0;
+            Err(problem) => {
+                good_in_a_row = 0;
+                last_problem = problem;
+            }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -652,6 +788,12 @@ async fn mark_good_after_update(inner: Arc<Inner>, conn: zbus::Connection) {
                 if let Err(e) = rauc::record_marked(&inner.config.state_dir, &identity) {
                     tracing::error!(error = %e, "cannot record the marked slot");
                 }
+                // A later update worked: the earlier failure is history.
+                rauc::forget_failed(&inner.config.state_dir);
+                *inner
+                    .failed_update
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = None;
                 true
             }
             Ok(Err(e)) => {
@@ -664,22 +806,81 @@ async fn mark_good_after_update(inner: Arc<Inner>, conn: zbus::Connection) {
             }
         }
     } else {
-        tracing::error!(%slot, "health check after the update failed; not marking the slot good");
+        tracing::error!(%slot, problem = %last_problem, "health check after the update failed; not marking the slot good");
         inner.audit.write(
             None,
             "supervisor",
             "mark_good",
             &identity,
-            "refused: health check failed",
+            &format!("refused: health check failed: {last_problem}"),
         );
         false
     };
-    inner
-        .update
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .booted_slot_marked_good = Some(marked);
+    {
+        let mut u = inner.update.lock().unwrap_or_else(|e| e.into_inner());
+        u.booted_slot_marked_good = Some(marked);
+        u.health_problem = (!marked).then(|| last_problem.clone());
+    }
     inner.refresh.notify_one();
+    if !marked {
+        fall_back(&inner, &installer, &slots, &slot, &identity, &last_problem).await;
+    }
+}
+
+/// After a failed health check: record it, mark the slot bad and reboot into the slot that
+/// worked, when there is one (see [`crate::rauc`]).
+async fn fall_back(
+    inner: &Inner,
+    installer: &rauc::InstallerProxy<'_>,
+    slots: &[(
+        String,
+        std::collections::HashMap<String, zvariant::OwnedValue>,
+    )],
+    slot: &str,
+    identity: &str,
+    problem: &str,
+) {
+    let Backend::Box(sd) = &inner.backend else {
+        return;
+    };
+    if !inner.config.fall_back_after_failed_update {
+        tracing::warn!("falling back after a failed update is off in the configuration");
+        return;
+    }
+    let Some(other) = rauc::fallback_slot(slots) else {
+        tracing::error!(%slot, "no other slot is known good: staying on this one (a reboot could not help)");
+        return;
+    };
+    let failed = FailedUpdate {
+        slot: slot.to_string(),
+        identity: identity.to_string(),
+        fell_back_to: other.clone(),
+        reason: problem.to_string(),
+        at: now_rfc3339(),
+    };
+    if let Err(e) = rauc::record_failed(&inner.config.state_dir, &failed) {
+        tracing::error!(error = %e, "cannot record the failed update");
+    }
+    match tokio::time::timeout(rauc::CALL_TIMEOUT, installer.mark("bad", "booted")).await {
+        Ok(Ok((name, message))) => tracing::warn!(%name, %message, "marked the booted slot bad"),
+        Ok(Err(e)) => tracing::error!(error = %e, "RAUC refused to mark the slot bad"),
+        Err(_) => tracing::error!("RAUC did not answer Mark in time"),
+    }
+    tracing::warn!(%slot, %other, "rebooting into the slot that worked");
+    let r = sd.reboot().await;
+    inner.audit.write(
+        None,
+        "supervisor",
+        "fall_back",
+        &format!("{identity} -> {other}"),
+        &match &r {
+            Ok(()) => "done".to_string(),
+            Err(e) => format!("failed: {}", crate::error_chain(e)),
+        },
+    );
+    if let Err(e) = r {
+        tracing::error!(error = %crate::error_chain(&e), "cannot reboot into the slot that worked");
+    }
 }
 
 async fn rauc_progress(conn: &zbus::Connection, update: &Mutex<UpdateStatus>) {
@@ -814,6 +1015,8 @@ pub async fn run(opts: Options) -> Result<(), RunError> {
         evaluation_licence: None,
         update: UpdateStatus::default(),
         alerts: vec![],
+        validity_alerts: vec![],
+        identify: false,
     };
     let inner = Arc::new(Inner {
         audit: Audit {
@@ -832,6 +1035,12 @@ pub async fn run(opts: Options) -> Result<(), RunError> {
         refresh: refresh.clone(),
         stop: stop_tx,
         started: Instant::now(),
+        identify_until: Mutex::new(None),
+        certificate: Mutex::new(config.relay_certificate.clone().map(Certificate::new)),
+        failed_update: Mutex::new(match mode {
+            Mode::Appliance => rauc::failed_update(&config.state_dir),
+            Mode::Development => None,
+        }),
     });
     // Build the first real status before taking the name, so no client sees an empty one.
     let licence = License1Proxy::builder(&conn)
@@ -961,14 +1170,17 @@ mod tests {
     fn judgement() {
         let none = UpdateStatus::default();
         let ok = vec![(svc("relay", ServiceState::Active, 0), false)];
-        assert_eq!(judge(&ok, &none, None).0, OverallState::Ok);
+        assert_eq!(judge(&ok, &none, None, &[], None).0, OverallState::Ok);
         let starting = vec![(svc("relay", ServiceState::Activating, 0), false)];
-        assert_eq!(judge(&starting, &none, None).0, OverallState::Starting);
+        assert_eq!(
+            judge(&starting, &none, None, &[], None).0,
+            OverallState::Starting
+        );
         let failed = vec![
             (svc("relay", ServiceState::Failed, 1), false),
             (svc("emu", ServiceState::Failed, 1), true),
         ];
-        let (state, alerts) = judge(&failed, &none, None);
+        let (state, alerts) = judge(&failed, &none, None, &[], None);
         assert_eq!(state, OverallState::Degraded);
         assert_eq!(
             alerts,
@@ -981,20 +1193,56 @@ mod tests {
             total_bytes: 100,
             available_bytes: 5,
         };
-        assert_eq!(judge(&ok, &none, Some(&disk)).0, OverallState::Degraded);
+        assert_eq!(
+            judge(&ok, &none, Some(&disk), &[], None).0,
+            OverallState::Degraded
+        );
         let installing = UpdateStatus {
             operation: "installing".into(),
             ..Default::default()
         };
-        assert_eq!(judge(&ok, &installing, None).0, OverallState::Updating);
+        assert_eq!(
+            judge(&ok, &installing, None, &[], None).0,
+            OverallState::Updating
+        );
         let bad = UpdateStatus {
             booted_slot_marked_good: Some(false),
             ..Default::default()
         };
         assert!(matches!(
-            judge(&ok, &bad, None).1[0],
+            judge(&ok, &bad, None, &[], None).1[0],
             Alert::UpdateFailed { .. }
         ));
+        // Expired licences and certificates degrade the box; expiring ones only warn.
+        let soon = [ValidityAlert::CertificateExpiring {
+            days: 3,
+            expires: "2026-01-04".into(),
+        }];
+        assert_eq!(
+            judge(&ok, &none, None, &soon, None),
+            (OverallState::Ok, vec![])
+        );
+        let gone = [ValidityAlert::LicenceExpired {
+            expired_on: "2026-01-01".into(),
+        }];
+        assert_eq!(
+            judge(&ok, &none, None, &gone, None).0,
+            OverallState::Degraded
+        );
+        // After a fall-back, the slot that worked reports the failed update.
+        let f = FailedUpdate {
+            slot: "rootfs.0".into(),
+            identity: "rootfs.0@x".into(),
+            fell_back_to: "rootfs.1".into(),
+            reason: "lifeline-relay.service is failed".into(),
+            at: "2026-01-01T00:00:00Z".into(),
+        };
+        let (state, alerts) = judge(&ok, &none, None, &[], Some(&f));
+        assert_eq!(state, OverallState::Degraded);
+        assert!(
+            matches!(&alerts[0], Alert::UpdateFailed { reason } if reason.contains("went back to rootfs.1")),
+            "{alerts:?}"
+        );
     }
 
     #[test]
@@ -1010,17 +1258,5 @@ mod tests {
         assert_eq!(uid_of(passwd, "lifeline-relay"), Some(998));
         assert_eq!(uid_of(passwd, "root"), Some(0));
         assert_eq!(uid_of(passwd, "nobody"), None);
-    }
-
-    #[test]
-    fn network_files() {
-        assert_eq!(
-            network_file("eth0", NetworkMode::Dhcp, "", 0),
-            "[Match]\nName=eth0\n\n[Network]\nDHCP=yes\n"
-        );
-        assert!(
-            network_file("eth0", NetworkMode::Static, "192.0.2.5", 24)
-                .contains("Address=192.0.2.5/24")
-        );
     }
 }

@@ -3,9 +3,16 @@
 //! Unit state comes from `org.freedesktop.systemd1` (`LoadUnit` for the object, then the
 //! unit's `ActiveState` and `SubState` and the service's `NRestarts` and `MainPID`), read
 //! fresh on every refresh without property caching. Restart is `RestartUnit(unit,
-//! "replace")`, reboot and power off are logind's `Reboot(false)` / `PowerOff(false)` (no
-//! interactive authentication: the supervisor runs as root and authorises callers itself).
-//! Every call is bounded by [`CALL_TIMEOUT`].
+//! "replace")`, reboot and power off are logind's `Reboot(false)` / `PowerOff(false)`, a new
+//! network setting is networkd's `Reload()`, and how networkd configures each interface
+//! comes from its `Describe()`. Every call is bounded by [`CALL_TIMEOUT`].
+//!
+//! Who may: the supervisor runs as its own unprivileged user, and systemd, logind and
+//! networkd ask polkit about an unprivileged caller. The image's polkit rule
+//! (`rootfs/usr/share/polkit-1/rules.d/50-lifeline-supervisor.rules`) allows that user
+//! exactly these actions: restarting the Lifeline units named in it, rebooting, powering
+//! off and reloading networkd; everything else is refused as for any other user. The
+//! supervisor authorises and audits its own callers before it asks (see [`crate::service`]).
 
 use std::time::Duration;
 
@@ -67,6 +74,7 @@ pub trait Login {
 )]
 pub trait Network {
     fn reload(&self) -> zbus::Result<()>;
+    fn describe(&self) -> zbus::Result<String>;
 }
 
 #[zbus::proxy(
@@ -190,9 +198,25 @@ impl Systemd {
         bounded("logind", login.power_off(false)).await
     }
 
+    /// Make networkd read its files again; it reconfigures the interfaces whose file
+    /// changed.
     pub async fn reload_network(&self) -> Result<(), SystemError> {
         let n = bounded("networkd", NetworkProxy::new(&self.conn)).await?;
         bounded("networkd", n.reload()).await
+    }
+
+    /// networkd's view of every interface (JSON), when it answers.
+    pub async fn describe_network(&self) -> Option<String> {
+        let n = bounded("networkd", NetworkProxy::new(&self.conn))
+            .await
+            .ok()?;
+        match bounded("networkd", n.describe()).await {
+            Ok(json) => Some(json),
+            Err(e) => {
+                tracing::debug!(error = %crate::error_chain(&e), "networkd did not describe its links");
+                None
+            }
+        }
     }
 
     /// NTP synchronisation, when timedated answers.

@@ -29,7 +29,20 @@ struct Supervisor {
 }
 
 impl Drop for Supervisor {
+    /// SIGTERM first, so the supervisor stops its children (its private bus, the licence
+    /// manager) instead of leaving them running; SIGKILL if it has not exited in 15 s.
     fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -359,4 +372,138 @@ async fn actions_are_authorised_by_unix_user_rate_limited_and_audited() {
     assert!(exit.success(), "{exit}");
     let _ = bus.kill();
     let _ = bus.wait();
+}
+
+/// Licence and certificate alerts from the real licence manager (a licence that ends in ten
+/// days) and a certificate file (that ends in five), and Identify in the status.
+#[tokio::test(flavor = "multi_thread")]
+async fn licence_and_certificate_alerts_and_identify() {
+    use lifeline_supervisor_api::{OverallState, ValidityAlert};
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).display().to_string();
+    std::fs::write(
+        dir.path().join("factory.toml"),
+        "serial = \"LL-DEV-2\"\nmodel = \"b200\"\n",
+    )
+    .unwrap();
+    let today = time::OffsetDateTime::now_utc().date();
+    let in_days = |d: i64| {
+        let date = today + time::Duration::days(d);
+        format!(
+            "{:04}-{:02}-{:02}",
+            date.year(),
+            u8::from(date.month()),
+            date.day()
+        )
+    };
+    let issued = Command::new(sibling("lifeline-license"))
+        .arg("issue")
+        .arg("--key")
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../license/dev-keys/dev-licence-signing.key.pem"),
+        )
+        .args([
+            "--serial",
+            "LL-DEV-2",
+            "--model",
+            "b200",
+            "--rep-seats",
+            "3",
+        ])
+        .args(["--issued", &in_days(-100), "--expires", &in_days(10)])
+        .arg("--out")
+        .arg(dir.path().join("licence.json"))
+        .status()
+        .unwrap();
+    assert!(issued.success());
+    let mut params = rcgen::CertificateParams::new(vec!["box.test".into()]).unwrap();
+    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(5);
+    let key = rcgen::KeyPair::generate().unwrap();
+    std::fs::write(
+        dir.path().join("cert.pem"),
+        params.self_signed(&key).unwrap().pem(),
+    )
+    .unwrap();
+    let config = format!(
+        "mode = \"development\"\nstate_dir = \"{state}\"\ndata_path = \"{root}\"\nrefresh_ms = 300\n\
+         relay_certificate = \"{cert}\"\nwarn_days = 30\n\n\
+         [[service]]\nname = \"license\"\ncommand = \"{lic}\"\n\
+         args = [\"serve\", \"--licence\", \"{licence}\", \"--data-dir\", \"{data}\", \"--factory-file\", \"{factory}\", \"--dmi-serial-file\", \"{nodmi}\"]\n",
+        state = p("state"),
+        root = dir.path().display(),
+        cert = p("cert.pem"),
+        lic = sibling("lifeline-license").display(),
+        licence = p("licence.json"),
+        data = p("license"),
+        factory = p("factory.toml"),
+        nodmi = p("no-dmi"),
+    );
+    std::fs::write(dir.path().join("supervisor.toml"), config).unwrap();
+    let sup = Supervisor {
+        child: Command::new(BIN)
+            .arg("--config")
+            .arg(dir.path().join("supervisor.toml"))
+            .env_remove("LIFELINE_DBUS_ADDRESS")
+            .spawn()
+            .unwrap(),
+        dir,
+    };
+    let addr_file = sup.dir.path().join("state/bus-address");
+    let address = wait_for(Duration::from_secs(20), "the bus address", async || {
+        std::fs::read_to_string(&addr_file)
+            .ok()
+            .filter(|s| s.ends_with('\n'))
+    })
+    .await;
+    let conn = zbus::connection::Builder::address(address.trim())
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let proxy = wait_for(Duration::from_secs(20), "the supervisor", async || {
+        let p = Supervisor1Proxy::new(&conn).await.ok()?;
+        p.get_status().await.ok()?;
+        Some(p)
+    })
+    .await;
+    let status = wait_for(Duration::from_secs(30), "both alerts", async || {
+        let s = proxy.status().await.ok()?;
+        (s.validity_alerts.len() == 2).then_some(s)
+    })
+    .await;
+    assert!(
+        status
+            .validity_alerts
+            .contains(&ValidityAlert::LicenceExpiring {
+                days: 10,
+                expires: in_days(10)
+            }),
+        "{:?}",
+        status.validity_alerts
+    );
+    assert!(
+        status.validity_alerts.iter().any(|a| matches!(
+            a,
+            ValidityAlert::CertificateExpiring { days, .. } if *days == 4 || *days == 5
+        )),
+        "{:?}",
+        status.validity_alerts
+    );
+    assert_eq!(status.evaluation_licence, Some(false));
+    assert_eq!(
+        status.state,
+        OverallState::Ok,
+        "warnings, not a degraded box"
+    );
+
+    // Identify: in the status for IDENTIFY_SECONDS, then gone.
+    proxy.identify("test").await.unwrap();
+    assert!(proxy.status().await.unwrap().identify);
+    wait_for(
+        Duration::from_secs(lifeline_supervisor_api::IDENTIFY_SECONDS + 10),
+        "identify to end",
+        async || (!proxy.status().await.ok()?.identify).then_some(()),
+    )
+    .await;
 }

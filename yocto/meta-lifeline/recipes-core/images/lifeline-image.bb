@@ -19,5 +19,15 @@ IMAGE_ROOTFS_SIZE = "786432"
 IMAGE_ROOTFS_EXTRA_SPACE = "0"
 IMAGE_OVERHEAD_FACTOR = "1.0"
 
+# The admin's network settings live on the data partition (see rootfs/etc/systemd/network):
+# /etc/systemd/network becomes a link to them. Done on the finished root file system because
+# the folder belongs to the systemd package.
+lifeline_network_on_data() {
+    rm -rf ${IMAGE_ROOTFS}${sysconfdir}/systemd/network
+    ln -s /data/lifeline/network ${IMAGE_ROOTFS}${sysconfdir}/systemd/network
+}
+lifeline_network_on_data[doc] = "Makes /etc/systemd/network a link to the admin's settings on the data partition"
+ROOTFS_POSTPROCESS_COMMAND += "lifeline_network_on_data"
+
 do_image_wic[depends] += "lifeline-boot-state:do_deploy"
 WICVARS:append = " LIFELINE_SRCDIR"

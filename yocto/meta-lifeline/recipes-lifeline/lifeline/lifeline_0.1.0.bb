@@ -14,7 +14,7 @@ LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/MIT;md5=0835ade698e0bcf8506ecda
 
 # The client's window toolkit (FLTK) builds from source against X11 and Pango; its JPEG
 # encoder (libjpeg-turbo, bundled) with CMake and NASM.
-DEPENDS = "cairo cmake-native nasm-native fontconfig glib-2.0 libx11 libxcursor libxext libxfixes libxft libxinerama libxrender pango"
+DEPENDS = "cairo cmake-native fontconfig glib-2.0 libx11 libxcursor libxext libxfixes libxft libxinerama libxrender nasm-native pango"
 
 inherit cargo cargo-update-recipe-crates externalsrc systemd useradd
 
@@ -33,6 +33,7 @@ do_install:append() {
         install -m 0644 ${S}/rootfs/usr/lib/systemd/system/${unit} ${D}${systemd_system_unitdir}/
     done
     install -m 0644 ${S}/rootfs/usr/share/dbus-1/system.d/org.lifeline.License1.conf ${D}${datadir}/dbus-1/system.d/
+    install -m 0644 ${S}/rootfs/usr/share/dbus-1/system.d/org.lifeline.Panel1.conf ${D}${datadir}/dbus-1/system.d/
     install -d ${D}${datadir}/lifeline/clients/linux-x86_64
     mv ${D}${bindir}/lifeline-agent ${D}${datadir}/lifeline/clients/linux-x86_64/lifeline-agent
 }
@@ -42,14 +43,15 @@ PACKAGES =+ "${PN}-relay ${PN}-license ${PN}-panel ${PN}-supervisor ${PN}-client
 FILES:${PN}-relay += "${bindir}/lifeline-relay ${systemd_system_unitdir}/lifeline-relay.service"
 FILES:${PN}-license += "${bindir}/lifeline-license ${systemd_system_unitdir}/lifeline-license.service \
                         ${datadir}/dbus-1/system.d/org.lifeline.License1.conf"
-FILES:${PN}-panel += "${bindir}/lifeline-panel ${systemd_system_unitdir}/lifeline-panel.service"
+FILES:${PN}-panel += "${bindir}/lifeline-panel ${systemd_system_unitdir}/lifeline-panel.service \
+                      ${datadir}/dbus-1/system.d/org.lifeline.Panel1.conf"
 FILES:${PN}-supervisor += "${bindir}/lifeline-supervisor ${systemd_system_unitdir}/lifeline-supervisor.service"
 FILES:${PN}-clients += "${datadir}/lifeline/clients"
 
 RDEPENDS:${PN}-relay = "${PN}-clients lifeline-rootfs"
 RDEPENDS:${PN}-license = "dbus lifeline-rootfs"
-RDEPENDS:${PN}-panel = "lifeline-rootfs"
-RDEPENDS:${PN}-supervisor = "dbus lifeline-rootfs rauc"
+RDEPENDS:${PN}-panel = "dbus lifeline-rootfs"
+RDEPENDS:${PN}-supervisor = "dbus lifeline-rootfs polkit rauc"
 # The client is served to customers and never runs on the box: its X11 libraries are not
 # dependencies of the image.
 SKIP_FILEDEPS:${PN}-clients = "1"
