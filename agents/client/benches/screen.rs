@@ -519,11 +519,11 @@ fn table(args: &Args, f: &Figures, load_before: &str) {
                 show(f.get(&format!("{n}_lossless")), 0),
                 show(f.get(&format!("vnc_{n}_lossless")), 0)
             )
-        } else if s == Scenario::Photo {
+        } else if matches!(s, Scenario::Photo | Scenario::PhotoLow) {
             format!(
                 "{}/{} dB",
-                show(f.get("photo_psnr_db"), 1),
-                show(f.get("vnc_photo_psnr_db"), 1)
+                show(f.get(&format!("{n}_psnr_db")), 1),
+                show(f.get(&format!("vnc_{n}_psnr_db")), 1)
             )
         } else {
             String::new()

@@ -1,14 +1,16 @@
 //! The measuring console's picture: a reference decoder of the agent's screen messages
-//! (Solid, PNG, JPEG and Copy rectangles, see `lifeline_proto::screen`) into a 0x00RRGGBB
-//! surface, so the benchmark can compare what a representative would see with the X
-//! server's own pixels.
+//! (the channel's deflate stream inflated with `lifeline_proto::deflate::ScreenInflater`;
+//! Solid, Palette, PNG, JPEG and Copy rectangles, see `lifeline_proto::screen`) into a
+//! 0x00RRGGBB surface, so the benchmark can compare what a representative would see with
+//! the X server's own pixels.
 //!
 //! It never panics on what arrives: every size and offset is checked by
 //! `lifeline_proto::screen::decode_update` and again here, and a rectangle that does not
 //! decode is an error the console counts (the picture is then known to be wrong).
 
+use lifeline_proto::deflate::ScreenInflater;
 use lifeline_proto::frame::{self, Channel};
-use lifeline_proto::screen::{Encoding, decode_cursor, decode_update};
+use lifeline_proto::screen::{Encoding, Palette, decode_cursor, decode_update};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -40,6 +42,7 @@ pub struct Applied {
     pub png: usize,
     pub solid: usize,
     pub copy: usize,
+    pub palette: usize,
 }
 
 pub struct Canvas {
@@ -48,6 +51,7 @@ pub struct Canvas {
     pub px: Vec<u32>,
     before: Vec<u32>,
     jpeg: Option<turbojpeg::Decompressor>,
+    inflater: ScreenInflater,
 }
 
 impl Canvas {
@@ -58,6 +62,7 @@ impl Canvas {
             px: Vec::new(),
             before: Vec::new(),
             jpeg: turbojpeg::Decompressor::new().ok(),
+            inflater: ScreenInflater::new(),
         }
     }
 
@@ -101,7 +106,12 @@ impl Canvas {
                 Ok(a)
             }
             Channel::Screen => {
-                let u = decode_update(payload).map_err(|e| DecodeError::Update(e.to_string()))?;
+                let update = self
+                    .inflater
+                    .message(&hdr, payload)
+                    .map_err(|e| DecodeError::Update(e.to_string()))?
+                    .to_vec();
+                let u = decode_update(&update).map_err(|e| DecodeError::Update(e.to_string()))?;
                 a.screen = true;
                 a.end_of_frame = u.end_of_frame();
                 a.key = u.key_frame();
@@ -164,6 +174,15 @@ impl Canvas {
                                 self.px[to..to + rw as usize]
                                     .copy_from_slice(&self.before[from..from + rw as usize]);
                             }
+                        }
+                        Encoding::Palette => {
+                            a.palette += 1;
+                            let rgb = Palette::parse(r.w, r.h, r.data)
+                                .ok_or_else(|| {
+                                    self.rect_err(Encoding::Palette, rw, rh, "bad palette data")
+                                })?
+                                .to_rgb();
+                            self.put_rgb(x, y, rw, rh, &rgb);
                         }
                         Encoding::Png => {
                             a.png += 1;

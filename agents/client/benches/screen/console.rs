@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use lifeline_proto::encode;
-use lifeline_proto::remote::InputEvent;
+use lifeline_proto::remote::{InputEvent, StreamSettings};
 use lifeline_proto::viewer::{RelayToViewer, ViewerToRelay};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -39,6 +39,7 @@ pub struct Counts {
     pub png: u64,
     pub solid: u64,
     pub copy: u64,
+    pub palette: u64,
     pub last_binary: Option<Instant>,
     pub decode_errors: u64,
     pub last_error: Option<String>,
@@ -143,6 +144,7 @@ impl Console {
                                 k.png += a.png as u64;
                                 k.solid += a.solid as u64;
                                 k.copy += a.copy as u64;
+                                k.palette += a.palette as u64;
                                 if a.screen && a.end_of_frame {
                                     k.frames += 1;
                                     k.key_frames += u64::from(a.key);
@@ -206,6 +208,13 @@ impl Console {
     /// The picture's pixels of an area.
     pub fn picture(&self, x: i32, y: i32, w: u32, h: u32) -> Vec<u32> {
         lock(&self.canvas).area(x, y, w, h)
+    }
+
+    /// Chooses the monitor and quality, like the console's pickers.
+    pub fn stream(&self, settings: StreamSettings) -> Result<()> {
+        self.out
+            .send(Message::text(encode(&ViewerToRelay::Stream { settings })))
+            .map_err(|_| BenchError::Viewer("the socket is closed".into()))
     }
 
     pub fn input(&self, event: InputEvent) -> Result<()> {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lifeline_proto::remote::InputEvent;
+use lifeline_proto::remote::{InputEvent, Quality, StreamSettings};
 
 use super::agent::{Agent, CpuSample, process_cpu_s};
 use super::console::Console;
@@ -94,6 +94,10 @@ pub trait Peer {
     fn last_activity(&self) -> Option<Instant>;
     /// Presses and releases a key through the viewer (the representative typing).
     fn viewer_key(&mut self, keysym: u32) -> Result<()>;
+    /// The console's quality choice (the peer's viewer has a fixed quality: nothing to do).
+    fn set_quality(&mut self, _quality: Quality) -> Result<()> {
+        Ok(())
+    }
     /// What the viewer shows of an area of the desktop.
     fn picture(&mut self, x: i32, y: i32, w: u32, h: u32) -> Result<Vec<u32>>;
     /// A CPU sample of the serving side (our agent's threads; x11vnc).
@@ -232,6 +236,13 @@ impl Peer for Ours {
 
     fn last_activity(&self) -> Option<Instant> {
         self.console.counts().last_binary
+    }
+
+    fn set_quality(&mut self, quality: Quality) -> Result<()> {
+        self.console.stream(StreamSettings {
+            monitor: None,
+            quality,
+        })
     }
 
     fn viewer_key(&mut self, keysym: u32) -> Result<()> {

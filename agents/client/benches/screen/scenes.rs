@@ -45,16 +45,20 @@ pub enum Scenario {
     ScrollLine,
     Drag,
     Photo,
+    /// The photo slideshow with the console's "low bandwidth" quality (ours; the peer's
+    /// quality is fixed), to compare bytes at comparable sharpness.
+    PhotoLow,
     Idle,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Typing,
         Scenario::ScrollPage,
         Scenario::ScrollLine,
         Scenario::Drag,
         Scenario::Photo,
+        Scenario::PhotoLow,
         Scenario::Idle,
     ];
 
@@ -65,6 +69,7 @@ impl Scenario {
             Scenario::ScrollLine => "scroll_line",
             Scenario::Drag => "drag",
             Scenario::Photo => "photo",
+            Scenario::PhotoLow => "photo_low",
             Scenario::Idle => "idle",
         }
     }
@@ -94,6 +99,9 @@ impl Scenario {
             Scenario::Photo => {
                 "full-screen 1920x1080 plasma-fractal pictures (ImageMagick), a new one every 2 s, each shown with one CopyArea"
             }
+            Scenario::PhotoLow => {
+                "the same slideshow with the console's quality set to \"low bandwidth\" (ours only; the peer keeps its fixed quality 6)"
+            }
             Scenario::Idle => "the `less` xterm, nothing changes",
         }
     }
@@ -103,7 +111,7 @@ impl Scenario {
             Scenario::Typing | Scenario::ScrollLine => Some(Duration::from_millis(200)),
             Scenario::ScrollPage => Some(Duration::from_secs(1)),
             Scenario::Drag => Some(Duration::from_millis(100)),
-            Scenario::Photo => Some(Duration::from_secs(2)),
+            Scenario::Photo | Scenario::PhotoLow => Some(Duration::from_secs(2)),
             Scenario::Idle => None,
         }
     }
@@ -195,6 +203,11 @@ impl Slideshow {
 }
 
 pub fn run(peer: &mut dyn Peer, s: Scenario, secs: f64, assets: &Assets) -> Result<Outcome> {
+    peer.set_quality(if s == Scenario::PhotoLow {
+        Quality::Low
+    } else {
+        Quality::Auto
+    })?;
     peer.desk().x.pointer_to(PARK.0, PARK.1)?;
     let mut term = None;
     let mut show = None;
@@ -207,7 +220,9 @@ pub fn run(peer: &mut dyn Peer, s: Scenario, secs: f64, assets: &Assets) -> Resu
                 &["sh", "-c", "cat > /dev/null"],
             )?);
         }
-        Scenario::Photo => show = Some(Slideshow::open(&*peer, &assets.photos)?),
+        Scenario::Photo | Scenario::PhotoLow => {
+            show = Some(Slideshow::open(&*peer, &assets.photos)?);
+        }
         _ => {
             term = Some(peer.desk().xterm(
                 &format!("lifeline-bench-{}", s.name()),
@@ -266,7 +281,7 @@ pub fn run(peer: &mut dyn Peer, s: Scenario, secs: f64, assets: &Assets) -> Resu
                     x.move_window(w.id, drag_at.0, drag_at.1)?;
                     x.pointer_to(drag_at.0 + 100, drag_at.1 - 6)?;
                 }
-                Scenario::Photo => {
+                Scenario::Photo | Scenario::PhotoLow => {
                     if let Some(sl) = &show {
                         sl.show(&*peer, k)?;
                     }
@@ -293,7 +308,7 @@ pub fn run(peer: &mut dyn Peer, s: Scenario, secs: f64, assets: &Assets) -> Resu
         screen_cpu_pct: screen_cpu / window * 100.0,
         ..Default::default()
     };
-    if s.is_text() || s == Scenario::Photo {
+    if s.is_text() || matches!(s, Scenario::Photo | Scenario::PhotoLow) {
         peer.desk().x.pointer_to(PARK.0, PARK.1)?;
         settle(peer, QUIET, SETTLE_LIMIT, &format!("{} at rest", s.name()))?;
         let (wrong, db) = compare(peer)?;
