@@ -16,7 +16,10 @@
 //!   is the best of the recent samples (a link is at least as fast as it has proved to be).
 //!
 //! `Quality::Auto` maps the estimate to a level (JPEG quality, chroma, PNG effort, shortest
-//! frame interval, refinement); a building queue steps one level down. `Low` is the lowest
+//! frame interval, refinement); a building queue steps one level down. Changing pictures go
+//! with half-resolution chroma at every `Auto` level (it halves the encoder's work on a
+//! full-screen change and the eye hardly sees it on moving photos); the refinement of a
+//! still region is always full chroma. `Low` is the lowest
 //! level, `Best` the highest, whatever the link (the in-flight limit still protects a slow
 //! one).
 //!
@@ -78,11 +81,11 @@ const LEVELS: [(u64, Level); 6] = [
     ),
     (
         1_500_000,
-        level(80, Chroma::Full, PngEffort::Default, 25, Some(92)),
+        level(80, Chroma::Half, PngEffort::Default, 25, Some(92)),
     ),
     (
         6_000_000,
-        level(85, Chroma::Full, PngEffort::Fast, 16, Some(95)),
+        level(85, Chroma::Half, PngEffort::Fast, 16, Some(95)),
     ),
 ];
 /// The level `Auto` starts at, before any measurement.
