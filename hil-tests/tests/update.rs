@@ -357,7 +357,7 @@ fn update_installs_boots_and_falls_back_and_refuses_foreign_bundles() {
 
     // Power off through the supervisor (as the relay's user, as the appliance page would):
     // QEMU ends when the guest powers down.
-    going_down_call(m, "lifeline-relay", "PowerOff", "web:hil");
+    going_down_call(&mut m, "lifeline-relay", "PowerOff", "web:hil");
     wait_for(
         Duration::from_secs(180),
         Duration::from_millis(500),
