@@ -770,6 +770,8 @@ impl Db {
         action: Option<&str>,
         limit: i64,
     ) -> Result<Vec<AuditRow>, DbError> {
+        // Audit lines are appended without waiting; a reader sees every line written before.
+        self.flush().await;
         let rows = sqlx::query(
             "SELECT * FROM audit WHERE (?1 IS NULL OR action = ?1) ORDER BY id DESC LIMIT ?2",
         )
