@@ -7,8 +7,10 @@
 //! scenario's duration and count the stream's bytes from the first action until one second
 //! after the end (so the last action's update is in), divided by the duration. Text
 //! scenarios then wait for quiet again and compare the whole picture the viewer shows with
-//! the X server's own pixels (lossless or not); the photo scenario gives the PSNR of the
-//! same comparison.
+//! the X server's own pixels (lossless or not); the photo scenarios give the PSNR of the
+//! same comparison (`psnr_db`, at rest: refinements included) and of the picture shown a
+//! whole period after a change, just before the last one (`psnr_shown_db`: what the
+//! representative sees during the slideshow).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -138,8 +140,10 @@ pub struct Outcome {
     /// pixels differ.
     pub lossless: Option<bool>,
     pub wrong_px: usize,
-    /// Photo: PSNR of the viewer's picture against the server's.
+    /// Photo: PSNR of the viewer's picture against the server's, at rest after the run.
     pub psnr_db: Option<f64>,
+    /// Photo: the same while the slideshow runs (just before the last picture changes).
+    pub psnr_shown_db: Option<f64>,
 }
 
 fn kbps(bytes: u64, secs: f64) -> f64 {
@@ -246,6 +250,7 @@ pub fn run(peer: &mut dyn Peer, s: Scenario, secs: f64, assets: &Assets) -> Resu
     let t0 = Instant::now();
     let end = t0 + Duration::from_secs_f64(secs);
     let mut actions = 0;
+    let mut psnr_shown = None;
     if let Some(period) = s.period() {
         let n = (secs / period.as_secs_f64()).floor() as usize;
         actions = n;
@@ -282,6 +287,10 @@ pub fn run(peer: &mut dyn Peer, s: Scenario, secs: f64, assets: &Assets) -> Resu
                     x.pointer_to(drag_at.0 + 100, drag_at.1 - 6)?;
                 }
                 Scenario::Photo | Scenario::PhotoLow => {
+                    if k + 1 == n && k > 0 {
+                        // What the viewer shows a whole period after a change.
+                        psnr_shown = Some(compare(peer)?.1);
+                    }
                     if let Some(sl) = &show {
                         sl.show(&*peer, k)?;
                     }
@@ -306,6 +315,7 @@ pub fn run(peer: &mut dyn Peer, s: Scenario, secs: f64, assets: &Assets) -> Resu
         wire_kbps: kbps(w1 - w0, secs),
         cpu_pct: cpu / window * 100.0,
         screen_cpu_pct: screen_cpu / window * 100.0,
+        psnr_shown_db: psnr_shown,
         ..Default::default()
     };
     if s.is_text() || matches!(s, Scenario::Photo | Scenario::PhotoLow) {

@@ -40,7 +40,7 @@
 //!
 //! JPEG-sent blocks are remembered with their quality; [`FrameEncoder::refine`] re-sends
 //! them sharper once they stop changing (the stream decides when, and how much at a time),
-//! so photos arrive fast and settle crisp. Text is never sent lossy: any cell with few
+//! so photos arrive fast and settle crisp (refinements with optimised Huffman tables). Text is never sent lossy: any cell with few
 //! colours or flat areas is Palette or PNG.
 //!
 //! Limits: the classification is a heuristic; a photo cell with at most 256 colours is sent
@@ -974,6 +974,8 @@ impl FrameEncoder {
             Chroma::Full => turbojpeg::Subsamp::None,
         })
         .map_err(err)?;
+        // Refinements are not in a hurry: optimised Huffman tables take ~5 % off.
+        c.set_optimize(refine).map_err(err)?;
         let stride = src.stride();
         let start = area.y as usize * stride + area.x as usize * BPP;
         let image = turbojpeg::Image {

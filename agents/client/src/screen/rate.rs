@@ -18,8 +18,9 @@
 //! `Quality::Auto` maps the estimate to a level (JPEG quality, chroma, PNG effort, shortest
 //! frame interval, refinement); a building queue steps one level down. Changing pictures go
 //! with half-resolution chroma at every `Auto` level (it halves the encoder's work on a
-//! full-screen change and the eye hardly sees it on moving photos); the refinement of a
-//! still region is always full chroma. `Low` is the lowest
+//! full-screen change and the eye hardly sees it on moving photos); from 400 kB/s up, a
+//! change after a still moment (a new picture, see [`Refiner`]) goes with full chroma, as
+//! the refinement of a still region always does. `Low` is the lowest
 //! level, `Best` the highest, whatever the link (the in-flight limit still protects a slow
 //! one).
 //!
@@ -50,17 +51,21 @@ pub struct Level {
     pub interval: Duration,
     /// JPEG quality regions are refined to once they stop changing; `None`: no refinement.
     pub refine: Option<u8>,
+    /// Chroma for a change after a still moment (a new picture that may well stay).
+    pub still_chroma: Chroma,
 }
 
-const fn level(q: u8, chroma: Chroma, png: PngEffort, ms: u64, refine: Option<u8>) -> Level {
+/// An `Auto` level: changing pictures with half chroma, new ones with `still`.
+const fn level(q: u8, still: Chroma, png: PngEffort, ms: u64, refine: Option<u8>) -> Level {
     Level {
         params: EncodeParams {
             jpeg_quality: q,
-            chroma,
+            chroma: Chroma::Half,
             png,
         },
         interval: Duration::from_millis(ms),
         refine,
+        still_chroma: still,
     }
 }
 
@@ -77,15 +82,15 @@ const LEVELS: [(u64, Level); 6] = [
     ),
     (
         400_000,
-        level(72, Chroma::Half, PngEffort::Default, 33, Some(90)),
+        level(72, Chroma::Full, PngEffort::Default, 33, Some(90)),
     ),
     (
         1_500_000,
-        level(80, Chroma::Half, PngEffort::Default, 25, Some(92)),
+        level(80, Chroma::Full, PngEffort::Default, 25, Some(92)),
     ),
     (
         6_000_000,
-        level(85, Chroma::Half, PngEffort::Fast, 16, Some(95)),
+        level(80, Chroma::Full, PngEffort::Fast, 16, Some(95)),
     ),
 ];
 /// The level `Auto` starts at, before any measurement.
@@ -221,6 +226,7 @@ impl Pacer {
                 },
                 interval: Duration::from_millis(16),
                 refine: Some(97),
+                still_chroma: Chroma::Full,
             },
             Quality::Auto => {
                 let mut i = match self.rate() {
@@ -243,9 +249,119 @@ impl Pacer {
     }
 }
 
+/// How long JPEG-sent content must stay unchanged before it is refined.
+pub const REFINE_AFTER: Duration = Duration::from_millis(500);
+/// The wait before refining once a refinement proved wasted.
+pub const REFINE_AFTER_WASTED: Duration = Duration::from_secs(4);
+/// A refinement not overtaken by new JPEG content within this long was worth its bytes.
+pub const REFINE_STANDS: Duration = Duration::from_secs(3);
+
+/// When JPEG-sent content is refined, and which changes count as new pictures.
+///
+/// Content is refined [`REFINE_AFTER`] after the last JPEG change. A refinement overtaken
+/// by new JPEG content within [`REFINE_STANDS`] was wasted (a slideshow, a page read in
+/// short bursts): the next wait is [`REFINE_AFTER_WASTED`], until a refinement stands
+/// again. A JPEG change at least [`REFINE_AFTER`] after the previous one follows a still
+/// moment: a new picture that may well stay as it is, worth full chroma at once. The policy
+/// is per screen, not per region (a video playing anywhere holds every refinement back).
+#[derive(Debug, Clone)]
+pub struct Refiner {
+    due: Option<Instant>,
+    delay: Duration,
+    refined_at: Option<Instant>,
+    lossy_at: Option<Instant>,
+}
+
+impl Default for Refiner {
+    fn default() -> Self {
+        Refiner {
+            due: None,
+            delay: REFINE_AFTER,
+            refined_at: None,
+            lossy_at: None,
+        }
+    }
+}
+
+impl Refiner {
+    /// When the next refinement (or slice of one) is due, if anything awaits one.
+    pub fn due(&self) -> Option<Instant> {
+        self.due
+    }
+
+    /// Whether a change at `now` follows a still moment.
+    pub fn after_still(&self, now: Instant) -> bool {
+        self.lossy_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= REFINE_AFTER)
+    }
+
+    /// JPEG content went out at `now`.
+    pub fn on_lossy(&mut self, now: Instant) {
+        if let Some(t) = self.refined_at.take() {
+            self.delay = if now.saturating_duration_since(t) < REFINE_STANDS {
+                REFINE_AFTER_WASTED
+            } else {
+                REFINE_AFTER
+            };
+        }
+        self.lossy_at = Some(now);
+        self.due = Some(now + self.delay);
+    }
+
+    /// A refinement is being produced: nothing is due until it says otherwise.
+    pub fn start(&mut self) {
+        self.due = None;
+    }
+
+    /// A refinement slice went out at `now`; `more`: content still awaits refining.
+    pub fn on_refined(&mut self, now: Instant, more: bool) {
+        self.refined_at = Some(now);
+        if more {
+            self.due = Some(now);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refinement_waits_longer_after_a_wasted_one() {
+        let t0 = Instant::now();
+        let s = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut r = Refiner::default();
+        assert!(r.after_still(t0), "the first change is a new picture");
+        r.on_lossy(t0);
+        assert_eq!(r.due(), Some(s(500)));
+        // Scrolling: changes 100 ms apart are not new pictures and push the refinement on.
+        assert!(!r.after_still(s(100)));
+        r.on_lossy(s(100));
+        assert_eq!(r.due(), Some(s(600)));
+        r.start();
+        r.on_refined(s(600), true);
+        assert_eq!(
+            r.due(),
+            Some(s(600)),
+            "the next slice goes once this one is acked"
+        );
+        r.start();
+        r.on_refined(s(650), false);
+        assert_eq!(r.due(), None);
+        // A new picture 1.35 s after the refinement: it was wasted; wait longer.
+        assert!(r.after_still(s(2000)));
+        r.on_lossy(s(2000));
+        assert_eq!(r.due(), Some(s(6000)));
+        // Slideshow: the next picture comes before the refinement, which never goes.
+        r.on_lossy(s(4000));
+        assert_eq!(r.due(), Some(s(8000)));
+        // Left alone, the picture is refined after all, and a refinement that stands
+        // brings the short wait back.
+        r.start();
+        r.on_refined(s(8000), false);
+        r.on_lossy(s(20000));
+        assert_eq!(r.due(), Some(s(20500)));
+    }
 
     #[test]
     fn in_flight_and_acks() {

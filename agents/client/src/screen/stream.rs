@@ -20,7 +20,7 @@ use lifeline_proto::remote::{Monitor, StreamSettings};
 use lifeline_proto::screen::{Cursor, MAX_CURSOR, MAX_SURFACE, encode_cursor};
 
 use super::encode::{EncodeError, EncodedFrame, FrameEncoder};
-use super::rate::Pacer;
+use super::rate::{Pacer, Refiner};
 use super::{
     Area, CursorImage, EventSink, PointerState, ScreenSource, SourceError, SourceEvent,
     StreamControl, StreamOutput, surface_area,
@@ -45,8 +45,6 @@ const STILL_AFTER: Duration = Duration::from_secs(2);
 const REFINE_SLICE: Duration = Duration::from_millis(250);
 /// Most pointer positions kept between two captures (each is one offset to try).
 const TRAIL: usize = 8;
-/// How long JPEG-sent content must stay unchanged before it is refined.
-const REFINE_AFTER: Duration = Duration::from_millis(500);
 
 /// Why the loop ends.
 enum Exit {
@@ -133,7 +131,7 @@ struct Stream {
     need_key: bool,
     damage_since: Option<Instant>,
     damage: Vec<Area>,
-    lossy_at: Option<Instant>,
+    refiner: Refiner,
     /// JPEG bytes per pixel lately (to size refinements).
     jpeg_bytes_per_px: f64,
     cursor: CursorSent,
@@ -160,7 +158,7 @@ impl Stream {
             need_key: true,
             damage_since: None,
             damage: Vec::new(),
-            lossy_at: None,
+            refiner: Refiner::default(),
             jpeg_bytes_per_px: 0.2,
             cursor: CursorSent::default(),
             trail: Vec::new(),
@@ -305,9 +303,9 @@ impl Stream {
 
     /// When a refinement is due, if one is.
     fn refine_at(&self) -> Option<Instant> {
-        let at = self.lossy_at?;
+        let at = self.refiner.due()?;
         self.pacer.level().refine?;
-        (self.pacer.in_flight() == 0).then_some(at + REFINE_AFTER)
+        (self.pacer.in_flight() == 0).then_some(at)
     }
 
     fn tick(&mut self, now: Instant) -> Result<(), Exit> {
@@ -394,13 +392,18 @@ impl Stream {
         self.trail.clear();
         self.trail.push((pointer.x, pointer.y));
         let number = self.frame.wrapping_add(1);
-        let params = self.pacer.params();
+        let level = self.pacer.level();
+        let mut params = level.params;
+        if self.refiner.after_still(now) {
+            // A new picture rather than the middle of a scroll or a video: it may well stay.
+            params.chroma = level.still_chroma;
+        }
         let encoded = enc.encode(number, key, &params, &moves)?;
         if let Some(f) = encoded {
             self.need_key = false;
             self.frame = number;
             if f.stats.jpeg > 0 {
-                self.lossy_at = Some(now);
+                self.refiner.on_lossy(now);
                 let bpp = f.stats.jpeg_bytes as f64 / f.stats.jpeg_pixels.max(1) as f64;
                 self.jpeg_bytes_per_px = (self.jpeg_bytes_per_px + bpp) / 2.0;
             }
@@ -411,7 +414,7 @@ impl Stream {
     }
 
     fn produce_refinement(&mut self, now: Instant) -> Result<(), Exit> {
-        self.lossy_at = None;
+        self.refiner.start();
         let Some(q) = self.pacer.level().refine else {
             return Ok(());
         };
@@ -432,10 +435,8 @@ impl Stream {
         };
         let number = self.frame.wrapping_add(1);
         if let Some(f) = enc.refine(number, &params, max_pixels.max(1))? {
-            if enc.lossy_below(q) {
-                // More to refine once this one is acknowledged.
-                self.lossy_at = now.checked_sub(REFINE_AFTER);
-            }
+            // More to refine once this one is acknowledged?
+            self.refiner.on_refined(now, enc.lossy_below(q));
             self.frame = number;
             tracing::trace!(frame = number, stats = ?f.stats, "refinement");
             self.send_frame(&f, now)?;
