@@ -34,6 +34,7 @@ pub mod auth;
 pub mod clients;
 pub mod config;
 pub mod db;
+pub mod files;
 pub mod hub;
 pub mod i18n;
 pub mod licence;
