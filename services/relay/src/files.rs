@@ -543,8 +543,7 @@ fn range_start(headers: &HeaderMap) -> Result<u64, FilesError> {
 async fn record(
     state: &State,
     session_id: &str,
-    user: &str,
-    ip: std::net::IpAddr,
+    (user, ip): (&str, std::net::IpAddr),
     direction: &str,
     path: &str,
     size: u64,
@@ -694,32 +693,39 @@ struct DownloadStream {
 }
 
 impl DownloadStream {
+    /// The whole file passed: check its hash (when it was streamed from the start) and
+    /// record the transfer.
+    async fn complete(&mut self) -> Result<(), String> {
+        self.done = true;
+        if let Some(h) = self.hasher.take() {
+            let got = hex::encode(h.finalize());
+            if got != self.sha256 {
+                return Err(format!(
+                    "{} arrived with SHA-256 {got}, not {}",
+                    self.path, self.sha256
+                ));
+            }
+        }
+        record(
+            &self.state,
+            &self.session_id,
+            (&self.user, self.ip),
+            "download",
+            &self.path,
+            self.size,
+            &self.sha256,
+        )
+        .await;
+        Ok(())
+    }
+
     async fn next_bytes(&mut self) -> Result<Option<Bytes>, String> {
         if self.done {
             return Ok(None);
         }
         if self.pos >= self.size {
-            self.done = true;
-            if let Some(h) = self.hasher.take() {
-                let got = hex::encode(h.finalize());
-                if got != self.sha256 {
-                    return Err(format!(
-                        "{} arrived with SHA-256 {got}, not {}",
-                        self.path, self.sha256
-                    ));
-                }
-            }
-            record(
-                &self.state,
-                &self.session_id,
-                &self.user,
-                self.ip,
-                "download",
-                &self.path,
-                self.size,
-                &self.sha256,
-            )
-            .await;
+            // An empty file (or an empty range): nothing to wait for.
+            self.complete().await?;
             return Ok(None);
         }
         loop {
@@ -752,6 +758,12 @@ impl DownloadStream {
                         h.update(&data);
                     }
                     self.pos = c.end();
+                    if self.pos >= self.size {
+                        // The last bytes go out only once the whole file is verified (the
+                        // HTTP layer stops asking for more after the announced length).
+                        self.complete().await?;
+                        return Ok(Some(data));
+                    }
                     let _ = self
                         .t
                         .files
@@ -934,8 +946,7 @@ pub async fn upload(
     record(
         &state,
         &id,
-        &rep.0.user.username,
-        ip,
+        (&rep.0.user.username, ip),
         "upload",
         &q.path,
         size,
