@@ -376,7 +376,13 @@ impl Conn {
                             };
                             match header.channel {
                                 Channel::Screen | Channel::Cursor => room.route(&header, b),
-                                Channel::File => self.state.hub.files.from_agent_frame(session_id, b),
+                                Channel::File => {
+                                    let payload = &b[frame::HEADER_LEN..];
+                                    if let Err(e) = lifeline_proto::files::Chunk::decode(payload) {
+                                        return self.fail(ErrorCode::Malformed, format!("bad file chunk: {e}")).await;
+                                    }
+                                    self.state.hub.files.from_agent_frame(session_id, b);
+                                }
                                 Channel::Shell => {
                                     return self.fail(ErrorCode::OutOfOrder, "no shell channel is open".into()).await;
                                 }
