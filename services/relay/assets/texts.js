@@ -512,6 +512,93 @@ const DE = {
   customerScreen: 'Bildschirm des Kunden',
 };
 
+// The "Files" area (files.js) and file events in the session report.
+const FILES = {
+  en: {
+    filesTitle: 'Files',
+    filesPerm: 'File transfer',
+    filesRequest: 'Request file transfer',
+    filesUp: 'Up',
+    filesUpload: 'Send files…',
+    filesName: 'Name',
+    filesSize: 'Size',
+    filesModified: 'Modified',
+    filesActions: 'Actions',
+    filesDownload: 'Download',
+    filesEmpty: 'This folder is empty.',
+    filesTruncated: 'Not every entry of this folder is shown.',
+    filesOther: 'A link, device or other special file: it cannot be transferred.',
+    filesDropHint: 'Drop files or folders here to send them to this folder.',
+    filesHashing: 'Checking the file…',
+    filesResuming: 'Connection interrupted; resuming…',
+    filesChanged: 'The file changed on the customer’s computer during the transfer.',
+    filesHashMismatch: 'The received file does not match its checksum; it was not saved.',
+    filesKept: 'Not sent: the existing file was kept.',
+    filesReplace: (name) => `“${name}” already exists on the customer’s computer. Replace it?`,
+    filesVerified: (size) => `${size} · checksum verified`,
+    filesProgress: (done, size, rate, left) => `${done} of ${size} · ${rate} · ${left} left`,
+    fileEvent: (dir, path, size, sha) => `${dir === 'upload' ? 'sent to the customer' : 'received from the customer'}: ${path} (${size}, SHA-256 ${sha})`,
+    eventKinds: { file_transferred: 'file transferred' },
+  },
+  fr: {
+    filesTitle: 'Fichiers',
+    filesPerm: 'Transfert de fichiers',
+    filesRequest: 'Demander le transfert de fichiers',
+    filesUp: 'Dossier parent',
+    filesUpload: 'Envoyer des fichiers…',
+    filesName: 'Nom',
+    filesSize: 'Taille',
+    filesModified: 'Modifié',
+    filesActions: 'Actions',
+    filesDownload: 'Télécharger',
+    filesEmpty: 'Ce dossier est vide.',
+    filesTruncated: 'Tous les éléments de ce dossier ne sont pas affichés.',
+    filesOther: 'Un lien, un périphérique ou un autre fichier spécial : il ne peut pas être transféré.',
+    filesDropHint: 'Déposez ici des fichiers ou des dossiers pour les envoyer dans ce dossier.',
+    filesHashing: 'Vérification du fichier…',
+    filesResuming: 'Connexion interrompue ; reprise…',
+    filesChanged: 'Le fichier a changé sur l’ordinateur du client pendant le transfert.',
+    filesHashMismatch: 'Le fichier reçu ne correspond pas à sa somme de contrôle ; il n’a pas été enregistré.',
+    filesKept: 'Non envoyé : le fichier existant a été conservé.',
+    filesReplace: (name) => `« ${name} » existe déjà sur l’ordinateur du client. Le remplacer ?`,
+    filesVerified: (size) => `${size} · somme de contrôle vérifiée`,
+    filesProgress: (done, size, rate, left) => `${done} sur ${size} · ${rate} · encore ${left}`,
+    fileEvent: (dir, path, size, sha) => `${dir === 'upload' ? 'envoyé au client' : 'reçu du client'} : ${path} (${size}, SHA-256 ${sha})`,
+    eventKinds: { file_transferred: 'fichier transféré' },
+  },
+  de: {
+    filesTitle: 'Dateien',
+    filesPerm: 'Dateiübertragung',
+    filesRequest: 'Dateiübertragung anfragen',
+    filesUp: 'Übergeordneter Ordner',
+    filesUpload: 'Dateien senden…',
+    filesName: 'Name',
+    filesSize: 'Größe',
+    filesModified: 'Geändert',
+    filesActions: 'Aktionen',
+    filesDownload: 'Herunterladen',
+    filesEmpty: 'Dieser Ordner ist leer.',
+    filesTruncated: 'Nicht alle Einträge dieses Ordners werden angezeigt.',
+    filesOther: 'Ein Link, Gerät oder eine andere Spezialdatei: sie kann nicht übertragen werden.',
+    filesDropHint: 'Dateien oder Ordner hier ablegen, um sie in diesen Ordner zu senden.',
+    filesHashing: 'Datei wird geprüft…',
+    filesResuming: 'Verbindung unterbrochen; wird fortgesetzt…',
+    filesChanged: 'Die Datei hat sich während der Übertragung auf dem Computer des Kunden geändert.',
+    filesHashMismatch: 'Die empfangene Datei passt nicht zu ihrer Prüfsumme; sie wurde nicht gespeichert.',
+    filesKept: 'Nicht gesendet: die vorhandene Datei wurde behalten.',
+    filesReplace: (name) => `„${name}“ ist auf dem Computer des Kunden bereits vorhanden. Ersetzen?`,
+    filesVerified: (size) => `${size} · Prüfsumme bestätigt`,
+    filesProgress: (done, size, rate, left) => `${done} von ${size} · ${rate} · noch ${left}`,
+    fileEvent: (dir, path, size, sha) => `${dir === 'upload' ? 'an den Kunden gesendet' : 'vom Kunden empfangen'}: ${path} (${size}, SHA-256 ${sha})`,
+    eventKinds: { file_transferred: 'Datei übertragen' },
+  },
+};
+for (const [table, extra] of [[EN, FILES.en], [FR, FILES.fr], [DE, FILES.de]]) {
+  const { eventKinds, ...rest } = extra;
+  Object.assign(table, rest);
+  table.eventKinds = { ...table.eventKinds, ...eventKinds };
+}
+
 const TEXTS = { en: EN, fr: FR, de: DE };
 
 /** The console's language: `?lang=` if given, else the browser's first of en, fr, de. */

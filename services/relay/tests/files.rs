@@ -673,3 +673,113 @@ async fn the_admin_can_turn_file_transfer_off() {
         .await;
     assert_eq!((s, v["error"].as_str()), (404, Some("not_found")), "{v}");
 }
+
+/// The console's "Files" area in Chromium (`tests/browser/files.mjs`): the permission
+/// asked and allowed in the client window, a folder listed and opened, a download saved and
+/// verified, a dropped file sent, a replacement refused then confirmed, the session report.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_file_panel_in_the_console_with_chromium() {
+    let art = artifacts("files-console");
+    let x = Xvfb::start();
+    let home = tempfile::tempdir().unwrap();
+    let share = home.path();
+    std::fs::create_dir_all(share.join("Documents")).unwrap();
+    std::fs::write(share.join("Documents/notes.txt"), "Grüße\n").unwrap();
+    let medium: Vec<u8> = (0..20_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let medium_sha = sha_hex(&medium);
+    std::fs::write(share.join("medium.bin"), &medium).unwrap();
+
+    let relay = Relay::start().await;
+    stock_client(&relay);
+    let rep = relay.rep_token().await;
+    let mut console = ws_connect(&relay.addr, "/ws/console", Some(&rep)).await;
+    recv_type(&mut console, "snapshot").await;
+    let key = relay.new_key(&rep, "personal").await;
+    let file = download_client(&relay, key["key"].as_str().unwrap(), "Zoë Client", "en").await;
+    let agent = Customer::run(&file, &x, share, art.join("agent.log"));
+    agent.wait_log("event=connected").await;
+    let mut wid = x.window("Support").await;
+    for _ in 0..20 {
+        wid = x.window("Support").await;
+        if x.try_xdotool(&["windowfocus", "--sync", &wid]) {
+            x.try_xdotool(&["key", "Return"]);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if agent.log().contains("event=terms_accepted") {
+            break;
+        }
+    }
+    let up = recv_type(&mut console, "upsert").await;
+    let sid = up["entry"]["session_id"].as_str().unwrap().to_string();
+    let (s, _) = relay
+        .post(&rep, &format!("/api/v1/sessions/{sid}/accept"), json!({}))
+        .await;
+    assert_eq!(s, 200);
+    agent.wait_log("event=state state=active").await;
+
+    let sync = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    assert!(
+        root.join("tests/browser/node_modules/playwright-core")
+            .is_dir(),
+        "browser-test packages are missing: run `cargo xtask test` (it runs npm ci in tests/browser)"
+    );
+    let script_out = art.join("files.mjs.log");
+    let mut script = tokio::process::Command::new("node")
+        .arg(root.join("tests/browser/files.mjs"))
+        .env("LIFELINE_URL", &relay.url)
+        .env("LIFELINE_REP_USER", "rep1")
+        .env("LIFELINE_REP_PASSWORD", REP_PASSWORD)
+        .env("LIFELINE_SESSION", &sid)
+        .env("LIFELINE_SYNC", sync.path())
+        .env("LIFELINE_ARTIFACTS", &art)
+        .env("LIFELINE_MEDIUM_SHA", &medium_sha)
+        .env("CHROMIUM", "/usr/bin/chromium")
+        .stdout(std::fs::File::create(&script_out).unwrap())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node must be installed (cargo xtask test installs it)");
+    let script_log = || std::fs::read_to_string(&script_out).unwrap_or_default();
+
+    // The customer allows file transfer when the console asks.
+    wait_for(
+        Duration::from_secs(90),
+        "the file transfer question",
+        async || {
+            agent
+                .log()
+                .contains("event=permission_asked permission=file_transfer")
+                .then_some(())
+        },
+    )
+    .await;
+    x.xdotool(&["windowfocus", "--sync", &wid]);
+    x.xdotool(&["key", "--delay", "120", "Tab", "space"]);
+    agent
+        .wait_log("event=permission permission=file_transfer change=granted")
+        .await;
+
+    let status = tokio::time::timeout(Duration::from_secs(300), script.wait())
+        .await
+        .expect("the browser script ends")
+        .unwrap();
+    let log = script_log();
+    println!("{log}");
+    assert!(status.success(), "browser script failed:\n{log}");
+    assert!(log.contains(" passed, 0 failed"), "{log}");
+
+    // What the customer's disk holds.
+    let want = |name: &str| std::fs::read_to_string(sync.path().join(name)).unwrap();
+    let replaced = std::fs::read(share.join("dropped.bin")).unwrap();
+    assert_eq!(sha_hex(&replaced), want("replaced.sha"));
+    assert_ne!(want("dropped.sha"), want("replaced.sha"));
+    let parts: Vec<_> = std::fs::read_dir(share)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+        .collect();
+    assert!(parts.is_empty(), "no .part file left: {parts:?}");
+}
