@@ -595,6 +595,7 @@ impl Hub {
         };
         self.db.add_event(session_id, "ended", reason).await?;
         live.room.end(reason);
+        self.files.forget(session_id);
         self.db
             .save_stream_totals(session_id, &live.room.counters.totals())
             .await?;

@@ -151,11 +151,25 @@ impl Files {
         self.root.is_some()
     }
 
-    /// The customer's grant changed.
+    /// The customer's grant changed. A withdrawal ends every transfer, and the relay hears
+    /// why for each.
     pub fn set_grant(&mut self, granted: bool) {
         self.granted = granted;
         if !granted {
+            let ids: Vec<u32> = self
+                .downloads
+                .keys()
+                .chain(self.uploads.keys())
+                .copied()
+                .collect();
             self.stop_all();
+            for id in ids {
+                self.reply_now(FileReply::Failed {
+                    id,
+                    code: FileErrorCode::NotPermitted,
+                    message: "the customer withdrew file transfer".into(),
+                });
+            }
         }
     }
 
@@ -763,6 +777,44 @@ mod tests {
             }
         ));
         assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn withdrawing_the_grant_ends_transfers() {
+        let t = tempfile::tempdir().unwrap();
+        let mut files = Files::new(Some(t.path().to_owned()));
+        files.set_grant(true);
+        files.request(FileRequest::Upload {
+            id: 4,
+            path: "x".into(),
+            size: 3,
+            sha256: sha(b"abc"),
+            overwrite: false,
+        });
+        reply(&mut files).await;
+        files.set_grant(false);
+        assert!(matches!(
+            reply(&mut files).await,
+            FileReply::Failed {
+                id: 4,
+                code: FileErrorCode::NotPermitted,
+                ..
+            }
+        ));
+        files.chunk(&Chunk::encode(4, 0, b"abc"));
+        files.request(FileRequest::List {
+            id: 5,
+            path: String::new(),
+        });
+        assert!(matches!(
+            reply(&mut files).await,
+            FileReply::Failed {
+                id: 5,
+                code: FileErrorCode::NotPermitted,
+                ..
+            }
+        ));
+        assert!(!t.path().join("x").exists());
     }
 
     #[tokio::test(flavor = "multi_thread")]
