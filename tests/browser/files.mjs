@@ -4,6 +4,7 @@
 //
 //   LIFELINE_URL LIFELINE_REP_USER LIFELINE_REP_PASSWORD LIFELINE_SESSION LIFELINE_SYNC
 //   LIFELINE_ARTIFACTS LIFELINE_MEDIUM_SHA (SHA-256 of the customer's medium.bin)
+//   LIFELINE_OFFER_NAME LIFELINE_OFFER_SHA (the file the customer sends from the window)
 //
 // Writes into LIFELINE_SYNC: `dropped.sha` and `replaced.sha` (what the customer's disk must
 // hold). Exits 0 only if every step passed.
@@ -32,6 +33,8 @@ const SESSION = env('LIFELINE_SESSION');
 const SYNC = env('LIFELINE_SYNC');
 const ARTIFACTS = path.resolve(env('LIFELINE_ARTIFACTS'));
 const MEDIUM_SHA = env('LIFELINE_MEDIUM_SHA');
+const OFFER_NAME = env('LIFELINE_OFFER_NAME');
+const OFFER_SHA = env('LIFELINE_OFFER_SHA');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 fs.mkdirSync(ARTIFACTS, { recursive: true });
 
@@ -175,7 +178,23 @@ async function run() {
     fs.writeFileSync(path.join(SYNC, 'replaced.sha'), digest);
   });
 
-  await step('g. the session report lists every transfer', async () => {
+  await step('g. a file the customer sends from the client window shows up and downloads', async () => {
+    const offer = page.locator(`[data-testid=file-offer][data-name="${OFFER_NAME}"]`);
+    await offer.waitFor({ timeout: 90_000 });
+    const [download] = await Promise.all([
+      page.waitForEvent('download', { timeout: 60_000 }),
+      offer.locator('[data-testid=offer-download]').click(),
+    ]);
+    const saved = path.join(ARTIFACTS, 'offered.bin');
+    await download.saveAs(saved);
+    const got = sha(fs.readFileSync(saved));
+    fs.rmSync(saved);
+    check(got === OFFER_SHA, `saved file SHA-256 ${got}, expected ${OFFER_SHA}`);
+    await page.locator(`[data-testid=transfer][data-direction=download][data-name="${OFFER_NAME}"][data-state=done]`).waitFor();
+    await shot('files-3-offer.png');
+  });
+
+  await step('h. the session report lists every transfer', async () => {
     await page.click('[data-testid=end-session]');
     await page.locator('[data-testid=chat-input]').waitFor({ state: 'visible' });
     const item = page.locator(`[data-testid=recent-sessions] [data-session-id="${SESSION}"] button`).first();
@@ -187,12 +206,15 @@ async function run() {
     }
     await dialog.waitFor({ state: 'visible' });
     const rows = dialog.locator('[data-testid=transcript-events] tr', { hasText: 'file transferred' });
-    await rows.nth(2).waitFor();
+    await rows.nth(3).waitFor();
     const texts = await rows.allInnerTexts();
-    check(texts.length === 3, `file events: ${JSON.stringify(texts)}`);
+    check(texts.length === 4, `file events: ${JSON.stringify(texts)}`);
+    check(texts.some((x) => x.includes(`received from the customer: ${OFFER_NAME}`) && x.includes(OFFER_SHA)), 'sent file listed');
+    const offered = await dialog.locator('[data-testid=transcript-events] tr', { hasText: 'file sent by the customer' }).allInnerTexts();
+    check(offered.length === 1 && offered[0].includes(OFFER_NAME), `offer events: ${JSON.stringify(offered)}`);
     check(texts.some((x) => x.includes('received from the customer: medium.bin') && x.includes(MEDIUM_SHA)), 'download listed');
     check(texts.filter((x) => x.includes('sent to the customer: dropped.bin')).length === 2, 'uploads listed');
-    await shot('files-3-report.png');
+    await shot('files-4-report.png');
     return `${texts.length} transfers`;
   });
   await browser.close();

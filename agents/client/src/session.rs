@@ -54,6 +54,8 @@ pub enum Command {
     },
     /// End the session; the reason is recorded by the box (e.g. "declined terms").
     End(String),
+    /// The customer sends this file to the technician (while file transfer is allowed).
+    SendFile(std::path::PathBuf),
 }
 
 /// What happened, for the UI.
@@ -848,6 +850,10 @@ impl Driver {
             Command::Permission { permission, allow } => {
                 let decisions = self.consent.answer(permission, allow);
                 Prepared::Decided(decisions)
+            }
+            Command::SendFile(path) => {
+                self.files.offer(path);
+                Prepared::Nothing
             }
         }
     }

@@ -825,6 +825,12 @@ function eventDetail(ev) {
       return t.fileEvent(str(f.direction), str(f.path), fmtBytes(f.size), str(f.sha256));
     } catch { /* shown as stored */ }
   }
+  if (ev.kind === 'file_offered') {
+    try {
+      const f = JSON.parse(ev.detail);
+      return t.fileOffered(str(f.name), fmtBytes(f.size), str(f.sha256));
+    } catch { /* shown as stored */ }
+  }
   return typeof ev.detail === 'string' ? ev.detail : JSON.stringify(ev.detail);
 }
 

@@ -18,6 +18,9 @@
 //
 // Everything from the server (names, messages) reaches the DOM as text only.
 //
+// Files the customer sends from the client window are polled every few seconds while the
+// area shows a session with file transfer allowed, and listed with a Download button.
+//
 // Limits: whole files are held in the browser's memory while they are hashed; folders are
 // downloaded file by file.
 
@@ -25,6 +28,7 @@ import { t } from '/static/texts.js';
 
 const RETRIES = 5;
 const RETRY_PAUSE_MS = 1500;
+const OFFERS_EVERY_MS = 3000;
 
 const byId = (id) => document.getElementById(id);
 
@@ -143,7 +147,11 @@ export class FilePanel {
       input: byId('files-input'),
       drop: byId('files-drop'),
       transfers: byId('files-transfers'),
+      offersBox: byId('files-offers-box'),
+      offers: byId('files-offers'),
     };
+    this.offerIds = '';
+    setInterval(() => this.pollOffers(), OFFERS_EVERY_MS);
     const e = this.el;
     e.req.addEventListener('click', () => this.ask());
     e.up.addEventListener('click', () => this.open(this.path.split('/').slice(0, -1).join('/')));
@@ -176,7 +184,13 @@ export class FilePanel {
 
   /** Shows the area for a session (or none); reads `grants`, `online` and `state`. */
   show(s) {
-    if (this.session && s && this.session.id !== s.id) { this.path = ''; this.listedFor = null; }
+    if (this.session && s && this.session.id !== s.id) {
+      this.path = '';
+      this.listedFor = null;
+      this.offerIds = '';
+      this.el.offersBox.hidden = true;
+      this.el.offers.replaceChildren();
+    }
     this.session = s;
     const e = this.el;
     const active = !!(s && s.state === 'active');
@@ -195,6 +209,33 @@ export class FilePanel {
       this.open(this.path);
     }
     if (st !== 'granted') this.listedFor = null;
+  }
+
+  /** Lists the files the customer sent (when file transfer stands). */
+  async pollOffers() {
+    if (!this.granted || document.hidden) return;
+    const s = this.session;
+    let list;
+    try {
+      const r = await this.api('GET', this.base('/offers'));
+      list = r && Array.isArray(r.offers) ? r.offers : [];
+    } catch {
+      return;
+    }
+    if (this.session !== s) return;
+    const ids = list.map((o) => o.id).join(',');
+    if (ids === this.offerIds) return;
+    this.offerIds = ids;
+    this.el.offersBox.hidden = list.length === 0;
+    this.el.offers.replaceChildren(...list.map((o) => {
+      const name = String(o.name);
+      const url = this.base(`/offers/${encodeURIComponent(String(o.id))}`);
+      return h('li', { 'data-testid': 'file-offer', dataset: { name } },
+        h('span', { class: 'xfer-name', text: name }),
+        h('span', { text: ` ${fmtBytes(o.size)} ` }),
+        h('button', { type: 'button', class: 'btn btn-sm', text: t.filesDownload, 'data-testid': 'offer-download',
+          onclick: () => this.fetchFile(url, name) }));
+    }));
   }
 
   base(suffix) {
@@ -255,7 +296,11 @@ export class FilePanel {
   }
 
   /** Downloads one file, resuming a broken stream, and saves it once its hash matched. */
-  async download(path, name) {
+  download(path, name) {
+    return this.fetchFile(`${this.base('/content')}?path=${encodeURIComponent(path)}`, name);
+  }
+
+  async fetchFile(url, name) {
     const row = new TransferRow(this.el.transfers, 'download', name, 0);
     const parts = [];
     let got = 0;
@@ -264,7 +309,7 @@ export class FilePanel {
     try {
       for (let attempt = 0; ; attempt += 1) {
         try {
-          const res = await fetch(`${this.base('/content')}?path=${encodeURIComponent(path)}`, {
+          const res = await fetch(url, {
             credentials: 'same-origin', cache: 'no-store',
             headers: got > 0 ? { Range: `bytes=${got}-` } : {},
           });
@@ -297,12 +342,12 @@ export class FilePanel {
       const blob = new Blob(parts, { type: 'application/octet-stream' });
       const digest = hex(await crypto.subtle.digest('SHA-256', await blob.arrayBuffer()));
       if (digest !== sha) throw new Error(t.filesHashMismatch);
-      const url = URL.createObjectURL(blob);
-      const a = h('a', { href: url, download: name, hidden: true });
+      const saveUrl = URL.createObjectURL(blob);
+      const a = h('a', { href: saveUrl, download: name, hidden: true });
       document.body.append(a);
       a.click();
       a.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+      setTimeout(() => URL.revokeObjectURL(saveUrl), 60_000);
       row.finish(true, t.filesVerified(fmtBytes(size)), digest);
     } catch (err) {
       row.finish(false, err.message || String(err));

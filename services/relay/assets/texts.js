@@ -516,6 +516,8 @@ const DE = {
 const FILES = {
   en: {
     filesTitle: 'Files',
+    filesOffers: 'Sent by the customer',
+    fileOffered: (name, size, sha) => `the customer sent ${name} (${size}, SHA-256 ${sha})`,
     filesPerm: 'File transfer',
     filesRequest: 'Request file transfer',
     filesUp: 'Up',
@@ -538,10 +540,12 @@ const FILES = {
     filesVerified: (size) => `${size} · checksum verified`,
     filesProgress: (done, size, rate, left) => `${done} of ${size} · ${rate} · ${left} left`,
     fileEvent: (dir, path, size, sha) => `${dir === 'upload' ? 'sent to the customer' : 'received from the customer'}: ${path} (${size}, SHA-256 ${sha})`,
-    eventKinds: { file_transferred: 'file transferred' },
+    eventKinds: { file_transferred: 'file transferred', file_offered: 'file sent by the customer' },
   },
   fr: {
     filesTitle: 'Fichiers',
+    filesOffers: 'Envoyés par le client',
+    fileOffered: (name, size, sha) => `le client a envoyé ${name} (${size}, SHA-256 ${sha})`,
     filesPerm: 'Transfert de fichiers',
     filesRequest: 'Demander le transfert de fichiers',
     filesUp: 'Dossier parent',
@@ -564,10 +568,12 @@ const FILES = {
     filesVerified: (size) => `${size} · somme de contrôle vérifiée`,
     filesProgress: (done, size, rate, left) => `${done} sur ${size} · ${rate} · encore ${left}`,
     fileEvent: (dir, path, size, sha) => `${dir === 'upload' ? 'envoyé au client' : 'reçu du client'} : ${path} (${size}, SHA-256 ${sha})`,
-    eventKinds: { file_transferred: 'fichier transféré' },
+    eventKinds: { file_transferred: 'fichier transféré', file_offered: 'fichier envoyé par le client' },
   },
   de: {
     filesTitle: 'Dateien',
+    filesOffers: 'Vom Kunden gesendet',
+    fileOffered: (name, size, sha) => `der Kunde hat ${name} gesendet (${size}, SHA-256 ${sha})`,
     filesPerm: 'Dateiübertragung',
     filesRequest: 'Dateiübertragung anfragen',
     filesUp: 'Übergeordneter Ordner',
@@ -590,7 +596,7 @@ const FILES = {
     filesVerified: (size) => `${size} · Prüfsumme bestätigt`,
     filesProgress: (done, size, rate, left) => `${done} von ${size} · ${rate} · noch ${left}`,
     fileEvent: (dir, path, size, sha) => `${dir === 'upload' ? 'an den Kunden gesendet' : 'vom Kunden empfangen'}: ${path} (${size}, SHA-256 ${sha})`,
-    eventKinds: { file_transferred: 'Datei übertragen' },
+    eventKinds: { file_transferred: 'Datei übertragen', file_offered: 'Datei vom Kunden gesendet' },
   },
 };
 for (const [table, extra] of [[EN, FILES.en], [FR, FILES.fr], [DE, FILES.de]]) {

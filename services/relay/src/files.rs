@@ -16,6 +16,9 @@
 //!   `O` on. Bytes the agent already has are skipped; the answer comes after the agent
 //!   verified the whole file and gave it its name (200 `{path,size,sha256}`).
 //! * `POST .../files/folders` `{path}` — makes a folder (uploading a folder).
+//! * `GET  .../files/offers` — the files the customer sent from the client window
+//!   (`{offers: [{id, name, size, sha256, at}]}`, each also a `file_offered` event);
+//!   `GET .../files/offers/{offer}` streams one like a download (by its id only).
 //!
 //! # Resuming
 //! When the agent's link drops mid-transfer, the request waits (up to [`RECONNECT_WAIT`]) for
@@ -132,11 +135,28 @@ struct SessionFiles {
     pending: Mutex<HashMap<u32, mpsc::Sender<Incoming>>>,
     next_id: AtomicU32,
     link_gen: AtomicU32,
+    /// Files the customer sent, newest last.
+    offers: Mutex<Vec<Offer>>,
 }
+
+/// A file the customer sent from the client window.
+#[derive(Debug, Clone, Serialize)]
+pub struct Offer {
+    pub id: u32,
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+    /// Milliseconds since the Unix epoch.
+    pub at: i64,
+}
+
+/// Most offers kept per session.
+const MAX_OFFERS: usize = 100;
 
 impl Default for SessionFiles {
     fn default() -> Self {
         Self {
+            offers: Mutex::new(Vec::new()),
             agent: Mutex::new(None),
             online: watch::channel(false).0,
             pending: Mutex::new(HashMap::new()),
@@ -209,11 +229,45 @@ impl FileHub {
             .remove(session_id);
     }
 
-    /// A file reply from the agent.
-    pub fn from_agent(&self, session_id: &str, reply: FileReply) {
-        if let Some(f) = self.existing(session_id) {
-            f.deliver(reply.id(), Incoming::Reply(reply));
+    /// A file reply from the agent; an offer (the customer sends a file) is kept and
+    /// recorded.
+    pub async fn from_agent(&self, db: &crate::db::Db, session_id: &str, reply: FileReply) {
+        let Some(f) = self.existing(session_id) else {
+            return;
+        };
+        if let FileReply::Offer {
+            id,
+            name,
+            size,
+            sha256,
+        } = reply
+        {
+            if id < lifeline_proto::files::AGENT_IDS {
+                return;
+            }
+            let name = lifeline_proto::sanitize_text(&name);
+            let detail = serde_json::json!({"name": name, "size": size, "sha256": sha256});
+            if let Err(e) = db
+                .add_event(session_id, "file_offered", &detail.to_string())
+                .await
+            {
+                tracing::error!(error = %e, "cannot record a file offer");
+            }
+            let mut offers = f.offers.lock().unwrap_or_else(|e| e.into_inner());
+            if offers.len() >= MAX_OFFERS {
+                offers.remove(0);
+            }
+            offers.retain(|o| o.id != id);
+            offers.push(Offer {
+                id,
+                name,
+                size,
+                sha256,
+                at: crate::db::now_ms(),
+            });
+            return;
         }
+        f.deliver(reply.id(), Incoming::Reply(reply));
     }
 
     /// A binary frame on the file channel from the agent (its header already checked).
@@ -282,6 +336,10 @@ struct Transfer {
 impl Transfer {
     fn new(files: Arc<SessionFiles>) -> Self {
         let id = files.next_id.fetch_add(1, Ordering::Relaxed) & 0x7FFF_FFFF;
+        Self::with_id(files, id)
+    }
+
+    fn with_id(files: Arc<SessionFiles>, id: u32) -> Self {
         let (tx, rx) = mpsc::channel((WINDOW as usize / MAX_CHUNK) * 2 + 16);
         files
             .pending
@@ -585,9 +643,74 @@ pub async fn download(
     if q.path.is_empty() {
         return Err(check_wire("/").unwrap_err());
     }
-    let start = range_start(&headers)?;
     let files = allowed(&state, &id, &rep, Some("download")).await?;
-    let mut t = Transfer::new(files);
+    let t = Transfer::new(files);
+    stream_file(state, ip, rep, id, q.path, headers, t, "download").await
+}
+
+/// `GET /api/v1/sessions/{id}/files/offers`
+pub async fn offers(
+    AxState(state): AxState<State>,
+    rep: Rep,
+    Path(id): Path<String>,
+) -> Result<Response, FilesError> {
+    let files = allowed(&state, &id, &rep, Some("download")).await?;
+    let list = files
+        .offers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    Ok(Json(serde_json::json!({ "offers": list })).into_response())
+}
+
+/// `GET /api/v1/sessions/{id}/files/offers/{offer}`
+pub async fn offered(
+    AxState(state): AxState<State>,
+    ClientIp(ip): ClientIp,
+    rep: Rep,
+    Path((id, offer)): Path<(String, u32)>,
+    headers: HeaderMap,
+) -> Result<Response, FilesError> {
+    let files = allowed(&state, &id, &rep, Some("download")).await?;
+    let name = files
+        .offers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .find(|o| o.id == offer)
+        .map(|o| o.name.clone())
+        .ok_or_else(|| {
+            FilesError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "The customer did not send this file.",
+            )
+        })?;
+    let t = Transfer::with_id(files, offer);
+    stream_file(state, ip, rep, id, name, headers, t, "customer_sent").await
+}
+
+/// Streams one file from the agent: `label` names it (its path, or the name of a file the
+/// customer sent, whose transfer asks by id with an empty path).
+#[allow(clippy::too_many_arguments)]
+async fn stream_file(
+    state: State,
+    ip: std::net::IpAddr,
+    rep: Rep,
+    id: String,
+    label: String,
+    headers: HeaderMap,
+    mut t: Transfer,
+    direction: &'static str,
+) -> Result<Response, FilesError> {
+    let q = PathQuery {
+        path: if direction == "download" {
+            label.clone()
+        } else {
+            String::new()
+        },
+    };
+    let start = range_start(&headers)?;
     let reply = t
         .ask(&FileRequest::Download {
             id: t.id,
@@ -604,10 +727,12 @@ pub async fn download(
             format!("The file has {size} bytes, more than this support box allows."),
         ));
     }
-    let name = q.path.rsplit('/').next().unwrap_or("file").to_owned();
+    let name = label.rsplit('/').next().unwrap_or("file").to_owned();
     let stream = DownloadStream {
         t,
-        path: q.path,
+        wire: q.path,
+        path: label,
+        direction,
         pos: start,
         size,
         hasher: (start == 0).then(Sha256::new),
@@ -680,7 +805,11 @@ pub async fn download(
 
 struct DownloadStream {
     t: Transfer,
+    /// What the agent is asked for (empty for a file the customer sent).
+    wire: String,
+    /// What the event and messages call it.
     path: String,
+    direction: &'static str,
     pos: u64,
     size: u64,
     hasher: Option<Sha256>,
@@ -710,7 +839,7 @@ impl DownloadStream {
             &self.state,
             &self.session_id,
             (&self.user, self.ip),
-            "download",
+            self.direction,
             &self.path,
             self.size,
             &self.sha256,
@@ -792,7 +921,7 @@ impl DownloadStream {
                     let id = self.t.id;
                     let request = FileRequest::Download {
                         id,
-                        path: self.path.clone(),
+                        path: self.wire.clone(),
                         offset: self.pos,
                     };
                     if !self.t.files.request(request).await {

@@ -93,6 +93,17 @@ impl Drop for Customer {
     }
 }
 
+fn geometry(x: &Xvfb, wid: &str) -> (i32, i32) {
+    let out = x.xdotool(&["getwindowgeometry", "--shell", wid]);
+    let get = |k: &str| -> i32 {
+        out.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in {out}"))
+    };
+    (get("X="), get("Y="))
+}
+
 fn sha_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
@@ -676,7 +687,9 @@ async fn the_admin_can_turn_file_transfer_off() {
 
 /// The console's "Files" area in Chromium (`tests/browser/files.mjs`): the permission
 /// asked and allowed in the client window, a folder listed and opened, a download saved and
-/// verified, a dropped file sent, a replacement refused then confirmed, the session report.
+/// verified, a dropped file sent, a replacement refused then confirmed, a file the customer
+/// sends from the client window (its button and file chooser, driven with xdotool), the
+/// session report.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_file_panel_in_the_console_with_chromium() {
     let art = artifacts("files-console");
@@ -690,6 +703,13 @@ async fn the_file_panel_in_the_console_with_chromium() {
         .collect();
     let medium_sha = sha_hex(&medium);
     std::fs::write(share.join("medium.bin"), &medium).unwrap();
+    // The file the customer sends lies outside the shared folder: their choice, not a path
+    // the technician may name.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let gift = elsewhere.path().join("journal-2026.txt");
+    let gift_data = "Ereignisprotokoll: alles grün.\n".repeat(20_000);
+    std::fs::write(&gift, &gift_data).unwrap();
+    let gift_sha = sha_hex(gift_data.as_bytes());
 
     let relay = Relay::start().await;
     stock_client(&relay);
@@ -736,6 +756,8 @@ async fn the_file_panel_in_the_console_with_chromium() {
         .env("LIFELINE_SYNC", sync.path())
         .env("LIFELINE_ARTIFACTS", &art)
         .env("LIFELINE_MEDIUM_SHA", &medium_sha)
+        .env("LIFELINE_OFFER_NAME", "journal-2026.txt")
+        .env("LIFELINE_OFFER_SHA", &gift_sha)
         .env("CHROMIUM", "/usr/bin/chromium")
         .stdout(std::fs::File::create(&script_out).unwrap())
         .stderr(Stdio::inherit())
@@ -761,6 +783,19 @@ async fn the_file_panel_in_the_console_with_chromium() {
     agent
         .wait_log("event=permission permission=file_transfer change=granted")
         .await;
+
+    // The customer sends a file: the button beside Stop in the file transfer row, then the
+    // file chooser (its name field has the focus).
+    let (wx, wy) = geometry(&x, &wid);
+    let (bx, by) = (wx + 285, wy + 64 + 30 + 54 + 34 / 2);
+    x.screenshot(&art.join("client-granted.png"));
+    x.xdotool(&["mousemove", &bx.to_string(), &by.to_string(), "click", "1"]);
+    let chooser = x.window("Choose a file to send to the technician").await;
+    x.xdotool(&["windowfocus", "--sync", &chooser]);
+    x.xdotool(&["type", "--delay", "20", gift.to_str().unwrap()]);
+    x.screenshot(&art.join("client-chooser.png"));
+    x.xdotool(&["key", "Return"]);
+    agent.wait_log("event=file_offered").await;
 
     let status = tokio::time::timeout(Duration::from_secs(300), script.wait())
         .await

@@ -18,11 +18,14 @@
 //!   taken (or by a rename when the representative confirmed overwriting).
 //! * Withdrawing the permission stops every transfer at once; `.part` files stay for a
 //!   later resume.
+//! * The customer may send a file they choose in the window ([`Files::offer`], anywhere
+//!   they can read, but only a regular file): it is hashed, announced as an `Offer` with an
+//!   id of the agent's range, and then downloaded by that id like any other file.
 //!
 //! Every step is logged as `event=file_...` lines (tests grep them).
 //!
-//! Limits: the customer's own "send a file" and folder choice are not offered by the
-//! window yet (the shared folder is the home folder, or `SessionConfig::files_root`).
+//! Limits: the window does not offer limiting the share to one folder yet (the shared
+//! folder is the home folder, or `SessionConfig::files_root`).
 
 pub mod resolve;
 
@@ -33,7 +36,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 
 use lifeline_proto::files::{
-    Chunk, Entry, EntryKind, FileErrorCode, FileReply, FileRequest, MAX_CHUNK, MAX_ENTRIES, WINDOW,
+    AGENT_IDS, Chunk, Entry, EntryKind, FileErrorCode, FileReply, FileRequest, MAX_CHUNK,
+    MAX_ENTRIES, WINDOW,
 };
 use lifeline_proto::frame::{self, Channel};
 use sha2::{Digest, Sha256};
@@ -110,6 +114,9 @@ pub struct Files {
     uploads: HashMap<u32, Upload>,
     /// Sequence number of file frames (informational).
     seq: Arc<std::sync::atomic::AtomicU32>,
+    /// Files the customer sent: offer id → path.
+    offers: Arc<Mutex<HashMap<u32, PathBuf>>>,
+    next_offer: u32,
 }
 
 impl std::fmt::Debug for Files {
@@ -143,7 +150,45 @@ impl Files {
             downloads: HashMap::new(),
             uploads: HashMap::new(),
             seq: Arc::default(),
+            offers: Arc::default(),
+            next_offer: AGENT_IDS,
         }
+    }
+
+    /// The customer sends `path` to the technician (file transfer must stand): hashed on a
+    /// thread of its own, then announced.
+    pub fn offer(&mut self, path: PathBuf) {
+        let id = self.next_offer;
+        self.next_offer = self.next_offer.wrapping_add(1).max(AGENT_IDS);
+        if !self.granted {
+            warn!("event=file_offer_refused reason=not_granted");
+            return;
+        }
+        let (tx, offers) = (self.out_tx.clone(), self.offers.clone());
+        tokio::task::spawn_blocking(move || {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let result = open_offered(&path).and_then(|mut f| hash_file(&mut f, u64::MAX));
+            match result {
+                Ok((size, sha256)) if !name.is_empty() => {
+                    info!("event=file_offered id={id} name={name:?} size={size} sha256={sha256}");
+                    offers
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(id, path);
+                    let _ = tx.blocking_send(FileOut::Reply(FileReply::Offer {
+                        id,
+                        name,
+                        size,
+                        sha256,
+                    }));
+                }
+                Ok(_) => warn!("event=file_offer_refused reason=no_name"),
+                Err(e) => warn!("event=file_offer_refused message={:?}", e.message),
+            }
+        });
     }
 
     /// Whether file transfer can be offered at all.
@@ -305,7 +350,28 @@ impl Files {
     }
 
     fn download(&mut self, root: &Root, id: u32, path: String, offset: u64) {
-        let (file, len) = match root.open_read(&path) {
+        let opened = if id >= AGENT_IDS {
+            // A file the customer sent: by its id, never by a path from the relay.
+            let offered = self
+                .offers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&id)
+                .cloned();
+            match offered {
+                Some(p) => open_offered(&p).and_then(|f| {
+                    let len = f.metadata().map_err(|e| FileError::io("offer", &e))?.len();
+                    Ok((f, len))
+                }),
+                None => Err(FileError::new(
+                    FileErrorCode::NotFound,
+                    "the customer did not send this file",
+                )),
+            }
+        } else {
+            root.open_read(&path)
+        };
+        let (file, len) = match opened {
             Ok(f) => f,
             Err(e) => return self.fail(id, e),
         };
@@ -456,6 +522,33 @@ fn send_file(
     }
     info!("event=file_sent id={id} size={size} sha256={sha256}");
     Ok(())
+}
+
+/// Opens a file the customer chose: their choice may go through links, but it must end at
+/// a regular file (never a device or pipe, which could block or never end).
+fn open_offered(path: &std::path::Path) -> Result<File, FileError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let wire = path.display().to_string();
+    let md = std::fs::metadata(path).map_err(|e| FileError::io(&wire, &e))?;
+    if !md.file_type().is_file() {
+        return Err(FileError::new(
+            FileErrorCode::NotRegular,
+            format!("{wire} is not a regular file"),
+        ));
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(0o4_000 | 0o400) // O_NONBLOCK | O_NOCTTY
+        .open(path)
+        .map_err(|e| FileError::io(&wire, &e))?;
+    let md = file.metadata().map_err(|e| FileError::io(&wire, &e))?;
+    if !md.file_type().is_file() {
+        return Err(FileError::new(
+            FileErrorCode::NotRegular,
+            format!("{wire} is not a regular file"),
+        ));
+    }
+    Ok(file)
 }
 
 fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -815,6 +908,55 @@ mod tests {
             }
         ));
         assert!(!t.path().join("x").exists());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_customer_sends_a_file_by_id_only() {
+        let t = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let chosen = elsewhere.path().join("report.pdf");
+        std::fs::write(&chosen, b"%PDF-1.7 test").unwrap();
+        let mut files = Files::new(Some(t.path().to_owned()));
+        files.offer(chosen.clone());
+        files.set_grant(true);
+        files.offer(PathBuf::from("/dev/null"));
+        files.offer(chosen);
+        let FileReply::Offer {
+            id,
+            name,
+            size,
+            sha256,
+        } = reply(&mut files).await
+        else {
+            panic!("an offer")
+        };
+        assert!(id >= AGENT_IDS);
+        assert_eq!((name.as_str(), size), ("report.pdf", 13));
+        assert_eq!(sha256, sha(b"%PDF-1.7 test"));
+        files.request(FileRequest::Download {
+            id,
+            path: String::new(),
+            offset: 0,
+        });
+        assert!(matches!(
+            reply(&mut files).await,
+            FileReply::Ready { size: 13, .. }
+        ));
+        // An id that was never offered opens nothing.
+        files.request(FileRequest::Download {
+            id: id + 7,
+            path: String::new(),
+            offset: 0,
+        });
+        let mut saw_refusal = false;
+        for _ in 0..3 {
+            if let FileReply::Failed { code, .. } = reply(&mut files).await {
+                assert_eq!(code, FileErrorCode::NotFound);
+                saw_refusal = true;
+                break;
+            }
+        }
+        assert!(saw_refusal);
     }
 
     #[tokio::test(flavor = "multi_thread")]

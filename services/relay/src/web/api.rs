@@ -44,6 +44,11 @@ pub fn router() -> Router<State> {
             post(crate::files::prepare_upload),
         )
         .route("/sessions/{id}/files/folders", post(crate::files::make_dir))
+        .route("/sessions/{id}/files/offers", get(crate::files::offers))
+        .route(
+            "/sessions/{id}/files/offers/{offer}",
+            get(crate::files::offered),
+        )
         .route("/portal/tickets", post(portal_ticket))
         .route("/audit", get(audit_log))
 }

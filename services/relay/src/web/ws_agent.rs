@@ -559,7 +559,7 @@ impl Conn {
                 Step::Continue
             }
             AgentToRelay::File { reply } => {
-                hub.files.from_agent(session_id, reply);
+                hub.files.from_agent(hub.db(), session_id, reply).await;
                 Step::Continue
             }
         }
