@@ -733,6 +733,7 @@ async fn stream_file(
         wire: q.path,
         path: label,
         direction,
+        resumed: false,
         pos: start,
         size,
         hasher: (start == 0).then(Sha256::new),
@@ -810,6 +811,9 @@ struct DownloadStream {
     /// What the event and messages call it.
     path: String,
     direction: &'static str,
+    /// The agent's link dropped during this download at least once: chunks its old sender
+    /// had queued may still arrive, out of place, and are skipped.
+    resumed: bool,
     pos: u64,
     size: u64,
     hasher: Option<Sha256>,
@@ -872,6 +876,9 @@ impl DownloadStream {
                     if c.end() <= self.pos {
                         continue; // sent again after a resume
                     }
+                    if c.offset > self.pos && c.end() <= self.size && self.resumed {
+                        continue; // queued by the sender of a lost link
+                    }
                     if c.offset > self.pos || c.end() > self.size {
                         return Err(format!(
                             "bytes {}..{} do not follow {}",
@@ -915,6 +922,7 @@ impl DownloadStream {
                         session = %self.session_id, at = self.pos,
                         "agent link lost during a download; resuming when it is back"
                     );
+                    self.resumed = true;
                     if !self.t.files.wait_online().await {
                         return Err("the customer's client did not come back".into());
                     }

@@ -377,7 +377,13 @@ async fn file_transfer_with_the_real_client() {
     let (status, sha, data, complete) =
         download(&http, &url, &rep, 0, || agent.cut_link(port)).await;
     assert_eq!(status, 200);
-    assert!(complete, "the download finished ({} bytes)", data.len());
+    assert!(
+        complete,
+        "the download finished ({} bytes)\n---- relay log ----\n{}\n---- agent log ----\n{}",
+        data.len(),
+        relay.log(),
+        agent.log()
+    );
     assert_eq!(sha.as_deref(), Some(big_sha.as_str()));
     assert_eq!(data.len() as u64, BIG);
     assert_eq!(sha_hex(&data), big_sha, "downloaded bytes");

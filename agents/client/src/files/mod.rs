@@ -218,8 +218,18 @@ impl Files {
         }
     }
 
-    /// Stops every transfer (link lost, permission withdrawn, session over).
+    /// Stops every transfer (link lost, permission withdrawn, session over). File frames
+    /// still queued are dropped (they were meant for the old link); answers stay.
     pub fn stop_all(&mut self) {
+        let mut kept = Vec::new();
+        while let Ok(out) = self.out_rx.try_recv() {
+            if let FileOut::Reply(r) = out {
+                kept.push(r);
+            }
+        }
+        for r in kept {
+            self.reply_now(r);
+        }
         for (id, pace) in self.downloads.drain() {
             pace.cancel();
             info!("event=file_stopped id={id} direction=download");
