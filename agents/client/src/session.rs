@@ -588,6 +588,13 @@ impl Driver {
                             match lifeline_proto::frame::decode(&b) {
                                 Ok((h, payload)) if h.channel == lifeline_proto::frame::Channel::File => {
                                     self.files.chunk(payload);
+                                    // An upload keeps this branch ready: let a screen frame
+                                    // that is waiting go out between two file chunks.
+                                    if let Some(out) = futures_util::FutureExt::now_or_never(self.remote.next())
+                                        && let Err(e) = self.on_remote(&mut ws, out).await
+                                    {
+                                        return LinkEnd::Lost(e);
+                                    }
                                 }
                                 _ => debug!("event=ignored binary_bytes={}", b.len()),
                             }
