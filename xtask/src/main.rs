@@ -11,6 +11,8 @@
 //! * `cargo xtask bench screen [--secs N] [--only a,b] [--no-vnc]` — our screen stream (agent → relay → console) on
 //!   scripted scenarios against x11vnc serving a Tight VNC viewer
 //!   (`agents/client/benches/screen.rs`; about 8 minutes).
+//! * `cargo xtask bench transfer [--size-mb N]` — file transfer through the relay on loopback
+//!   (1 GB each way) and screen frame latency meanwhile (`agents/client/benches/transfer.rs`).
 //! * `cargo xtask image --model b200|b300` — the firmware image and its RAUC bundle
 //!   (`image.rs`); `cargo xtask qemu` boots it (`qemu.rs`); `cargo xtask yocto [--check]`
 //!   keeps the Yocto layer's crates.inc current and lints the layer (`yocto.rs`).
@@ -97,6 +99,7 @@ fn main() -> ExitCode {
                  test [FILTER...]         fmt, clippy and every test (filters go to nextest)\n  \
                  bench session [--sessions N]\n  \
                  bench screen [--secs N] [--only a,b] [--no-vnc]  screen stream vs x11vnc/Tight\n  \
+                 bench transfer [--size-mb N]  file transfer throughput and screen latency meanwhile\n  \
                  image --model b200|b300  build the firmware image and its RAUC bundle\n  \
                  qemu [--model M] [--fresh]  boot the image in QEMU (portal on https://localhost:8443)\n  \
                  yocto [--check]          regenerate the layer's crates.inc (--check: lint the layer)\n  \
@@ -508,8 +511,32 @@ fn bench(args: &[String]) -> Result {
             c.stdout(Stdio::inherit());
             status(c, "bench screen")
         }
+        Some("transfer") => {
+            ensure_deps(false)?;
+            apt_install(SCREEN_BENCH_PACKAGES)?;
+            step("building the relay (release)");
+            build(true, &["lifeline-relay"])?;
+            step("transfer benchmark: building it (release), then 1 GB each way through the relay");
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root().join("target"));
+            let mut c = cargo();
+            c.args([
+                "bench",
+                "--locked",
+                "-p",
+                "lifeline-agent",
+                "--bench",
+                "transfer",
+                "--",
+            ]);
+            c.args(&args[1..]);
+            c.env("LIFELINE_RELAY_BIN", target.join("release/lifeline-relay"));
+            c.stdout(Stdio::inherit());
+            status(c, "bench transfer")
+        }
         _ => Err(
-            "usage: cargo xtask bench session [--sessions N]\n       cargo xtask bench screen [--secs N] [--only SCENARIO,...] [--no-vnc] [--samples N] [--keep]"
+            "usage: cargo xtask bench session [--sessions N]\n       cargo xtask bench screen [--secs N] [--only SCENARIO,...] [--no-vnc] [--samples N] [--keep]\n       cargo xtask bench transfer [--size-mb N] [--samples N] [--keep]"
                 .into(),
         ),
     }

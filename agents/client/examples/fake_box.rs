@@ -142,7 +142,8 @@ async fn main() {
                     AgentToRelay::Pong { .. }
                     | AgentToRelay::Permission { .. }
                     | AgentToRelay::Monitors { .. }
-                    | AgentToRelay::Clipboard { .. } => vec![],
+                    | AgentToRelay::Clipboard { .. }
+                    | AgentToRelay::File { .. } => vec![],
                 };
                 for r in replies {
                     if ws.send(r).await.is_err() {

@@ -133,6 +133,10 @@ pub enum Key {
     /// `{0}` = technician's name.
     ActiveOther,
     Stop,
+    /// The button that sends a file to the technician (shown while file transfer stands).
+    SendFile,
+    /// The title of the file chooser it opens.
+    ChooseFile,
     PermView,
     PermControl,
     PermClipboard,
@@ -155,7 +159,7 @@ pub enum Key {
 }
 
 impl Key {
-    pub const ALL: [Key; 64] = [
+    pub const ALL: [Key; 66] = [
         Key::WindowTitle,
         Key::DefaultTitle,
         Key::Connecting,
@@ -207,6 +211,8 @@ impl Key {
         Key::ActiveControl,
         Key::ActiveOther,
         Key::Stop,
+        Key::SendFile,
+        Key::ChooseFile,
         Key::PermView,
         Key::PermControl,
         Key::PermClipboard,
@@ -374,6 +380,8 @@ fn en(key: Key) -> &'static str {
         Key::ActiveControl => "{0} can control your computer",
         Key::ActiveOther => "You allowed {0}",
         Key::Stop => "Stop",
+        Key::SendFile => "Send a file…",
+        Key::ChooseFile => "Choose a file to send to the technician",
         Key::PermView => "screen viewing",
         Key::PermControl => "remote control",
         Key::PermClipboard => "clipboard sharing",
@@ -473,6 +481,8 @@ fn fr(key: Key) -> &'static str {
         Key::ActiveControl => "{0} peut contrôler votre ordinateur",
         Key::ActiveOther => "Vous avez autorisé {0}",
         Key::Stop => "Arrêter",
+        Key::SendFile => "Envoyer un fichier…",
+        Key::ChooseFile => "Choisissez un fichier à envoyer au technicien",
         Key::PermView => "l’affichage de votre écran",
         Key::PermControl => "le contrôle à distance",
         Key::PermClipboard => "le partage du presse-papiers",
@@ -571,6 +581,8 @@ fn de(key: Key) -> &'static str {
         Key::ActiveControl => "{0} kann Ihren Computer steuern",
         Key::ActiveOther => "Sie haben {0} erlaubt",
         Key::Stop => "Beenden",
+        Key::SendFile => "Datei senden…",
+        Key::ChooseFile => "Wählen Sie eine Datei für den Techniker aus",
         Key::PermView => "die Bildschirmansicht",
         Key::PermControl => "die Fernsteuerung",
         Key::PermClipboard => "die gemeinsame Zwischenablage",

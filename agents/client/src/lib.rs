@@ -12,6 +12,8 @@
 //! * [`desktop`] is the session's use of the customer's desktop: the screen stream while
 //!   `view` stands and someone watches, input while `control` stands, the clipboard while
 //!   it is shared;
+//! * [`files`] browses, sends and receives files in the shared folder while
+//!   `file_transfer` is allowed (safe path resolution, SHA-256, resumable `.part` files);
 //! * [`screen`] captures, compares, encodes and paces the screen on a thread of its own;
 //! * [`i18n`] holds every sentence in English, French and German;
 //! * [`platform`] tells the box about this computer and offers its desktop, one module per
@@ -22,13 +24,15 @@
 //!
 //! Limits of this version: Linux with X11 only for screen, input and clipboard (Wayland,
 //! Windows and macOS have no desktop module yet, so their requests are answered "not
-//! available"); no file transfer, system information or shell yet; the jump-client mode is
+//! available"); no system information or shell yet; the window does not offer choosing the shared folder
+//! or sending a file yet; the jump-client mode is
 //! not implemented; errors below the UI are English sentences.
 #![forbid(unsafe_code)]
 
 pub mod consent;
 pub mod desktop;
 pub mod env;
+pub mod files;
 pub mod i18n;
 pub mod net;
 pub mod platform;

@@ -38,6 +38,7 @@ use tracing::{debug, info, warn};
 use crate::consent::{Change, Consent, DEFAULT_ASK_TIMEOUT, Decision, Requested};
 use crate::desktop::{Desktop, Outgoing, Remote};
 use crate::env::Env;
+use crate::files::{FileOut, Files};
 use crate::net::{self, NetError, WsStream};
 
 /// What the UI asks the session to do.
@@ -53,6 +54,8 @@ pub enum Command {
     },
     /// End the session; the reason is recorded by the box (e.g. "declined terms").
     End(String),
+    /// The customer sends this file to the technician (while file transfer is allowed).
+    SendFile(std::path::PathBuf),
 }
 
 /// What happened, for the UI.
@@ -177,6 +180,8 @@ pub struct SessionConfig {
     /// The desktop the technician may see and control once the customer allows it; `None`
     /// (a headless run) offers nothing, and every request is answered "not available".
     pub desktop: Option<Arc<dyn Desktop>>,
+    /// The folder shared for file transfer; `None` shares the home folder (`$HOME`).
+    pub files_root: Option<std::path::PathBuf>,
 }
 
 impl Default for SessionConfig {
@@ -191,6 +196,7 @@ impl Default for SessionConfig {
             end_grace: Duration::from_secs(1),
             ask_timeout: DEFAULT_ASK_TIMEOUT,
             desktop: None,
+            files_root: None,
         }
     }
 }
@@ -260,7 +266,12 @@ impl Session {
         let (done_tx, done_rx) = watch::channel(());
         let consent = Consent::new(config.ask_timeout);
         let remote = Remote::new(config.desktop.clone());
+        let files_root = config
+            .files_root
+            .clone()
+            .or_else(|| config.env.get("HOME").map(std::path::PathBuf::from));
         let driver = Driver {
+            files: Files::new(files_root),
             remote,
             ticket,
             info,
@@ -322,6 +333,8 @@ struct Driver {
     consent: Consent,
     /// The desktop as this session uses it (stopped when the driver ends).
     remote: Remote,
+    /// File transfer in the shared folder.
+    files: Files,
     /// The technician's name, for permission questions.
     rep_name: Option<String>,
     /// Messages to send once a link is up.
@@ -347,6 +360,7 @@ impl Driver {
                             // Frames made for the lost link are stale; the box says again
                             // who watches once the link is back.
                             self.remote.link_lost();
+                            self.files.stop_all();
                             lost_at = Some(Instant::now());
                             None
                         }
@@ -571,7 +585,19 @@ impl Driver {
                         Some(Err(e)) => return LinkEnd::Lost(e.to_string()),
                         Some(Ok(Message::Text(text))) => text,
                         Some(Ok(Message::Binary(b))) => {
-                            debug!("event=ignored binary_bytes={}", b.len());
+                            match lifeline_proto::frame::decode(&b) {
+                                Ok((h, payload)) if h.channel == lifeline_proto::frame::Channel::File => {
+                                    self.files.chunk(payload);
+                                    // An upload keeps this branch ready: let a screen frame
+                                    // that is waiting go out between two file chunks.
+                                    if let Some(out) = futures_util::FutureExt::now_or_never(self.remote.next())
+                                        && let Err(e) = self.on_remote(&mut ws, out).await
+                                    {
+                                        return LinkEnd::Lost(e);
+                                    }
+                                }
+                                _ => debug!("event=ignored binary_bytes={}", b.len()),
+                            }
                             continue;
                         }
                         Some(Ok(_)) => continue,
@@ -604,6 +630,19 @@ impl Driver {
                 }
                 out = self.remote.next() => {
                     if let Err(e) = self.on_remote(&mut ws, out).await {
+                        return LinkEnd::Lost(e);
+                    }
+                }
+                // Files last: their bytes wait behind control messages and the screen.
+                out = self.files.next() => {
+                    let sent = match out {
+                        FileOut::Reply(reply) => send(&mut ws, &AgentToRelay::File { reply }).await,
+                        FileOut::Frame(bytes) => ws
+                            .send(Message::Binary(bytes.into()))
+                            .await
+                            .map_err(|e| e.to_string()),
+                    };
+                    if let Err(e) = sent {
                         return LinkEnd::Lost(e);
                     }
                 }
@@ -702,7 +741,11 @@ impl Driver {
             RelayToAgent::Welcome { .. } => warn!("event=ignored message=welcome"),
             RelayToAgent::PermissionRequest { permission, rep } => {
                 let rep = sanitize_text(&rep);
-                let available = self.remote.offers(permission);
+                let available = if permission == Permission::FileTransfer {
+                    self.files.available()
+                } else {
+                    self.remote.offers(permission)
+                };
                 match self.consent.request(permission, available, Instant::now()) {
                     Requested::Ask { deadline } => {
                         info!(
@@ -742,6 +785,7 @@ impl Driver {
             RelayToAgent::Clipboard { text } => {
                 self.remote.set_clipboard(sanitize_clipboard(&text));
             }
+            RelayToAgent::File { request } => self.files.request(request),
         }
         Ok(())
     }
@@ -814,6 +858,10 @@ impl Driver {
                 let decisions = self.consent.answer(permission, allow);
                 Prepared::Decided(decisions)
             }
+            Command::SendFile(path) => {
+                self.files.offer(path);
+                Prepared::Nothing
+            }
         }
     }
 
@@ -826,6 +874,9 @@ impl Driver {
         );
         self.remote
             .set_grant(decision.permission, decision.change.granted());
+        if decision.permission == Permission::FileTransfer {
+            self.files.set_grant(decision.change.granted());
+        }
         self.queue(decision.message());
         self.emit(Event::Permission {
             permission: decision.permission,
@@ -887,12 +938,14 @@ impl Driver {
 
     async fn ended(&mut self, by: Party, reason: String) {
         self.remote.stop_all();
+        self.files.set_grant(false);
         info!("event=ended by={} reason={reason:?}", party_name(by));
         self.emit(Event::Ended { by, reason }).await;
     }
 
     async fn fatal(&mut self, message: String) {
         self.remote.stop_all();
+        self.files.set_grant(false);
         info!("event=fatal message={message:?}");
         self.emit(Event::Fatal { message }).await;
     }

@@ -65,6 +65,8 @@ enum Msg {
     Answer(bool),
     /// The customer withdrew a granted permission.
     Revoke(Permission),
+    /// The customer wants to send a file to the technician.
+    SendFile,
     /// A second passed (the question's countdown).
     Tick,
 }
@@ -363,6 +365,12 @@ impl Ui {
             row.set_margins(10, 3, 6, 3);
             let mut text = label("", 13, true);
             text.set_align(Align::Left | Align::Inside | Align::Clip);
+            if permission == Permission::FileTransfer {
+                let mut send = button(texts.get(Key::SendFile), None);
+                send.set_label_size(13);
+                send.emit(sender, Msg::SendFile);
+                row.fixed(&send, 130);
+            }
             let mut stop = button(texts.get(Key::Stop), Some(DANGER));
             stop.set_label_size(13);
             stop.emit(sender, Msg::Revoke(permission));
@@ -862,6 +870,12 @@ pub fn run(
     let mut ui = Ui::build(texts, &ticket.site_name, sender);
     ui.show_only(Screen::Connecting);
     ui.window.show();
+    // Where the "send a file" chooser opens.
+    let chooser_start = config
+        .files_root
+        .clone()
+        .or_else(|| config.env.get("HOME").map(std::path::PathBuf::from))
+        .map_or_else(|| "/".to_owned(), |p| p.display().to_string());
 
     let handle = {
         let _guard = runtime.enter();
@@ -894,6 +908,16 @@ pub fn run(
             }
             Msg::Revoke(permission) => {
                 handle.permission(permission, false);
+            }
+            Msg::SendFile => {
+                if let Some(path) = fltk::dialog::file_chooser(
+                    ui.texts.get(Key::ChooseFile),
+                    "*",
+                    &chooser_start,
+                    false,
+                ) {
+                    handle.send(crate::session::Command::SendFile(path.into()));
+                }
             }
             Msg::Tick => {
                 if !ui.asks.is_empty() {

@@ -73,6 +73,10 @@ pub enum AgentToRelay {
     Clipboard {
         text: String,
     },
+    /// An answer about files ([`crate::files`]).
+    File {
+        reply: crate::files::FileReply,
+    },
 }
 
 /// How an agent proves it may join.
@@ -128,6 +132,7 @@ impl Validate for AgentToRelay {
             AgentToRelay::End { reason } => check_len("reason", reason, 500, true),
             AgentToRelay::Monitors { monitors } => crate::remote::validate_monitors(monitors),
             AgentToRelay::Clipboard { text } => crate::remote::validate_clipboard(text),
+            AgentToRelay::File { reply } => reply.validate(),
             AgentToRelay::AcceptTerms
             | AgentToRelay::Pong { .. }
             | AgentToRelay::Permission { .. } => Ok(()),
@@ -252,6 +257,11 @@ pub enum RelayToAgent {
     Clipboard {
         text: String,
     },
+    /// A file request from the representative ([`crate::files`]; only while
+    /// `file_transfer` is granted).
+    File {
+        request: crate::files::FileRequest,
+    },
 }
 
 impl RelayToAgent {
@@ -295,6 +305,7 @@ impl Validate for RelayToAgent {
             }
             RelayToAgent::Input { event } => event.validate(),
             RelayToAgent::Clipboard { text } => crate::remote::validate_clipboard(text),
+            RelayToAgent::File { request } => request.validate(),
             RelayToAgent::Queue { .. }
             | RelayToAgent::Ping { .. }
             | RelayToAgent::Stream { .. }

@@ -34,17 +34,18 @@
 //! * [`remote`]: permissions, monitors, stream settings and input events;
 //! * [`frame`]: the binary frame header; [`screen`]: screen and cursor payloads;
 //!   [`deflate`]: the screen channel's deflate stream;
+//! * [`files`]: file transfer requests, answers and chunks;
 //! * [`jump`]: jump clients' connection, registration and wake-ups;
 //! * [`ticket`]: the ticket trailer of a downloaded client.
 //!
 //! # Limits of this version
-//! The file and shell channels are reserved in [`frame::Channel`]; their payloads are not
-//! defined yet.
+//! The shell channel is reserved in [`frame::Channel`]; its payload is not defined yet.
 #![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod console;
 pub mod deflate;
+pub mod files;
 pub mod frame;
 pub mod jump;
 pub mod remote;

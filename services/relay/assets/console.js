@@ -15,6 +15,7 @@
 // `permission` events) and tells the screen area which session is shown.
 
 import { ScreenArea } from '/static/viewer.js';
+import { FilePanel, fmtBytes } from '/static/files.js';
 import { t, localise } from '/static/texts.js';
 
 const MAX_CHAT_CHARS = 4000;
@@ -125,6 +126,7 @@ const state = {
   newEntryIds: new Set(),   // entries to highlight briefly
   gotSnapshot: false,
   screen: null,             // ScreenArea of the session pane
+  files: null,              // FilePanel of the session pane
 };
 
 /**
@@ -633,6 +635,7 @@ function renderSession({ scrollToEnd = false } = {}) {
   const pane = byId('session');
   pane.hidden = !sess;
   if (state.screen) state.screen.show(sess || null);
+  if (state.files) state.files.show(sess || null);
   if (!sess) return;
   if (pane.dataset.sessionId !== sess.id) {
     // Keep each tab's unsent draft.
@@ -796,6 +799,7 @@ function setGrant(id, permission, st) {
   if (sess.grants[permission] === st) return;
   sess.grants[permission] = st;
   if (id === state.current && state.screen) state.screen.show(sess);
+  if (id === state.current && state.files) state.files.show(sess);
 }
 
 function markEnded(id, by, reason) {
@@ -810,6 +814,24 @@ function markEnded(id, by, reason) {
   if (!sess.detail.ended_at) sess.detail.ended_at = Date.now();
   renderTabs();
   if (id === state.current) renderSession();
+}
+
+/** An event's detail as a person reads it (file transfers are stored as JSON). */
+function eventDetail(ev) {
+  if (ev.detail == null) return '';
+  if (ev.kind === 'file_transferred') {
+    try {
+      const f = JSON.parse(ev.detail);
+      return t.fileEvent(str(f.direction), str(f.path), fmtBytes(f.size), str(f.sha256));
+    } catch { /* shown as stored */ }
+  }
+  if (ev.kind === 'file_offered') {
+    try {
+      const f = JSON.parse(ev.detail);
+      return t.fileOffered(str(f.name), fmtBytes(f.size), str(f.sha256));
+    } catch { /* shown as stored */ }
+  }
+  return typeof ev.detail === 'string' ? ev.detail : JSON.stringify(ev.detail);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -897,7 +919,7 @@ async function showRecent(id) {
   byId('t-events').replaceChildren(...events.map((ev) => h('tr', null,
     h('td', { class: 'nowrap', text: fmtDateTime(ev.at) }),
     h('td', { class: 'nowrap', text: Object.prototype.hasOwnProperty.call(t.eventKinds, ev.kind) ? t.eventKinds[ev.kind] : str(ev.kind).replace(/_/g, ' ') }),
-    h('td', { text: ev.detail == null ? '' : typeof ev.detail === 'string' ? ev.detail : JSON.stringify(ev.detail) }))));
+    h('td', { text: eventDetail(ev) }))));
   byId('t-events').closest('table').hidden = events.length === 0;
   byId('t-events-empty').hidden = events.length > 0;
   if (!dlg.open) dlg.showModal();
@@ -1070,6 +1092,7 @@ async function start() {
   initKeyForm();
   initSessionPane();
   state.screen = new ScreenArea({ api, onGrant: setGrant, onError: reportError });
+  state.files = new FilePanel({ api, csrf: () => (state.me ? state.me.csrf_token : ''), onGrant: setGrant, onError: reportError });
   setInterval(() => { tickQueues(); tickKey(); }, 1000);
   window.addEventListener('pagehide', () => {
     state.unloading = true;

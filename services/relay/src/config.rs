@@ -36,6 +36,7 @@ struct FileConfig {
     tls: TlsSection,
     limits: LimitsSection,
     appliance: ApplianceSection,
+    files: crate::files::FilePolicy,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -84,6 +85,8 @@ struct LimitsSection {
 /// The relay's settings after merging file, flags and defaults.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `[files]`: whether and how representatives may transfer files.
+    pub files: crate::files::FilePolicy,
     /// TLS listener (443 on the box).
     pub listen: SocketAddr,
     /// Plain HTTP listener that only redirects to TLS; `None` disables it.
@@ -227,6 +230,7 @@ impl Config {
             None => Ok(default),
         };
         Ok(Config {
+            files: file.files,
             listen,
             redirect_listen,
             data_dir,

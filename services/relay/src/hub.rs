@@ -155,6 +155,8 @@ pub struct Hub {
     pub counters: Counters,
     /// user id → number of console sockets (the portal lists reps who are online).
     online_reps: Mutex<HashMap<i64, u32>>,
+    /// File transfers in flight, per session.
+    pub files: crate::files::FileHub,
 }
 
 impl Hub {
@@ -199,6 +201,7 @@ impl Hub {
             link_gen: AtomicU64::new(1),
             counters: Counters::default(),
             online_reps: Mutex::new(HashMap::new()),
+            files: crate::files::FileHub::default(),
         }))
     }
 
@@ -592,6 +595,7 @@ impl Hub {
         };
         self.db.add_event(session_id, "ended", reason).await?;
         live.room.end(reason);
+        self.files.forget(session_id);
         self.db
             .save_stream_totals(session_id, &live.room.counters.totals())
             .await?;

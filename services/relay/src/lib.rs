@@ -20,7 +20,12 @@
 //! viewer sockets (`/ws/view/{id}`) fed with the agent's binary frames by header only, with
 //! per-viewer bounded queues and the agent paced by the viewers' acknowledgements.
 //!
-//! Current limits: file transfer, shell and jump clients are later work; the site admin
+//! File transfer ([`files`]): listings, downloads and uploads through `/api/v1/sessions/{id}/
+//! files...`, streamed between the console and the agent (never stored), resumed across a
+//! dropped link, SHA-256 checked, allowed by the `[files]` policy and recorded as session
+//! events.
+//!
+//! Current limits: shell and jump clients are later work; the site admin
 //! interface is not written yet (accounts come from the setup page and
 //! `lifeline-relay user add`).
 //!
@@ -34,6 +39,7 @@ pub mod auth;
 pub mod clients;
 pub mod config;
 pub mod db;
+pub mod files;
 pub mod hub;
 pub mod i18n;
 pub mod licence;

@@ -747,11 +747,11 @@ async fn hostile_agents_are_closed_alone() {
     }
     check_good(3).await;
 
-    // A frame on a channel that is not open, and reserved flag bits.
+    // A file frame whose chunk cannot be decoded, and reserved flag bits.
     let mut p = resume_bad().await;
     p.send_bin(frame::encode(Channel::File, 0, 1, b"x").unwrap())
         .await;
-    assert_eq!(p.json("error").await["code"], "out_of_order");
+    assert_eq!(p.json("error").await["code"], "malformed");
     assert_eq!(p.closed().await.map(|c| c.0), Some(1008));
     let mut p = resume_bad().await;
     let mut reserved = screen_frame(1, 1, true, [0, 0, 0]);

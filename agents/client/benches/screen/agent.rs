@@ -35,6 +35,10 @@ const SCREEN_THREADS: &[&str] = &["screen", "screen-control", "x11-events"];
 /// Clock ticks per second of `/proc` times (USER_HZ, 100 on Linux).
 const TICKS: f64 = 100.0;
 
+/// The folder the agent shares for file transfer (the transfer benchmark sets it; the
+/// screen benchmark shares none).
+pub static FILES_ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
 pub struct Agent {
     rt: Option<tokio::runtime::Runtime>,
     handle: SessionHandle,
@@ -52,6 +56,7 @@ impl Agent {
         let config = SessionConfig {
             env: Env::from_pairs([]),
             desktop: Some(Arc::new(X11Desktop::new(Some(display.to_owned())))),
+            files_root: FILES_ROOT.get().cloned(),
             ..Default::default()
         };
         let info = AgentInfo {

@@ -34,6 +34,21 @@ pub fn router() -> Router<State> {
         .route("/sessions/{id}/messages", post(message))
         .route("/sessions/{id}/end", post(end))
         .route("/sessions/{id}/permissions", post(request_permission))
+        .route("/sessions/{id}/files", get(crate::files::list))
+        .route(
+            "/sessions/{id}/files/content",
+            get(crate::files::download).put(crate::files::upload),
+        )
+        .route(
+            "/sessions/{id}/files/uploads",
+            post(crate::files::prepare_upload),
+        )
+        .route("/sessions/{id}/files/folders", post(crate::files::make_dir))
+        .route("/sessions/{id}/files/offers", get(crate::files::offers))
+        .route(
+            "/sessions/{id}/files/offers/{offer}",
+            get(crate::files::offered),
+        )
         .route("/portal/tickets", post(portal_ticket))
         .route("/audit", get(audit_log))
 }

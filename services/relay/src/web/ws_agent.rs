@@ -7,7 +7,9 @@
 //! Once a representative joined: permission answers, monitors and clipboard text go to the
 //! session's screen-sharing [`Room`](crate::view::Room), and binary messages on the screen
 //! and cursor channels are routed to the viewers after a check of their header alone
-//! ([`frame::decode`]); file and shell frames are refused until those channels exist.
+//! ([`frame::decode`]); file frames and file answers go to the session's file transfers
+//! ([`crate::files`]), and file messages for the agent come from there through a short
+//! queue of their own; shell frames are refused until that channel exists.
 //! The relay's pings measure the round trip to the agent (every 20 s, every second while the
 //! screen is watched); viewers are told the last figure.
 
@@ -351,6 +353,7 @@ impl Conn {
         let mut chat_budget = ChatBudget::new();
         let mut nonce = 0u64;
         let mut pings = Pings::default();
+        let (_files_link, mut files_rx) = self.state.hub.files.attach(session_id);
         loop {
             tokio::select! {
                 incoming = self.socket.recv() => {
@@ -373,8 +376,15 @@ impl Conn {
                             };
                             match header.channel {
                                 Channel::Screen | Channel::Cursor => room.route(&header, b),
-                                Channel::File | Channel::Shell => {
-                                    return self.fail(ErrorCode::OutOfOrder, "no file or shell channel is open".into()).await;
+                                Channel::File => {
+                                    let payload = &b[frame::HEADER_LEN..];
+                                    if let Err(e) = lifeline_proto::files::Chunk::decode(payload) {
+                                        return self.fail(ErrorCode::Malformed, format!("bad file chunk: {e}")).await;
+                                    }
+                                    self.state.hub.files.from_agent_frame(session_id, b);
+                                }
+                                Channel::Shell => {
+                                    return self.fail(ErrorCode::OutOfOrder, "no shell channel is open".into()).await;
                                 }
                             }
                             continue;
@@ -408,6 +418,17 @@ impl Conn {
                     }
                     if ended {
                         self.close(1000, "session ended").await;
+                        return Exit::Closed;
+                    }
+                }
+                Some(out) = files_rx.recv() => {
+                    let ok = match out {
+                        crate::files::ToAgent::Text(msg) => self.send(&msg).await,
+                        crate::files::ToAgent::Binary(b) => {
+                            self.socket.send(Message::Binary(b)).await.is_ok()
+                        }
+                    };
+                    if !ok {
                         return Exit::Closed;
                     }
                 }
@@ -500,6 +521,7 @@ impl Conn {
             AgentToRelay::Permission { .. }
             | AgentToRelay::Monitors { .. }
             | AgentToRelay::Clipboard { .. }
+            | AgentToRelay::File { .. }
                 if current != Some(SessionState::Active) =>
             {
                 Step::Exit(
@@ -534,6 +556,10 @@ impl Conn {
                 if !room.agent_clipboard(text) {
                     tracing::debug!("clipboard text without a clipboard grant dropped");
                 }
+                Step::Continue
+            }
+            AgentToRelay::File { reply } => {
+                hub.files.from_agent(hub.db(), session_id, reply).await;
                 Step::Continue
             }
         }

@@ -22,9 +22,11 @@ impl Xvfb {
     /// when its last client leaves (monitors added with RandR would be forgotten).
     pub fn start_sized(geometry: &str) -> Xvfb {
         for n in 90..140 {
-            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-                || Path::new(&format!("/tmp/.X{n}-lock")).exists()
-            {
+            // A lock whose process is gone is stale (a killed server leaves it behind);
+            // Xvfb itself takes over such a display.
+            let held = std::fs::read_to_string(format!("/tmp/.X{n}-lock"))
+                .is_ok_and(|s| Path::new(&format!("/proc/{}", s.trim())).exists());
+            if held {
                 continue;
             }
             let mut child = Command::new("Xvfb")
