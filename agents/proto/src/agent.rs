@@ -27,6 +27,11 @@
 //! [`RelayToAgent::Refresh`] asks for a key frame (a new viewer, or one that fell behind).
 //! With `control` granted the relay forwards [`RelayToAgent::Input`].
 //!
+//! # System information
+//! With `system_info` granted: relay → [`RelayToAgent::SystemInfoRequest`], agent →
+//! [`AgentToRelay::SystemInfo`] parts (or [`AgentToRelay::SystemInfoFailed`]); see
+//! [`crate::tools`].
+//!
 //! The relay measures its round trip to the agent from [`RelayToAgent::Ping`] and the
 //! matching [`AgentToRelay::Pong`] (every 20 s, every second while the screen is watched) and
 //! shows it to the viewers; an agent answers a ping as soon as it reads it.
@@ -72,6 +77,19 @@ pub enum AgentToRelay {
     /// Clipboard text copied on the customer's side (with `clipboard` granted).
     Clipboard {
         text: String,
+    },
+    /// One part of the system-information report asked for by `request` (see
+    /// [`crate::tools`]); parts come in order from 0, the last one flagged.
+    SystemInfo {
+        request: u32,
+        part: u32,
+        last: bool,
+        data: String,
+    },
+    /// The report asked for by `request` cannot be given (not granted, busy, failed).
+    SystemInfoFailed {
+        request: u32,
+        reason: String,
     },
 }
 
@@ -128,6 +146,16 @@ impl Validate for AgentToRelay {
             AgentToRelay::End { reason } => check_len("reason", reason, 500, true),
             AgentToRelay::Monitors { monitors } => crate::remote::validate_monitors(monitors),
             AgentToRelay::Clipboard { text } => crate::remote::validate_clipboard(text),
+            AgentToRelay::SystemInfo { data, .. } => {
+                if data.len() > crate::tools::REPORT_CHUNK_BYTES {
+                    return Err(DecodeError::FieldTooLong {
+                        field: "data",
+                        max: crate::tools::REPORT_CHUNK_BYTES,
+                    });
+                }
+                Ok(())
+            }
+            AgentToRelay::SystemInfoFailed { reason, .. } => check_len("reason", reason, 500, true),
             AgentToRelay::AcceptTerms
             | AgentToRelay::Pong { .. }
             | AgentToRelay::Permission { .. } => Ok(()),
@@ -252,6 +280,12 @@ pub enum RelayToAgent {
     Clipboard {
         text: String,
     },
+    /// Gather the system-information report (only while `system_info` is granted); the
+    /// agent answers with [`AgentToRelay::SystemInfo`] parts or
+    /// [`AgentToRelay::SystemInfoFailed`] carrying the same `request`.
+    SystemInfoRequest {
+        request: u32,
+    },
 }
 
 impl RelayToAgent {
@@ -299,6 +333,7 @@ impl Validate for RelayToAgent {
             | RelayToAgent::Ping { .. }
             | RelayToAgent::Stream { .. }
             | RelayToAgent::FrameAck { .. }
+            | RelayToAgent::SystemInfoRequest { .. }
             | RelayToAgent::Refresh => Ok(()),
         }
     }
@@ -361,7 +396,7 @@ mod tests {
 
         #[test]
         fn decode_never_panics_on_jsonish(
-            ty in prop::sample::select(vec!["hello","chat","end","pong","accept_terms","welcome","queue","x"]),
+            ty in prop::sample::select(vec!["hello","chat","end","pong","accept_terms","welcome","queue","system_info","system_info_failed","system_info_request","x"]),
             body in "[ -~]{0,300}",
         ) {
             let s = format!(r#"{{"type":"{ty}",{body}}}"#);

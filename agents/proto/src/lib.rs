@@ -34,12 +34,13 @@
 //! * [`remote`]: permissions, monitors, stream settings and input events;
 //! * [`frame`]: the binary frame header; [`screen`]: screen and cursor payloads;
 //!   [`deflate`]: the screen channel's deflate stream;
+//! * [`tools`]: the system-information report;
 //! * [`jump`]: jump clients' connection, registration and wake-ups;
 //! * [`ticket`]: the ticket trailer of a downloaded client.
 //!
 //! # Limits of this version
 //! The file and shell channels are reserved in [`frame::Channel`]; their payloads are not
-//! defined yet.
+//! defined yet. System information travels in control messages ([`tools`]).
 #![forbid(unsafe_code)]
 
 pub mod agent;
@@ -50,6 +51,7 @@ pub mod jump;
 pub mod remote;
 pub mod screen;
 pub mod ticket;
+pub mod tools;
 pub mod viewer;
 
 use serde::{Deserialize, Serialize};
