@@ -12,6 +12,8 @@
 //! * [`desktop`] is the session's use of the customer's desktop: the screen stream while
 //!   `view` stands and someone watches, input while `control` stands, the clipboard while
 //!   it is shared;
+//! * [`tools`] gathers the system-information report on a thread of its own while
+//!   `system_info` stands;
 //! * [`screen`] captures, compares, encodes and paces the screen on a thread of its own;
 //! * [`i18n`] holds every sentence in English, French and German;
 //! * [`platform`] tells the box about this computer and offers its desktop, one module per
@@ -22,7 +24,7 @@
 //!
 //! Limits of this version: Linux with X11 only for screen, input and clipboard (Wayland,
 //! Windows and macOS have no desktop module yet, so their requests are answered "not
-//! available"); no file transfer, system information or shell yet; the jump-client mode is
+//! available"); no file transfer or shell yet; the jump-client mode is
 //! not implemented; errors below the UI are English sentences.
 #![forbid(unsafe_code)]
 
@@ -35,4 +37,5 @@ pub mod platform;
 pub mod screen;
 pub mod session;
 pub mod ticket;
+pub mod tools;
 pub mod ui;

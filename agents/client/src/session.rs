@@ -39,6 +39,7 @@ use crate::consent::{Change, Consent, DEFAULT_ASK_TIMEOUT, Decision, Requested};
 use crate::desktop::{Desktop, Outgoing, Remote};
 use crate::env::Env;
 use crate::net::{self, NetError, WsStream};
+use crate::tools::Tools;
 
 /// What the UI asks the session to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -262,6 +263,7 @@ impl Session {
         let remote = Remote::new(config.desktop.clone());
         let driver = Driver {
             remote,
+            tools: Tools::default(),
             ticket,
             info,
             config,
@@ -322,6 +324,8 @@ struct Driver {
     consent: Consent,
     /// The desktop as this session uses it (stopped when the driver ends).
     remote: Remote,
+    /// System information (and the other session tools).
+    tools: Tools,
     /// The technician's name, for permission questions.
     rep_name: Option<String>,
     /// Messages to send once a link is up.
@@ -602,6 +606,11 @@ impl Driver {
                         return LinkEnd::Lost(e.to_string());
                     }
                 }
+                out = self.tools.next() => {
+                    if let Err(e) = send(&mut ws, &out).await {
+                        return LinkEnd::Lost(e);
+                    }
+                }
                 out = self.remote.next() => {
                     if let Err(e) = self.on_remote(&mut ws, out).await {
                         return LinkEnd::Lost(e);
@@ -702,7 +711,7 @@ impl Driver {
             RelayToAgent::Welcome { .. } => warn!("event=ignored message=welcome"),
             RelayToAgent::PermissionRequest { permission, rep } => {
                 let rep = sanitize_text(&rep);
-                let available = self.remote.offers(permission);
+                let available = self.remote.offers(permission) || Tools::offers(permission);
                 match self.consent.request(permission, available, Instant::now()) {
                     Requested::Ask { deadline } => {
                         info!(
@@ -742,6 +751,7 @@ impl Driver {
             RelayToAgent::Clipboard { text } => {
                 self.remote.set_clipboard(sanitize_clipboard(&text));
             }
+            RelayToAgent::SystemInfoRequest { request } => self.tools.system_info(request),
         }
         Ok(())
     }
@@ -825,6 +835,8 @@ impl Driver {
             decision.change.name()
         );
         self.remote
+            .set_grant(decision.permission, decision.change.granted());
+        self.tools
             .set_grant(decision.permission, decision.change.granted());
         self.queue(decision.message());
         self.emit(Event::Permission {

@@ -15,6 +15,7 @@
 // `permission` events) and tells the screen area which session is shown.
 
 import { ScreenArea } from '/static/viewer.js';
+import { SystemInfoArea } from '/static/sysinfo.js';
 import { t, localise } from '/static/texts.js';
 
 const MAX_CHAT_CHARS = 4000;
@@ -633,6 +634,7 @@ function renderSession({ scrollToEnd = false } = {}) {
   const pane = byId('session');
   pane.hidden = !sess;
   if (state.screen) state.screen.show(sess || null);
+  if (state.sysinfo) state.sysinfo.show(sess || null);
   if (!sess) return;
   if (pane.dataset.sessionId !== sess.id) {
     // Keep each tab's unsent draft.
@@ -796,6 +798,7 @@ function setGrant(id, permission, st) {
   if (sess.grants[permission] === st) return;
   sess.grants[permission] = st;
   if (id === state.current && state.screen) state.screen.show(sess);
+  if (id === state.current && state.sysinfo) state.sysinfo.show(sess);
 }
 
 function markEnded(id, by, reason) {
@@ -1070,6 +1073,7 @@ async function start() {
   initKeyForm();
   initSessionPane();
   state.screen = new ScreenArea({ api, onGrant: setGrant, onError: reportError });
+  state.sysinfo = new SystemInfoArea({ api, onGrant: setGrant, onError: reportError });
   setInterval(() => { tickQueues(); tickKey(); }, 1000);
   window.addEventListener('pagehide', () => {
     state.unloading = true;

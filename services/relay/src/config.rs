@@ -36,6 +36,7 @@ struct FileConfig {
     tls: TlsSection,
     limits: LimitsSection,
     appliance: ApplianceSection,
+    tools: crate::tools::ToolPolicy,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -107,6 +108,8 @@ pub struct Config {
     /// A representative's seat is given back after this long without a request while no
     /// console is open.
     pub rep_seat_idle: std::time::Duration,
+    /// Which session tools representatives may use (`[tools]`).
+    pub tools: crate::tools::ToolPolicy,
 }
 
 /// Flag overrides (from the command line).
@@ -227,6 +230,7 @@ impl Config {
             None => Ok(default),
         };
         Ok(Config {
+            tools: file.tools,
             listen,
             redirect_listen,
             data_dir,

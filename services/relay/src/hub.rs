@@ -155,6 +155,8 @@ pub struct Hub {
     pub counters: Counters,
     /// user id → number of console sockets (the portal lists reps who are online).
     online_reps: Mutex<HashMap<i64, u32>>,
+    /// System-information reports being waited for.
+    pub sysinfo: crate::tools::SysInfoRequests,
 }
 
 impl Hub {
@@ -199,6 +201,7 @@ impl Hub {
             link_gen: AtomicU64::new(1),
             counters: Counters::default(),
             online_reps: Mutex::new(HashMap::new()),
+            sysinfo: Default::default(),
         }))
     }
 
@@ -552,6 +555,12 @@ impl Hub {
         self.lock()
             .get(session_id)
             .and_then(|l| l.agent.as_ref().map(|(_, tx)| tx.clone()))
+    }
+
+    /// Queues a message for a session's agent without waiting.
+    pub fn send_to_agent(&self, session_id: &str, msg: RelayToAgent) -> Result<(), HubError> {
+        let tx = self.agent_tx(session_id).ok_or(HubError::Offline)?;
+        tx.try_send(msg).map_err(|_| HubError::Offline)
     }
 
     /// A representative ends a session (theirs, or one waiting in a queue they see).

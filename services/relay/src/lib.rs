@@ -20,6 +20,9 @@
 //! viewer sockets (`/ws/view/{id}`) fed with the agent's binary frames by header only, with
 //! per-viewer bounded queues and the agent paced by the viewers' acknowledgements.
 //!
+//! Session tools ([`tools`]): the admin policy of which tools reps may use, and the
+//! system-information report asked of the agent and recorded as session events.
+//!
 //! Current limits: file transfer, shell and jump clients are later work; the site admin
 //! interface is not written yet (accounts come from the setup page and
 //! `lifeline-relay user add`).
@@ -41,6 +44,7 @@ pub mod ratelimit;
 pub mod server;
 pub mod signing;
 pub mod tls;
+pub mod tools;
 pub mod view;
 pub mod web;
 

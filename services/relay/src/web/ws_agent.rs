@@ -500,6 +500,8 @@ impl Conn {
             AgentToRelay::Permission { .. }
             | AgentToRelay::Monitors { .. }
             | AgentToRelay::Clipboard { .. }
+            | AgentToRelay::SystemInfo { .. }
+            | AgentToRelay::SystemInfoFailed { .. }
                 if current != Some(SessionState::Active) =>
             {
                 Step::Exit(
@@ -534,6 +536,19 @@ impl Conn {
                 if !room.agent_clipboard(text) {
                     tracing::debug!("clipboard text without a clipboard grant dropped");
                 }
+                Step::Continue
+            }
+            AgentToRelay::SystemInfo {
+                request,
+                part,
+                last,
+                data,
+            } => {
+                hub.sysinfo.part(session_id, request, part, last, &data);
+                Step::Continue
+            }
+            AgentToRelay::SystemInfoFailed { request, reason } => {
+                hub.sysinfo.failed(session_id, request, &reason);
                 Step::Continue
             }
         }
