@@ -142,7 +142,9 @@ async fn main() {
                     AgentToRelay::Pong { .. }
                     | AgentToRelay::Permission { .. }
                     | AgentToRelay::Monitors { .. }
-                    | AgentToRelay::Clipboard { .. } => vec![],
+                    | AgentToRelay::Clipboard { .. }
+                    | AgentToRelay::SystemInfo { .. }
+                    | AgentToRelay::SystemInfoFailed { .. } => vec![],
                 };
                 for r in replies {
                     if ws.send(r).await.is_err() {

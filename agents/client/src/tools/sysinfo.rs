@@ -245,14 +245,16 @@ mod tests {
 
     #[test]
     fn a_big_report_is_cut_to_fit() {
-        let mut r = SystemReport::default();
-        r.packages = vec![
-            lifeline_proto::tools::PackageInfo {
-                name: "p".repeat(1000),
-                version: "1".into(),
-            };
-            20_000
-        ];
+        let r = SystemReport {
+            packages: vec![
+                lifeline_proto::tools::PackageInfo {
+                    name: "p".repeat(1000),
+                    version: "1".into(),
+                };
+                20_000
+            ],
+            ..Default::default()
+        };
         let json = encode_bounded(r);
         assert!(json.len() <= MAX_REPORT_BYTES);
         let back = lifeline_proto::tools::decode_report(json.as_bytes()).unwrap();

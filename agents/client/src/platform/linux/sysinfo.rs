@@ -189,6 +189,8 @@ pub fn disks() -> Result<Listed<Disk>, String> {
             break;
         }
         let mount_point = unescape_mount(mnt);
+        // The block counts are 32 bits wide on some 32-bit systems.
+        #[allow(clippy::unnecessary_cast)]
         let (total, avail) = match nix::sys::statvfs::statvfs(mount_point.as_str()) {
             Ok(s) => {
                 let frag = s.fragment_size() as u64;
