@@ -188,6 +188,28 @@ async function run() {
     return `${mounts.length} mounts, ${(await page.locator('[data-testid=sysinfo-count]').innerText()).trim()}`;
   });
 
+  await step('e2. ending a process: refused by the customer, then allowed', async () => {
+    await waitDone('api');
+    page.on('dialog', (d) => d.accept());
+    const endIn = async (expect) => {
+      await tab('processes');
+      await page.fill('[data-testid=sysinfo-filter]', 'victim-sleep');
+      const row = page.locator('[data-testid=sysinfo-table-processes] tbody tr').first();
+      console.log(`      [e2] ${await row.innerText()}`);
+      await row.locator('[data-testid=sysinfo-end]').click();
+      console.log(`      [e2] clicked End: ${await row.innerText()}`);
+      await row.locator('[data-testid=sysinfo-end-state]', { hasText: expect }).waitFor({ timeout: 90_000 });
+      return row.locator('[data-testid=sysinfo-end-state]').getAttribute('title');
+    };
+    const refused = await endIn('Refused');
+    await page.click('[data-testid=sysinfo-get]');
+    await page.locator('[data-testid=sysinfo-get]', { hasText: 'Refresh' }).waitFor({ timeout: 60_000 });
+    const ended = await endIn('Ended');
+    await shot('tools-3b-ended.png');
+    await page.fill('[data-testid=sysinfo-filter]', '');
+    return `${refused} / ${ended}`;
+  });
+
   await step('f. the JSON export parses and holds the report', async () => {
     const [download] = await Promise.all([
       page.waitForEvent('download'),
@@ -221,7 +243,6 @@ async function run() {
 
   await step('h. the rep ends the session; the report lists the requests', async () => {
     await waitDone('api');
-    page.once('dialog', (d) => d.accept());
     await page.click('[data-testid=end-session]');
     await page.locator('[data-testid=presence][data-online=ended]').waitFor();
     const recent = page.locator(`[data-testid=recent-sessions] [data-session-id="${SESSION}"] button`).first();
@@ -234,6 +255,7 @@ async function run() {
     const all = await events.innerText();
     check(all.includes('system information requested'), `events:\n${all}`);
     check(/permission denied\s+system_info/.test(all), `events:\n${all}`);
+    check(all.includes('ending a process refused') && all.includes('process ended'), `events:\n${all}`);
     await shot('tools-5-report.png');
     await dialog.locator('[data-testid=transcript-close]').click();
     return `${(await events.locator('tr').count())} events`;

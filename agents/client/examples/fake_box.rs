@@ -144,7 +144,8 @@ async fn main() {
                     | AgentToRelay::Monitors { .. }
                     | AgentToRelay::Clipboard { .. }
                     | AgentToRelay::SystemInfo { .. }
-                    | AgentToRelay::SystemInfoFailed { .. } => vec![],
+                    | AgentToRelay::SystemInfoFailed { .. }
+                    | AgentToRelay::ProcessEnd { .. } => vec![],
                 };
                 for r in replies {
                     if ws.send(r).await.is_err() {

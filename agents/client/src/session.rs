@@ -39,7 +39,7 @@ use crate::consent::{Change, Consent, DEFAULT_ASK_TIMEOUT, Decision, Requested};
 use crate::desktop::{Desktop, Outgoing, Remote};
 use crate::env::Env;
 use crate::net::{self, NetError, WsStream};
-use crate::tools::Tools;
+use crate::tools::{EndDone, Tools};
 
 /// What the UI asks the session to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +54,11 @@ pub enum Command {
     },
     /// End the session; the reason is recorded by the box (e.g. "declined terms").
     End(String),
+    /// The customer's answer to a request to end a process.
+    EndProcess {
+        request: u32,
+        allow: bool,
+    },
 }
 
 /// What happened, for the UI.
@@ -113,6 +118,17 @@ pub enum Event {
         permission: Permission,
         change: Change,
     },
+    /// The technician asks to end a process; without an answer within `expires_in` it
+    /// counts as refused (reported as [`Event::EndProcessDone`]).
+    EndProcessAsked {
+        request: u32,
+        pid: u32,
+        name: String,
+        rep: String,
+        expires_in: Duration,
+    },
+    /// What became of a request to end a process.
+    EndProcessDone(EndDone),
 }
 
 /// Reconnection delays: `base` doubling up to `max`, each with jitter, for at most
@@ -226,6 +242,11 @@ impl SessionHandle {
     /// Answers a permission question, or withdraws a granted permission (`allow: false`).
     pub fn permission(&self, permission: Permission, allow: bool) -> bool {
         self.send(Command::Permission { permission, allow })
+    }
+
+    /// Answers a request to end a process.
+    pub fn end_process(&self, request: u32, allow: bool) -> bool {
+        self.send(Command::EndProcess { request, allow })
     }
 
     /// Waits until the driver has stopped (after `End` went out, or a final event).
@@ -555,7 +576,7 @@ impl Driver {
         keepalive.tick().await;
         let mut last_heard = Instant::now();
         loop {
-            let deadline = self.consent.next_deadline();
+            let deadline = earliest(self.consent.next_deadline(), self.tools.next_deadline());
             tokio::select! {
                 // Control first: the screen never holds up a message, a command or a
                 // withdrawn permission.
@@ -563,6 +584,9 @@ impl Driver {
                 _ = sleep_until_some(deadline) => {
                     for decision in self.consent.expire(Instant::now()) {
                         self.decided(decision).await;
+                    }
+                    for done in self.tools.expire(Instant::now()) {
+                        self.emit(Event::EndProcessDone(done)).await;
                     }
                     if let Err(e) = self.flush(&mut ws).await {
                         return LinkEnd::Lost(e);
@@ -752,6 +776,35 @@ impl Driver {
                 self.remote.set_clipboard(sanitize_clipboard(&text));
             }
             RelayToAgent::SystemInfoRequest { request } => self.tools.system_info(request),
+            RelayToAgent::EndProcess {
+                request,
+                pid,
+                name,
+                rep,
+            } => {
+                let name = sanitize_text(&name);
+                let timeout = self.config.ask_timeout;
+                if self
+                    .tools
+                    .end_process_asked(request, pid, &name, timeout)
+                    .is_some()
+                {
+                    let rep = sanitize_text(&rep);
+                    let rep = if rep.trim().is_empty() {
+                        self.rep_name.clone().unwrap_or_default()
+                    } else {
+                        rep
+                    };
+                    self.emit(Event::EndProcessAsked {
+                        request,
+                        pid,
+                        name,
+                        rep,
+                        expires_in: timeout,
+                    })
+                    .await;
+                }
+            }
         }
         Ok(())
     }
@@ -763,6 +816,12 @@ impl Driver {
             Prepared::Decided(decisions) => {
                 for decision in decisions {
                     self.decided(decision).await;
+                }
+                return Ok(());
+            }
+            Prepared::EndDone(done) => {
+                if let Some(done) = done {
+                    self.emit(Event::EndProcessDone(done)).await;
                 }
                 return Ok(());
             }
@@ -824,6 +883,9 @@ impl Driver {
                 let decisions = self.consent.answer(permission, allow);
                 Prepared::Decided(decisions)
             }
+            Command::EndProcess { request, allow } => {
+                Prepared::EndDone(self.tools.answer_end(request, allow))
+            }
         }
     }
 
@@ -836,8 +898,12 @@ impl Driver {
         );
         self.remote
             .set_grant(decision.permission, decision.change.granted());
-        self.tools
+        let refused = self
+            .tools
             .set_grant(decision.permission, decision.change.granted());
+        for done in refused {
+            self.emit(Event::EndProcessDone(done)).await;
+        }
         self.queue(decision.message());
         self.emit(Event::Permission {
             permission: decision.permission,
@@ -887,6 +953,11 @@ impl Driver {
                                 self.decided(decision).await;
                             }
                         }
+                        Prepared::EndDone(done) => {
+                            if let Some(done) = done {
+                                self.emit(Event::EndProcessDone(done)).await;
+                            }
+                        }
                         Prepared::End(reason) => {
                             self.ended(Party::Customer, reason).await;
                             return Err(Finished);
@@ -929,6 +1000,15 @@ enum Prepared {
     Nothing,
     End(String),
     Decided(Vec<Decision>),
+    EndDone(Option<EndDone>),
+}
+
+/// The earlier of two optional deadlines.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Clipboard text from the box, with control characters other than line breaks and tabs

@@ -29,8 +29,9 @@
 //!
 //! # System information
 //! With `system_info` granted: relay → [`RelayToAgent::SystemInfoRequest`], agent →
-//! [`AgentToRelay::SystemInfo`] parts (or [`AgentToRelay::SystemInfoFailed`]); see
-//! [`crate::tools`].
+//! [`AgentToRelay::SystemInfo`] parts (or [`AgentToRelay::SystemInfoFailed`]); ending a
+//! process is asked separately ([`RelayToAgent::EndProcess`], answered by
+//! [`AgentToRelay::ProcessEnd`]) and the customer agrees to each; see [`crate::tools`].
 //!
 //! The relay measures its round trip to the agent from [`RelayToAgent::Ping`] and the
 //! matching [`AgentToRelay::Pong`] (every 20 s, every second while the screen is watched) and
@@ -90,6 +91,14 @@ pub enum AgentToRelay {
     SystemInfoFailed {
         request: u32,
         reason: String,
+    },
+    /// What became of [`RelayToAgent::EndProcess`] `request`.
+    ProcessEnd {
+        request: u32,
+        pid: u32,
+        outcome: crate::tools::EndOutcome,
+        #[serde(default)]
+        message: String,
     },
 }
 
@@ -156,6 +165,7 @@ impl Validate for AgentToRelay {
                 Ok(())
             }
             AgentToRelay::SystemInfoFailed { reason, .. } => check_len("reason", reason, 500, true),
+            AgentToRelay::ProcessEnd { message, .. } => check_len("message", message, 500, true),
             AgentToRelay::AcceptTerms
             | AgentToRelay::Pong { .. }
             | AgentToRelay::Permission { .. } => Ok(()),
@@ -286,6 +296,16 @@ pub enum RelayToAgent {
     SystemInfoRequest {
         request: u32,
     },
+    /// End a process (only while `system_info` is granted, and only after the customer
+    /// agreed to this very request); answered with [`AgentToRelay::ProcessEnd`].
+    EndProcess {
+        request: u32,
+        pid: u32,
+        /// The process's name as the report showed it.
+        name: String,
+        /// The representative's display name, for the question the customer sees.
+        rep: String,
+    },
 }
 
 impl RelayToAgent {
@@ -328,6 +348,10 @@ impl Validate for RelayToAgent {
                 check_len("rep", rep, MAX_NAME_CHARS, true)
             }
             RelayToAgent::Input { event } => event.validate(),
+            RelayToAgent::EndProcess { name, rep, .. } => {
+                check_len("name", name, crate::tools::MAX_PROCESS_NAME_CHARS, false)?;
+                check_len("rep", rep, MAX_NAME_CHARS, true)
+            }
             RelayToAgent::Clipboard { text } => crate::remote::validate_clipboard(text),
             RelayToAgent::Queue { .. }
             | RelayToAgent::Ping { .. }
@@ -396,7 +420,7 @@ mod tests {
 
         #[test]
         fn decode_never_panics_on_jsonish(
-            ty in prop::sample::select(vec!["hello","chat","end","pong","accept_terms","welcome","queue","system_info","system_info_failed","system_info_request","x"]),
+            ty in prop::sample::select(vec!["hello","chat","end","pong","accept_terms","welcome","queue","system_info","system_info_failed","system_info_request","end_process","process_end","x"]),
             body in "[ -~]{0,300}",
         ) {
             let s = format!(r#"{{"type":"{ty}",{body}}}"#);

@@ -19,9 +19,16 @@
 //! [`SystemReport::problems`] and its section stays empty. Decoding never panics (property
 //! tests below).
 //!
+//! # Ending a process
+//! A separate, consented action: relay → [`crate::agent::RelayToAgent::EndProcess`] with the
+//! process id and the name the report showed; the agent asks the customer (no answer in
+//! time is a refusal), checks that the process still has that name (a process id may have
+//! been reused since the report), asks it to end (`SIGTERM` on Linux) and answers
+//! [`crate::agent::AgentToRelay::ProcessEnd`] with an [`EndOutcome`].
+//!
 //! # Limits of this version
-//! Ending a process is not part of this protocol yet; the report is a snapshot, not a live
-//! view.
+//! The report is a snapshot, not a live view; a process that ignores the request to end
+//! keeps running (no forced kill).
 
 use serde::{Deserialize, Serialize};
 
@@ -183,6 +190,35 @@ pub struct SystemReport {
     /// Sections cut to their limit.
     pub truncated: Vec<String>,
     pub problems: Vec<Problem>,
+}
+
+/// Longest process name in an end request, in characters.
+pub const MAX_PROCESS_NAME_CHARS: usize = 256;
+
+/// What became of a request to end a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndOutcome {
+    /// The process was asked to end.
+    Ended,
+    /// The customer said no, or did not answer in time, or has not allowed system
+    /// information.
+    Refused,
+    /// No process with this id and name runs any more.
+    NotFound,
+    /// The system refused (not the customer's process, say).
+    Failed,
+}
+
+impl EndOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndOutcome::Ended => "ended",
+            EndOutcome::Refused => "refused",
+            EndOutcome::NotFound => "not_found",
+            EndOutcome::Failed => "failed",
+        }
+    }
 }
 
 /// Why a report (or a part of one) was refused.
@@ -432,6 +468,28 @@ mod tests {
             a.push(0, false, &"x".repeat(REPORT_CHUNK_BYTES + 1))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn end_process_messages_keep_their_bounds() {
+        use crate::agent::{AgentToRelay, RelayToAgent};
+        let ok = r#"{"type":"end_process","request":1,"pid":42,"name":"victim","rep":"Rémi"}"#;
+        assert!(matches!(
+            RelayToAgent::decode(ok),
+            Ok(RelayToAgent::EndProcess { pid: 42, .. })
+        ));
+        let long = ok.replace("victim", &"v".repeat(MAX_PROCESS_NAME_CHARS + 1));
+        assert!(RelayToAgent::decode(&long).is_err());
+        assert!(RelayToAgent::decode(&ok.replace("victim", " ")).is_err());
+        let answer = r#"{"type":"process_end","request":1,"pid":42,"outcome":"not_found"}"#;
+        assert!(matches!(
+            AgentToRelay::decode(answer),
+            Ok(AgentToRelay::ProcessEnd {
+                outcome: EndOutcome::NotFound,
+                ..
+            })
+        ));
+        assert!(AgentToRelay::decode(&answer.replace("not_found", "exploded")).is_err());
     }
 
     proptest! {

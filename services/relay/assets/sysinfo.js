@@ -6,7 +6,9 @@
 // overview (OS, kernel, host, uptime, CPU, memory), disks, network, users, processes
 // (sortable by any column), services and packages, with a filter for the long lists, and is
 // exported as a JSON file. Every value comes from the customer's computer: it is only ever
-// put in the page as text (never as HTML). Ending a process is not offered yet.
+// put in the page as text (never as HTML). "End" on a process asks the customer's consent
+// for that one process (POST /api/v1/sessions/{id}/processes/{pid}/end); the answer shows
+// on its row.
 //
 // Limits: the report is a snapshot (Refresh asks again); tables show at most ROW_LIMIT rows
 // (the filter narrows them; the export has everything).
@@ -70,7 +72,7 @@ export class SystemInfoArea {
     this.asking = false;
     this.loading = false;
     this.enabled = true;
-    /** session id → { report, tab, sort: {key, dir}, filter } */
+    /** session id → { report, tab, sort: {key, dir}, filter, ends: Map<pid, state> } */
     this.reports = new Map();
     this.el = {
       root: byId('sysinfo'),
@@ -164,6 +166,7 @@ export class SystemInfoArea {
           tab: prev ? prev.tab : 'overview',
           sort: prev ? prev.sort : { key: 'memory_bytes', dir: -1 },
           filter: '',
+          ends: new Map(),
         });
       }
     } catch (err) {
@@ -237,7 +240,7 @@ export class SystemInfoArea {
         ['pid', T.col.pid], ['name', T.col.name], ['user', T.col.user], ['state', T.col.state],
         ['cpu_ms', T.col.cpu, fmtCpu], ['memory_bytes', T.col.memory, fmtBytes],
         ['started_at', T.col.started, fmtDate], ['command', T.col.command],
-      ]); break;
+      ], (row) => this.endCell(r, row)); break;
       case 'services': content = this.table(r, 'services', rep.services, [
         ['name', T.col.service], ['active', T.col.active], ['sub', T.col.sub], ['description', T.col.description],
       ]); break;
@@ -273,8 +276,37 @@ export class SystemInfoArea {
       ]));
   }
 
+  /** The last cell of a process row: "End", or what became of the request. */
+  endCell(r, row) {
+    const T = t.sysinfo;
+    const pid = num(row.pid);
+    const st = r.ends.get(pid);
+    if (st) return h('span', { class: `sysinfo-end sysinfo-end-${st.outcome}`, 'data-testid': 'sysinfo-end-state', title: st.message || '', text: T.endStates[st.outcome] || st.outcome });
+    return h('button', {
+      type: 'button', class: 'btn btn-sm', 'data-testid': 'sysinfo-end', 'data-pid': String(pid),
+      text: T.end, title: T.endTitle,
+      onclick: () => this.endProcess(r, pid, str(row.name)),
+    });
+  }
+
+  async endProcess(r, pid, name) {
+    const s = this.session;
+    if (!s || !window.confirm(t.sysinfo.confirmEnd(name, pid))) return;
+    r.ends.set(pid, { outcome: 'asking', message: '' });
+    this.renderBody();
+    try {
+      const a = await this.api('POST', `/api/v1/sessions/${encodeURIComponent(s.id)}/processes/${pid}/end`, { name });
+      r.ends.set(pid, { outcome: str(a && a.outcome) || 'failed', message: str(a && a.message) });
+    } catch (err) {
+      r.ends.delete(pid);
+      this.onError(err);
+    } finally {
+      if (this.current() === r) this.renderBody();
+    }
+  }
+
   /** A table of `rows`, sortable by clicking a column head, narrowed by the filter. */
-  table(r, name, rows, cols) {
+  table(r, name, rows, cols, action = null) {
     rows = Array.isArray(rows) ? rows : [];
     const f = r.filter.trim().toLowerCase();
     let list = f
@@ -309,11 +341,15 @@ export class SystemInfoArea {
         th.textContent = label;
       }
       return th;
-    }));
-    const body = list.map((row) => h('tr', null, ...cols.map(([k, , fmt]) => h('td', {
-      class: k === 'command' || k === 'description' ? 'wide' : null,
-      text: fmt ? fmt(row[k], row) : str(row[k]),
-    }))));
+    }), action ? h('th', { scope: 'col' }) : null);
+    const body = list.map((row) => {
+      const tr = h('tr', null, ...cols.map(([k, , fmt]) => h('td', {
+        class: k === 'command' || k === 'description' ? 'wide' : null,
+        text: fmt ? fmt(row[k], row) : str(row[k]),
+      })), action ? h('td', null, action(row)) : null);
+      if (name === 'processes') tr.dataset.pid = String(num(row.pid));
+      return tr;
+    });
     const wrap = h('div', { class: 'sysinfo-table-wrap' },
       h('table', { class: 'sysinfo-table', 'data-testid': `sysinfo-table-${name}` },
         h('thead', null, head), h('tbody', null, ...body)));

@@ -17,6 +17,13 @@
 //! report that keeps every bound; the answer (with its size) or the failure is recorded as a
 //! session event too, and audited.
 //!
+//! # Ending a process
+//! `POST /api/v1/sessions/{id}/processes/{pid}/end` with the process's `name` from the
+//! report (same rights, `system_info` granted): recorded as a session event, sent as
+//! [`RelayToAgent::EndProcess`]; the customer answers in the client (no answer within the
+//! client's time is a refusal) and the outcome (`ended`, `refused`, `not_found`, `failed`)
+//! is recorded, audited and returned. At most [`MAX_END_REQUESTS`] wait per session.
+//!
 //! Limits: one report at a time per session (a second request meanwhile is refused); parts
 //! of a request nobody waits for any more (timed out, or sent after a reconnection) are
 //! dropped; reports are not stored, only their events.
@@ -32,7 +39,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use lifeline_proto::agent::RelayToAgent;
 use lifeline_proto::remote::{GrantState, Permission};
-use lifeline_proto::tools::{ReportAssembler, decode_report};
+use lifeline_proto::tools::{EndOutcome, MAX_PROCESS_NAME_CHARS, ReportAssembler, decode_report};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -41,6 +48,11 @@ use crate::web::{ClientIp, Rep, State, audit};
 
 /// How long a representative waits for a report.
 pub const REPORT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a representative waits for the customer's answer to ending a process (the
+/// client refuses by itself after 60 s).
+pub const END_TIMEOUT: Duration = Duration::from_secs(90);
+/// Most requests to end a process waiting per session.
+pub const MAX_END_REQUESTS: usize = 4;
 
 /// Which tools representatives may use (`[tools]` in `relay.toml`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -68,11 +80,29 @@ struct Pending {
     reply: oneshot::Sender<Result<String, String>>,
 }
 
-/// The system-information requests waiting for their agent, one per session at most.
+/// The system-information requests waiting for their agent, one per session at most, and
+/// the requests to end a process waiting for the customer.
 #[derive(Default)]
 pub struct SysInfoRequests {
     next: AtomicU32,
     pending: Mutex<HashMap<String, Pending>>,
+    /// (session, request) → the representative's waiting handler.
+    ends: Mutex<EndWaiters>,
+}
+
+/// (session, request) → where the answer to an end request goes.
+type EndWaiters = HashMap<(String, u32), oneshot::Sender<(EndOutcome, String)>>;
+
+/// Removes a waiting end request when its handler ends.
+struct EndWaiting<'a> {
+    requests: &'a SysInfoRequests,
+    key: (String, u32),
+}
+
+impl Drop for EndWaiting<'_> {
+    fn drop(&mut self) {
+        self.requests.ends_lock().remove(&self.key);
+    }
 }
 
 impl std::fmt::Debug for SysInfoRequests {
@@ -153,6 +183,40 @@ impl SysInfoRequests {
         };
         if let Some(w) = p.remove(session_id) {
             let _ = w.reply.send(outcome);
+        }
+    }
+
+    fn ends_lock(&self) -> std::sync::MutexGuard<'_, EndWaiters> {
+        self.ends.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a request to end a process; `None` when too many wait for this session.
+    fn open_end(
+        &self,
+        session_id: &str,
+    ) -> Option<(EndWaiting<'_>, oneshot::Receiver<(EndOutcome, String)>)> {
+        let mut ends = self.ends_lock();
+        if ends.keys().filter(|(s, _)| s == session_id).count() >= MAX_END_REQUESTS {
+            return None;
+        }
+        let request = self.next.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        let (tx, rx) = oneshot::channel();
+        let key = (session_id.to_string(), request);
+        ends.insert(key.clone(), tx);
+        Some((
+            EndWaiting {
+                requests: self,
+                key,
+            },
+            rx,
+        ))
+    }
+
+    /// The agent of `session_id` tells what became of end request `request`.
+    pub fn process_end(&self, session_id: &str, request: u32, outcome: EndOutcome, message: &str) {
+        if let Some(tx) = self.ends_lock().remove(&(session_id.to_string(), request)) {
+            let message = lifeline_proto::sanitize_text(message);
+            let _ = tx.send((outcome, message.trim().to_string()));
         }
     }
 
@@ -263,6 +327,124 @@ pub async fn system_info(
             Err(ApiError::Unavailable(reason))
         }
     }
+}
+
+/// The process to end.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct EndProcessRequest {
+    /// The process's name as the report showed it (the customer's computer checks it, so a
+    /// reused process id is not ended by mistake).
+    name: String,
+}
+
+/// What became of a request to end a process.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EndProcessAnswer {
+    pid: u32,
+    /// `ended`, `refused`, `not_found` or `failed`.
+    outcome: String,
+    /// A sentence from the customer's computer.
+    message: String,
+}
+
+/// Asks the customer whether a process may be ended, and ends it if they agree. Answers
+/// when the customer has (or the question has run out of time).
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/processes/{pid}/end", security(("bearer" = [])),
+    request_body = EndProcessRequest,
+    params(("id" = String, Path), ("pid" = u32, Path)),
+    responses((status = 200, body = EndProcessAnswer), (status = 403, body = crate::web::error::ErrorBody),
+              (status = 404, body = crate::web::error::ErrorBody),
+              (status = 409, body = crate::web::error::ErrorBody, description = "not granted, offline, or too many questions waiting"),
+              (status = 503, body = crate::web::error::ErrorBody, description = "no answer from the customer's computer")))]
+pub async fn end_process(
+    AxState(state): AxState<State>,
+    ClientIp(ip): ClientIp,
+    Rep(a): Rep,
+    Path((id, pid)): Path<(String, u32)>,
+    crate::web::api::JsonBody(req): crate::web::api::JsonBody<EndProcessRequest>,
+) -> Result<Json<EndProcessAnswer>, ApiError> {
+    if !state.config.tools.system_info {
+        return Err(ApiError::Forbidden);
+    }
+    let name = lifeline_proto::sanitize_text(req.name.trim());
+    if name.is_empty() || name.chars().count() > MAX_PROCESS_NAME_CHARS {
+        return Err(ApiError::BadRequest(format!(
+            "give the process's name as the report shows it (1 to {MAX_PROCESS_NAME_CHARS} characters)"
+        )));
+    }
+    let room = state.hub.viewer_room(&id, &a.user)?;
+    if room.grant(Permission::SystemInfo) != Some(GrantState::Granted) {
+        return Err(ApiError::Conflict(
+            "the customer has not allowed system information: ask for it first".into(),
+        ));
+    }
+    let requests = &state.hub.sysinfo;
+    let (waiting, rx) = requests.open_end(&id).ok_or_else(|| {
+        ApiError::Conflict("too many questions are waiting for the customer".into())
+    })?;
+    state.hub.send_to_agent(
+        &id,
+        RelayToAgent::EndProcess {
+            request: waiting.key.1,
+            pid,
+            name: name.clone(),
+            rep: a.user.display_name.clone(),
+        },
+    )?;
+    state
+        .db
+        .add_event(
+            &id,
+            "process_end_requested",
+            &format!("{pid} ({name}), asked by {}", a.user.display_name),
+        )
+        .await?;
+    let outcome = match tokio::time::timeout(END_TIMEOUT, rx).await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(_)) => Err("the customer's client went away".to_string()),
+        Err(_) => Err(format!(
+            "the customer's computer gave no answer within {} s",
+            END_TIMEOUT.as_secs()
+        )),
+    };
+    drop(waiting);
+    let (outcome, message) = match outcome {
+        Ok(r) => r,
+        Err(reason) => {
+            state
+                .db
+                .add_event(
+                    &id,
+                    "process_end_failed",
+                    &format!("{pid} ({name}): {reason}"),
+                )
+                .await?;
+            return Err(ApiError::Unavailable(reason));
+        }
+    };
+    let kind = match outcome {
+        EndOutcome::Ended => "process_ended",
+        EndOutcome::Refused => "process_end_refused",
+        EndOutcome::NotFound | EndOutcome::Failed => "process_end_failed",
+    };
+    state
+        .db
+        .add_event(&id, kind, &format!("{pid} ({name}): {message}"))
+        .await?;
+    audit(
+        &state,
+        &a.user.username,
+        ip,
+        "session.end_process",
+        outcome.as_str(),
+        &format!("{id} {pid} ({name})"),
+    )
+    .await;
+    Ok(Json(EndProcessAnswer {
+        pid,
+        outcome: outcome.as_str().to_string(),
+        message,
+    }))
 }
 
 /// "412 processes, 61 services, 1804 packages, 389 KB".

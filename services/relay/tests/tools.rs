@@ -7,7 +7,8 @@
 //!   (the API refuses it too); an allowed one gives the tabs with this machine's real values
 //!   (host name, kernel, memory, the agent's own process, loopback address, the root file
 //!   system, installed packages) in the console and through the API; the JSON export parses;
-//!   the session report lists the requests and answers.
+//!   ending a process is asked of the customer each time: refused, nothing happens;
+//!   allowed, the process ends; the session report lists the requests and answers.
 //! * `a_hostile_agent_cannot_break_a_report`: a scripted agent sends parts out of order and
 //!   a report that breaks the bounds; the representative gets a plain refusal, the relay
 //!   stays up, and the failures are recorded.
@@ -50,6 +51,11 @@ async fn system_information_with_the_real_client_and_the_console_in_chromium() {
     let art = artifacts("tools");
     let x = Xvfb::start();
     let work = tempfile::tempdir().unwrap();
+
+    // A program of the customer's that the representative will want to end.
+    let victim_bin = work.path().join("victim-sleep");
+    std::fs::copy("/bin/sleep", &victim_bin).unwrap();
+    let mut victim = Command::new(&victim_bin).arg("600").spawn().unwrap();
 
     let relay = Relay::start().await;
     stock_client(&relay);
@@ -226,6 +232,38 @@ async fn system_information_with_the_real_client_and_the_console_in_chromium() {
     );
     std::fs::write(sync.join("api.done"), "").unwrap();
 
+    // 4. Ending a process: asked each time; refused, then allowed.
+    wait_for(
+        Duration::from_secs(60),
+        &format!(
+            "the first end question\n{}\n---- relay ----\n{}",
+            script_log(),
+            relay.log()
+        ),
+        async || (asked("event=end_process_asked") >= 1).then_some(()),
+    )
+    .await;
+    x.screenshot(&art.join("3-end-question.png"));
+    press(&["space"]);
+    agent.wait_log("outcome=refused").await;
+    assert!(
+        victim.try_wait().unwrap().is_none(),
+        "a refused end leaves the process"
+    );
+    wait_for(
+        Duration::from_secs(60),
+        &format!("the second end question\n{}", script_log()),
+        async || (asked("event=end_process_asked") >= 2).then_some(()),
+    )
+    .await;
+    press(&["Tab", "space"]);
+    agent.wait_log("outcome=ended").await;
+    let st = wait_for(Duration::from_secs(10), "the process to end", async || {
+        victim.try_wait().unwrap()
+    })
+    .await;
+    assert!(!st.success(), "ended by the signal: {st}");
+
     let status = tokio::time::timeout(Duration::from_secs(120), script.wait())
         .await
         .expect("the browser script ends")
@@ -251,6 +289,13 @@ async fn system_information_with_the_real_client_and_the_console_in_chromium() {
                 >= 2,
         "{kinds:?}"
     );
+    for k in [
+        "process_end_requested",
+        "process_end_refused",
+        "process_ended",
+    ] {
+        assert!(kinds.iter().any(|x| x == k), "missing {k} in {kinds:?}");
+    }
     let events = d["events"].as_array().unwrap();
     assert!(
         events
@@ -429,4 +474,57 @@ async fn the_admin_policy_turns_system_information_off() {
         !event_kinds(&d).iter().any(|k| k.starts_with("system_info")),
         "{d}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ending_a_process_waits_for_the_customers_answer() {
+    let relay = Relay::start().await;
+    let rep = relay.rep_token().await;
+    let (mut agent, sid) = granted_session(&relay, &rep).await;
+    let path = format!("/api/v1/sessions/{sid}/processes/4242/end");
+    let (s, body) = relay.post(&rep, &path, json!({"name": ""})).await;
+    assert_eq!(s, 400, "{body}");
+    for (outcome, status) in [("refused", "refused"), ("ended", "ended")] {
+        let ask = {
+            let (url, http, rep, path) = (
+                relay.url.clone(),
+                relay.http.clone(),
+                rep.clone(),
+                path.clone(),
+            );
+            tokio::spawn(async move {
+                let res = http
+                    .post(format!("{url}{path}"))
+                    .bearer_auth(&rep)
+                    .json(&json!({"name": "victim"}))
+                    .send()
+                    .await
+                    .unwrap();
+                (res.status().as_u16(), res.json::<Value>().await.unwrap())
+            })
+        };
+        let m = recv_type(&mut agent, "end_process").await;
+        assert_eq!(
+            (m["pid"].as_u64(), m["name"].as_str()),
+            (Some(4242), Some("victim"))
+        );
+        send_json(
+            &mut agent,
+            json!({"type": "process_end", "request": m["request"], "pid": 4242,
+                   "outcome": outcome, "message": "done"}),
+        )
+        .await;
+        let (s, body) = ask.await.unwrap();
+        assert_eq!(s, 200, "{body}");
+        assert_eq!(body["outcome"], status);
+    }
+    let (_, d) = relay.get(&rep, &format!("/api/v1/sessions/{sid}")).await;
+    let kinds = event_kinds(&d);
+    for k in [
+        "process_end_requested",
+        "process_end_refused",
+        "process_ended",
+    ] {
+        assert!(kinds.iter().any(|x| x == k), "missing {k} in {kinds:?}");
+    }
 }

@@ -502,6 +502,7 @@ impl Conn {
             | AgentToRelay::Clipboard { .. }
             | AgentToRelay::SystemInfo { .. }
             | AgentToRelay::SystemInfoFailed { .. }
+            | AgentToRelay::ProcessEnd { .. }
                 if current != Some(SessionState::Active) =>
             {
                 Step::Exit(
@@ -549,6 +550,16 @@ impl Conn {
             }
             AgentToRelay::SystemInfoFailed { request, reason } => {
                 hub.sysinfo.failed(session_id, request, &reason);
+                Step::Continue
+            }
+            AgentToRelay::ProcessEnd {
+                request,
+                outcome,
+                message,
+                ..
+            } => {
+                hub.sysinfo
+                    .process_end(session_id, request, outcome, &message);
                 Step::Continue
             }
         }

@@ -560,6 +560,53 @@ pub fn packages(limit: Duration) -> Result<Listed<PackageInfo>, String> {
     }
 }
 
+/// Asks process `pid` to end (`SIGTERM`) if it still runs the program `name`.
+pub fn end_process(pid: u32, name: &str) -> (lifeline_proto::tools::EndOutcome, String) {
+    use lifeline_proto::tools::EndOutcome;
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let Ok(raw) = i32::try_from(pid) else {
+        return (EndOutcome::NotFound, format!("there is no process {pid}"));
+    };
+    if raw <= 1 {
+        return (EndOutcome::Failed, format!("process {pid} cannot be ended"));
+    }
+    if pid == std::process::id() {
+        return (
+            EndOutcome::Failed,
+            "this is the support program itself: end the session instead".into(),
+        );
+    }
+    let Some((running, ..)) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|t| parse_stat(&t))
+    else {
+        return (
+            EndOutcome::NotFound,
+            format!("process {pid} is no longer running"),
+        );
+    };
+    if clean(&running) != name {
+        return (
+            EndOutcome::NotFound,
+            format!(
+                "process {pid} now runs another program ({})",
+                clean(&running)
+            ),
+        );
+    }
+    match kill(Pid::from_raw(raw), Signal::SIGTERM) {
+        Ok(()) => (
+            EndOutcome::Ended,
+            format!("process {pid} ({name}) was asked to end"),
+        ),
+        Err(e) => (
+            EndOutcome::Failed,
+            format!("process {pid} ({name}) could not be ended: {}", e.desc()),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -608,6 +655,20 @@ mod tests {
                 .iter()
                 .any(|i| i.addresses.iter().any(|a| a == "127.0.0.1/8"))
         );
+    }
+
+    #[test]
+    fn ends_a_process_only_by_its_name() {
+        use lifeline_proto::tools::EndOutcome;
+        let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+        let pid = child.id();
+        assert_eq!(end_process(pid, "not-sleep").0, EndOutcome::NotFound);
+        assert_eq!(end_process(pid, "sleep").0, EndOutcome::Ended);
+        let st = child.wait().unwrap();
+        assert!(!st.success(), "sleep ended by the signal");
+        assert_eq!(end_process(std::process::id(), "x").0, EndOutcome::Failed);
+        assert_eq!(end_process(1, "init").0, EndOutcome::Failed);
+        assert_eq!(end_process(u32::MAX, "x").0, EndOutcome::NotFound);
     }
 
     #[test]
