@@ -458,7 +458,7 @@ async fn the_admin_policy_turns_system_information_off() {
         p,
         json!({"system_info": false, "shell": true, "elevated_shell": true})
     );
-    let (mut agent, sid) = granted_session(&relay, &rep).await;
+    let (_agent, sid) = granted_session(&relay, &rep).await;
     let (s, body) = relay
         .post(
             &rep,
@@ -467,8 +467,23 @@ async fn the_admin_policy_turns_system_information_off() {
         )
         .await;
     assert_eq!(s, 403, "{body}");
+    let (s, body) = relay
+        .post(
+            &rep,
+            &format!("/api/v1/sessions/{sid}/processes/4242/end"),
+            json!({"name": "victim"}),
+        )
+        .await;
+    assert_eq!(s, 403, "{body}");
+    let (_, doc) = relay.get(&rep, "/api/v1/openapi.json").await;
+    for p in [
+        "/api/v1/tools",
+        "/api/v1/sessions/{id}/system-info",
+        "/api/v1/sessions/{id}/processes/{pid}/end",
+    ] {
+        assert!(doc["paths"][p].is_object(), "OpenAPI lacks {p}");
+    }
     // Nothing was asked of the agent.
-    send_json(&mut agent, json!({"type": "chat", "text": "still here"})).await;
     let (_, d) = relay.get(&rep, &format!("/api/v1/sessions/{sid}")).await;
     assert!(
         !event_kinds(&d).iter().any(|k| k.starts_with("system_info")),
