@@ -7,6 +7,7 @@
 //
 //   LIFELINE_URL LIFELINE_REP_USER LIFELINE_REP_PASSWORD LIFELINE_SESSION LIFELINE_SYNC
 //   LIFELINE_HOST (this machine's host name) LIFELINE_KERNEL (its kernel release)
+//   LIFELINE_AGENT_FILE LIFELINE_AGENT_PID (the downloaded client's file name and process)
 //   LIFELINE_ARTIFACTS
 //
 // Exits 0 only if every step passed.
@@ -34,6 +35,8 @@ const SESSION = env('LIFELINE_SESSION');
 const SYNC = env('LIFELINE_SYNC');
 const HOST = env('LIFELINE_HOST');
 const KERNEL = env('LIFELINE_KERNEL');
+const AGENT_FILE = env('LIFELINE_AGENT_FILE');
+const AGENT_PID = env('LIFELINE_AGENT_PID');
 const ARTIFACTS = path.resolve(env('LIFELINE_ARTIFACTS'));
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 fs.mkdirSync(ARTIFACTS, { recursive: true });
@@ -149,9 +152,11 @@ async function run() {
     await table.waitFor();
     const all = await table.locator('tbody tr').count();
     check(all > 3, `only ${all} processes`);
-    await page.fill('[data-testid=sysinfo-filter]', 'lifeline-agent');
+    await page.fill('[data-testid=sysinfo-filter]', AGENT_FILE);
     const names = await column('processes', 'command');
-    check(names.length >= 1 && names.every((n) => n.toLowerCase().includes('lifeline-agent')), `filtered: ${names.slice(0, 5)}`);
+    check(names.length >= 1 && names.every((n) => n.includes(AGENT_FILE)), `filtered: ${names.slice(0, 5)}`);
+    const agentPids = await column('processes', 'pid');
+    check(agentPids.includes(AGENT_PID), `the client's process ${AGENT_PID} is not among ${agentPids}`);
     await page.fill('[data-testid=sysinfo-filter]', '');
     await page.click('[data-testid=sysinfo-col-pid] button');
     let pids = (await column('processes', 'pid')).map(Number);

@@ -172,18 +172,26 @@ impl SysInfoRequests {
             );
             return;
         };
-        let outcome = match w.assembler.push(part, last, data) {
-            Ok(None) => return,
+        let assembled = w.assembler.push(part, last, data);
+        if let Ok(None) = assembled {
+            return;
+        }
+        let Some(w) = p.remove(session_id) else {
+            return;
+        };
+        // Check the whole report without holding the lock (it may be megabytes).
+        drop(p);
+        let invalid = |e: &dyn std::fmt::Display| {
+            format!("the customer's client sent a report that is not valid: {e}")
+        };
+        let outcome = match assembled {
             Ok(Some(text)) => decode_report(text.as_bytes())
                 .map(|r| lifeline_proto::encode(&r))
-                .map_err(|e| format!("the customer's client sent a report that is not valid: {e}")),
-            Err(e) => Err(format!(
-                "the customer's client sent a report that is not valid: {e}"
-            )),
+                .map_err(|e| invalid(&e)),
+            Ok(None) => return,
+            Err(e) => Err(invalid(&e)),
         };
-        if let Some(w) = p.remove(session_id) {
-            let _ = w.reply.send(outcome);
-        }
+        let _ = w.reply.send(outcome);
     }
 
     fn ends_lock(&self) -> std::sync::MutexGuard<'_, EndWaiters> {

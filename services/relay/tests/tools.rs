@@ -109,6 +109,11 @@ async fn system_information_with_the_real_client_and_the_console_in_chromium() {
         .env("LIFELINE_SYNC", &sync)
         .env("LIFELINE_HOST", &host)
         .env("LIFELINE_KERNEL", &kernel)
+        .env(
+            "LIFELINE_AGENT_FILE",
+            file.file_name().unwrap().to_str().unwrap(),
+        )
+        .env("LIFELINE_AGENT_PID", agent.child.id().to_string())
         .env("LIFELINE_ARTIFACTS", &art)
         .env("CHROMIUM", "/usr/bin/chromium")
         .stdout(std::fs::File::create(&script_out).unwrap())
