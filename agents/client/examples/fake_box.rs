@@ -143,7 +143,10 @@ async fn main() {
                     | AgentToRelay::Permission { .. }
                     | AgentToRelay::Monitors { .. }
                     | AgentToRelay::Clipboard { .. }
-                    | AgentToRelay::File { .. } => vec![],
+                    | AgentToRelay::File { .. }
+                    | AgentToRelay::SystemInfo { .. }
+                    | AgentToRelay::SystemInfoFailed { .. }
+                    | AgentToRelay::ProcessEnd { .. } => vec![],
                 };
                 for r in replies {
                     if ws.send(r).await.is_err() {

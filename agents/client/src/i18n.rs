@@ -156,10 +156,16 @@ pub enum Key {
     UnavailableLine,
     /// Window title prefix while the screen is shared.
     SharingTitle,
+    /// `{0}` = technician's name, `{1}` = program name, `{2}` = process id.
+    AskEndProcess,
+    /// `{0}` = program name and process id.
+    ProcessEndedLine,
+    /// `{0}` = program name and process id.
+    ProcessKeptLine,
 }
 
 impl Key {
-    pub const ALL: [Key; 66] = [
+    pub const ALL: [Key; 69] = [
         Key::WindowTitle,
         Key::DefaultTitle,
         Key::Connecting,
@@ -226,6 +232,9 @@ impl Key {
         Key::StoppedLine,
         Key::UnavailableLine,
         Key::SharingTitle,
+        Key::AskEndProcess,
+        Key::ProcessEndedLine,
+        Key::ProcessKeptLine,
     ];
 
     /// The key of the sentence explaining a refusal.
@@ -376,6 +385,11 @@ fn en(key: Key) -> &'static str {
         Key::Allow => "Allow",
         Key::Deny => "Deny",
         Key::AutoDeny => "Without an answer, this is refused in {0} s.",
+        Key::AskEndProcess => {
+            "{0} would like to end the program “{1}” (process {2}) on your computer. Unsaved work in it may be lost."
+        }
+        Key::ProcessEndedLine => "The program {0} was asked to end.",
+        Key::ProcessKeptLine => "The program {0} was not ended.",
         Key::ActiveView => "{0} can see your screen",
         Key::ActiveControl => "{0} can control your computer",
         Key::ActiveOther => "You allowed {0}",
@@ -477,6 +491,11 @@ fn fr(key: Key) -> &'static str {
         Key::Allow => "Autoriser",
         Key::Deny => "Refuser",
         Key::AutoDeny => "Sans réponse, ce sera refusé dans {0} s.",
+        Key::AskEndProcess => {
+            "{0} souhaite arrêter le programme « {1} » (processus {2}) sur votre ordinateur. Le travail non enregistré dans ce programme peut être perdu."
+        }
+        Key::ProcessEndedLine => "Le programme {0} a reçu la demande de s’arrêter.",
+        Key::ProcessKeptLine => "Le programme {0} n’a pas été arrêté.",
         Key::ActiveView => "{0} voit votre écran",
         Key::ActiveControl => "{0} peut contrôler votre ordinateur",
         Key::ActiveOther => "Vous avez autorisé {0}",
@@ -577,6 +596,11 @@ fn de(key: Key) -> &'static str {
         Key::Allow => "Erlauben",
         Key::Deny => "Ablehnen",
         Key::AutoDeny => "Ohne Antwort wird dies in {0} s abgelehnt.",
+        Key::AskEndProcess => {
+            "{0} möchte das Programm „{1}“ (Prozess {2}) auf Ihrem Computer beenden. Ungespeicherte Arbeit darin kann verloren gehen."
+        }
+        Key::ProcessEndedLine => "Das Programm {0} wurde zum Beenden aufgefordert.",
+        Key::ProcessKeptLine => "Das Programm {0} wurde nicht beendet.",
         Key::ActiveView => "{0} sieht Ihren Bildschirm",
         Key::ActiveControl => "{0} kann Ihren Computer steuern",
         Key::ActiveOther => "Sie haben {0} erlaubt",

@@ -14,6 +14,8 @@
 //!   it is shared;
 //! * [`files`] browses, sends and receives files in the shared folder while
 //!   `file_transfer` is allowed (safe path resolution, SHA-256, resumable `.part` files);
+//! * [`tools`] gathers the system-information report on a thread of its own while
+//!   `system_info` stands;
 //! * [`screen`] captures, compares, encodes and paces the screen on a thread of its own;
 //! * [`i18n`] holds every sentence in English, French and German;
 //! * [`platform`] tells the box about this computer and offers its desktop, one module per
@@ -24,9 +26,7 @@
 //!
 //! Limits of this version: Linux with X11 only for screen, input and clipboard (Wayland,
 //! Windows and macOS have no desktop module yet, so their requests are answered "not
-//! available"); no system information or shell yet; the window does not offer choosing the shared folder
-//! or sending a file yet; the jump-client mode is
-//! not implemented; errors below the UI are English sentences.
+//! available"); no shell yet; the jump-client mode is not implemented; errors below the UI are English sentences.
 #![forbid(unsafe_code)]
 
 pub mod consent;
@@ -39,4 +39,5 @@ pub mod platform;
 pub mod screen;
 pub mod session;
 pub mod ticket;
+pub mod tools;
 pub mod ui;

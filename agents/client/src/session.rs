@@ -40,6 +40,7 @@ use crate::desktop::{Desktop, Outgoing, Remote};
 use crate::env::Env;
 use crate::files::{FileOut, Files};
 use crate::net::{self, NetError, WsStream};
+use crate::tools::{EndDone, Tools};
 
 /// What the UI asks the session to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +57,11 @@ pub enum Command {
     End(String),
     /// The customer sends this file to the technician (while file transfer is allowed).
     SendFile(std::path::PathBuf),
+    /// The customer's answer to a request to end a process.
+    EndProcess {
+        request: u32,
+        allow: bool,
+    },
 }
 
 /// What happened, for the UI.
@@ -115,6 +121,17 @@ pub enum Event {
         permission: Permission,
         change: Change,
     },
+    /// The technician asks to end a process; without an answer within `expires_in` it
+    /// counts as refused (reported as [`Event::EndProcessDone`]).
+    EndProcessAsked {
+        request: u32,
+        pid: u32,
+        name: String,
+        rep: String,
+        expires_in: Duration,
+    },
+    /// What became of a request to end a process.
+    EndProcessDone(EndDone),
 }
 
 /// Reconnection delays: `base` doubling up to `max`, each with jitter, for at most
@@ -233,6 +250,11 @@ impl SessionHandle {
         self.send(Command::Permission { permission, allow })
     }
 
+    /// Answers a request to end a process.
+    pub fn end_process(&self, request: u32, allow: bool) -> bool {
+        self.send(Command::EndProcess { request, allow })
+    }
+
     /// Waits until the driver has stopped (after `End` went out, or a final event).
     pub async fn finished(&self) {
         let mut done = self.done.clone();
@@ -273,6 +295,7 @@ impl Session {
         let driver = Driver {
             files: Files::new(files_root),
             remote,
+            tools: Tools::default(),
             ticket,
             info,
             config,
@@ -335,6 +358,8 @@ struct Driver {
     remote: Remote,
     /// File transfer in the shared folder.
     files: Files,
+    /// System information (and the other session tools).
+    tools: Tools,
     /// The technician's name, for permission questions.
     rep_name: Option<String>,
     /// Messages to send once a link is up.
@@ -565,7 +590,7 @@ impl Driver {
         keepalive.tick().await;
         let mut last_heard = Instant::now();
         loop {
-            let deadline = self.consent.next_deadline();
+            let deadline = earliest(self.consent.next_deadline(), self.tools.next_deadline());
             tokio::select! {
                 // Control first: the screen never holds up a message, a command or a
                 // withdrawn permission.
@@ -573,6 +598,9 @@ impl Driver {
                 _ = sleep_until_some(deadline) => {
                     for decision in self.consent.expire(Instant::now()) {
                         self.decided(decision).await;
+                    }
+                    for done in self.tools.expire(Instant::now()) {
+                        self.emit(Event::EndProcessDone(done)).await;
                     }
                     if let Err(e) = self.flush(&mut ws).await {
                         return LinkEnd::Lost(e);
@@ -626,6 +654,11 @@ impl Driver {
                     }
                     if let Err(e) = ws.send(Message::Ping(Vec::new().into())).await {
                         return LinkEnd::Lost(e.to_string());
+                    }
+                }
+                out = self.tools.next() => {
+                    if let Err(e) = send(&mut ws, &out).await {
+                        return LinkEnd::Lost(e);
                     }
                 }
                 out = self.remote.next() => {
@@ -744,7 +777,7 @@ impl Driver {
                 let available = if permission == Permission::FileTransfer {
                     self.files.available()
                 } else {
-                    self.remote.offers(permission)
+                    self.remote.offers(permission) || Tools::offers(permission)
                 };
                 match self.consent.request(permission, available, Instant::now()) {
                     Requested::Ask { deadline } => {
@@ -786,6 +819,36 @@ impl Driver {
                 self.remote.set_clipboard(sanitize_clipboard(&text));
             }
             RelayToAgent::File { request } => self.files.request(request),
+            RelayToAgent::SystemInfoRequest { request } => self.tools.system_info(request),
+            RelayToAgent::EndProcess {
+                request,
+                pid,
+                name,
+                rep,
+            } => {
+                let name = sanitize_text(&name);
+                let timeout = self.config.ask_timeout;
+                if self
+                    .tools
+                    .end_process_asked(request, pid, &name, timeout)
+                    .is_some()
+                {
+                    let rep = sanitize_text(&rep);
+                    let rep = if rep.trim().is_empty() {
+                        self.rep_name.clone().unwrap_or_default()
+                    } else {
+                        rep
+                    };
+                    self.emit(Event::EndProcessAsked {
+                        request,
+                        pid,
+                        name,
+                        rep,
+                        expires_in: timeout,
+                    })
+                    .await;
+                }
+            }
         }
         Ok(())
     }
@@ -797,6 +860,12 @@ impl Driver {
             Prepared::Decided(decisions) => {
                 for decision in decisions {
                     self.decided(decision).await;
+                }
+                return Ok(());
+            }
+            Prepared::EndDone(done) => {
+                if let Some(done) = done {
+                    self.emit(Event::EndProcessDone(done)).await;
                 }
                 return Ok(());
             }
@@ -862,6 +931,9 @@ impl Driver {
                 self.files.offer(path);
                 Prepared::Nothing
             }
+            Command::EndProcess { request, allow } => {
+                Prepared::EndDone(self.tools.answer_end(request, allow))
+            }
         }
     }
 
@@ -876,6 +948,12 @@ impl Driver {
             .set_grant(decision.permission, decision.change.granted());
         if decision.permission == Permission::FileTransfer {
             self.files.set_grant(decision.change.granted());
+        }
+        let refused = self
+            .tools
+            .set_grant(decision.permission, decision.change.granted());
+        for done in refused {
+            self.emit(Event::EndProcessDone(done)).await;
         }
         self.queue(decision.message());
         self.emit(Event::Permission {
@@ -926,6 +1004,11 @@ impl Driver {
                                 self.decided(decision).await;
                             }
                         }
+                        Prepared::EndDone(done) => {
+                            if let Some(done) = done {
+                                self.emit(Event::EndProcessDone(done)).await;
+                            }
+                        }
                         Prepared::End(reason) => {
                             self.ended(Party::Customer, reason).await;
                             return Err(Finished);
@@ -970,6 +1053,15 @@ enum Prepared {
     Nothing,
     End(String),
     Decided(Vec<Decision>),
+    EndDone(Option<EndDone>),
+}
+
+/// The earlier of two optional deadlines.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Clipboard text from the box, with control characters other than line breaks and tabs

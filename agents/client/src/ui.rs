@@ -71,10 +71,22 @@ enum Msg {
     Tick,
 }
 
-/// A permission question waiting for the customer's answer.
+/// What the customer is asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Question {
+    Permission(Permission),
+    /// May the technician end this process?
+    EndProcess {
+        request: u32,
+        pid: u32,
+        name: String,
+    },
+}
+
+/// A question waiting for the customer's answer.
 #[derive(Debug, Clone)]
 struct Ask {
-    permission: Permission,
+    question: Question,
     rep: String,
     deadline: Instant,
 }
@@ -209,7 +221,7 @@ struct Ui {
     active_rows: Vec<(Permission, Flex, Frame)>,
     asks: VecDeque<Ask>,
     /// The question in the box now.
-    shown_ask: Option<Permission>,
+    shown_ask: Option<Question>,
     granted: Vec<Permission>,
     final_screen: Flex,
     final_title: Frame,
@@ -691,9 +703,10 @@ impl Ui {
                 } else {
                     rep
                 };
-                self.asks.retain(|a| a.permission != permission);
+                self.asks
+                    .retain(|a| a.question != Question::Permission(permission));
                 self.asks.push_back(Ask {
-                    permission,
+                    question: Question::Permission(permission),
                     rep,
                     deadline: Instant::now() + expires_in,
                 });
@@ -704,8 +717,47 @@ impl Ui {
                 // Bring the window to the front: the question must be seen.
                 self.window.show();
             }
+            Event::EndProcessAsked {
+                request,
+                pid,
+                name,
+                rep,
+                expires_in,
+            } => {
+                let rep = if rep.trim().is_empty() {
+                    self.rep_name
+                        .clone()
+                        .unwrap_or_else(|| self.texts.get(Key::Technician).to_owned())
+                } else {
+                    rep
+                };
+                self.asks.push_back(Ask {
+                    question: Question::EndProcess { request, pid, name },
+                    rep,
+                    deadline: Instant::now() + expires_in,
+                });
+                if self.current() != Screen::Chat {
+                    self.enter_chat();
+                }
+                self.show_prompt();
+                self.window.show();
+            }
+            Event::EndProcessDone(done) => {
+                self.asks.retain(|a| {
+                    !matches!(a.question, Question::EndProcess { request, .. } if request == done.request)
+                });
+                let t = self.texts;
+                let key = if done.outcome == lifeline_proto::tools::EndOutcome::Ended {
+                    Key::ProcessEndedLine
+                } else {
+                    Key::ProcessKeptLine
+                };
+                self.append(&t.fmt(key, format!("{} ({})", done.name, done.pid)));
+                self.show_prompt();
+            }
             Event::Permission { permission, change } => {
-                self.asks.retain(|a| a.permission != permission);
+                self.asks
+                    .retain(|a| a.question != Question::Permission(permission));
                 self.granted.retain(|p| *p != permission);
                 if change.granted() {
                     self.granted.push(permission);
@@ -732,14 +784,22 @@ impl Ui {
         self.asks.retain(|a| a.deadline > now);
         match self.asks.front().cloned() {
             Some(ask) => {
-                let text = self.texts.fmt(Key::ask(ask.permission), &ask.rep);
+                let text = match &ask.question {
+                    Question::Permission(p) => self.texts.fmt(Key::ask(*p), &ask.rep),
+                    Question::EndProcess { pid, name, .. } => self
+                        .texts
+                        .get(Key::AskEndProcess)
+                        .replace("{0}", &ask.rep)
+                        .replace("{1}", name)
+                        .replace("{2}", &pid.to_string()),
+                };
                 self.prompt_text.set_label(&text);
                 self.tick();
                 self.prompt.show();
-                if self.shown_ask != Some(ask.permission) {
+                if self.shown_ask.as_ref() != Some(&ask.question) {
                     // Each new question starts with the safe answer focused: a stray
                     // Enter or Space refuses.
-                    self.shown_ask = Some(ask.permission);
+                    self.shown_ask = Some(ask.question.clone());
                     let _ = self.deny.take_focus();
                 }
             }
@@ -765,10 +825,10 @@ impl Ui {
     }
 
     /// The question shown, answered.
-    fn answer(&mut self) -> Option<Permission> {
+    fn answer(&mut self) -> Option<Question> {
         let ask = self.asks.pop_front()?;
         self.show_prompt();
-        Some(ask.permission)
+        Some(ask.question)
     }
 
     /// One row per granted permission, and the title says when the screen is shared.
@@ -901,11 +961,15 @@ pub fn run(
         let Some(msg) = receiver.recv() else { continue };
         match msg {
             Msg::Session(event) => ui.on_event(event),
-            Msg::Answer(allow) => {
-                if let Some(permission) = ui.answer() {
+            Msg::Answer(allow) => match ui.answer() {
+                Some(Question::Permission(permission)) => {
                     handle.permission(permission, allow);
                 }
-            }
+                Some(Question::EndProcess { request, .. }) => {
+                    handle.end_process(request, allow);
+                }
+                None => {}
+            },
             Msg::Revoke(permission) => {
                 handle.permission(permission, false);
             }

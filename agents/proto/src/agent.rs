@@ -27,6 +27,12 @@
 //! [`RelayToAgent::Refresh`] asks for a key frame (a new viewer, or one that fell behind).
 //! With `control` granted the relay forwards [`RelayToAgent::Input`].
 //!
+//! # System information
+//! With `system_info` granted: relay → [`RelayToAgent::SystemInfoRequest`], agent →
+//! [`AgentToRelay::SystemInfo`] parts (or [`AgentToRelay::SystemInfoFailed`]); ending a
+//! process is asked separately ([`RelayToAgent::EndProcess`], answered by
+//! [`AgentToRelay::ProcessEnd`]) and the customer agrees to each; see [`crate::tools`].
+//!
 //! The relay measures its round trip to the agent from [`RelayToAgent::Ping`] and the
 //! matching [`AgentToRelay::Pong`] (every 20 s, every second while the screen is watched) and
 //! shows it to the viewers; an agent answers a ping as soon as it reads it.
@@ -76,6 +82,27 @@ pub enum AgentToRelay {
     /// An answer about files ([`crate::files`]).
     File {
         reply: crate::files::FileReply,
+    },
+    /// One part of the system-information report asked for by `request` (see
+    /// [`crate::tools`]); parts come in order from 0, the last one flagged.
+    SystemInfo {
+        request: u32,
+        part: u32,
+        last: bool,
+        data: String,
+    },
+    /// The report asked for by `request` cannot be given (not granted, busy, failed).
+    SystemInfoFailed {
+        request: u32,
+        reason: String,
+    },
+    /// What became of [`RelayToAgent::EndProcess`] `request`.
+    ProcessEnd {
+        request: u32,
+        pid: u32,
+        outcome: crate::tools::EndOutcome,
+        #[serde(default)]
+        message: String,
     },
 }
 
@@ -133,6 +160,17 @@ impl Validate for AgentToRelay {
             AgentToRelay::Monitors { monitors } => crate::remote::validate_monitors(monitors),
             AgentToRelay::Clipboard { text } => crate::remote::validate_clipboard(text),
             AgentToRelay::File { reply } => reply.validate(),
+            AgentToRelay::SystemInfo { data, .. } => {
+                if data.len() > crate::tools::REPORT_CHUNK_BYTES {
+                    return Err(DecodeError::FieldTooLong {
+                        field: "data",
+                        max: crate::tools::REPORT_CHUNK_BYTES,
+                    });
+                }
+                Ok(())
+            }
+            AgentToRelay::SystemInfoFailed { reason, .. } => check_len("reason", reason, 500, true),
+            AgentToRelay::ProcessEnd { message, .. } => check_len("message", message, 500, true),
             AgentToRelay::AcceptTerms
             | AgentToRelay::Pong { .. }
             | AgentToRelay::Permission { .. } => Ok(()),
@@ -262,6 +300,22 @@ pub enum RelayToAgent {
     File {
         request: crate::files::FileRequest,
     },
+    /// Gather the system-information report (only while `system_info` is granted); the
+    /// agent answers with [`AgentToRelay::SystemInfo`] parts or
+    /// [`AgentToRelay::SystemInfoFailed`] carrying the same `request`.
+    SystemInfoRequest {
+        request: u32,
+    },
+    /// End a process (only while `system_info` is granted, and only after the customer
+    /// agreed to this very request); answered with [`AgentToRelay::ProcessEnd`].
+    EndProcess {
+        request: u32,
+        pid: u32,
+        /// The process's name as the report showed it.
+        name: String,
+        /// The representative's display name, for the question the customer sees.
+        rep: String,
+    },
 }
 
 impl RelayToAgent {
@@ -304,12 +358,17 @@ impl Validate for RelayToAgent {
                 check_len("rep", rep, MAX_NAME_CHARS, true)
             }
             RelayToAgent::Input { event } => event.validate(),
+            RelayToAgent::EndProcess { name, rep, .. } => {
+                check_len("name", name, crate::tools::MAX_PROCESS_NAME_CHARS, false)?;
+                check_len("rep", rep, MAX_NAME_CHARS, true)
+            }
             RelayToAgent::Clipboard { text } => crate::remote::validate_clipboard(text),
             RelayToAgent::File { request } => request.validate(),
             RelayToAgent::Queue { .. }
             | RelayToAgent::Ping { .. }
             | RelayToAgent::Stream { .. }
             | RelayToAgent::FrameAck { .. }
+            | RelayToAgent::SystemInfoRequest { .. }
             | RelayToAgent::Refresh => Ok(()),
         }
     }
@@ -372,7 +431,7 @@ mod tests {
 
         #[test]
         fn decode_never_panics_on_jsonish(
-            ty in prop::sample::select(vec!["hello","chat","end","pong","accept_terms","welcome","queue","x"]),
+            ty in prop::sample::select(vec!["hello","chat","end","pong","accept_terms","welcome","queue","system_info","system_info_failed","system_info_request","end_process","process_end","x"]),
             body in "[ -~]{0,300}",
         ) {
             let s = format!(r#"{{"type":"{ty}",{body}}}"#);

@@ -35,11 +35,13 @@
 //! * [`frame`]: the binary frame header; [`screen`]: screen and cursor payloads;
 //!   [`deflate`]: the screen channel's deflate stream;
 //! * [`files`]: file transfer requests, answers and chunks;
+//! * [`tools`]: the system-information report;
 //! * [`jump`]: jump clients' connection, registration and wake-ups;
 //! * [`ticket`]: the ticket trailer of a downloaded client.
 //!
 //! # Limits of this version
 //! The shell channel is reserved in [`frame::Channel`]; its payload is not defined yet.
+//! System information travels in control messages ([`tools`]).
 #![forbid(unsafe_code)]
 
 pub mod agent;
@@ -51,6 +53,7 @@ pub mod jump;
 pub mod remote;
 pub mod screen;
 pub mod ticket;
+pub mod tools;
 pub mod viewer;
 
 use serde::{Deserialize, Serialize};

@@ -16,6 +16,7 @@
 
 import { ScreenArea } from '/static/viewer.js';
 import { FilePanel, fmtBytes } from '/static/files.js';
+import { SystemInfoArea } from '/static/sysinfo.js';
 import { t, localise } from '/static/texts.js';
 
 const MAX_CHAT_CHARS = 4000;
@@ -636,6 +637,7 @@ function renderSession({ scrollToEnd = false } = {}) {
   pane.hidden = !sess;
   if (state.screen) state.screen.show(sess || null);
   if (state.files) state.files.show(sess || null);
+  if (state.sysinfo) state.sysinfo.show(sess || null);
   if (!sess) return;
   if (pane.dataset.sessionId !== sess.id) {
     // Keep each tab's unsent draft.
@@ -800,6 +802,7 @@ function setGrant(id, permission, st) {
   sess.grants[permission] = st;
   if (id === state.current && state.screen) state.screen.show(sess);
   if (id === state.current && state.files) state.files.show(sess);
+  if (id === state.current && state.sysinfo) state.sysinfo.show(sess);
 }
 
 function markEnded(id, by, reason) {
@@ -1093,6 +1096,7 @@ async function start() {
   initSessionPane();
   state.screen = new ScreenArea({ api, onGrant: setGrant, onError: reportError });
   state.files = new FilePanel({ api, csrf: () => (state.me ? state.me.csrf_token : ''), onGrant: setGrant, onError: reportError });
+  state.sysinfo = new SystemInfoArea({ api, onGrant: setGrant, onError: reportError });
   setInterval(() => { tickQueues(); tickKey(); }, 1000);
   window.addEventListener('pagehide', () => {
     state.unloading = true;

@@ -37,6 +37,7 @@ struct FileConfig {
     limits: LimitsSection,
     appliance: ApplianceSection,
     files: crate::files::FilePolicy,
+    tools: crate::tools::ToolPolicy,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -110,6 +111,8 @@ pub struct Config {
     /// A representative's seat is given back after this long without a request while no
     /// console is open.
     pub rep_seat_idle: std::time::Duration,
+    /// Which session tools representatives may use (`[tools]`).
+    pub tools: crate::tools::ToolPolicy,
 }
 
 /// Flag overrides (from the command line).
@@ -231,6 +234,7 @@ impl Config {
         };
         Ok(Config {
             files: file.files,
+            tools: file.tools,
             listen,
             redirect_listen,
             data_dir,

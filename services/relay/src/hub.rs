@@ -157,6 +157,8 @@ pub struct Hub {
     online_reps: Mutex<HashMap<i64, u32>>,
     /// File transfers in flight, per session.
     pub files: crate::files::FileHub,
+    /// System-information reports being waited for.
+    pub sysinfo: crate::tools::SysInfoRequests,
 }
 
 impl Hub {
@@ -202,6 +204,7 @@ impl Hub {
             counters: Counters::default(),
             online_reps: Mutex::new(HashMap::new()),
             files: crate::files::FileHub::default(),
+            sysinfo: Default::default(),
         }))
     }
 
@@ -555,6 +558,12 @@ impl Hub {
         self.lock()
             .get(session_id)
             .and_then(|l| l.agent.as_ref().map(|(_, tx)| tx.clone()))
+    }
+
+    /// Queues a message for a session's agent without waiting.
+    pub fn send_to_agent(&self, session_id: &str, msg: RelayToAgent) -> Result<(), HubError> {
+        let tx = self.agent_tx(session_id).ok_or(HubError::Offline)?;
+        tx.try_send(msg).map_err(|_| HubError::Offline)
     }
 
     /// A representative ends a session (theirs, or one waiting in a queue they see).

@@ -25,6 +25,9 @@
 //! dropped link, SHA-256 checked, allowed by the `[files]` policy and recorded as session
 //! events.
 //!
+//! Session tools ([`tools`]): the admin policy of which tools reps may use, and the
+//! system-information report asked of the agent and recorded as session events.
+//!
 //! Current limits: shell and jump clients are later work; the site admin
 //! interface is not written yet (accounts come from the setup page and
 //! `lifeline-relay user add`).
@@ -47,6 +50,7 @@ pub mod ratelimit;
 pub mod server;
 pub mod signing;
 pub mod tls;
+pub mod tools;
 pub mod view;
 pub mod web;
 

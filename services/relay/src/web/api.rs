@@ -49,6 +49,15 @@ pub fn router() -> Router<State> {
             "/sessions/{id}/files/offers/{offer}",
             get(crate::files::offered),
         )
+        .route(
+            "/sessions/{id}/system-info",
+            post(crate::tools::system_info),
+        )
+        .route(
+            "/sessions/{id}/processes/{pid}/end",
+            post(crate::tools::end_process),
+        )
+        .route("/tools", get(crate::tools::policy))
         .route("/portal/tickets", post(portal_ticket))
         .route("/audit", get(audit_log))
 }
@@ -56,10 +65,10 @@ pub fn router() -> Router<State> {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Lifeline API", version = "1.0.0", description = "Script the Lifeline support box: session keys, queues, sessions, chat, permissions for screen sharing."),
-    paths(token, logout, me, super::appliance::status_json, super::appliance::panel_key, create_key, queues, recent_sessions, session, accept, message, end, request_permission, portal_ticket, audit_log),
+    paths(token, logout, me, super::appliance::status_json, super::appliance::panel_key, create_key, queues, recent_sessions, session, accept, message, end, request_permission, crate::tools::system_info, crate::tools::end_process, crate::tools::policy, portal_ticket, audit_log),
     components(schemas(ErrorBody, TokenRequest, TokenResponse, Me, KeyRequest, KeyResponse, SessionDetail,
         MessageRequest, MessageCreated, TicketRequest, TicketResponse, Download, SessionList, QueueList,
-        MessageRow, EventRow, PermissionRequest, PermissionState, StreamTotals, crate::db::AuditRow, super::appliance::ApplianceReport,
+        MessageRow, EventRow, PermissionRequest, PermissionState, StreamTotals, crate::tools::ToolPolicy, crate::tools::EndProcessRequest, crate::tools::EndProcessAnswer, crate::db::AuditRow, super::appliance::ApplianceReport,
         super::appliance::LicenceReport, super::appliance::Connected, super::appliance::ServiceReport,
         super::appliance::KeyPress)),
     modifiers(&BearerAuth)

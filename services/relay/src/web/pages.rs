@@ -387,6 +387,10 @@ pub async fn asset(Path(file): Path<String>) -> Response {
             include_str!("../../assets/files.js"),
             "text/javascript; charset=utf-8",
         ),
+        "sysinfo.js" => (
+            include_str!("../../assets/sysinfo.js"),
+            "text/javascript; charset=utf-8",
+        ),
         "console.css" => (
             include_str!("../../assets/console.css"),
             "text/css; charset=utf-8",

@@ -522,6 +522,9 @@ impl Conn {
             | AgentToRelay::Monitors { .. }
             | AgentToRelay::Clipboard { .. }
             | AgentToRelay::File { .. }
+            | AgentToRelay::SystemInfo { .. }
+            | AgentToRelay::SystemInfoFailed { .. }
+            | AgentToRelay::ProcessEnd { .. }
                 if current != Some(SessionState::Active) =>
             {
                 Step::Exit(
@@ -560,6 +563,29 @@ impl Conn {
             }
             AgentToRelay::File { reply } => {
                 hub.files.from_agent(hub.db(), session_id, reply).await;
+                Step::Continue
+            }
+            AgentToRelay::SystemInfo {
+                request,
+                part,
+                last,
+                data,
+            } => {
+                hub.sysinfo.part(session_id, request, part, last, &data);
+                Step::Continue
+            }
+            AgentToRelay::SystemInfoFailed { request, reason } => {
+                hub.sysinfo.failed(session_id, request, &reason);
+                Step::Continue
+            }
+            AgentToRelay::ProcessEnd {
+                request,
+                outcome,
+                message,
+                ..
+            } => {
+                hub.sysinfo
+                    .process_end(session_id, request, outcome, &message);
                 Step::Continue
             }
         }

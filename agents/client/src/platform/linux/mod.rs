@@ -4,12 +4,14 @@
 //!
 //! The desktop on X11: [`capture`] (screen, monitors, cursor), [`input`] (pointer and keys
 //! injected with XTest) and [`clipboard`] (text through X selections), offered to a session
-//! as one [`desktop::X11Desktop`].
+//! as one [`desktop::X11Desktop`]. [`sysinfo`] reads the system-information report's
+//! sources.
 
 pub mod capture;
 pub mod clipboard;
 pub mod desktop;
 pub mod input;
+pub mod sysinfo;
 
 use std::process::Command;
 
