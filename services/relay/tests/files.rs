@@ -76,7 +76,7 @@ impl Customer {
         let local = line.split_whitespace().nth(2).unwrap();
         let sport = local.rsplit(':').next().unwrap();
         let st = Command::new("ss")
-            .args(["-K", "dport", "=", &format!(":{relay_port}")])
+            .args(["-K", "-t", "dport", "=", &format!(":{relay_port}")])
             .args(["sport", "=", &format!(":{sport}")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
