@@ -799,6 +799,9 @@ function setGrant(id, permission, st) {
   const sess = state.sessions.get(id);
   if (!sess || !permission || !st) return;
   if (sess.grants[permission] === st) return;
+  // A request's own reply ("requested") can arrive after the customer's answer; the relay
+  // never asks again for a standing grant, so it is stale then.
+  if (st === 'requested' && sess.grants[permission] === 'granted') return;
   sess.grants[permission] = st;
   if (id === state.current && state.screen) state.screen.show(sess);
   if (id === state.current && state.files) state.files.show(sess);
