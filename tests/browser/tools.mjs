@@ -8,6 +8,7 @@
 //   LIFELINE_URL LIFELINE_REP_USER LIFELINE_REP_PASSWORD LIFELINE_SESSION LIFELINE_SYNC
 //   LIFELINE_HOST (this machine's host name) LIFELINE_KERNEL (its kernel release)
 //   LIFELINE_AGENT_FILE LIFELINE_AGENT_PID (the downloaded client's file name and process)
+//   LIFELINE_VICTIM (the name of the process to end)
 //   LIFELINE_ARTIFACTS
 //
 // Exits 0 only if every step passed.
@@ -37,6 +38,7 @@ const HOST = env('LIFELINE_HOST');
 const KERNEL = env('LIFELINE_KERNEL');
 const AGENT_FILE = env('LIFELINE_AGENT_FILE');
 const AGENT_PID = env('LIFELINE_AGENT_PID');
+const VICTIM = env('LIFELINE_VICTIM');
 const ARTIFACTS = path.resolve(env('LIFELINE_ARTIFACTS'));
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 fs.mkdirSync(ARTIFACTS, { recursive: true });
@@ -198,7 +200,7 @@ async function run() {
     page.on('dialog', (d) => d.accept());
     const endIn = async (expect) => {
       await tab('processes');
-      await page.fill('[data-testid=sysinfo-filter]', 'victim-sleep');
+      await page.fill('[data-testid=sysinfo-filter]', VICTIM);
       const row = page.locator('[data-testid=sysinfo-table-processes] tbody tr').first();
       console.log(`      [e2] ${await row.innerText()}`);
       await row.locator('[data-testid=sysinfo-end]').click();

@@ -52,10 +52,14 @@ async fn system_information_with_the_real_client_and_the_console_in_chromium() {
     let x = Xvfb::start();
     let work = tempfile::tempdir().unwrap();
 
-    // A program of the customer's that the representative will want to end.
-    let victim_bin = work.path().join("victim-sleep");
+    // A program of the customer's that the representative will want to end (named for this
+    // run: a process left by an earlier run must not be the one ended; at most 15
+    // characters, the kernel's limit for a process name).
+    let victim_name = format!("victim{}", std::process::id() % 1_000_000);
+    let victim_bin = work.path().join(&victim_name);
     std::fs::copy("/bin/sleep", &victim_bin).unwrap();
-    let mut victim = Command::new(&victim_bin).arg("600").spawn().unwrap();
+    let mut victim = KillOnDrop(Command::new(&victim_bin).arg("600").spawn().unwrap());
+    let victim = &mut victim.0;
 
     let relay = Relay::start().await;
     stock_client(&relay);
@@ -114,6 +118,7 @@ async fn system_information_with_the_real_client_and_the_console_in_chromium() {
             file.file_name().unwrap().to_str().unwrap(),
         )
         .env("LIFELINE_AGENT_PID", agent.child.id().to_string())
+        .env("LIFELINE_VICTIM", &victim_name)
         .env("LIFELINE_ARTIFACTS", &art)
         .env("CHROMIUM", "/usr/bin/chromium")
         .stdout(std::fs::File::create(&script_out).unwrap())
@@ -546,5 +551,15 @@ async fn ending_a_process_waits_for_the_customers_answer() {
         "process_ended",
     ] {
         assert!(kinds.iter().any(|x| x == k), "missing {k} in {kinds:?}");
+    }
+}
+
+/// A child process killed when the test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
