@@ -523,6 +523,12 @@ pub struct PathQuery {
 }
 
 /// `GET /api/v1/sessions/{id}/files?path=`
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/files", security(("bearer" = [])),
+    params(("id" = String, Path), ("path" = Option<String>, Query, description = "folder inside the shared folder; empty for the shared folder")),
+    responses((status = 200, description = "{path, entries, truncated}"),
+              (status = 403, description = "file transfer not granted, or not allowed by the [files] policy"),
+              (status = 404, description = "no such session"),
+              (status = 409, description = "the customer's computer is offline, or the file exists")))]
 pub async fn list(
     AxState(state): AxState<State>,
     rep: Rep,
@@ -558,6 +564,13 @@ pub struct FolderRequest {
 }
 
 /// `POST /api/v1/sessions/{id}/files/folders`
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/files/folders", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    request_body(description = "{\"path\": \"folder/new\"}", content_type = "application/json"),
+    responses((status = 200, description = "{path}"),
+              (status = 403, description = "file transfer not granted, or not allowed by the [files] policy"),
+              (status = 404, description = "no such session"),
+              (status = 409, description = "the customer's computer is offline, or the file exists")))]
 pub async fn make_dir(
     AxState(state): AxState<State>,
     rep: Rep,
@@ -631,6 +644,13 @@ async fn record(
 }
 
 /// `GET /api/v1/sessions/{id}/files/content?path=`
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/files/content", security(("bearer" = [])),
+    params(("id" = String, Path), ("path" = String, Query), ("Range" = Option<String>, Header, description = "bytes=N- to resume")),
+    responses((status = 200, description = "the file's bytes; its SHA-256 in X-Lifeline-Sha256"),
+              (status = 206, description = "the bytes from N on"),
+              (status = 403, description = "file transfer not granted, or not allowed by the [files] policy"),
+              (status = 404, description = "no such session"),
+              (status = 409, description = "the customer's computer is offline, or the file exists")))]
 pub async fn download(
     AxState(state): AxState<State>,
     ClientIp(ip): ClientIp,
@@ -649,6 +669,12 @@ pub async fn download(
 }
 
 /// `GET /api/v1/sessions/{id}/files/offers`
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/files/offers", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, description = "{offers: [...]}: files the customer sent"),
+              (status = 403, description = "file transfer not granted, or not allowed by the [files] policy"),
+              (status = 404, description = "no such session"),
+              (status = 409, description = "the customer's computer is offline, or the file exists")))]
 pub async fn offers(
     AxState(state): AxState<State>,
     rep: Rep,
@@ -664,6 +690,12 @@ pub async fn offers(
 }
 
 /// `GET /api/v1/sessions/{id}/files/offers/{offer}`
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/files/offers/{offer}", security(("bearer" = [])),
+    params(("id" = String, Path), ("offer" = u32, Path)),
+    responses((status = 200, description = "the offered file's bytes"),
+              (status = 403, description = "file transfer not granted, or not allowed by the [files] policy"),
+              (status = 404, description = "no such session"),
+              (status = 409, description = "the customer's computer is offline, or the file exists")))]
 pub async fn offered(
     AxState(state): AxState<State>,
     ClientIp(ip): ClientIp,
@@ -987,6 +1019,13 @@ fn upload_request(id: u32, q: &UploadQuery) -> FileRequest {
 }
 
 /// `POST /api/v1/sessions/{id}/files/uploads`: how much of this upload the agent holds.
+#[utoipa::path(post, path = "/api/v1/sessions/{id}/files/uploads", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    request_body(description = "{path, size, sha256, overwrite}", content_type = "application/json"),
+    responses((status = 200, description = "{offset, size}: send the bytes from offset on"),
+              (status = 403, description = "file transfer not granted, or not allowed by the [files] policy"),
+              (status = 404, description = "no such session"),
+              (status = 409, description = "the customer's computer is offline, or the file exists")))]
 pub async fn prepare_upload(
     AxState(state): AxState<State>,
     rep: Rep,
@@ -1005,6 +1044,14 @@ pub async fn prepare_upload(
 }
 
 /// `PUT /api/v1/sessions/{id}/files/content?...`: the bytes from `offset` on.
+#[utoipa::path(put, path = "/api/v1/sessions/{id}/files/content", security(("bearer" = [])),
+    params(("id" = String, Path), ("path" = String, Query), ("size" = u64, Query), ("sha256" = String, Query),
+           ("offset" = Option<u64>, Query), ("overwrite" = Option<bool>, Query)),
+    request_body(description = "the file's bytes from offset on", content_type = "application/octet-stream"),
+    responses((status = 200, description = "stored under its final name once the SHA-256 matched"),
+              (status = 403, description = "file transfer not granted, or not allowed by the [files] policy"),
+              (status = 404, description = "no such session"),
+              (status = 409, description = "the customer's computer is offline, or the file exists")))]
 pub async fn upload(
     AxState(state): AxState<State>,
     ClientIp(ip): ClientIp,

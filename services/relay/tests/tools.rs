@@ -490,6 +490,12 @@ async fn the_admin_policy_turns_system_information_off() {
         "/api/v1/tools",
         "/api/v1/sessions/{id}/system-info",
         "/api/v1/sessions/{id}/processes/{pid}/end",
+        "/api/v1/sessions/{id}/files",
+        "/api/v1/sessions/{id}/files/content",
+        "/api/v1/sessions/{id}/files/uploads",
+        "/api/v1/sessions/{id}/files/folders",
+        "/api/v1/sessions/{id}/files/offers",
+        "/api/v1/sessions/{id}/files/offers/{offer}",
     ] {
         assert!(doc["paths"][p].is_object(), "OpenAPI lacks {p}");
     }
