@@ -14,8 +14,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::desktop::*;
@@ -25,72 +25,35 @@ use sha2::{Digest, Sha256};
 
 const BIG: u64 = 200 * 1024 * 1024;
 
-struct Customer {
-    child: Child,
-    log: PathBuf,
+/// How long the client's log may take to show a step (a 200 MB transfer runs beside).
+const LOG_WAIT: Duration = Duration::from_secs(60);
+
+fn count(agent: &Agent, needle: &str) -> usize {
+    agent.log().matches(needle).count()
 }
 
-impl Customer {
-    fn run(file: &Path, x: &Xvfb, home: &Path, log: PathBuf) -> Customer {
-        let child = Command::new(file)
-            .env("DISPLAY", &x.display)
-            .env("HOME", home)
-            .env("RUST_LOG", "info")
-            .env_remove("https_proxy")
-            .env_remove("HTTPS_PROXY")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Customer { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn wait_log(&self, needle: &str) {
-        let what = format!("`{needle}` in the agent's log");
-        wait_for(Duration::from_secs(60), &what, async || {
-            self.log().contains(needle).then_some(())
-        })
-        .await;
-    }
-
-    fn count(&self, needle: &str) -> usize {
-        self.log().matches(needle).count()
-    }
-
-    /// Cuts the agent's TCP connection to the relay (both directions, at once).
-    fn cut_link(&self, relay_port: u16) {
-        let out = Command::new("ss")
-            .args(["-tnpH", "state", "established"])
-            .output()
-            .expect("ss (iproute2) must be installed");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let pid = format!("pid={},", self.child.id());
-        let line = text
-            .lines()
-            .find(|l| l.contains(&pid) && l.contains(&format!(":{relay_port} ")))
-            .unwrap_or_else(|| panic!("no connection of the agent in:\n{text}"));
-        let local = line.split_whitespace().nth(2).unwrap();
-        let sport = local.rsplit(':').next().unwrap();
-        let st = Command::new("ss")
-            .args(["-K", "-t", "dport", "=", &format!(":{relay_port}")])
-            .args(["sport", "=", &format!(":{sport}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(st.success(), "ss -K");
-    }
-}
-
-impl Drop for Customer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Cuts the agent's TCP connection to the relay (both directions, at once).
+fn cut_link(agent: &Agent, relay_port: u16) {
+    let out = Command::new("ss")
+        .args(["-tnpH", "state", "established"])
+        .output()
+        .expect("ss (iproute2) must be installed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pid = format!("pid={},", agent.child.id());
+    let line = text
+        .lines()
+        .find(|l| l.contains(&pid) && l.contains(&format!(":{relay_port} ")))
+        .unwrap_or_else(|| panic!("no connection of the agent in:\n{text}"));
+    let local = line.split_whitespace().nth(2).unwrap();
+    let sport = local.rsplit(':').next().unwrap();
+    let st = Command::new("ss")
+        .args(["-K", "-t", "dport", "=", &format!(":{relay_port}")])
+        .args(["sport", "=", &format!(":{sport}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "ss -K");
 }
 
 fn geometry(x: &Xvfb, wid: &str) -> (i32, i32) {
@@ -253,26 +216,13 @@ async fn file_transfer_with_the_real_client() {
     recv_type(&mut console, "snapshot").await;
     let key = relay.new_key(&rep, "personal").await;
     let file = download_client(&relay, key["key"].as_str().unwrap(), "Zoë Client", "en").await;
-    let agent = Customer::run(&file, &x, share, art.join("agent.log"));
-    agent.wait_log("event=connected").await;
-    let mut wid = x.window("Support").await;
-    for _ in 0..20 {
-        wid = x.window("Support").await;
-        if x.try_xdotool(&["windowfocus", "--sync", &wid]) {
-            x.try_xdotool(&["key", "Return"]);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        if agent.log().contains("event=terms_accepted") {
-            break;
-        }
-    }
-    let up = recv_type(&mut console, "upsert").await;
-    let sid = up["entry"]["session_id"].as_str().unwrap().to_string();
-    let (s, _) = relay
-        .post(&rep, &format!("/api/v1/sessions/{sid}/accept"), json!({}))
+    let agent = Agent::run_in(&file, &x, Some(share), art.join("agent.log"));
+    agent.wait_log_for("event=connected", LOG_WAIT).await;
+    let wid = accept_terms(&x, &agent, 20).await;
+    let sid = accept_next(&relay, &rep, &mut console).await;
+    agent
+        .wait_log_for("event=state state=active", LOG_WAIT)
         .await;
-    assert_eq!(s, 200);
-    agent.wait_log("event=state state=active").await;
     let http = http();
 
     // Nothing before the customer allows it.
@@ -294,12 +244,15 @@ async fn file_transfer_with_the_real_client() {
         .await;
     assert_eq!(s, 200, "{v}");
     agent
-        .wait_log("event=permission_asked permission=file_transfer")
+        .wait_log_for("event=permission_asked permission=file_transfer", LOG_WAIT)
         .await;
     x.xdotool(&["windowfocus", "--sync", &wid]);
     x.xdotool(&["key", "--delay", "120", "Tab", "space"]);
     agent
-        .wait_log("event=permission permission=file_transfer change=granted")
+        .wait_log_for(
+            "event=permission permission=file_transfer change=granted",
+            LOG_WAIT,
+        )
         .await;
     let sid2 = sid.clone();
     let list = async |path: &str| -> (u16, Value) {
@@ -373,9 +326,9 @@ async fn file_transfer_with_the_real_client() {
     // 1. A 200 MB download, the agent's link cut halfway: the relay resumes it.
     let port = relay.port();
     let url = format!("{}?path=big.bin", files_url(&relay, &sid, "/content"));
-    let lost_before = agent.count("event=link_lost");
+    let lost_before = count(&agent, "event=link_lost");
     let (status, sha, data, complete) =
-        download(&http, &url, &rep, 0, || agent.cut_link(port)).await;
+        download(&http, &url, &rep, 0, || cut_link(&agent, port)).await;
     assert_eq!(status, 200);
     assert!(
         complete,
@@ -388,7 +341,7 @@ async fn file_transfer_with_the_real_client() {
     assert_eq!(data.len() as u64, BIG);
     assert_eq!(sha_hex(&data), big_sha, "downloaded bytes");
     assert!(
-        agent.count("event=link_lost") > lost_before,
+        count(&agent, "event=link_lost") > lost_before,
         "the link was cut"
     );
     assert!(relay.log().contains("resuming"), "the relay resumed");
@@ -398,7 +351,7 @@ async fn file_transfer_with_the_real_client() {
     let up_data: Vec<u8> = big.iter().rev().copied().collect();
     let up_sha = sha_hex(&up_data);
     let part = share.join(format!("Documents/upload.bin.{}.part", &up_sha[..16]));
-    let lost_before = agent.count("event=link_lost");
+    let lost_before = count(&agent, "event=link_lost");
     let task = {
         let (http, rep, sid, data, sha) = (
             http.clone(),
@@ -428,12 +381,12 @@ async fn file_transfer_with_the_real_client() {
         })
     };
     wait_len(&part, BIG / 2).await;
-    agent.cut_link(port);
+    cut_link(&agent, port);
     let (s, v) = task.await.unwrap();
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["sha256"], up_sha.as_str());
     assert!(
-        agent.count("event=link_lost") > lost_before,
+        count(&agent, "event=link_lost") > lost_before,
         "the link was cut"
     );
     let placed = std::fs::read(share.join("Documents/upload.bin")).unwrap();
@@ -540,7 +493,7 @@ async fn file_transfer_with_the_real_client() {
     };
     wait_len(&part2, BIG / 2).await;
     let port = relay.port();
-    let restored = agent.count("event=link_restored");
+    let restored = count(&agent, "event=link_restored");
     relay.kill9();
     let broke = task.await.unwrap();
     assert!(
@@ -549,7 +502,7 @@ async fn file_transfer_with_the_real_client() {
     );
     relay.spawn(Some(port)).await;
     wait_for(Duration::from_secs(60), "the agent back", async || {
-        (agent.count("event=link_restored") > restored).then_some(())
+        (count(&agent, "event=link_restored") > restored).then_some(())
     })
     .await;
     let offset = wait_for(Duration::from_secs(30), "the upload's offset", async || {
@@ -624,12 +577,12 @@ async fn restart_halfway_download(
     http: &reqwest::Client,
     rep: &str,
     sid: &str,
-    agent: &Customer,
+    agent: &Agent,
     big_sha: &str,
 ) {
     let url = format!("{}?path=big.bin", files_url(relay, sid, "/content"));
     let port = relay.port();
-    let restored = agent.count("event=link_restored");
+    let restored = count(agent, "event=link_restored");
     let child = std::sync::Mutex::new(relay.child.take());
     let (status, _, first, complete) = download(http, &url, rep, 0, || {
         if let Some(mut c) = child.lock().unwrap().take() {
@@ -642,7 +595,7 @@ async fn restart_halfway_download(
     assert!(!complete, "the restart broke the download");
     relay.spawn(Some(port)).await;
     wait_for(Duration::from_secs(60), "the agent back", async || {
-        (agent.count("event=link_restored") > restored).then_some(())
+        (count(agent, "event=link_restored") > restored).then_some(())
     })
     .await;
     let from = first.len() as u64;
@@ -724,26 +677,13 @@ async fn the_file_panel_in_the_console_with_chromium() {
     recv_type(&mut console, "snapshot").await;
     let key = relay.new_key(&rep, "personal").await;
     let file = download_client(&relay, key["key"].as_str().unwrap(), "Zoë Client", "en").await;
-    let agent = Customer::run(&file, &x, share, art.join("agent.log"));
-    agent.wait_log("event=connected").await;
-    let mut wid = x.window("Support").await;
-    for _ in 0..20 {
-        wid = x.window("Support").await;
-        if x.try_xdotool(&["windowfocus", "--sync", &wid]) {
-            x.try_xdotool(&["key", "Return"]);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        if agent.log().contains("event=terms_accepted") {
-            break;
-        }
-    }
-    let up = recv_type(&mut console, "upsert").await;
-    let sid = up["entry"]["session_id"].as_str().unwrap().to_string();
-    let (s, _) = relay
-        .post(&rep, &format!("/api/v1/sessions/{sid}/accept"), json!({}))
+    let agent = Agent::run_in(&file, &x, Some(share), art.join("agent.log"));
+    agent.wait_log_for("event=connected", LOG_WAIT).await;
+    let wid = accept_terms(&x, &agent, 20).await;
+    let sid = accept_next(&relay, &rep, &mut console).await;
+    agent
+        .wait_log_for("event=state state=active", LOG_WAIT)
         .await;
-    assert_eq!(s, 200);
-    agent.wait_log("event=state state=active").await;
 
     let sync = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -787,7 +727,10 @@ async fn the_file_panel_in_the_console_with_chromium() {
     x.xdotool(&["windowfocus", "--sync", &wid]);
     x.xdotool(&["key", "--delay", "120", "Tab", "space"]);
     agent
-        .wait_log("event=permission permission=file_transfer change=granted")
+        .wait_log_for(
+            "event=permission permission=file_transfer change=granted",
+            LOG_WAIT,
+        )
         .await;
 
     // The customer sends a file: the button beside Stop in the file transfer row, then the
@@ -801,7 +744,7 @@ async fn the_file_panel_in_the_console_with_chromium() {
     x.xdotool(&["type", "--delay", "20", gift.to_str().unwrap()]);
     x.screenshot(&art.join("client-chooser.png"));
     x.xdotool(&["key", "Return"]);
-    agent.wait_log("event=file_offered").await;
+    agent.wait_log_for("event=file_offered", LOG_WAIT).await;
 
     let status = tokio::time::timeout(Duration::from_secs(300), script.wait())
         .await

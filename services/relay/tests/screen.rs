@@ -20,7 +20,6 @@ use std::time::{Duration, SystemTime};
 
 use common::desktop::*;
 use common::*;
-use serde_json::json;
 
 /// The photo's window, the recording client's window and the text window (desktop
 /// coordinates; the client's own window sits in the middle, between them).
@@ -251,23 +250,8 @@ async fn screen_sharing_with_the_real_client_and_the_console_in_chromium() {
     let file = download_client(&relay, key["key"].as_str().unwrap(), "Zoë Client", "en").await;
     let agent = Agent::run(&file, &x, art.join("agent.log"));
     agent.wait_log("event=connected").await;
-    let mut wid = x.window("Support").await;
-    for _ in 0..10 {
-        wid = x.window("Support").await;
-        if x.try_xdotool(&["windowfocus", "--sync", &wid]) {
-            x.try_xdotool(&["key", "Return"]);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        if agent.log().contains("event=terms_accepted") {
-            break;
-        }
-    }
-    let up = recv_type(&mut console, "upsert").await;
-    let sid = up["entry"]["session_id"].as_str().unwrap().to_string();
-    let (s, _) = relay
-        .post(&rep, &format!("/api/v1/sessions/{sid}/accept"), json!({}))
-        .await;
-    assert_eq!(s, 200);
+    let wid = accept_terms(&x, &agent, 10).await;
+    let sid = accept_next(&relay, &rep, &mut console).await;
     agent.wait_log("event=state state=active").await;
     let window = geometry(&x, &wid);
 

@@ -25,16 +25,6 @@ use common::*;
 use serde_json::{Value, json};
 
 /// Accepts the session of the first `upsert` on the console socket; its id.
-async fn accept_next(relay: &Relay, rep: &str, console: &mut Ws) -> String {
-    let up = recv_type(console, "upsert").await;
-    let sid = up["entry"]["session_id"].as_str().unwrap().to_string();
-    let (s, _) = relay
-        .post(rep, &format!("/api/v1/sessions/{sid}/accept"), json!({}))
-        .await;
-    assert_eq!(s, 200);
-    sid
-}
-
 fn event_kinds(detail: &Value) -> Vec<String> {
     detail["events"]
         .as_array()
@@ -70,17 +60,7 @@ async fn system_information_with_the_real_client_and_the_console_in_chromium() {
     let file = download_client(&relay, key["key"].as_str().unwrap(), "Zoë Client", "en").await;
     let agent = Agent::run(&file, &x, art.join("agent.log"));
     agent.wait_log("event=connected").await;
-    let mut wid = x.window("Support").await;
-    for _ in 0..10 {
-        wid = x.window("Support").await;
-        if x.try_xdotool(&["windowfocus", "--sync", &wid]) {
-            x.try_xdotool(&["key", "Return"]);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        if agent.log().contains("event=terms_accepted") {
-            break;
-        }
-    }
+    let wid = accept_terms(&x, &agent, 10).await;
     let sid = accept_next(&relay, &rep, &mut console).await;
     agent.wait_log("event=state state=active").await;
     let sysinfo_path = format!("/api/v1/sessions/{sid}/system-info");

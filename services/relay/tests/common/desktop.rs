@@ -195,7 +195,16 @@ pub struct Agent {
 
 impl Agent {
     pub fn run(file: &Path, x: &Xvfb, log: PathBuf) -> Agent {
-        let child = Command::new(file)
+        Self::run_in(file, x, None, log)
+    }
+
+    /// Runs the client with `home` as its home folder (what file transfer shares).
+    pub fn run_in(file: &Path, x: &Xvfb, home: Option<&Path>, log: PathBuf) -> Agent {
+        let mut cmd = Command::new(file);
+        if let Some(home) = home {
+            cmd.env("HOME", home);
+        }
+        let child = cmd
             .env("DISPLAY", &x.display)
             .env("RUST_LOG", "info")
             .env_remove("https_proxy")
@@ -212,8 +221,12 @@ impl Agent {
     }
 
     pub async fn wait_log(&self, needle: &str) {
+        self.wait_log_for(needle, Duration::from_secs(30)).await;
+    }
+
+    pub async fn wait_log_for(&self, needle: &str, limit: Duration) {
         let log = self.log.clone();
-        let found = tokio::time::timeout(Duration::from_secs(30), async {
+        let found = tokio::time::timeout(limit, async {
             loop {
                 if std::fs::read_to_string(&log)
                     .unwrap_or_default()
@@ -231,6 +244,38 @@ impl Agent {
             self.log()
         );
     }
+}
+
+/// Accepts the terms in the client's window (Return, up to `tries` times half a second
+/// apart, until the client logs it); returns the window's id.
+pub async fn accept_terms(x: &Xvfb, agent: &Agent, tries: usize) -> String {
+    let mut wid = x.window("Support").await;
+    for _ in 0..tries {
+        wid = x.window("Support").await;
+        if x.try_xdotool(&["windowfocus", "--sync", &wid]) {
+            x.try_xdotool(&["key", "Return"]);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if agent.log().contains("event=terms_accepted") {
+            break;
+        }
+    }
+    wid
+}
+
+/// The representative accepts the next session that shows in `console`'s queue.
+pub async fn accept_next(relay: &Relay, rep: &str, console: &mut super::Ws) -> String {
+    let up = super::recv_type(console, "upsert").await;
+    let sid = up["entry"]["session_id"].as_str().unwrap().to_string();
+    let (s, _) = relay
+        .post(
+            rep,
+            &format!("/api/v1/sessions/{sid}/accept"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    sid
 }
 
 impl Drop for Agent {
