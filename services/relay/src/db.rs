@@ -25,6 +25,14 @@ pub enum DbError {
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("database query failed")]
     Query(#[from] sqlx::Error),
+    #[error("cannot start the database writer for {path}")]
+    Writer {
+        path: String,
+        #[source]
+        source: writer::WriteError,
+    },
+    #[error(transparent)]
+    Write(#[from] writer::WriteError),
 }
 
 pub fn now_ms() -> i64 {
@@ -38,7 +46,7 @@ mod writer;
 
 use writer::{Stmt, Value, Writer};
 
-/// The database: a small pool of connections for reads, and [`writer`]'s one task for every
+/// The database: a small pool of connections for reads, and [`writer`]'s one thread for every
 /// write (grouped into few transactions under load). Readers of append-only tables (audit,
 /// session events) call [`Db::flush`] first, so they see every line written before.
 #[derive(Clone, Debug)]
@@ -229,7 +237,7 @@ impl Db {
             .run(&pool)
             .await
             .map_err(DbError::Migrate)?;
-        let writer = Writer::start(&pool).await.map_err(|source| DbError::Open {
+        let writer = Writer::start(path).map_err(|source| DbError::Writer {
             path: path.display().to_string(),
             source,
         })?;

@@ -43,9 +43,14 @@ pub struct Identity {
     pub pin: String,
 }
 
-/// The crypto provider used everywhere (ring; no other is compiled in).
+/// The crypto provider used everywhere (ring; no other is compiled in), with the SHA-256
+/// suites first: their handshake hashing runs on the CPU's SHA instructions, SHA-384's does
+/// not, and AES-128-GCM is as strong as any peer needs.
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    let mut p = rustls::crypto::ring::default_provider();
+    p.cipher_suites
+        .sort_by_key(|s| s.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+    Arc::new(p)
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -89,6 +94,7 @@ pub fn load_or_create(
         .with_single_cert(certs, key)
         .map_err(TlsError::Config)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.ignore_client_order = true;
     // Resumed handshakes skip the signature: reconnecting agents and API clients cost less.
     config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(TlsError::Config)?;
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(8192);

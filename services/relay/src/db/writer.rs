@@ -1,23 +1,40 @@
-//! The one writer: every write of the relay goes through one task that owns one connection
+//! The one writer: every write of the relay goes through one thread that owns one connection
 //! and runs whatever arrived together in one transaction (group commit).
 //!
 //! SQLite admits one writer at a time; several pooled connections writing at once wait for
 //! each other in SQLite's busy handler, which sleeps in steps of milliseconds. With a single
 //! writer there is no such waiting, a burst of session set-ups costs a few commits instead of
-//! thousands, and reads (on the other pooled connections, WAL mode) never block.
+//! thousands, and reads (on the pooled connections, WAL mode) never block.
 //!
-//! A caller sends an [`Op`] — one or more statements that stand or fall together — and waits
-//! for its [`Outcome`], which is sent only after the batch holding it has been committed, so
-//! "written first, then announced" holds as before. Fire-and-forget ops (audit and session
+//! The writer is a plain thread with its own blocking connection and cached prepared
+//! statements: a batch costs one wake-up of the thread and one per waiting caller, not a
+//! round trip between threads per statement as an async connection would.
+//!
+//! A caller sends an [`Op`](Item) — one or more statements that stand or fall together — and
+//! waits for its [`Outcome`], which is sent only after the batch holding it has been
+//! committed, so "written first, then announced" holds. Fire-and-forget ops (audit and session
 //! event lines) use the same queue and keep their order. If a batch cannot be committed, each
 //! of its ops is tried again alone, so one bad op never loses the others.
 
-use sqlx::pool::PoolConnection;
-use sqlx::{Acquire, Sqlite, SqliteConnection, SqlitePool};
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::types::{ToSqlOutput, Value as SqlValue};
+use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most ops committed in one transaction.
 const BATCH: usize = 512;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("database write failed")]
+    Sql(#[from] rusqlite::Error),
+    #[error("the database writer has stopped")]
+    Stopped,
+    #[error("cannot start the database writer thread")]
+    Thread(#[source] std::io::Error),
+}
 
 /// A value bound to a statement parameter.
 #[derive(Debug, Clone)]
@@ -49,6 +66,16 @@ impl From<&str> for Value {
 impl From<String> for Value {
     fn from(v: String) -> Self {
         Value::Text(v)
+    }
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Value::Int(v) | Value::OptInt(Some(v)) => ToSqlOutput::Owned(SqlValue::Integer(*v)),
+            Value::Text(v) | Value::OptText(Some(v)) => ToSqlOutput::from(v.as_str()),
+            Value::OptInt(None) | Value::OptText(None) => ToSqlOutput::Owned(SqlValue::Null),
+        })
     }
 }
 
@@ -88,7 +115,7 @@ pub struct Outcome {
     pub last_insert_rowid: i64,
 }
 
-type Reply = oneshot::Sender<Result<Outcome, sqlx::Error>>;
+type Reply = oneshot::Sender<Result<Outcome, WriteError>>;
 
 #[derive(Debug)]
 enum Item {
@@ -99,23 +126,33 @@ enum Item {
     Flush(oneshot::Sender<()>),
 }
 
-/// The writer's queue; cheap to clone.
+/// The writer's queue; cheap to clone. The thread ends when the last clone is dropped,
+/// after writing everything queued.
 #[derive(Debug, Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Item>,
 }
 
 impl Writer {
-    /// Starts the writer task on a connection taken from `pool` for good.
-    pub async fn start(pool: &SqlitePool) -> Result<Writer, sqlx::Error> {
-        let conn = pool.acquire().await?;
+    /// Opens a connection of its own to the database at `path` (already created and
+    /// migrated) and starts the writer thread on it.
+    pub fn start(path: &Path) -> Result<Writer, WriteError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.set_prepared_statement_cache_capacity(64);
         let (tx, rx) = mpsc::channel(16 * 1024);
-        tokio::spawn(run(conn, rx));
+        std::thread::Builder::new()
+            .name("db-writer".into())
+            .spawn(move || run(conn, rx))
+            .map_err(WriteError::Thread)?;
         Ok(Writer { tx })
     }
 
     /// Runs `stmts` as one op and waits until it is committed.
-    pub async fn write(&self, stmts: Vec<Stmt>) -> Result<Outcome, sqlx::Error> {
+    pub async fn write(&self, stmts: Vec<Stmt>) -> Result<Outcome, WriteError> {
         let (reply, wait) = oneshot::channel();
         self.tx
             .send(Item::Op {
@@ -123,16 +160,16 @@ impl Writer {
                 reply: Some(reply),
             })
             .await
-            .map_err(|_| sqlx::Error::PoolClosed)?;
-        wait.await.map_err(|_| sqlx::Error::PoolClosed)?
+            .map_err(|_| WriteError::Stopped)?;
+        wait.await.map_err(|_| WriteError::Stopped)?
     }
 
     /// Queues `stmts` without waiting (append-only lines); errors are logged by the writer.
-    pub async fn append(&self, stmts: Vec<Stmt>) -> Result<(), sqlx::Error> {
+    pub async fn append(&self, stmts: Vec<Stmt>) -> Result<(), WriteError> {
         self.tx
             .send(Item::Op { stmts, reply: None })
             .await
-            .map_err(|_| sqlx::Error::PoolClosed)
+            .map_err(|_| WriteError::Stopped)
     }
 
     /// Waits until everything queued before this call has been committed.
@@ -144,9 +181,9 @@ impl Writer {
     }
 }
 
-async fn run(mut conn: PoolConnection<Sqlite>, mut rx: mpsc::Receiver<Item>) {
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Item>) {
     let mut batch = Vec::with_capacity(BATCH);
-    while let Some(first) = rx.recv().await {
+    while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < BATCH {
             match rx.try_recv() {
@@ -154,18 +191,17 @@ async fn run(mut conn: PoolConnection<Sqlite>, mut rx: mpsc::Receiver<Item>) {
                 Err(_) => break,
             }
         }
-        let results = match run_batch(&mut conn, &batch).await {
+        let results = match run_batch(&mut conn, &batch) {
             Ok(results) => results,
             Err(e) => {
                 tracing::warn!(error = %e, ops = batch.len(), "a write batch failed; writing its ops one by one");
-                let mut results = Vec::with_capacity(batch.len());
-                for item in &batch {
-                    results.push(match item {
-                        Item::Op { stmts, .. } => run_alone(&mut conn, stmts).await,
+                batch
+                    .iter()
+                    .map(|item| match item {
+                        Item::Op { stmts, .. } => run_alone(&mut conn, stmts),
                         Item::Flush(_) => Ok(done()),
-                    });
-                }
-                results
+                    })
+                    .collect()
             }
         };
         for (item, result) in batch.drain(..).zip(results) {
@@ -173,7 +209,7 @@ async fn run(mut conn: PoolConnection<Sqlite>, mut rx: mpsc::Receiver<Item>) {
                 Item::Op {
                     reply: Some(reply), ..
                 } => {
-                    let _ = reply.send(result);
+                    let _ = reply.send(result.map_err(WriteError::Sql));
                 }
                 Item::Op { stmts, reply: None } => {
                     if let Err(e) = result {
@@ -196,72 +232,68 @@ fn done() -> Outcome {
     }
 }
 
+type OpResult = rusqlite::Result<Outcome>;
+
 /// Runs every op of the batch in one transaction; an op's own failure is its result, a
 /// failure of the transaction is the batch's.
-async fn run_batch(
-    conn: &mut SqliteConnection,
-    batch: &[Item],
-) -> Result<Vec<Result<Outcome, sqlx::Error>>, sqlx::Error> {
-    let mut tx = conn.begin().await?;
-    let mut results = Vec::with_capacity(batch.len());
-    for item in batch {
-        results.push(match item {
-            Item::Op { stmts, .. } => run_op(&mut tx, stmts).await,
+fn run_batch(conn: &mut Connection, batch: &[Item]) -> rusqlite::Result<Vec<OpResult>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let results = batch
+        .iter()
+        .map(|item| match item {
+            Item::Op { stmts, .. } => run_op(&tx, stmts),
             Item::Flush(_) => Ok(done()),
-        });
-    }
-    tx.commit().await?;
+        })
+        .collect();
+    tx.commit()?;
     Ok(results)
 }
 
-async fn run_alone(conn: &mut SqliteConnection, stmts: &[Stmt]) -> Result<Outcome, sqlx::Error> {
-    let mut tx = conn.begin().await?;
-    let outcome = run_op(&mut tx, stmts).await?;
-    tx.commit().await?;
+fn run_alone(conn: &mut Connection, stmts: &[Stmt]) -> OpResult {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let outcome = run_op(&tx, stmts)?;
+    tx.commit()?;
     Ok(outcome)
 }
 
 /// Runs one op inside the batch's transaction, under a savepoint when it has several
 /// statements, so a failing op leaves nothing behind.
-async fn run_op(conn: &mut SqliteConnection, stmts: &[Stmt]) -> Result<Outcome, sqlx::Error> {
+fn run_op(conn: &Connection, stmts: &[Stmt]) -> OpResult {
     if let [stmt] = stmts {
-        let r = exec(conn, stmt).await?;
+        let changed = exec(conn, stmt)?;
         return Ok(Outcome {
-            completed: !stmt.require_change || r.rows_affected() > 0,
-            rows_affected: r.rows_affected(),
-            last_insert_rowid: r.last_insert_rowid(),
+            completed: !stmt.require_change || changed > 0,
+            rows_affected: changed as u64,
+            last_insert_rowid: conn.last_insert_rowid(),
         });
     }
-    let mut sp = conn.begin().await?;
+    conn.execute_batch("SAVEPOINT op")?;
+    let undo = |conn: &Connection| conn.execute_batch("ROLLBACK TO op; RELEASE op");
     let mut outcome = done();
     for stmt in stmts {
-        let r = exec(&mut sp, stmt).await?;
-        outcome.rows_affected = r.rows_affected();
-        outcome.last_insert_rowid = r.last_insert_rowid();
-        if stmt.require_change && r.rows_affected() == 0 {
-            sp.rollback().await?;
+        let changed = match exec(conn, stmt) {
+            Ok(n) => n,
+            Err(e) => {
+                undo(conn)?;
+                return Err(e);
+            }
+        };
+        outcome.rows_affected = changed as u64;
+        outcome.last_insert_rowid = conn.last_insert_rowid();
+        if stmt.require_change && changed == 0 {
+            undo(conn)?;
             outcome.completed = false;
             return Ok(outcome);
         }
     }
-    sp.commit().await?;
+    conn.execute_batch("RELEASE op")?;
     Ok(outcome)
 }
 
-async fn exec(
-    conn: &mut SqliteConnection,
-    stmt: &Stmt,
-) -> Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error> {
-    let mut q = sqlx::query(stmt.sql);
-    for arg in &stmt.args {
-        q = match arg {
-            Value::Int(v) => q.bind(*v),
-            Value::OptInt(v) => q.bind(*v),
-            Value::Text(v) => q.bind(v.as_str()),
-            Value::OptText(v) => q.bind(v.as_deref()),
-        };
-    }
-    q.execute(conn).await
+/// Runs one statement (prepared once per connection) and returns the rows it changed.
+fn exec(conn: &Connection, stmt: &Stmt) -> rusqlite::Result<usize> {
+    conn.prepare_cached(stmt.sql)?
+        .execute(rusqlite::params_from_iter(stmt.args.iter()))
 }
 
 #[cfg(test)]
@@ -269,7 +301,7 @@ mod tests {
     use super::*;
     use std::str::FromStr;
 
-    async fn pool(dir: &tempfile::TempDir) -> SqlitePool {
+    async fn pool(dir: &tempfile::TempDir) -> sqlx::SqlitePool {
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let opts = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
             .unwrap()
@@ -293,7 +325,7 @@ mod tests {
     async fn ops_commit_undo_and_fail_alone() {
         let dir = tempfile::tempdir().unwrap();
         let pool = pool(&dir).await;
-        let w = Writer::start(&pool).await.unwrap();
+        let w = Writer::start(&dir.path().join("t.db")).unwrap();
         let insert = |name: &str| Stmt::new("INSERT INTO t (name) VALUES (?)", vec![name.into()]);
         // Many ops at once: one batch; each gets its own row id.
         let mut waits = Vec::new();
