@@ -6,7 +6,9 @@
 //! protocol) → hello → terms → queue → the rep's console sees the entry → accept → chat
 //! (rep → agent). Sessions are spread over R representatives' personal queues; agents start
 //! evenly over the ramp (0 = all at once). `setup_total` runs from agent connect to the
-//! first chat line received. Prints `name=value` lines.
+//! first chat line received. Each representative calls the API as a browser does: over at
+//! most six kept-alive connections of their own (`BROWSER_CONNECTIONS`), not a new TLS
+//! connection per request. Prints `name=value` lines.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -55,6 +57,47 @@ fn cpu_s(pid: u32) -> f64 {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Connections a browser keeps to one site (HTTP/1.1).
+const BROWSER_CONNECTIONS: usize = 6;
+
+/// One representative's API calls: their own connection pool, at most
+/// [`BROWSER_CONNECTIONS`] requests in flight.
+struct RepBrowser {
+    http: reqwest::Client,
+    slots: tokio::sync::Semaphore,
+    token: String,
+}
+
+impl RepBrowser {
+    fn new(token: String) -> Self {
+        let http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        RepBrowser {
+            http,
+            slots: tokio::sync::Semaphore::new(BROWSER_CONNECTIONS),
+            token,
+        }
+    }
+
+    async fn post(&self, relay: &Relay, path: &str, body: serde_json::Value) -> u16 {
+        let _slot = self.slots.acquire().await.unwrap();
+        let r = self
+            .http
+            .post(relay.url(path))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let _ = r.bytes().await;
+        status
+    }
 }
 
 /// Waiters for "the console of rep r saw session s".
@@ -130,14 +173,14 @@ async fn main() {
     let tickets_s = tickets_start.elapsed().as_secs_f64();
 
     let relay = Arc::new(relay);
-    let tokens = Arc::new(tokens);
+    let browsers: Arc<Vec<RepBrowser>> = Arc::new(tokens.into_iter().map(RepBrowser::new).collect());
     let start = Instant::now();
     let cpu_before = cpu_s(pid);
     let own_before = cpu_s(std::process::id());
     let mut tasks = Vec::with_capacity(n);
     for (i, ticket) in tickets.into_iter().enumerate() {
-        let (relay, tokens, seen, early) =
-            (relay.clone(), tokens.clone(), seen.clone(), early.clone());
+        let (relay, browsers, seen, early) =
+            (relay.clone(), browsers.clone(), seen.clone(), early.clone());
         let delay = ramp.mul_f64(i as f64 / n as f64);
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep(delay).await;
@@ -158,20 +201,19 @@ async fn main() {
                     .unwrap(),
             };
             let to_queue = seen_at.duration_since(connect_at);
-            let token = &tokens[i % tokens.len()];
-            let (s, _) = relay
-                .post(token, &format!("/api/v1/sessions/{sid}/accept"), json!({}))
+            let rep = &browsers[i % browsers.len()];
+            let s = rep
+                .post(&relay, &format!("/api/v1/sessions/{sid}/accept"), json!({}))
                 .await;
             assert_eq!(s, 200);
             recv_type(&mut agent, "rep_joined").await;
             let chat_at = Instant::now();
-            relay
-                .post(
-                    token,
-                    &format!("/api/v1/sessions/{sid}/messages"),
-                    json!({"text": "hello"}),
-                )
-                .await;
+            rep.post(
+                &relay,
+                &format!("/api/v1/sessions/{sid}/messages"),
+                json!({"text": "hello"}),
+            )
+            .await;
             recv_type(&mut agent, "chat").await;
             let rtt = chat_at.elapsed();
             (connect_at.elapsed(), to_queue, handshake, rtt, agent)
