@@ -173,7 +173,8 @@ async fn main() {
     let tickets_s = tickets_start.elapsed().as_secs_f64();
 
     let relay = Arc::new(relay);
-    let browsers: Arc<Vec<RepBrowser>> = Arc::new(tokens.into_iter().map(RepBrowser::new).collect());
+    let browsers: Arc<Vec<RepBrowser>> =
+        Arc::new(tokens.into_iter().map(RepBrowser::new).collect());
     let start = Instant::now();
     let cpu_before = cpu_s(pid);
     let own_before = cpu_s(std::process::id());

@@ -5,17 +5,22 @@
 //! start the open sessions are loaded back from the database, so a restart loses nothing a
 //! person would miss (agents reconnect with their resume token, consoles get a snapshot).
 //!
+//! A customer learns their place in the queue when they enter it; when someone ahead leaves,
+//! the new places of that queue go out together a moment later ([`POSITION_DELAY`]), so a
+//! burst of accepted sessions costs each waiting customer one message, not one per departure.
+//!
 //! Each open session has a screen-sharing [`Room`] (grants, viewers, frame routing). Locks
 //! are taken in one order only: the hub's session map, then a room, then a viewer's queue.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use lifeline_proto::agent::{Party, RelayToAgent, SessionState};
 use lifeline_proto::console::{QueueEntry, QueueKind, RelayToConsole};
 use lifeline_proto::remote::{GrantState, Permission};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc};
 
 use crate::db::{Db, DbError, SessionRow, User, now_ms};
 use crate::view::Room;
@@ -146,10 +151,18 @@ pub struct Counters {
     pub agents: AtomicU64,
 }
 
+/// How long new queue places wait after someone ahead left (more may leave meanwhile).
+pub const POSITION_DELAY: Duration = Duration::from_millis(250);
+
+type QueueKey = (QueueKind, Option<i64>);
+
 #[derive(Debug)]
 pub struct Hub {
     db: Db,
     sessions: Mutex<HashMap<String, Live>>,
+    /// Queues whose places changed since they were last sent.
+    moved_queues: Mutex<HashSet<QueueKey>>,
+    queues_moved: Arc<Notify>,
     announce: broadcast::Sender<Announcement>,
     link_gen: AtomicU64,
     pub counters: Counters,
@@ -196,16 +209,23 @@ impl Hub {
             );
         }
         let (announce, _) = broadcast::channel(8192);
-        Ok(Arc::new(Hub {
+        let hub = Arc::new(Hub {
             db,
             sessions: Mutex::new(sessions),
+            moved_queues: Mutex::default(),
+            queues_moved: Arc::default(),
             announce,
             link_gen: AtomicU64::new(1),
             counters: Counters::default(),
             online_reps: Mutex::new(HashMap::new()),
             files: crate::files::FileHub::default(),
             sysinfo: Default::default(),
-        }))
+        });
+        tokio::spawn(send_moved_places(
+            Arc::downgrade(&hub),
+            hub.queues_moved.clone(),
+        ));
+        Ok(hub)
     }
 
     pub fn db(&self) -> &Db {
@@ -404,8 +424,17 @@ impl Hub {
         Ok(())
     }
 
+    /// Someone left a queue: its places go out after [`POSITION_DELAY`].
+    fn queue_moved(&self, key: QueueKey) {
+        self.moved_queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key);
+        self.queues_moved.notify_one();
+    }
+
     /// Sends each waiting agent of one queue its position when it changed.
-    fn update_positions(&self, key: (QueueKind, Option<i64>)) {
+    fn update_positions(&self, key: QueueKey) {
         let mut s = self.lock();
         let mut waiting: Vec<(i64, String)> = s
             .values()
@@ -505,7 +534,7 @@ impl Hub {
             },
         );
         self.announce(after, RelayToConsole::Upsert { entry });
-        self.update_positions(key);
+        self.queue_moved(key);
         Ok(())
     }
 
@@ -631,7 +660,7 @@ impl Hub {
             },
         );
         if live.state() == SessionState::Waiting {
-            self.update_positions(live.queue_key());
+            self.queue_moved(live.queue_key());
         }
         Ok(())
     }
@@ -790,6 +819,20 @@ impl Hub {
             {
                 tracing::warn!(session = %id, error = %e, "cannot end an abandoned session");
             }
+        }
+    }
+}
+
+/// Sends the new places of the queues that moved, at most every [`POSITION_DELAY`], for as
+/// long as the hub lives.
+async fn send_moved_places(hub: Weak<Hub>, moved: Arc<Notify>) {
+    loop {
+        moved.notified().await;
+        tokio::time::sleep(POSITION_DELAY).await;
+        let Some(hub) = hub.upgrade() else { return };
+        let keys = std::mem::take(&mut *hub.moved_queues.lock().unwrap_or_else(|e| e.into_inner()));
+        for key in keys {
+            hub.update_positions(key);
         }
     }
 }

@@ -10,6 +10,44 @@ use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+/// Three customers wait in one queue; when the first two are taken, the third learns its
+/// new place (both departures together when they come close enough).
+#[tokio::test]
+async fn places_move_up_when_someone_ahead_is_taken() {
+    let relay = Relay::start().await;
+    let rep = relay.rep_token().await;
+    let mut agents = Vec::new();
+    for (i, name) in ["Ann", "Bob", "Cy"].into_iter().enumerate() {
+        let key = relay.new_key(&rep, "personal").await;
+        let t = relay.ticket(key["key"].as_str().unwrap(), name).await;
+        let mut agent = ws_connect(&relay.addr, "/ws/agent", None).await;
+        send_json(
+            &mut agent,
+            hello(t["ticket"]["ticket"].as_str().unwrap(), "x"),
+        )
+        .await;
+        let sid = recv_type(&mut agent, "welcome").await["session_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        send_json(&mut agent, json!({"type": "accept_terms"})).await;
+        assert_eq!(recv_type(&mut agent, "queue").await["position"], i + 1);
+        agents.push((sid, agent));
+    }
+    for (sid, _) in &agents[..2] {
+        let (s, _) = relay
+            .post(&rep, &format!("/api/v1/sessions/{sid}/accept"), json!({}))
+            .await;
+        assert_eq!(s, 200);
+    }
+    let last = &mut agents[2].1;
+    let mut places = Vec::new();
+    while places.last() != Some(&1) {
+        places.push(recv_type(last, "queue").await["position"].as_u64().unwrap());
+    }
+    assert!(places == [1] || places == [2, 1], "{places:?}");
+}
+
 #[tokio::test]
 async fn one_shot_session_through_the_api() {
     let relay = Relay::start().await;
