@@ -8,61 +8,19 @@
 // French and German, and (with LIFELINE_EXPECT_PANEL=1) that the live panel picture changes
 // when a key under it is clicked. Exits 0 only if every step passed.
 
-import fs from 'node:fs';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
+import {
+  BASE, check, env, finish, launch, pages, shot, step,
+} from './harness.mjs';
 
 const TIMEOUT = 10_000;
 const OVERALL_TIMEOUT = 120_000;
 
-function env(name, fallback) {
-  const v = process.env[name];
-  if (v != null && v !== '') return v;
-  if (fallback !== undefined) return fallback;
-  console.error(`error: environment variable ${name} is required`);
-  process.exit(2);
-}
-
-const BASE = env('LIFELINE_URL').replace(/\/+$/, '');
 const USER = env('LIFELINE_ADMIN_USER');
 const PASSWORD = env('LIFELINE_ADMIN_PASSWORD');
-const ARTIFACTS = path.resolve(env('LIFELINE_ARTIFACTS', 'artifacts'));
-const CHROMIUM = env('CHROMIUM', '/usr/bin/chromium');
 const EXPECT_PANEL = env('LIFELINE_EXPECT_PANEL', '0') === '1';
-if (!fs.existsSync(CHROMIUM)) {
-  console.error(`error: no browser at ${CHROMIUM} (set CHROMIUM)`);
-  process.exit(2);
-}
-fs.mkdirSync(ARTIFACTS, { recursive: true });
 
-let passed = 0;
-let failed = 0;
-const failures = [];
 const pageErrors = [];
 let page;
-
-async function step(name, fn) {
-  const t0 = Date.now();
-  try {
-    const detail = await fn();
-    passed += 1;
-    console.log(`ok    ${name}${detail ? ` — ${detail}` : ''} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    failed += 1;
-    const msg = e && e.message ? e.message.split('\n').slice(0, 8).join('\n      ') : String(e);
-    failures.push(`${name}: ${msg}`);
-    console.log(`FAIL  ${name}\n      ${msg}`);
-    if (page && !page.isClosed()) {
-      const file = path.join(ARTIFACTS, `failure-${name.replace(/[^a-z0-9]+/gi, '-').toLowerCase()}.png`);
-      await page.screenshot({ path: file, fullPage: true }).catch(() => {});
-      console.log(`      screenshot: ${file}`);
-    }
-  }
-}
-
-function check(cond, message) {
-  if (!cond) throw new Error(message);
-}
 
 async function field(name) {
   return (await page.locator(`[data-field="${name}"]`).innerText()).trim();
@@ -85,24 +43,20 @@ async function panelBytes() {
   });
 }
 
-const LAUNCH_ARGS = [
-  '--no-sandbox', '--headless', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
-
 async function run() {
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: LAUNCH_ARGS, headless: true, timeout: 30_000 });
+  const browser = await launch();
   try {
     const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 }, locale: 'en-GB' });
     ctx.setDefaultTimeout(TIMEOUT);
     page = await ctx.newPage();
+    pages.add(page);
     page.on('pageerror', (e) => pageErrors.push(e.message));
 
     await step('a. /appliance asks for the appliance login', async () => {
       await page.goto(`${BASE}/appliance`);
       check(page.url().includes('/appliance/login'), `landed on ${page.url()}`);
       check((await page.locator('h1').innerText()).includes('Appliance administration'), 'no login title');
-      await page.screenshot({ path: path.join(ARTIFACTS, 'appliance-login.png'), fullPage: true });
+      await shot(page, 'appliance-login.png');
       return 'appliance-login.png';
     });
 
@@ -111,7 +65,7 @@ async function run() {
       await page.fill('#password', PASSWORD);
       await Promise.all([page.waitForURL(/\/appliance\?/), page.click('button[type=submit]')]);
       check((await page.locator('h1').innerText()) === 'Appliance status', 'no status title');
-      await page.screenshot({ path: path.join(ARTIFACTS, 'appliance-en.png'), fullPage: true });
+      await shot(page, 'appliance-en.png');
       return 'appliance-en.png';
     });
 
@@ -150,7 +104,7 @@ async function run() {
         await page.goto(`${BASE}/appliance?lang=${lang}`);
         check((await page.getAttribute('html', 'lang')) === lang, 'wrong <html lang>');
         check((await page.locator('h1').innerText()) === title, `title is not ${title}`);
-        await page.screenshot({ path: path.join(ARTIFACTS, `appliance-${lang}.png`), fullPage: true });
+        await shot(page, `appliance-${lang}.png`);
         return `appliance-${lang}.png`;
       });
     }
@@ -174,7 +128,7 @@ async function run() {
         }
         check(after.data !== before.data, 'the panel picture did not change after pressing Enter');
         await page.waitForTimeout(1200);
-        await page.screenshot({ path: path.join(ARTIFACTS, 'appliance-panel.png'), fullPage: true });
+        await shot(page, 'appliance-panel.png');
         await page.click('button.key[data-key="exit"]');
         return `picture changed after ${Date.now() - t0} ms, appliance-panel.png`;
       });
@@ -188,20 +142,4 @@ async function run() {
   }
 }
 
-const watchdog = setTimeout(() => {
-  console.log(`FAIL  the whole run took longer than ${OVERALL_TIMEOUT / 1000} s`);
-  process.exit(1);
-}, OVERALL_TIMEOUT);
-
-try {
-  await run();
-} catch (e) {
-  failed += 1;
-  failures.push(`setup: ${e && e.message ? e.message : e}`);
-  console.log(`FAIL  setup\n      ${e && e.stack ? e.stack : e}`);
-}
-clearTimeout(watchdog);
-console.log(`artifacts in ${ARTIFACTS}`);
-if (failures.length) console.log(`failures:\n  ${failures.join('\n  ')}`);
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed === 0 ? 0 : 1);
+await finish(run, { overallMs: OVERALL_TIMEOUT });

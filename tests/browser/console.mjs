@@ -6,12 +6,12 @@
 // CHROMIUM (default /usr/bin/chromium) picks the browser. Node 20 has no global WebSocket,
 // so the simulated customer agent uses the `ws` package. Exits 0 only if every step passed.
 
-import fs from 'node:fs';
 import https from 'node:https';
 import http from 'node:http';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
 import WebSocket from 'ws';
+import {
+  BASE, check, env, finish, launch, pages, shot, step,
+} from './harness.mjs';
 
 const TIMEOUT = 10_000;          // every single wait
 const OVERALL_TIMEOUT = 180_000; // the whole run
@@ -23,83 +23,9 @@ const CUSTOMER_TEXT = 'Merci ! Grüße';
 // ---------------------------------------------------------------------------------------------
 // Inputs
 
-function env(name, fallback) {
-  const v = process.env[name];
-  if (v != null && v !== '') return v;
-  if (fallback !== undefined) return fallback;
-  console.error(`error: environment variable ${name} is required`);
-  process.exit(2);
-}
-
-const BASE = env('LIFELINE_URL').replace(/\/+$/, '');
 const REP_USER = env('LIFELINE_REP_USER');
 const REP_PASSWORD = env('LIFELINE_REP_PASSWORD');
-const ARTIFACTS = path.resolve(env('LIFELINE_ARTIFACTS', 'artifacts'));
-const CHROMIUM = env('CHROMIUM', '/usr/bin/chromium');
 const WS_BASE = BASE.replace(/^https:/, 'wss:').replace(/^http:/, 'ws:');
-
-if (!/^https?:\/\//.test(BASE)) {
-  console.error(`error: LIFELINE_URL must start with https:// (got ${BASE})`);
-  process.exit(2);
-}
-if (!fs.existsSync(CHROMIUM)) {
-  console.error(`error: no browser at ${CHROMIUM} (set CHROMIUM)`);
-  process.exit(2);
-}
-fs.mkdirSync(ARTIFACTS, { recursive: true });
-
-// ---------------------------------------------------------------------------------------------
-// Step runner
-
-let passed = 0;
-let failed = 0;
-let skipped = 0;
-let chainBroken = false;
-const failures = [];
-
-/** Runs one step. Steps of the console chain are skipped once one of them failed. */
-async function step(name, fn, { chain = true } = {}) {
-  if (chain && chainBroken) {
-    skipped += 1;
-    console.log(`SKIP  ${name}`);
-    return undefined;
-  }
-  const t0 = Date.now();
-  try {
-    const detail = await fn();
-    passed += 1;
-    console.log(`ok    ${name}${detail ? ` — ${detail}` : ''} (${Date.now() - t0} ms)`);
-    return detail;
-  } catch (e) {
-    failed += 1;
-    if (chain) chainBroken = true;
-    const msg = e && e.message ? e.message.split('\n').slice(0, 6).join('\n      ') : String(e);
-    failures.push(`${name}: ${msg}`);
-    console.log(`FAIL  ${name}\n      ${msg}`);
-    await failureScreenshot(name);
-    return undefined;
-  }
-}
-
-function check(cond, message) {
-  if (!cond) throw new Error(message);
-}
-
-const pages = new Set();
-async function failureScreenshot(name) {
-  let i = 0;
-  for (const p of pages) {
-    if (p.isClosed()) continue;
-    const file = `failure-${name.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').toLowerCase()}-${i++}.png`;
-    await p.screenshot({ path: path.join(ARTIFACTS, file), fullPage: true, timeout: 5000 }).catch(() => {});
-    console.log(`      screenshot: ${path.join(ARTIFACTS, file)}`);
-  }
-}
-
-async function shot(page, file) {
-  await page.screenshot({ path: path.join(ARTIFACTS, file), fullPage: true });
-  return file;
-}
 
 // ---------------------------------------------------------------------------------------------
 // HTTP and the simulated agent
@@ -216,11 +142,6 @@ class Agent {
 // ---------------------------------------------------------------------------------------------
 // The run
 
-const LAUNCH_ARGS = [
-  '--no-sandbox', '--headless', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
-
 let browser;
 let agent;
 const pageErrors = [];
@@ -241,7 +162,7 @@ async function newPage(ctx, label) {
 }
 
 async function run() {
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: LAUNCH_ARGS, headless: true, timeout: 30_000 });
+  browser = await launch();
 
   // a. The portal in three languages, then a wrong key.
   for (const [locale, lang] of [['en-US', 'en'], ['fr-FR', 'fr'], ['de-DE', 'de']]) {
@@ -425,33 +346,10 @@ async function run() {
   }, { chain: false });
 }
 
-const watchdog = setTimeout(() => {
-  console.log(`FAIL  the whole run took longer than ${OVERALL_TIMEOUT / 1000} s`);
-  failed += 1;
-  finish().finally(() => process.exit(1));
-}, OVERALL_TIMEOUT);
-
-let finished = false;
-async function finish() {
-  if (finished) return;
-  finished = true;
-  if (agent) agent.close();
-  if (browser) await browser.close().catch(() => {});
-}
-
-try {
-  await run();
-} catch (e) {
-  failed += 1;
-  failures.push(`setup: ${e && e.message ? e.message : e}`);
-  console.log(`FAIL  setup\n      ${e && e.stack ? e.stack : e}`);
-} finally {
-  await finish();
-  clearTimeout(watchdog);
-}
-
-console.log(`artifacts in ${ARTIFACTS}`);
-if (skipped) console.log(`${skipped} skipped after a failure`);
-if (failures.length) console.log(`failures:\n  ${failures.join('\n  ')}`);
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed === 0 && skipped === 0 ? 0 : 1);
+await finish(run, {
+  overallMs: OVERALL_TIMEOUT,
+  cleanup: async () => {
+    if (agent) agent.close();
+    if (browser) await browser.close();
+  },
+});

@@ -12,64 +12,26 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import {
+  ARTIFACTS, check, consoleLogin, env, finish, launch, pages, shot, step, syncFiles,
+} from './harness.mjs';
 
 const TIMEOUT = 30_000;
 const OVERALL_TIMEOUT = 300_000;
 
-function env(name) {
-  const v = process.env[name];
-  if (v == null || v === '') {
-    console.error(`error: environment variable ${name} is required`);
-    process.exit(2);
-  }
-  return v;
-}
-
-const BASE = env('LIFELINE_URL').replace(/\/+$/, '');
 const REP_USER = env('LIFELINE_REP_USER');
 const REP_PASSWORD = env('LIFELINE_REP_PASSWORD');
+const SYNC = syncFiles().dir;
 const SESSION = env('LIFELINE_SESSION');
-const SYNC = env('LIFELINE_SYNC');
-const ARTIFACTS = path.resolve(env('LIFELINE_ARTIFACTS'));
 const MEDIUM_SHA = env('LIFELINE_MEDIUM_SHA');
 const OFFER_NAME = env('LIFELINE_OFFER_NAME');
 const OFFER_SHA = env('LIFELINE_OFFER_SHA');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-fs.mkdirSync(ARTIFACTS, { recursive: true });
 
-let passed = 0;
-let failed = 0;
-let broken = false;
 let page;
 /** How the next confirm() is answered. */
 let confirmAnswer = true;
 const confirms = [];
 
-async function step(name, fn) {
-  if (broken) {
-    console.log(`SKIP  ${name}`);
-    failed += 1;
-    return;
-  }
-  const t0 = Date.now();
-  try {
-    const detail = await fn();
-    passed += 1;
-    console.log(`ok    ${name}${detail ? ` — ${detail}` : ''} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    failed += 1;
-    broken = true;
-    console.log(`FAIL  ${name}\n      ${(e && e.message ? e.message : String(e)).split('\n').slice(0, 8).join('\n      ')}`);
-    if (page) await page.screenshot({ path: path.join(ARTIFACTS, 'files-failure.png') }).catch(() => {});
-  }
-}
-
-function check(cond, message) {
-  if (!cond) throw new Error(message);
-}
-
-const shot = (file) => page.screenshot({ path: path.join(ARTIFACTS, file) });
 const sha = (buf) => crypto.createHash('sha256').update(buf).digest('hex');
 
 /** Drops a generated file named `name` of `size` bytes onto the file area; its SHA-256. */
@@ -92,16 +54,11 @@ const transfer = (direction, name) =>
   page.locator(`[data-testid=transfer][data-direction=${direction}][data-name="${name}"]`).first();
 
 async function run() {
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30_000,
-    args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await launch();
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1400, height: 1000 }, locale: 'en-US', acceptDownloads: true });
   ctx.setDefaultTimeout(TIMEOUT);
   page = await ctx.newPage();
+  pages.add(page);
   page.on('pageerror', (e) => console.log(`      [page error] ${e.message}`));
   page.on('dialog', async (d) => {
     confirms.push(d.message());
@@ -109,13 +66,7 @@ async function run() {
   });
 
   await step('a. the rep logs in and opens the accepted session: a Files area', async () => {
-    await page.goto(`${BASE}/login`);
-    await page.fill('input[name=username]', REP_USER);
-    await page.fill('input[name=password]', REP_PASSWORD);
-    await Promise.all([
-      page.waitForURL((u) => new URL(u).pathname === '/console'),
-      page.locator('form:has(input[name=password]) button').first().click(),
-    ]);
+    await consoleLogin(page, REP_USER, REP_PASSWORD);
     await page.locator(`[data-testid=session-tab][data-session-id="${SESSION}"]`).click();
     await page.locator('[data-testid=files]').waitFor({ state: 'visible' });
   });
@@ -125,7 +76,7 @@ async function run() {
     await page.locator('[data-testid=perm-files][data-state=granted]').waitFor({ timeout: 60_000 });
     await page.locator('[data-testid=file-row][data-name=Documents]').waitFor();
     await page.locator('[data-testid=file-row][data-name="medium.bin"]').waitFor();
-    await shot('files-1-listing.png');
+    await shot(page, 'files-1-listing.png');
   });
 
   await step('c. folders open and close', async () => {
@@ -161,7 +112,7 @@ async function run() {
     check(await transfer('upload', 'dropped.bin').getAttribute('data-sha256') === digest, 'upload hash');
     fs.writeFileSync(path.join(SYNC, 'dropped.sha'), digest);
     await page.locator('[data-testid=file-row][data-name="dropped.bin"]').waitFor();
-    await shot('files-2-transfers.png');
+    await shot(page, 'files-2-transfers.png');
   });
 
   await step('f. an existing file is replaced only after confirmation', async () => {
@@ -191,7 +142,7 @@ async function run() {
     fs.rmSync(saved);
     check(got === OFFER_SHA, `saved file SHA-256 ${got}, expected ${OFFER_SHA}`);
     await page.locator(`[data-testid=transfer][data-direction=download][data-name="${OFFER_NAME}"][data-state=done]`).waitFor();
-    await shot('files-3-offer.png');
+    await shot(page, 'files-3-offer.png');
   });
 
   await step('h. the session report lists every transfer', async () => {
@@ -214,21 +165,10 @@ async function run() {
     check(offered.length === 1 && offered[0].includes(OFFER_NAME), `offer events: ${JSON.stringify(offered)}`);
     check(texts.some((x) => x.includes('received from the customer: medium.bin') && x.includes(MEDIUM_SHA)), 'download listed');
     check(texts.filter((x) => x.includes('sent to the customer: dropped.bin')).length === 2, 'uploads listed');
-    await shot('files-4-report.png');
+    await shot(page, 'files-4-report.png');
     return `${texts.length} transfers`;
   });
   await browser.close();
 }
 
-const overall = setTimeout(() => {
-  console.log(`FAIL  the whole run took longer than ${OVERALL_TIMEOUT} ms`);
-  process.exit(1);
-}, OVERALL_TIMEOUT);
-
-try {
-  await run();
-} finally {
-  clearTimeout(overall);
-  console.log(`${passed} passed, ${failed} failed`);
-}
-process.exit(failed === 0 ? 0 : 1);
+await finish(run, { overallMs: OVERALL_TIMEOUT });

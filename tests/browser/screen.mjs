@@ -12,70 +12,21 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import {
+  check, consoleLogin, env, finish, launch, pages, shot, step, syncFiles,
+} from './harness.mjs';
 
 const TIMEOUT = 20_000;
 const OVERALL_TIMEOUT = 300_000;
 
-function env(name) {
-  const v = process.env[name];
-  if (v == null || v === '') {
-    console.error(`error: environment variable ${name} is required`);
-    process.exit(2);
-  }
-  return v;
-}
-
-const BASE = env('LIFELINE_URL').replace(/\/+$/, '');
 const REP_USER = env('LIFELINE_REP_USER');
 const REP_PASSWORD = env('LIFELINE_REP_PASSWORD');
+const { dir: SYNC, done, waitDone } = syncFiles();
 const SESSION = env('LIFELINE_SESSION');
-const SYNC = env('LIFELINE_SYNC');
 const [TARGET_X, TARGET_Y] = env('LIFELINE_TARGET').split(',').map(Number);
-const ARTIFACTS = path.resolve(env('LIFELINE_ARTIFACTS'));
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-fs.mkdirSync(ARTIFACTS, { recursive: true });
 
-let passed = 0;
-let failed = 0;
-let broken = false;
 let page;
 
-async function step(name, fn) {
-  if (broken) {
-    console.log(`SKIP  ${name}`);
-    failed += 1;
-    return;
-  }
-  const t0 = Date.now();
-  try {
-    const detail = await fn();
-    passed += 1;
-    console.log(`ok    ${name}${detail ? ` — ${detail}` : ''} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    failed += 1;
-    broken = true;
-    console.log(`FAIL  ${name}\n      ${(e && e.message ? e.message : String(e)).split('\n').slice(0, 8).join('\n      ')}`);
-    if (page) await page.screenshot({ path: path.join(ARTIFACTS, 'screen-failure.png') }).catch(() => {});
-  }
-}
-
-function check(cond, message) {
-  if (!cond) throw new Error(message);
-}
-
-const done = (name) => fs.writeFileSync(path.join(SYNC, `${name}.done`), String(Date.now()));
-
-async function waitDone(name, timeout = 60_000) {
-  const file = path.join(SYNC, `${name}.done`);
-  const end = Date.now() + timeout;
-  while (!fs.existsSync(file)) {
-    if (Date.now() > end) throw new Error(`the test side never finished "${name}"`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-const shot = (file) => page.screenshot({ path: path.join(ARTIFACTS, file) });
 
 /** The viewer's statistics: frames drawn so far (the viewer counts them for its overlay). */
 const canvasSize = () => page.evaluate(() => {
@@ -128,26 +79,15 @@ async function pagePoint(x, y) {
 }
 
 async function run() {
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30_000,
-    args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await launch();
   const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1400, height: 900 }, locale: 'en-US' });
   ctx.setDefaultTimeout(TIMEOUT);
   page = await ctx.newPage();
+  pages.add(page);
   page.on('pageerror', (e) => console.log(`      [page error] ${e.message}`));
 
   await step('a. the rep logs in and opens the accepted session', async () => {
-    await page.goto(`${BASE}/login`);
-    await page.fill('input[name=username]', REP_USER);
-    await page.fill('input[name=password]', REP_PASSWORD);
-    await Promise.all([
-      page.waitForURL((u) => new URL(u).pathname === '/console'),
-      page.locator('form:has(input[name=password]) button').first().click(),
-    ]);
+    await consoleLogin(page, REP_USER, REP_PASSWORD);
     await page.locator(`[data-testid=session-tab][data-session-id="${SESSION}"]`).click();
     await page.locator('[data-testid=screen]').waitFor({ state: 'visible' });
   });
@@ -156,7 +96,7 @@ async function run() {
     await page.click('[data-testid=request-view]');
     await page.locator('[data-testid=perm-view][data-state=requested]').waitFor();
     await page.locator('[data-testid=perm-view][data-state=denied]').waitFor({ timeout: 60_000 });
-    await shot('screen-1-denied.png');
+    await shot(page, 'screen-1-denied.png');
     return (await page.locator('[data-testid=perm-view]').innerText()).trim();
   });
 
@@ -174,7 +114,7 @@ async function run() {
     check(size[0] === 1920 && size[1] === 1080, `canvas is ${size}`);
     const png = await settledCanvas();
     fs.writeFileSync(path.join(SYNC, 'canvas.png'), png);
-    await shot('screen-2-picture.png');
+    await shot(page, 'screen-2-picture.png');
     done('canvas');
     return `canvas ${size.join('x')}`;
   });
@@ -191,7 +131,7 @@ async function run() {
       [',', 'Comma'], [' ', 'Space'], ['é', 'Digit2'], ['l', 'KeyL'], ['è', 'Digit7'], ['v', 'KeyV'], ['e', 'KeyE']]) {
       await pressChar(ch, code);
     }
-    await shot('screen-3-control.png');
+    await shot(page, 'screen-3-control.png');
     done('input');
     return `clicked surface ${TARGET_X},${TARGET_Y}`;
   });
@@ -206,7 +146,7 @@ async function run() {
     done('clip-sent');
     await waitDone('clip-copied');
     await page.locator('[data-testid=clipboard-in]').filter({ hasText: 'élève a copié ceci' }).waitFor();
-    await shot('screen-3b-clipboard.png');
+    await shot(page, 'screen-3b-clipboard.png');
     return (await page.locator('[data-testid=clipboard-in]').innerText()).trim();
   });
 
@@ -221,7 +161,7 @@ async function run() {
       await page.waitForTimeout(100);
     }
     check(options.length >= 3, `monitor options ${JSON.stringify(options)}`);
-    await shot('screen-4-monitors.png');
+    await shot(page, 'screen-4-monitors.png');
     return JSON.stringify(options);
   });
 
@@ -229,20 +169,9 @@ async function run() {
     await page.locator('[data-testid=perm-control][data-state=revoked]').waitFor({ timeout: 60_000 });
     await page.locator('[data-testid=perm-view][data-state=revoked]').waitFor({ timeout: 60_000 });
     await page.locator('[data-testid=viewer]').waitFor({ state: 'hidden' });
-    await shot('screen-5-revoked.png');
+    await shot(page, 'screen-5-revoked.png');
     done('revoked');
   });
 }
 
-const overall = setTimeout(() => {
-  console.log(`FAIL  the whole run took longer than ${OVERALL_TIMEOUT} ms`);
-  process.exit(1);
-}, OVERALL_TIMEOUT);
-
-try {
-  await run();
-} finally {
-  clearTimeout(overall);
-  console.log(`${passed} passed, ${failed} failed`);
-}
-process.exit(failed === 0 ? 0 : 1);
+await finish(run, { overallMs: OVERALL_TIMEOUT });

@@ -15,75 +15,26 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import {
+  ARTIFACTS, BASE, check, consoleLogin, env, finish, launch, pages, shot, step, syncFiles,
+} from './harness.mjs';
 
 const TIMEOUT = 20_000;
 const OVERALL_TIMEOUT = 300_000;
 
-function env(name) {
-  const v = process.env[name];
-  if (v == null || v === '') {
-    console.error(`error: environment variable ${name} is required`);
-    process.exit(2);
-  }
-  return v;
-}
-
-const BASE = env('LIFELINE_URL').replace(/\/+$/, '');
 const REP_USER = env('LIFELINE_REP_USER');
 const REP_PASSWORD = env('LIFELINE_REP_PASSWORD');
+const { done, waitDone } = syncFiles();
 const SESSION = env('LIFELINE_SESSION');
-const SYNC = env('LIFELINE_SYNC');
 const HOST = env('LIFELINE_HOST');
 const KERNEL = env('LIFELINE_KERNEL');
 const AGENT_FILE = env('LIFELINE_AGENT_FILE');
 const AGENT_PID = env('LIFELINE_AGENT_PID');
 const VICTIM = env('LIFELINE_VICTIM');
-const ARTIFACTS = path.resolve(env('LIFELINE_ARTIFACTS'));
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-fs.mkdirSync(ARTIFACTS, { recursive: true });
 
-let passed = 0;
-let failed = 0;
-let broken = false;
 let page;
 const pageErrors = [];
 
-async function step(name, fn) {
-  if (broken) {
-    console.log(`SKIP  ${name}`);
-    failed += 1;
-    return;
-  }
-  const t0 = Date.now();
-  try {
-    const detail = await fn();
-    passed += 1;
-    console.log(`ok    ${name}${detail ? ` — ${detail}` : ''} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    failed += 1;
-    broken = true;
-    console.log(`FAIL  ${name}\n      ${(e && e.message ? e.message : String(e)).split('\n').slice(0, 8).join('\n      ')}`);
-    if (page) await page.screenshot({ path: path.join(ARTIFACTS, 'tools-failure.png') }).catch(() => {});
-  }
-}
-
-function check(cond, message) {
-  if (!cond) throw new Error(message);
-}
-
-const done = (name) => fs.writeFileSync(path.join(SYNC, `${name}.done`), String(Date.now()));
-
-async function waitDone(name, timeout = 60_000) {
-  const file = path.join(SYNC, `${name}.done`);
-  const end = Date.now() + timeout;
-  while (!fs.existsSync(file)) {
-    if (Date.now() > end) throw new Error(`the test side never finished "${name}"`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-const shot = (file) => page.screenshot({ path: path.join(ARTIFACTS, file) });
 const text = async (sel) => (await page.locator(sel).innerText()).trim();
 const tab = (name) => page.click(`[data-testid=sysinfo-tab-${name}]`);
 
@@ -95,28 +46,17 @@ const column = (table, key) => page.evaluate(([t, k]) => {
 }, [table, key]);
 
 async function run() {
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30_000,
-    args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await launch();
   const ctx = await browser.newContext({
     ignoreHTTPSErrors: true, viewport: { width: 1400, height: 1000 }, locale: 'en-US', acceptDownloads: true,
   });
   ctx.setDefaultTimeout(TIMEOUT);
   page = await ctx.newPage();
+  pages.add(page);
   page.on('pageerror', (e) => { pageErrors.push(e.message); console.log(`      [page error] ${e.message}`); });
 
   await step('a. the rep logs in and opens the accepted session', async () => {
-    await page.goto(`${BASE}/login`);
-    await page.fill('input[name=username]', REP_USER);
-    await page.fill('input[name=password]', REP_PASSWORD);
-    await Promise.all([
-      page.waitForURL((u) => new URL(u).pathname === '/console'),
-      page.locator('form:has(input[name=password]) button').first().click(),
-    ]);
+    await consoleLogin(page, REP_USER, REP_PASSWORD);
     await page.locator(`[data-testid=session-tab][data-session-id="${SESSION}"]`).click();
     await page.locator('[data-testid=sysinfo]').waitFor({ state: 'visible' });
     return text('[data-testid=sysinfo-hint]');
@@ -128,7 +68,7 @@ async function run() {
     await page.locator('[data-testid=perm-sysinfo][data-state=denied]').waitFor({ timeout: 60_000 });
     check(await page.locator('[data-testid=sysinfo-get]').isHidden(), 'a report can be asked for without the grant');
     check(await page.locator('[data-testid=sysinfo-panel]').isHidden(), 'a report shows without the grant');
-    await shot('tools-1-denied.png');
+    await shot(page, 'tools-1-denied.png');
     return text('[data-testid=perm-sysinfo]');
   });
 
@@ -143,7 +83,7 @@ async function run() {
     check(kernel.includes(KERNEL), `kernel shown: "${kernel}"`);
     const mem = await text('[data-testid=sysinfo-memory]');
     check(/\d/.test(mem) && /iB/.test(mem), `memory shown: "${mem}"`);
-    await shot('tools-2-overview.png');
+    await shot(page, 'tools-2-overview.png');
     done('report');
     return `${host} · ${kernel} · ${mem}`;
   });
@@ -171,7 +111,7 @@ async function run() {
     await page.click('[data-testid=sysinfo-col-name] button');
     const procNames = await column('processes', 'name');
     check(procNames.length === all, 'sorting lost rows');
-    await shot('tools-3-processes.png');
+    await shot(page, 'tools-3-processes.png');
     return `${all} processes`;
   });
 
@@ -191,7 +131,7 @@ async function run() {
     const pkgs = await column('packages', 'name');
     check(pkgs.some((p) => p.startsWith('bash:')), `packages: ${pkgs.slice(0, 5)}`);
     await page.fill('[data-testid=sysinfo-filter]', '');
-    await shot('tools-4-packages.png');
+    await shot(page, 'tools-4-packages.png');
     return `${mounts.length} mounts, ${(await page.locator('[data-testid=sysinfo-count]').innerText()).trim()}`;
   });
 
@@ -212,7 +152,7 @@ async function run() {
     await page.click('[data-testid=sysinfo-get]');
     await page.locator('[data-testid=sysinfo-get]', { hasText: 'Refresh' }).waitFor({ timeout: 60_000 });
     const ended = await endIn('Ended');
-    await shot('tools-3b-ended.png');
+    await shot(page, 'tools-3b-ended.png');
     await page.fill('[data-testid=sysinfo-filter]', '');
     return `${refused} / ${ended}`;
   });
@@ -263,7 +203,7 @@ async function run() {
     check(all.includes('system information requested'), `events:\n${all}`);
     check(/permission denied\s+system_info/.test(all), `events:\n${all}`);
     check(all.includes('ending a process refused') && all.includes('process ended'), `events:\n${all}`);
-    await shot('tools-5-report.png');
+    await shot(page, 'tools-5-report.png');
     await dialog.locator('[data-testid=transcript-close]').click();
     return `${(await events.locator('tr').count())} events`;
   });
@@ -274,15 +214,4 @@ async function run() {
   await browser.close();
 }
 
-const overall = setTimeout(() => {
-  console.log(`FAIL  the whole run took longer than ${OVERALL_TIMEOUT} ms`);
-  process.exit(1);
-}, OVERALL_TIMEOUT);
-
-try {
-  await run();
-} finally {
-  clearTimeout(overall);
-  console.log(`${passed} passed, ${failed} failed`);
-}
-process.exit(failed === 0 ? 0 : 1);
+await finish(run, { overallMs: OVERALL_TIMEOUT });

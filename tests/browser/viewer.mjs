@@ -14,9 +14,10 @@
 
 import fs from 'node:fs';
 import https from 'node:https';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
 import WebSocket from 'ws';
+import {
+  BASE, check, env, finish, launch, pages, shot, step,
+} from './harness.mjs';
 
 const TIMEOUT = 10_000;
 /** The viewer asks for a key frame at most this often (REFRESH_MIN_GAP_MS in viewer.js). */
@@ -24,19 +25,8 @@ const REFRESH_GAP_MS = 600;
 const OVERALL_TIMEOUT = 240_000;
 const CUSTOMER = 'Jérôme Écran';
 
-function env(name, fallback) {
-  const v = process.env[name];
-  if (v != null && v !== '') return v;
-  if (fallback !== undefined) return fallback;
-  console.error(`error: environment variable ${name} is required`);
-  process.exit(2);
-}
-
-const BASE = env('LIFELINE_URL').replace(/\/+$/, '');
 const REP_USER = env('LIFELINE_REP_USER');
 const REP_PASSWORD = env('LIFELINE_REP_PASSWORD');
-const ARTIFACTS = path.resolve(env('LIFELINE_ARTIFACTS', 'artifacts'));
-const CHROMIUM = env('CHROMIUM', '/usr/bin/chromium');
 const PNG = fs.readFileSync(env('LIFELINE_TEST_PNG'));
 const JPEG = fs.readFileSync(env('LIFELINE_TEST_JPEG'));
 /** The deflated stream's binary frames, in order. */
@@ -51,56 +41,8 @@ const DEFLATED = (() => {
   return out;
 })();
 const WS_BASE = BASE.replace(/^https:/, 'wss:');
-fs.mkdirSync(ARTIFACTS, { recursive: true });
 
-// ---------------------------------------------------------------------------------------------
-// Steps
-
-let passed = 0;
-let failed = 0;
-let skipped = 0;
-let chainBroken = false;
-const failures = [];
-const pages = new Set();
 const pageErrors = [];
-
-async function step(name, fn, { chain = true } = {}) {
-  if (chain && chainBroken) {
-    skipped += 1;
-    console.log(`SKIP  ${name}`);
-    return undefined;
-  }
-  const t0 = Date.now();
-  try {
-    const detail = await fn();
-    passed += 1;
-    console.log(`ok    ${name}${detail ? ` — ${detail}` : ''} (${Date.now() - t0} ms)`);
-    return detail;
-  } catch (e) {
-    failed += 1;
-    if (chain) chainBroken = true;
-    const msg = e && e.message ? e.message.split('\n').slice(0, 8).join('\n      ') : String(e);
-    failures.push(`${name}: ${msg}`);
-    console.log(`FAIL  ${name}\n      ${msg}`);
-    let i = 0;
-    for (const p of pages) {
-      if (p.isClosed()) continue;
-      const file = `failure-${name.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').toLowerCase()}-${i++}.png`;
-      await p.screenshot({ path: path.join(ARTIFACTS, file), fullPage: true, timeout: 5000 }).catch(() => {});
-      console.log(`      screenshot: ${path.join(ARTIFACTS, file)}`);
-    }
-    return undefined;
-  }
-}
-
-function check(cond, message) {
-  if (!cond) throw new Error(message);
-}
-
-async function shot(page, file) {
-  await page.screenshot({ path: path.join(ARTIFACTS, file) });
-  return file;
-}
 
 // ---------------------------------------------------------------------------------------------
 // HTTP, wire format and the scripted agent
@@ -335,11 +277,6 @@ async function waitPixel(page, x, y, rgb, tolerance = 0, timeout = TIMEOUT) {
 // ---------------------------------------------------------------------------------------------
 // The run
 
-const LAUNCH_ARGS = [
-  '--no-sandbox', '--headless', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
-
 let browser;
 let agent;
 
@@ -412,7 +349,7 @@ function keyFrame(bg = BG) {
 }
 
 async function run() {
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: LAUNCH_ARGS, headless: true, timeout: 30_000 });
+  browser = await launch();
   const ctx = await newContext('en-US');
   const page = await newPage(ctx, 'console');
   let sessionId;
@@ -792,33 +729,10 @@ async function run() {
   }, { chain: false });
 }
 
-const watchdog = setTimeout(() => {
-  console.log(`FAIL  the whole run took longer than ${OVERALL_TIMEOUT / 1000} s`);
-  failed += 1;
-  finish().finally(() => process.exit(1));
-}, OVERALL_TIMEOUT);
-
-let finished = false;
-async function finish() {
-  if (finished) return;
-  finished = true;
-  if (agent) agent.close();
-  if (browser) await browser.close().catch(() => {});
-}
-
-try {
-  await run();
-} catch (e) {
-  failed += 1;
-  failures.push(`setup: ${e && e.message ? e.message : e}`);
-  console.log(`FAIL  setup\n      ${e && e.stack ? e.stack : e}`);
-} finally {
-  await finish();
-  clearTimeout(watchdog);
-}
-
-console.log(`artifacts in ${ARTIFACTS}`);
-if (skipped) console.log(`${skipped} skipped after a failure`);
-if (failures.length) console.log(`failures:\n  ${failures.join('\n  ')}`);
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed === 0 && skipped === 0 ? 0 : 1);
+await finish(run, {
+  overallMs: OVERALL_TIMEOUT,
+  cleanup: async () => {
+    if (agent) agent.close();
+    if (browser) await browser.close();
+  },
+});
