@@ -685,32 +685,18 @@ async fn the_file_panel_in_the_console_with_chromium() {
         .wait_log_for("event=state state=active", LOG_WAIT)
         .await;
 
-    let sync = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    assert!(
-        root.join("tests/browser/node_modules/playwright-core")
-            .is_dir(),
-        "browser-test packages are missing: run `cargo xtask test` (it runs npm ci in tests/browser)"
+    let script = RepScript::start(
+        &relay,
+        "files.mjs",
+        &sid,
+        &art,
+        &[
+            ("LIFELINE_MEDIUM_SHA", &medium_sha),
+            ("LIFELINE_OFFER_NAME", "journal-2026.txt"),
+            ("LIFELINE_OFFER_SHA", &gift_sha),
+        ],
     );
-    let script_out = art.join("files.mjs.log");
-    let mut script = tokio::process::Command::new("node")
-        .arg(root.join("tests/browser/files.mjs"))
-        .env("LIFELINE_URL", &relay.url)
-        .env("LIFELINE_REP_USER", "rep1")
-        .env("LIFELINE_REP_PASSWORD", REP_PASSWORD)
-        .env("LIFELINE_SESSION", &sid)
-        .env("LIFELINE_SYNC", sync.path())
-        .env("LIFELINE_ARTIFACTS", &art)
-        .env("LIFELINE_MEDIUM_SHA", &medium_sha)
-        .env("LIFELINE_OFFER_NAME", "journal-2026.txt")
-        .env("LIFELINE_OFFER_SHA", &gift_sha)
-        .env("CHROMIUM", "/usr/bin/chromium")
-        .stdout(std::fs::File::create(&script_out).unwrap())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node must be installed (cargo xtask test installs it)");
-    let script_log = || std::fs::read_to_string(&script_out).unwrap_or_default();
+    let sync = script.sync.clone();
 
     // The customer allows file transfer when the console asks.
     wait_for(
@@ -746,17 +732,10 @@ async fn the_file_panel_in_the_console_with_chromium() {
     x.xdotool(&["key", "Return"]);
     agent.wait_log_for("event=file_offered", LOG_WAIT).await;
 
-    let status = tokio::time::timeout(Duration::from_secs(300), script.wait())
-        .await
-        .expect("the browser script ends")
-        .unwrap();
-    let log = script_log();
-    println!("{log}");
-    assert!(status.success(), "browser script failed:\n{log}");
-    assert!(log.contains(" passed, 0 failed"), "{log}");
+    script.passed(Duration::from_secs(300)).await;
 
     // What the customer's disk holds.
-    let want = |name: &str| std::fs::read_to_string(sync.path().join(name)).unwrap();
+    let want = |name: &str| std::fs::read_to_string(sync.join(name)).unwrap();
     let replaced = std::fs::read(share.join("dropped.bin")).unwrap();
     assert_eq!(sha_hex(&replaced), want("replaced.sha"));
     assert_ne!(want("dropped.sha"), want("replaced.sha"));

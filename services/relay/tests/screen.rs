@@ -256,31 +256,16 @@ async fn screen_sharing_with_the_real_client_and_the_console_in_chromium() {
     let window = geometry(&x, &wid);
 
     // The representative's side runs in Chromium meanwhile.
-    let sync = work.path().join("sync");
-    std::fs::create_dir_all(&sync).unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    assert!(
-        root.join("tests/browser/node_modules/playwright-core")
-            .is_dir(),
-        "browser-test packages are missing: run `cargo xtask test` (it runs npm ci in tests/browser)"
+    let target = format!("{},{}", TARGET.0, TARGET.1);
+    let script = RepScript::start(
+        &relay,
+        "screen.mjs",
+        &sid,
+        &art,
+        &[("LIFELINE_TARGET", &target)],
     );
-    let script_out = art.join("screen.mjs.log");
-    let mut script = tokio::process::Command::new("node")
-        .arg(root.join("tests/browser/screen.mjs"))
-        .env("LIFELINE_URL", &relay.url)
-        .env("LIFELINE_REP_USER", "rep1")
-        .env("LIFELINE_REP_PASSWORD", REP_PASSWORD)
-        .env("LIFELINE_SESSION", &sid)
-        .env("LIFELINE_SYNC", &sync)
-        .env("LIFELINE_TARGET", format!("{},{}", TARGET.0, TARGET.1))
-        .env("LIFELINE_ARTIFACTS", &art)
-        .env("CHROMIUM", "/usr/bin/chromium")
-        .stdout(std::fs::File::create(&script_out).unwrap())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node must be installed (cargo xtask test installs it)");
-    let script_log = || std::fs::read_to_string(&script_out).unwrap_or_default();
+    let sync = script.sync.clone();
+    let script_log = || script.log();
     let press = |keys: &[&str]| {
         x.xdotool(&["windowfocus", "--sync", &wid]);
         x.xdotool(&[&["key", "--delay", "120"][..], keys].concat());
@@ -467,14 +452,7 @@ async fn screen_sharing_with_the_real_client_and_the_console_in_chromium() {
         "no frame reached the relay after the screen was stopped"
     );
 
-    let status = tokio::time::timeout(Duration::from_secs(60), script.wait())
-        .await
-        .expect("the browser script ends")
-        .unwrap();
-    let log = script_log();
-    println!("{log}");
-    assert!(status.success(), "browser script failed:\n{log}");
-    assert!(log.contains(" passed, 0 failed"), "{log}");
+    script.passed(Duration::from_secs(60)).await;
 
     // The stored session tells the whole story.
     let (_, d) = relay.get(&rep, &format!("/api/v1/sessions/{sid}")).await;

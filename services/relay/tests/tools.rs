@@ -16,8 +16,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::desktop::*;
@@ -75,38 +74,25 @@ async fn system_information_with_the_real_client_and_the_console_in_chromium() {
         .trim()
         .to_string();
 
-    let sync = work.path().join("sync");
-    std::fs::create_dir_all(&sync).unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    assert!(
-        root.join("tests/browser/node_modules/playwright-core")
-            .is_dir(),
-        "browser-test packages are missing: run `cargo xtask test` (it runs npm ci in tests/browser)"
+    let agent_pid = agent.child.id().to_string();
+    let script = RepScript::start(
+        &relay,
+        "tools.mjs",
+        &sid,
+        &art,
+        &[
+            ("LIFELINE_HOST", &host),
+            ("LIFELINE_KERNEL", &kernel),
+            (
+                "LIFELINE_AGENT_FILE",
+                file.file_name().unwrap().to_str().unwrap(),
+            ),
+            ("LIFELINE_AGENT_PID", &agent_pid),
+            ("LIFELINE_VICTIM", &victim_name),
+        ],
     );
-    let script_out = art.join("tools.mjs.log");
-    let mut script = tokio::process::Command::new("node")
-        .arg(root.join("tests/browser/tools.mjs"))
-        .env("LIFELINE_URL", &relay.url)
-        .env("LIFELINE_REP_USER", "rep1")
-        .env("LIFELINE_REP_PASSWORD", REP_PASSWORD)
-        .env("LIFELINE_SESSION", &sid)
-        .env("LIFELINE_SYNC", &sync)
-        .env("LIFELINE_HOST", &host)
-        .env("LIFELINE_KERNEL", &kernel)
-        .env(
-            "LIFELINE_AGENT_FILE",
-            file.file_name().unwrap().to_str().unwrap(),
-        )
-        .env("LIFELINE_AGENT_PID", agent.child.id().to_string())
-        .env("LIFELINE_VICTIM", &victim_name)
-        .env("LIFELINE_ARTIFACTS", &art)
-        .env("CHROMIUM", "/usr/bin/chromium")
-        .stdout(std::fs::File::create(&script_out).unwrap())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node must be installed (cargo xtask test installs it)");
-    let script_log = || std::fs::read_to_string(&script_out).unwrap_or_default();
+    let sync = script.sync.clone();
+    let script_log = || script.log();
     let press = |keys: &[&str]| {
         x.xdotool(&["windowfocus", "--sync", &wid]);
         x.xdotool(&[&["key", "--delay", "120"][..], keys].concat());
@@ -254,14 +240,7 @@ async fn system_information_with_the_real_client_and_the_console_in_chromium() {
     .await;
     assert!(!st.success(), "ended by the signal: {st}");
 
-    let status = tokio::time::timeout(Duration::from_secs(120), script.wait())
-        .await
-        .expect("the browser script ends")
-        .unwrap();
-    let log = script_log();
-    println!("{log}");
-    assert!(status.success(), "browser script failed:\n{log}");
-    assert!(log.contains(" passed, 0 failed"), "{log}");
+    script.passed(Duration::from_secs(120)).await;
 
     // The stored session tells the whole story.
     let (_, d) = relay.get(&rep, &format!("/api/v1/sessions/{sid}")).await;

@@ -284,3 +284,70 @@ impl Drop for Agent {
         let _ = self.child.wait();
     }
 }
+
+/// The representative's side of a test, in Chromium: a script of `tests/browser` run against
+/// the relay for one accepted session, while the Rust test plays the customer. The two take
+/// turns through `<name>.done` files in [`RepScript::sync`].
+pub struct RepScript {
+    child: tokio::process::Child,
+    out: PathBuf,
+    /// The folder of the turn-taking files.
+    pub sync: PathBuf,
+}
+
+impl RepScript {
+    /// Starts `tests/browser/<name>` as `rep1` on `session`, with `extra` environment
+    /// variables; its output goes to `<art>/<name>.log`.
+    pub fn start(
+        relay: &Relay,
+        name: &str,
+        session: &str,
+        art: &Path,
+        extra: &[(&str, &str)],
+    ) -> RepScript {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        assert!(
+            root.join("tests/browser/node_modules/playwright-core")
+                .is_dir(),
+            "browser-test packages are missing: run `cargo xtask test` (it runs npm ci in tests/browser)"
+        );
+        let sync = art.join(format!("{name}.sync"));
+        let _ = std::fs::remove_dir_all(&sync);
+        std::fs::create_dir_all(&sync).unwrap();
+        let out = art.join(format!("{name}.log"));
+        let mut cmd = tokio::process::Command::new("node");
+        cmd.arg(root.join("tests/browser").join(name))
+            .env("LIFELINE_URL", &relay.url)
+            .env("LIFELINE_REP_USER", "rep1")
+            .env("LIFELINE_REP_PASSWORD", super::REP_PASSWORD)
+            .env("LIFELINE_SESSION", session)
+            .env("LIFELINE_SYNC", &sync)
+            .env("LIFELINE_ARTIFACTS", art)
+            .env("CHROMIUM", "/usr/bin/chromium")
+            .envs(extra.iter().copied())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let child = cmd
+            .spawn()
+            .expect("node must be installed (cargo xtask test installs it)");
+        RepScript { child, out, sync }
+    }
+
+    /// What the script printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// Waits for the script's end (at most `limit`) and asserts every step passed.
+    pub async fn passed(mut self, limit: Duration) {
+        let status = tokio::time::timeout(limit, self.child.wait())
+            .await
+            .expect("the browser script ends")
+            .unwrap();
+        let log = self.log();
+        println!("{log}");
+        assert!(status.success(), "browser script failed:\n{log}");
+        assert!(log.contains(" passed, 0 failed"), "{log}");
+    }
+}
