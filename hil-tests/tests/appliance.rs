@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use lifeline_hil_tests::artifacts::Artifacts;
-use lifeline_hil_tests::desktop::{Agent, Xvfb};
+use lifeline_hil_tests::desktop::{Agent, Xvfb, window};
 use lifeline_hil_tests::machine::{Channel, Machine, Options};
 use lifeline_hil_tests::portal::Portal;
 use lifeline_hil_tests::{daemon_units, figure, image, skip, wait_for, workspace};
@@ -280,12 +280,12 @@ fn appliance_boots_serves_a_session_and_survives_a_relay_crash() {
     let tmp = tempfile::tempdir().unwrap();
     let file = portal.download_client(&key, "Zoë Client", "de", tmp.path());
     let agent = Agent::run(&file, &x, art.path("agent.log"));
-    let _wid = x.window("Support");
+    let _wid = window(&x, "Support");
     agent.wait_log("event=connected", Duration::from_secs(60));
     x.screenshot(&art.path("1-terms.png"));
     let mut wid = String::new();
     for _ in 0..20 {
-        wid = x.window("Support");
+        wid = window(&x, "Support");
         if x.try_xdotool(&["windowfocus", "--sync", &wid]) {
             x.try_xdotool(&["key", "Return"]);
         }

@@ -6,7 +6,7 @@
 
 mod input_xvfb;
 
-use input_xvfb::{Xev, XevEvent, Xvfb, wait_for};
+use input_xvfb::{Xev, XevEvent, Xvfb, connect, wait_for};
 use lifeline_agent::platform::linux::input::X11Input;
 use lifeline_proto::remote::{Combo, InputEvent, buttons};
 use x11rb::connection::Connection;
@@ -146,7 +146,7 @@ fn button_presses(events: &[XevEvent]) -> Vec<u8> {
 fn pointer_buttons_and_wheel_arrive_at_the_origin_offset() {
     let x = Xvfb::start();
     let xev = Xev::start(&x);
-    let conn = x.connect();
+    let conn = connect(&x);
     let mut input = X11Input::open(Some(&x.display)).unwrap();
     let origin = (100, 50);
     let ptr = |x, y, buttons| InputEvent::Pointer { x, y, buttons };
@@ -245,7 +245,7 @@ fn pointer_buttons_and_wheel_arrive_at_the_origin_offset() {
 fn text_arrives_intact_on_us_french_and_german_layouts() {
     let x = Xvfb::start();
     let xev = Xev::start(&x);
-    let conn = x.connect();
+    let conn = connect(&x);
     let mut input = X11Input::open(Some(&x.display)).unwrap();
     // The brief's sentence, then characters whose Shift differs between US and AZERTY or
     // QWERTZ (the representative holds Shift for `!` and `?`, not for `1` or `/`).
@@ -282,7 +282,7 @@ fn text_arrives_intact_on_us_french_and_german_layouts() {
 fn modifiers_combos_and_release_all() {
     let x = Xvfb::start();
     let xev = Xev::start(&x);
-    let conn = x.connect();
+    let conn = connect(&x);
     let mapping = keyboard_mapping(&conn);
     let mut input = X11Input::open(Some(&x.display)).unwrap();
 

@@ -14,7 +14,7 @@ use lifeline_agent::platform::linux::capture::{X11Options, X11Screen};
 use lifeline_agent::screen::rate::MAX_IN_FLIGHT;
 use lifeline_agent::screen::{ScreenSource, StreamControl};
 use lifeline_proto::remote::{Quality, StreamSettings};
-use screen_support::{FrameInfo, H, Painter, Stream, W, Xvfb, photo, psnr};
+use screen_support::{FrameInfo, H, Painter, Stream, W, Xvfb, photo, psnr, start_xvfb};
 
 const WAIT: Duration = Duration::from_secs(10);
 /// How long "nothing arrives" is watched for.
@@ -77,7 +77,7 @@ fn compare_all(p: &Painter, s: &Stream, jpeg: &[(u32, u32, u32, u32)]) -> (usize
 }
 
 fn key_frame_scene(opts: X11Options) {
-    let x = Xvfb::start();
+    let x = start_xvfb();
     let p = Painter::connect(&x.display);
     scene(&p);
     let mut direct = X11Screen::open_with(Some(&x.display), opts).unwrap();
@@ -155,7 +155,7 @@ fn cpu_seconds() -> f64 {
 
 #[test]
 fn small_changes_are_small_and_idle_is_silent() {
-    let x = Xvfb::start();
+    let x = start_xvfb();
     let p = Painter::connect(&x.display);
     p.fill(0, 0, W, H, 0xFFFFFF);
     p.text_block(p.root, 40, 40, 30, 5);
@@ -205,7 +205,7 @@ fn small_changes_are_small_and_idle_is_silent() {
 
 #[test]
 fn scrolling_text_uses_copy() {
-    let x = Xvfb::start();
+    let x = start_xvfb();
     let p = Painter::connect(&x.display);
     p.fill(0, 0, W, H, 0xE0E0E0);
     let (ax, ay, aw, lines) = (40, 40, 700u32, 60usize);
@@ -239,7 +239,7 @@ fn scrolling_text_uses_copy() {
 
 #[test]
 fn dragged_window_uses_copy() {
-    let x = Xvfb::start();
+    let x = start_xvfb();
     let p = Painter::connect(&x.display);
     p.fill(0, 0, W, H, 0x506070);
     let win = p.window(200, 200, 420, 260, 0xF4F0E0);
@@ -273,7 +273,7 @@ fn dragged_window_uses_copy() {
 
 #[test]
 fn a_slow_viewer_gets_the_newest_state_not_a_backlog() {
-    let x = Xvfb::start();
+    let x = start_xvfb();
     let p = Painter::connect(&x.display);
     p.fill(0, 0, W, H, 0xFFFFFF);
     p.sync();
@@ -317,7 +317,7 @@ fn a_slow_viewer_gets_the_newest_state_not_a_backlog() {
 /// through: at most `MAX_IN_FLIGHT` frames wait, and `Auto` lowers the JPEG quality.
 #[test]
 fn a_slow_link_gets_fewer_cheaper_frames() {
-    let x = Xvfb::start();
+    let x = start_xvfb();
     let p = Painter::connect(&x.display);
     p.fill(0, 0, W, H, 0xFFFFFF);
     p.sync();
@@ -379,7 +379,7 @@ fn a_slow_link_gets_fewer_cheaper_frames() {
 
 #[test]
 fn refresh_gives_a_key_frame() {
-    let x = Xvfb::start();
+    let x = start_xvfb();
     let p = Painter::connect(&x.display);
     p.fill(0, 0, W, H, 0xFFFFFF);
     p.text_block(p.root, 10, 10, 20, 1);
@@ -423,7 +423,7 @@ fn refresh_gives_a_key_frame() {
 
 #[test]
 fn a_second_monitor_appears_and_can_be_selected() {
-    let x = Xvfb::start();
+    let x = start_xvfb();
     let p = Painter::connect(&x.display);
     p.fill(0, 0, W, H, 0xFFFFFF);
     p.text_block(p.root, 10, 10, 40, 2);
@@ -499,7 +499,7 @@ fn a_second_monitor_appears_and_can_be_selected() {
 
 #[test]
 fn cursor_shape_and_position_arrive() {
-    let x = Xvfb::start();
+    let x = start_xvfb();
     let p = Painter::connect(&x.display);
     p.fill(0, 0, W, H, 0xFFFFFF);
     let win = p.window(400, 300, 500, 300, 0xC0D0E0);
@@ -554,7 +554,7 @@ fn cursor_shape_and_position_arrive() {
 
 #[test]
 fn low_quality_is_smaller_and_best_is_sharper() {
-    let x = Xvfb::start();
+    let x = start_xvfb();
     let p = Painter::connect(&x.display);
     scene(&p);
     let mut figures = Vec::new();
@@ -591,7 +591,7 @@ fn low_quality_is_smaller_and_best_is_sharper() {
 
 #[test]
 fn ends_when_the_session_drops_the_control_channel() {
-    let x = Xvfb::start();
+    let x = start_xvfb();
     let mut s = Stream::start(&x.display, X11Options::default());
     s.frame(WAIT).expect("key frame");
     assert!(s.drop_control(WAIT), "the stream thread did not end");
@@ -599,7 +599,7 @@ fn ends_when_the_session_drops_the_control_channel() {
 
 #[test]
 fn losing_the_x_server_is_reported() {
-    let x = Xvfb::start();
+    let x = start_xvfb();
     let mut s = Stream::start(&x.display, X11Options::default());
     s.frame(WAIT).expect("key frame");
     drop(x);
@@ -613,7 +613,7 @@ fn losing_the_x_server_is_reported() {
 /// everyday scenarios.
 #[test]
 fn figures_on_loopback() {
-    let x = Xvfb::start();
+    let x = start_xvfb();
     let p = Painter::connect(&x.display);
     p.fill(0, 0, W, H, 0xFFFFFF);
     p.text_block(p.root, 40, 40, 40, 0);
@@ -721,7 +721,7 @@ fn measure_while(s: &mut Stream, mut child: std::process::Child, tail: Duration)
 /// (beyond "a scroll used Copy" and "idle is silent").
 #[test]
 fn everyday_scenarios_with_xterm() {
-    let x = Xvfb::start();
+    let x = start_xvfb();
     let p = Painter::connect(&x.display);
     p.fill(0, 0, W, H, 0x3A6EA5);
     p.sync();

@@ -23,14 +23,14 @@ async fn downloaded_client_runs_a_whole_session() {
     let key = relay.new_key(&rep, "personal").await;
     let file = download_client(&relay, key["key"].as_str().unwrap(), "Zoë Client", "fr").await;
     let agent = Agent::run(&file, &x, relay.dir.path().join("agent.log"));
-    let wid = x.window("Support").await;
+    let wid = window(&x, "Support").await;
     agent.wait_log("event=connected").await;
     x.screenshot(&art.join("1-terms.png"));
     // The customer accepts the terms with Enter (the focused Accept button). A window that
     // has just been mapped may not take the first key yet, as for a person: press again.
     let mut wid = wid;
     for _ in 0..10 {
-        wid = x.window("Support").await;
+        wid = window(&x, "Support").await;
         if x.try_xdotool(&["windowfocus", "--sync", &wid]) {
             x.try_xdotool(&["key", "Return"]);
         }
@@ -181,7 +181,7 @@ async fn client_refuses_a_certificate_other_than_its_pin() {
     relay.spawn(Some(port)).await;
     let agent = Agent::run(&file, &x, relay.dir.path().join("agent.log"));
     agent.wait_log("event=pin_mismatch").await;
-    x.window("Support").await;
+    window(&x, "Support").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     x.screenshot(&artifacts("e2e").join("pin-refused.png"));
     assert!(!agent.log().contains("event=connected"));

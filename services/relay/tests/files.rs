@@ -725,7 +725,7 @@ async fn the_file_panel_in_the_console_with_chromium() {
     let (bx, by) = (wx + 285, wy + 64 + 30 + 54 + 34 / 2);
     x.screenshot(&art.join("client-granted.png"));
     x.xdotool(&["mousemove", &bx.to_string(), &by.to_string(), "click", "1"]);
-    let chooser = x.window("Choose a file to send to the technician").await;
+    let chooser = window(&x, "Choose a file to send to the technician").await;
     x.xdotool(&["windowfocus", "--sync", &chooser]);
     x.xdotool(&["type", "--delay", "20", gift.to_str().unwrap()]);
     x.screenshot(&art.join("client-chooser.png"));

@@ -235,9 +235,9 @@ async fn screen_sharing_with_the_real_client_and_the_console_in_chromium() {
         ],
         Some(&xev_log),
     );
-    let xterm_wid = x.window("notes").await;
-    x.window("photo").await;
-    let xev_wid = x.window("recorder").await;
+    let xterm_wid = window(&x, "notes").await;
+    window(&x, "photo").await;
+    let xev_wid = window(&x, "recorder").await;
     x.xdotool(&["mousemove", "1900", "1060"]);
 
     // The customer gets the client from the portal and waits in the queue.

@@ -29,73 +29,11 @@ pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// An Xvfb server on a display it picks itself (`-displayfd`), killed on drop.
-pub struct Xvfb {
-    child: Child,
-    pub display: String,
-}
+pub use lifeline_test_support::Xvfb;
 
-impl Xvfb {
-    pub fn start() -> Xvfb {
-        let mut child = Command::new("Xvfb")
-            .args(["-displayfd", "1", "-screen", "0", "1280x800x24"])
-            .args(["-nolisten", "tcp", "-noreset"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb must be installed (Debian package xvfb)");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = match rx.recv_timeout(WAIT) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("Xvfb did not report its display");
-            }
-        };
-        let number: u32 = match line.trim().parse() {
-            Ok(n) => n,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("Xvfb failed to start (printed {line:?})");
-            }
-        };
-        Xvfb {
-            child,
-            display: format!(":{number}"),
-        }
-    }
-
-    /// A plain X connection for checks made by the test itself.
-    pub fn connect(&self) -> RustConnection {
-        x11rb::connect(Some(&self.display))
-            .expect("connect to Xvfb")
-            .0
-    }
-
-    /// Runs an X client to completion on this display.
-    pub fn run(&self, program: &str, args: &[&str]) {
-        let status = Command::new(program)
-            .args(args)
-            .env("DISPLAY", &self.display)
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-        assert!(status.success(), "{program} {args:?} failed: {status}");
-    }
-}
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A plain X connection to `x` for checks made by the test itself.
+pub fn connect(x: &Xvfb) -> RustConnection {
+    x11rb::connect(Some(&x.display)).expect("connect to Xvfb").0
 }
 
 /// An event `xev` printed.
@@ -204,7 +142,7 @@ impl Xev {
             .recv_timeout(WAIT)
             .expect("xev did not print its window")
             .expect("window id");
-        let conn = x.connect();
+        let conn = connect(x);
         wait_for("the xev window to be mapped", || {
             let attrs = conn.get_window_attributes(window).ok()?.reply().ok()?;
             (attrs.map_state == MapState::VIEWABLE).then_some(())

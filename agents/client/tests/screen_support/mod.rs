@@ -5,8 +5,6 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -24,64 +22,11 @@ use x11rb::rust_connection::RustConnection;
 pub const W: u32 = 1920;
 pub const H: u32 = 1080;
 
-/// An Xvfb server on a free display, killed on drop.
-pub struct Xvfb {
-    child: Child,
-    pub display: String,
-}
+pub use lifeline_test_support::Xvfb;
 
-impl Xvfb {
-    pub fn start() -> Xvfb {
-        let mut child = Command::new("Xvfb")
-            .args([
-                "-displayfd",
-                "1",
-                "-screen",
-                "0",
-                &format!("{W}x{H}x24"),
-                "-nolisten",
-                "tcp",
-                // Without it the server resets when its last client leaves, which forgets
-                // monitors defined with xrandr --setmonitor.
-                "-noreset",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb must be installed (Debian package xvfb)");
-        let out = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(out).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("Xvfb did not report its display");
-        let n: u32 = line.trim().parse().expect("display number");
-        Xvfb {
-            child,
-            display: format!(":{n}"),
-        }
-    }
-
-    /// Runs an X client program against this server and checks it succeeded.
-    pub fn run(&self, program: &str, args: &[&str]) {
-        let st = Command::new(program)
-            .args(args)
-            .env("DISPLAY", &self.display)
-            .status()
-            .unwrap_or_else(|e| panic!("{program} must be installed: {e}"));
-        assert!(st.success(), "{program} {args:?} failed");
-    }
-}
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A private X server of the tests' screen size.
+pub fn start_xvfb() -> Xvfb {
+    Xvfb::start_sized(&format!("{W}x{H}x24"))
 }
 
 /// A real X client that paints on the server.

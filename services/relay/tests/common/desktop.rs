@@ -7,121 +7,14 @@ use std::time::Duration;
 
 use super::{Relay, relay_bin, wait_for};
 
-/// A private X server for one test.
-pub struct Xvfb {
-    pub child: Child,
-    pub display: String,
-}
+pub use lifeline_test_support::Xvfb;
 
-impl Xvfb {
-    pub fn start() -> Xvfb {
-        Self::start_sized("1280x800x24")
-    }
-
-    /// An X server with one screen of `geometry` (e.g. `1920x1080x24`). It does not reset
-    /// when its last client leaves (monitors added with RandR would be forgotten).
-    pub fn start_sized(geometry: &str) -> Xvfb {
-        for n in 90..140 {
-            // A lock whose process is gone is stale (a killed server leaves it behind);
-            // Xvfb itself takes over such a display.
-            let held = std::fs::read_to_string(format!("/tmp/.X{n}-lock"))
-                .is_ok_and(|s| Path::new(&format!("/proc/{}", s.trim())).exists());
-            if held {
-                continue;
-            }
-            let mut child = Command::new("Xvfb")
-                .args([
-                    &format!(":{n}"),
-                    "-screen",
-                    "0",
-                    geometry,
-                    "-nolisten",
-                    "tcp",
-                    "-noreset",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("Xvfb must be installed (cargo xtask test installs it)");
-            // Ours only when the lock file names our process (another test may race us).
-            let pid = child.id().to_string();
-            let ours = || {
-                std::fs::read_to_string(format!("/tmp/.X{n}-lock")).is_ok_and(|s| s.trim() == pid)
-            };
-            for _ in 0..100 {
-                if ours() && Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                    return Xvfb {
-                        child,
-                        display: format!(":{n}"),
-                    };
-                }
-                if child.try_wait().unwrap().is_some() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-        }
-        panic!("could not start Xvfb on any display :90..:139");
-    }
-
-    /// Runs xdotool and reports whether it succeeded (windows may come and go meanwhile).
-    pub fn try_xdotool(&self, args: &[&str]) -> bool {
-        Command::new("xdotool")
-            .args(args)
-            .env("DISPLAY", &self.display)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    }
-
-    pub fn xdotool(&self, args: &[&str]) -> String {
-        let out = Command::new("xdotool")
-            .args(args)
-            .env("DISPLAY", &self.display)
-            .output()
-            .expect("xdotool must be installed");
-        assert!(
-            out.status.success(),
-            "xdotool {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    /// Waits for a visible window whose name contains `name`.
-    pub async fn window(&self, name: &str) -> String {
-        let display = self.display.clone();
-        wait_for(Duration::from_secs(30), "the client's window", async || {
-            let out = Command::new("xdotool")
-                .args(["search", "--onlyvisible", "--name", name])
-                .env("DISPLAY", &display)
-                .output()
-                .ok()?;
-            let id = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .next()?
-                .trim()
-                .to_string();
-            (!id.is_empty()).then_some(id)
-        })
-        .await
-    }
-
-    pub fn screenshot(&self, path: &Path) {
-        let _ = Command::new("import")
-            .args(["-window", "root"])
-            .arg(path)
-            .env("DISPLAY", &self.display)
-            .status();
-    }
-}
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Waits for a visible window whose name contains `name`.
+pub async fn window(x: &Xvfb, name: &str) -> String {
+    wait_for(Duration::from_secs(30), "the client's window", async || {
+        x.find_window(name)
+    })
+    .await
 }
 
 pub fn agent_bin() -> PathBuf {
@@ -249,9 +142,9 @@ impl Agent {
 /// Accepts the terms in the client's window (Return, up to `tries` times half a second
 /// apart, until the client logs it); returns the window's id.
 pub async fn accept_terms(x: &Xvfb, agent: &Agent, tries: usize) -> String {
-    let mut wid = x.window("Support").await;
+    let mut wid = window(x, "Support").await;
     for _ in 0..tries {
-        wid = x.window("Support").await;
+        wid = window(x, "Support").await;
         if x.try_xdotool(&["windowfocus", "--sync", &wid]) {
             x.try_xdotool(&["key", "Return"]);
         }
