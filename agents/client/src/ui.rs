@@ -67,6 +67,8 @@ enum Msg {
     Revoke(Permission),
     /// The customer wants to send a file to the technician.
     SendFile,
+    /// The customer closes the open command shell.
+    CloseShell,
     /// A second passed (the question's countdown).
     Tick,
 }
@@ -219,6 +221,8 @@ struct Ui {
     deny: Button,
     /// One row per permission: shown while it is granted, with a Stop button.
     active_rows: Vec<(Permission, Flex, Frame)>,
+    /// Shown while a command shell is open, with its "Close it" button.
+    shell_row: (Flex, Frame),
     asks: VecDeque<Ask>,
     /// The question in the box now.
     shown_ask: Option<Question>,
@@ -392,6 +396,23 @@ impl Ui {
             row.hide();
             active_rows.push((permission, row, text));
         }
+        let shell_row = {
+            let mut row = Flex::default().row();
+            row.set_pad(10);
+            row.set_frame(FrameType::FlatBox);
+            row.set_color(rgb(WARN_BG));
+            row.set_margins(10, 3, 6, 3);
+            let mut text = label("", 13, true);
+            text.set_align(Align::Left | Align::Inside | Align::Clip);
+            let mut close = button(texts.get(Key::CloseShell), Some(DANGER));
+            close.set_label_size(13);
+            close.emit(sender, Msg::CloseShell);
+            row.fixed(&close, 110);
+            row.end();
+            chat.fixed(&row, 34);
+            row.hide();
+            (row, text)
+        };
 
         let mut transcript = TextDisplay::default();
         let transcript_buf = TextBuffer::default();
@@ -480,6 +501,7 @@ impl Ui {
             prompt_countdown,
             deny,
             active_rows,
+            shell_row,
             asks: VecDeque::new(),
             shown_ask: None,
             granted: Vec::new(),
@@ -755,6 +777,27 @@ impl Ui {
                 self.append(&t.fmt(key, format!("{} ({})", done.name, done.pid)));
                 self.show_prompt();
             }
+            Event::Shell(change) => {
+                let (row, text) = &mut self.shell_row;
+                match change {
+                    crate::tools::shell::ShellChange::Opened { elevated } => {
+                        let key = if elevated {
+                            Key::ShellOpenElevated
+                        } else {
+                            Key::ShellOpen
+                        };
+                        text.set_label(&format!("●  {}", self.texts.get(key)));
+                        row.show();
+                    }
+                    crate::tools::shell::ShellChange::Closed => {
+                        row.hide();
+                        let line = self.texts.get(Key::ShellClosedLine).to_owned();
+                        self.append(&line);
+                    }
+                }
+                self.chat.layout();
+                self.window.redraw();
+            }
             Event::Permission { permission, change } => {
                 self.asks
                     .retain(|a| a.question != Question::Permission(permission));
@@ -972,6 +1015,9 @@ pub fn run(
             },
             Msg::Revoke(permission) => {
                 handle.permission(permission, false);
+            }
+            Msg::CloseShell => {
+                handle.send(crate::session::Command::CloseShell);
             }
             Msg::SendFile => {
                 if let Some(path) = fltk::dialog::file_chooser(
