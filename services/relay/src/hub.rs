@@ -159,6 +159,8 @@ pub struct Hub {
     pub files: crate::files::FileHub,
     /// System-information reports being waited for.
     pub sysinfo: crate::tools::SysInfoRequests,
+    /// Command shells, per session.
+    pub shells: crate::shell::Shells,
 }
 
 impl Hub {
@@ -205,6 +207,7 @@ impl Hub {
             online_reps: Mutex::new(HashMap::new()),
             files: crate::files::FileHub::default(),
             sysinfo: Default::default(),
+            shells: Default::default(),
         }))
     }
 
