@@ -1,0 +1,414 @@
+//! The command shell end to end.
+//!
+//! * `a_shell_on_the_customers_computer`: the client **downloaded from the relay** runs on
+//!   an X server; this test plays the customer in the client's window with xdotool and the
+//!   representative on the shell socket. Checked: no shell before the customer allows it;
+//!   allowed, a real login shell on a pseudo-terminal: `echo $TERM` is `xterm-256color`,
+//!   `stty size` follows a resize, 4 KiB of random bytes printed do not break the next
+//!   command, a full-screen program (`top`) starts, draws and quits; the customer closes the
+//!   shell with "Close it" in the client window and the console is told; a request to run
+//!   as administrator that the customer denies ("Deny" in the window) opens no shell and the
+//!   console hears "The customer declined"; the session report lists the shell's events and
+//!   its transcript (input and output) is downloadable.
+//! * `the_admin_policy_turns_the_shell_off`: `[tools] shell = false`, `elevated_shell =
+//!   false`: both refused with a clear message, audited and recorded, although the customer
+//!   allowed them.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::desktop::*;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+/// The representative's end of a shell socket.
+struct Term {
+    ws: Ws,
+    out: Vec<u8>,
+    /// Where the last wait stopped looking.
+    seen: usize,
+    texts: Vec<Value>,
+    closed: bool,
+}
+
+impl Term {
+    async fn open(relay: &Relay, rep: &str, sid: &str, query: &str) -> Term {
+        let ws = ws_connect(&relay.addr, &format!("/ws/shell/{sid}?{query}"), Some(rep)).await;
+        Term {
+            ws,
+            out: Vec::new(),
+            seen: 0,
+            texts: Vec::new(),
+            closed: false,
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.ws
+            .send(Message::Binary(bytes.to_vec().into()))
+            .await
+            .unwrap();
+    }
+
+    async fn json(&mut self, v: Value) {
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    /// Reads one message (output is acknowledged at once); false when the socket closed.
+    async fn read(&mut self, limit: Duration) -> bool {
+        let m = match tokio::time::timeout(limit, self.ws.next()).await {
+            Err(_) => return true,
+            Ok(m) => m,
+        };
+        match m {
+            Some(Ok(Message::Binary(b))) => {
+                self.out.extend_from_slice(&b);
+                let offset = self.out.len();
+                self.json(json!({"type": "ack", "offset": offset})).await;
+            }
+            Some(Ok(Message::Text(t))) => self.texts.push(serde_json::from_str(&t).unwrap()),
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                self.closed = true;
+                return false;
+            }
+            Some(Ok(_)) => {}
+        }
+        true
+    }
+
+    /// Waits for `needle` in the output that came after the last wait.
+    async fn wait(&mut self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let from = self.seen.min(self.out.len());
+            if let Some(i) = String::from_utf8_lossy(&self.out[from..]).find(needle) {
+                // Lossy text and bytes agree up to the match for the ASCII needles used here.
+                self.seen = (from + i + needle.len()).min(self.out.len());
+                return;
+            }
+            assert!(
+                Instant::now() < deadline && !self.closed,
+                "the terminal never showed {needle:?}; it showed:\n{}",
+                String::from_utf8_lossy(&self.out[from..])
+            );
+            self.read(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits for a text message of type `ty`.
+    async fn wait_type(&mut self, ty: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(i) = self.texts.iter().position(|v| v["type"] == ty) {
+                return self.texts.remove(i);
+            }
+            assert!(
+                Instant::now() < deadline && !self.closed,
+                "no {ty:?} on the shell socket; got {:?}",
+                self.texts
+            );
+            self.read(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn wait_closed(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.closed {
+            assert!(Instant::now() < deadline, "the shell socket stays open");
+            self.read(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The refusal a shell socket opened with `query` gets.
+async fn refusal(relay: &Relay, rep: &str, sid: &str, query: &str) -> Value {
+    let mut t = Term::open(relay, rep, sid, query).await;
+    let r = t.wait_type("refused").await;
+    t.wait_closed().await;
+    r
+}
+
+/// The centre of the window's button of `width` pixels in `color` (screen coordinates),
+/// read from a picture of the screen.
+fn button_at(
+    x: &Xvfb,
+    color: [u8; 3],
+    width: std::ops::RangeInclusive<usize>,
+) -> Option<(usize, usize)> {
+    let out = Command::new("import")
+        .args(["-window", "root", "-depth", "8", "ppm:-"])
+        .env("DISPLAY", &x.display)
+        .output()
+        .ok()?;
+    let ppm = out.stdout;
+    // P6 header: magic, width, height, max value, each followed by white space.
+    let mut fields = Vec::new();
+    let mut i = 0;
+    while fields.len() < 4 {
+        while ppm.get(i)?.is_ascii_whitespace() {
+            i += 1;
+        }
+        let start = i;
+        while !ppm.get(i)?.is_ascii_whitespace() {
+            i += 1;
+        }
+        fields.push(String::from_utf8_lossy(&ppm[start..i]).into_owned());
+    }
+    let w: usize = fields[1].parse().ok()?;
+    let h: usize = fields[2].parse().ok()?;
+    let pixels = &ppm[i + 1..];
+    // Bands of rows holding the colour, with their horizontal extent.
+    let mut band: Option<(usize, usize, usize, usize)> = None; // y0, y1, x0, x1
+    let mut found = Vec::new();
+    for y in 0..h {
+        let row = pixels.get(y * w * 3..(y + 1) * w * 3)?;
+        let xs: Vec<usize> = (0..w).filter(|&x| row[x * 3..x * 3 + 3] == color).collect();
+        match (xs.first(), xs.last(), band.as_mut()) {
+            (Some(&a), Some(&b), Some(bd)) => {
+                bd.1 = y;
+                bd.2 = bd.2.min(a);
+                bd.3 = bd.3.max(b);
+            }
+            (Some(&a), Some(&b), None) => band = Some((y, y, a, b)),
+            _ => {
+                if let Some(bd) = band.take() {
+                    found.push(bd);
+                }
+            }
+        }
+    }
+    found
+        .into_iter()
+        .find(|(_, _, x0, x1)| width.contains(&(x1 - x0 + 1)))
+        .map(|(y0, y1, x0, x1)| ((x0 + x1) / 2, (y0 + y1) / 2))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shell_on_the_customers_computer() {
+    let art = artifacts("shell");
+    let x = Xvfb::start();
+    let home = tempfile::tempdir().unwrap();
+    let relay = Relay::start().await;
+    stock_client(&relay);
+    let rep = relay.rep_token().await;
+    let mut console = ws_connect(&relay.addr, "/ws/console", Some(&rep)).await;
+    recv_type(&mut console, "snapshot").await;
+    let key = relay.new_key(&rep, "personal").await;
+    let file = download_client(&relay, key["key"].as_str().unwrap(), "Zoë Client", "en").await;
+    let agent = Agent::run_in(&file, &x, Some(home.path()), art.join("agent.log"));
+    agent.wait_log("event=connected").await;
+    let wid = accept_terms(&x, &agent, 10).await;
+    let sid = accept_next(&relay, &rep, &mut console).await;
+    agent.wait_log("event=state state=active").await;
+    let press = |keys: &[&str]| {
+        x.xdotool(&["windowfocus", "--sync", &wid]);
+        x.xdotool(&[&["key", "--delay", "120"][..], keys].concat());
+    };
+    let ask = async |permission: &str| {
+        let (s, body) = relay
+            .post(
+                &rep,
+                &format!("/api/v1/sessions/{sid}/permissions"),
+                json!({ "permission": permission }),
+            )
+            .await;
+        assert_eq!(s, 200, "{body}");
+        agent
+            .wait_log(&format!("event=permission_asked permission={permission}"))
+            .await;
+    };
+
+    // 1. No shell before the customer allows it.
+    let r = refusal(&relay, &rep, &sid, "rows=24&cols=80").await;
+    assert_eq!(r["code"], "not_permitted", "{r}");
+
+    // 2. The customer allows it (Tab to "Allow"): a login shell on a terminal.
+    ask("shell").await;
+    press(&["Tab", "space"]);
+    agent
+        .wait_log("event=permission permission=shell change=granted")
+        .await;
+    let mut t = Term::open(&relay, &rep, &sid, "rows=24&cols=80").await;
+    let opened = t.wait_type("opened").await;
+    assert_eq!(opened["elevated"], false, "{opened}");
+    agent.wait_log("event=shell_opened").await;
+    x.screenshot(&art.join("1-shell-open.png"));
+
+    t.send(b"echo T=$TERM\r").await;
+    t.wait("T=xterm-256color").await;
+
+    // 3. A resize reaches the program.
+    t.json(json!({"type": "resize", "rows": 40, "cols": 132}))
+        .await;
+    agent.wait_log("event=shell_resized").await;
+    t.send(b"stty size\r").await;
+    t.wait("40 132").await;
+
+    // 4. Binary garbage on the terminal breaks nothing: the next command still answers.
+    t.send(b"head -c 4096 /dev/urandom; echo; echo after-$((6*7))\r")
+        .await;
+    t.wait("after-42").await;
+    t.send(b"stty sane; echo sane-$((1+1))\r").await;
+    t.wait("sane-2").await;
+
+    // 5. A full-screen program: hides the cursor, clears the screen and draws its table at
+    //    the terminal's size, quits with `q`.
+    t.send(b"top -d 1\r").await;
+    t.wait("\x1b[?25l").await;
+    t.wait("load average").await;
+    t.wait("PID USER").await;
+    t.send(b"q").await;
+    t.wait("\x1b[?25h").await;
+    t.send(b"echo top-done-$((2+3))\r").await;
+    t.wait("top-done-5").await;
+    let out_before_close = t.out.len();
+
+    // 6. The customer closes it with "Close it" in the client window.
+    x.screenshot(&art.join("2-shell-row.png"));
+    let (bx, by) = wait_for(Duration::from_secs(20), "the Close it button", async || {
+        button_at(&x, [180, 35, 24], 100..=120)
+    })
+    .await;
+    x.xdotool(&["mousemove", &bx.to_string(), &by.to_string(), "click", "1"]);
+    let closed = t.wait_type("closed").await;
+    assert_eq!(closed["by"], "customer", "{closed}");
+    t.wait_closed().await;
+    agent.wait_log("event=shell_closed id=").await;
+    assert!(agent.log().contains("by=customer"), "{}", agent.log());
+
+    // 7. Run as administrator, denied by the customer ("Deny" has the focus): no shell.
+    ask("elevated_shell").await;
+    press(&["space"]);
+    agent
+        .wait_log("event=permission permission=elevated_shell change=denied")
+        .await;
+    let r = refusal(&relay, &rep, &sid, "elevated=true&rows=24&cols=80").await;
+    assert_eq!(r["code"], "declined", "{r}");
+    assert_eq!(r["message"], "The customer declined.", "{r}");
+    assert_eq!(
+        agent.log().matches("event=shell_opened").count(),
+        1,
+        "no elevated shell was started"
+    );
+
+    // 8. The session report: the events, and the transcript with input and output.
+    let (s, d) = relay.get(&rep, &format!("/api/v1/sessions/{sid}")).await;
+    assert_eq!(s, 200);
+    let events = d["events"].as_array().unwrap();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert!(kinds.contains(&"shell_opened"), "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "shell_refused").count(),
+        2,
+        "{kinds:?}"
+    );
+    let closed_ev = events.iter().find(|e| e["kind"] == "shell_closed").unwrap();
+    let detail: Value = serde_json::from_str(closed_ev["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["by"], "customer", "{detail}");
+    assert_eq!(detail["elevated"], false);
+    assert_eq!(detail["truncated"], false);
+    assert!(detail["bytes_out"].as_u64().unwrap() >= out_before_close as u64 - 64);
+    assert!(detail["bytes_in"].as_u64().unwrap() > 50, "{detail}");
+    let shell_id = detail["shell"].as_u64().unwrap();
+    let resp = relay
+        .http
+        .get(relay.url(&format!(
+            "/api/v1/sessions/{sid}/shells/{shell_id}/transcript"
+        )))
+        .bearer_auth(&rep)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let transcript = resp.text().await.unwrap();
+    std::fs::write(art.join("transcript.txt"), &transcript).unwrap();
+    assert!(
+        transcript.contains(" in  stty size\\r"),
+        "input is recorded"
+    );
+    assert!(transcript.contains("after-42"), "output is recorded");
+    assert!(transcript.contains("--- resize 40x132"));
+    assert!(transcript.contains("by customer"));
+    let (s, audit) = relay
+        .get(&relay.token("admin", ADMIN_PASSWORD).await, "/api/v1/audit")
+        .await;
+    assert_eq!(s, 200);
+    let audit = audit.to_string();
+    assert!(audit.contains("session.shell"), "{audit}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_policy_turns_the_shell_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("relay.toml");
+    std::fs::write(&config, "[tools]\nshell = false\nelevated_shell = false\n").unwrap();
+    let relay = Relay::start_with(&["--config", config.to_str().unwrap()]).await;
+    let rep = relay.rep_token().await;
+    let (s, p) = relay.get(&rep, "/api/v1/tools").await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        p,
+        json!({"system_info": true, "shell": false, "elevated_shell": false})
+    );
+    let mut console = ws_connect(&relay.addr, "/ws/console", Some(&rep)).await;
+    recv_type(&mut console, "snapshot").await;
+    let (mut agent, _) = join(&relay, &rep, "personal", "Policy").await;
+    let sid = accept_next(&relay, &rep, &mut console).await;
+    recv_type(&mut agent, "rep_joined").await;
+    for permission in ["shell", "elevated_shell"] {
+        let (s, _) = relay
+            .post(
+                &rep,
+                &format!("/api/v1/sessions/{sid}/permissions"),
+                json!({ "permission": permission }),
+            )
+            .await;
+        assert_eq!(s, 200);
+        recv_type(&mut agent, "permission_request").await;
+        send_json(
+            &mut agent,
+            json!({"type": "permission", "permission": permission, "granted": true}),
+        )
+        .await;
+    }
+    wait_for(Duration::from_secs(10), "the grants", async || {
+        let (_, d) = relay.get(&rep, &format!("/api/v1/sessions/{sid}")).await;
+        (d["permissions"]
+            .as_array()?
+            .iter()
+            .filter(|p| p["state"] == "granted")
+            .count()
+            == 2)
+            .then_some(())
+    })
+    .await;
+    let r = refusal(&relay, &rep, &sid, "").await;
+    assert_eq!(r["code"], "policy", "{r}");
+    assert!(r["message"].as_str().unwrap().contains("turned off"), "{r}");
+    let r = refusal(&relay, &rep, &sid, "elevated=true").await;
+    assert_eq!(r["code"], "policy", "{r}");
+    // The agent was never asked to open anything.
+    let got = tokio::time::timeout(Duration::from_millis(500), agent.next()).await;
+    if let Ok(Some(Ok(Message::Text(t)))) = got {
+        assert!(!t.contains("\"shell\""), "{t}");
+    }
+    let (_, d) = relay.get(&rep, &format!("/api/v1/sessions/{sid}")).await;
+    let refused = d["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "shell_refused")
+        .count();
+    assert_eq!(refused, 2, "{d}");
+    let (_, audit) = relay
+        .get(&relay.token("admin", ADMIN_PASSWORD).await, "/api/v1/audit")
+        .await;
+    assert!(audit.to_string().contains("session.shell"), "{audit}");
+}
