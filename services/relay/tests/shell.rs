@@ -412,3 +412,121 @@ async fn the_admin_policy_turns_the_shell_off() {
         .await;
     assert!(audit.to_string().contains("session.shell"), "{audit}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_terminal_in_the_console_in_chromium() {
+    let art = artifacts("shell-browser");
+    let x = Xvfb::start();
+    let home = tempfile::tempdir().unwrap();
+    let relay = Relay::start().await;
+    stock_client(&relay);
+    let rep = relay.rep_token().await;
+    let mut console = ws_connect(&relay.addr, "/ws/console", Some(&rep)).await;
+    recv_type(&mut console, "snapshot").await;
+    let key = relay.new_key(&rep, "personal").await;
+    let file = download_client(&relay, key["key"].as_str().unwrap(), "Zoë Client", "en").await;
+    let agent = Agent::run_in(&file, &x, Some(home.path()), art.join("agent.log"));
+    agent.wait_log("event=connected").await;
+    let wid = accept_terms(&x, &agent, 10).await;
+    let sid = accept_next(&relay, &rep, &mut console).await;
+    agent.wait_log("event=state state=active").await;
+
+    let sync = home.path().join("sync");
+    std::fs::create_dir_all(&sync).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    assert!(
+        root.join("tests/browser/node_modules/playwright-core")
+            .is_dir(),
+        "browser-test packages are missing: run `cargo xtask test` (it runs npm ci in tests/browser)"
+    );
+    let script_out = art.join("shell.mjs.log");
+    let mut script = tokio::process::Command::new("node")
+        .arg(root.join("tests/browser/shell.mjs"))
+        .env("LIFELINE_URL", &relay.url)
+        .env("LIFELINE_REP_USER", "rep1")
+        .env("LIFELINE_REP_PASSWORD", REP_PASSWORD)
+        .env("LIFELINE_SESSION", &sid)
+        .env("LIFELINE_SYNC", &sync)
+        .env("LIFELINE_ARTIFACTS", &art)
+        .env("CHROMIUM", "/usr/bin/chromium")
+        .stdout(std::fs::File::create(&script_out).unwrap())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node must be installed (cargo xtask test installs it)");
+    let script_log = || std::fs::read_to_string(&script_out).unwrap_or_default();
+
+    // The customer allows the shell (Tab to "Allow").
+    wait_for(
+        Duration::from_secs(90),
+        &format!("the console's request\n{}", script_log()),
+        async || {
+            agent
+                .log()
+                .contains("event=permission_asked permission=shell")
+                .then_some(())
+        },
+    )
+    .await;
+    x.xdotool(&["windowfocus", "--sync", &wid]);
+    x.xdotool(&["key", "--delay", "120", "Tab", "space"]);
+    let status = tokio::time::timeout(Duration::from_secs(240), script.wait())
+        .await
+        .expect("the browser script finished in time")
+        .unwrap();
+    println!("{}", script_log());
+    assert!(
+        status.success(),
+        "browser script failed:\n{}\n---- agent log ----\n{}\n---- relay log ----\n{}",
+        script_log(),
+        agent.log(),
+        relay.log()
+    );
+    assert!(agent.log().contains("event=shell_resized"));
+}
+
+/// The console serves xterm.js from the box: the vendored files are the npm package pinned
+/// in tests/browser/package.json, byte for byte (an upgrade is one deliberate step: `npm
+/// install` there, copy, update VERSION).
+#[test]
+fn vendored_xterm_is_the_pinned_npm_package() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let vendor = root.join("services/relay/assets/vendor/xterm");
+    let npm = root.join("tests/browser/node_modules/@xterm");
+    for (vendored, package) in [
+        ("xterm.mjs", "xterm/lib/xterm.mjs"),
+        ("xterm.css", "xterm/css/xterm.css"),
+        ("LICENSE", "xterm/LICENSE"),
+        ("addon-fit.mjs", "addon-fit/lib/addon-fit.mjs"),
+        ("LICENSE-addon-fit", "addon-fit/LICENSE"),
+    ] {
+        let a = std::fs::read(vendor.join(vendored)).unwrap();
+        let b = std::fs::read(npm.join(package))
+            .unwrap_or_else(|e| panic!("{package}: {e} (run npm ci in tests/browser)"));
+        assert!(
+            a == b,
+            "{vendored} differs from node_modules/@xterm/{package}"
+        );
+    }
+    let version = std::fs::read_to_string(vendor.join("VERSION")).unwrap();
+    let pkg: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("tests/browser/package.json")).unwrap(),
+    )
+    .unwrap();
+    for name in ["@xterm/xterm", "@xterm/addon-fit"] {
+        let pinned = pkg["dependencies"][name].as_str().unwrap();
+        assert!(
+            version.contains(&format!("{name} {pinned}\n")),
+            "VERSION says {version:?}, package.json pins {name} {pinned}"
+        );
+        let installed: Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                npm.join(name.trim_start_matches("@xterm/"))
+                    .join("package.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(installed["version"], pinned, "{name} in node_modules");
+    }
+}
