@@ -8,8 +8,9 @@
 //!   command, a full-screen program (`top`) starts, draws and quits; the customer closes the
 //!   shell with "Close it" in the client window and the console is told; a request to run
 //!   as administrator that the customer denies ("Deny" in the window) opens no shell and the
-//!   console hears "The customer declined"; the session report lists the shell's events and
-//!   its transcript (input and output) is downloadable.
+//!   console hears "The customer declined"; allowed, the client (root on this machine) opens
+//!   root's shell, which the representative closes; the session report lists the shells'
+//!   events and the transcript (input and output) is downloadable.
 //! * `the_admin_policy_turns_the_shell_off`: `[tools] shell = false`, `elevated_shell =
 //!   false`: both refused with a clear message, audited and recorded, although the customer
 //!   allowed them.
@@ -297,6 +298,23 @@ async fn a_shell_on_the_customers_computer() {
         1,
         "no elevated shell was started"
     );
+
+    // 7b. Asked again and allowed: this client runs as root here, so it needs no further
+    //     authorisation and the shell is root's. The representative closes it.
+    ask("elevated_shell").await;
+    press(&["Tab", "space"]);
+    agent
+        .wait_log("event=permission permission=elevated_shell change=granted")
+        .await;
+    let mut t = Term::open(&relay, &rep, &sid, "elevated=true&rows=24&cols=80").await;
+    let opened = t.wait_type("opened").await;
+    assert_eq!(opened["elevated"], true, "{opened}");
+    t.send(b"echo uid-$(id -u)\r").await;
+    t.wait("uid-0").await;
+    t.json(json!({"type": "close"})).await;
+    let closed = t.wait_type("closed").await;
+    assert_eq!(closed["by"], "representative", "{closed}");
+    t.wait_closed().await;
 
     // 8. The session report: the events, and the transcript with input and output.
     let (s, d) = relay.get(&rep, &format!("/api/v1/sessions/{sid}")).await;
