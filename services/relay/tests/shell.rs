@@ -191,6 +191,26 @@ fn button_at(
         .map(|(y0, y1, x0, x1)| ((x0 + x1) / 2, (y0 + y1) / 2))
 }
 
+/// The customer's "Allow" button (blue, 120 pixels wide) once the question is on screen.
+const BRAND: [u8; 3] = [29, 91, 168];
+
+/// Waits until the client window shows its question, then answers it: a click on "Allow",
+/// or Space on "Deny" (which has the focus when a question shows).
+async fn answer(x: &Xvfb, wid: &str, allow: bool) {
+    let (bx, by) = wait_for(
+        Duration::from_secs(30),
+        "the question in the client window",
+        async || button_at(x, BRAND, 115..=125),
+    )
+    .await;
+    if allow {
+        x.xdotool(&["mousemove", &bx.to_string(), &by.to_string(), "click", "1"]);
+    } else {
+        x.xdotool(&["windowfocus", "--sync", wid]);
+        x.xdotool(&["key", "space"]);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_shell_on_the_customers_computer() {
     let art = artifacts("shell");
@@ -208,10 +228,6 @@ async fn a_shell_on_the_customers_computer() {
     let wid = accept_terms(&x, &agent, 10).await;
     let sid = accept_next(&relay, &rep, &mut console).await;
     agent.wait_log("event=state state=active").await;
-    let press = |keys: &[&str]| {
-        x.xdotool(&["windowfocus", "--sync", &wid]);
-        x.xdotool(&[&["key", "--delay", "120"][..], keys].concat());
-    };
     let ask = async |permission: &str| {
         let (s, body) = relay
             .post(
@@ -232,7 +248,7 @@ async fn a_shell_on_the_customers_computer() {
 
     // 2. The customer allows it (Tab to "Allow"): a login shell on a terminal.
     ask("shell").await;
-    press(&["Tab", "space"]);
+    answer(&x, &wid, true).await;
     agent
         .wait_log("event=permission permission=shell change=granted")
         .await;
@@ -286,7 +302,7 @@ async fn a_shell_on_the_customers_computer() {
 
     // 7. Run as administrator, denied by the customer ("Deny" has the focus): no shell.
     ask("elevated_shell").await;
-    press(&["space"]);
+    answer(&x, &wid, false).await;
     agent
         .wait_log("event=permission permission=elevated_shell change=denied")
         .await;
@@ -302,7 +318,7 @@ async fn a_shell_on_the_customers_computer() {
     // 7b. Asked again and allowed: this client runs as root here, so it needs no further
     //     authorisation and the shell is root's. The representative closes it.
     ask("elevated_shell").await;
-    press(&["Tab", "space"]);
+    answer(&x, &wid, true).await;
     agent
         .wait_log("event=permission permission=elevated_shell change=granted")
         .await;
@@ -486,8 +502,7 @@ async fn the_terminal_in_the_console_in_chromium() {
         },
     )
     .await;
-    x.xdotool(&["windowfocus", "--sync", &wid]);
-    x.xdotool(&["key", "--delay", "120", "Tab", "space"]);
+    answer(&x, &wid, true).await;
     let status = tokio::time::timeout(Duration::from_secs(240), script.wait())
         .await
         .expect("the browser script finished in time")

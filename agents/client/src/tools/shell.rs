@@ -12,6 +12,8 @@
 //! The shell ends when the program exits, when the representative closes it, when the
 //! customer presses "Close it" ([`ShellTool::close`]) or withdraws the grant, and when the
 //! link or session ends; each time the relay gets one [`ShellReply::Closed`] saying why.
+//! Answers go out ahead of queued output (a close is not held up by a flood), except the
+//! end of a program, which follows its last output.
 //!
 //! # Administrator
 //! `elevated` opens a root shell only when the customer's side can authorise it: a client
@@ -121,8 +123,12 @@ struct Open {
 
 /// The session's command shell.
 pub struct ShellTool {
+    /// Output frames (and the end of a program, after its last output), bounded.
     tx: mpsc::Sender<ShellOut>,
     rx: mpsc::Receiver<ShellOut>,
+    /// Answers, never held up behind output.
+    answers: mpsc::UnboundedSender<ShellReply>,
+    answers_rx: mpsc::UnboundedReceiver<ShellReply>,
     changes: mpsc::UnboundedSender<ShellChange>,
     changes_rx: mpsc::UnboundedReceiver<ShellChange>,
     shell: bool,
@@ -152,9 +158,12 @@ impl ShellTool {
     pub fn new() -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (changes, changes_rx) = mpsc::unbounded_channel();
+        let (answers, answers_rx) = mpsc::unbounded_channel();
         Self {
             tx,
             rx,
+            answers,
+            answers_rx,
             changes,
             changes_rx,
             shell: false,
@@ -175,9 +184,7 @@ impl ShellTool {
     }
 
     fn reply(&self, reply: ShellReply) {
-        if self.tx.try_send(ShellOut::Reply(reply)).is_err() {
-            warn!("event=shell_reply_dropped");
-        }
+        let _ = self.answers.send(reply);
     }
 
     /// A grant changed; withdrawing the one the open shell runs under closes it.
@@ -394,6 +401,7 @@ impl ShellTool {
         let change = tokio::select! {
             biased;
             Some(c) = self.changes_rx.recv() => c,
+            Some(r) = self.answers_rx.recv() => return ShellOut::Reply(r),
             Some(m) = self.rx.recv() => return m,
             // We hold both senders: neither channel closes.
             else => return std::future::pending().await,
@@ -534,5 +542,53 @@ mod tests {
             }
         ));
         assert!(!t.is_open());
+    }
+}
+
+#[cfg(test)]
+mod flood_tests {
+    use super::*;
+    use lifeline_proto::shell::TermSize;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_close_is_not_held_up_by_a_flood_of_output() {
+        let mut t = ShellTool::new();
+        t.set_grant(Permission::Shell, true);
+        t.request(ShellRequest::Open {
+            id: 9,
+            elevated: false,
+            size: TermSize { rows: 24, cols: 80 },
+            rep: String::new(),
+        });
+        t.input(&ShellData::encode(9, b"yes flood\n"));
+        // Nobody acknowledges: the window fills and the queue of frames with it.
+        let mut frames = 0;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while frames < 8 {
+            assert!(Instant::now() < deadline, "no output");
+            if let Ok(ShellOut::Frame(_)) =
+                tokio::time::timeout(Duration::from_secs(5), t.next()).await
+            {
+                frames += 1;
+            }
+        }
+        t.close(ClosedBy::Customer);
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let ShellOut::Reply(r) = t.next().await {
+                    return r;
+                }
+            }
+        })
+        .await
+        .expect("the close goes out at once");
+        assert!(matches!(
+            closed,
+            ShellReply::Closed {
+                id: 9,
+                by: ClosedBy::Customer,
+                ..
+            }
+        ));
     }
 }

@@ -543,7 +543,6 @@ impl Conn {
             | AgentToRelay::SystemInfo { .. }
             | AgentToRelay::SystemInfoFailed { .. }
             | AgentToRelay::ProcessEnd { .. }
-            | AgentToRelay::Shell { .. }
                 if current != Some(SessionState::Active) =>
             {
                 Step::Exit(
@@ -597,6 +596,8 @@ impl Conn {
                 hub.sysinfo.failed(session_id, request, &reason);
                 Step::Continue
             }
+            // Also after the representative left: answers about a shell that is gone (sent
+            // after a reconnection, say) are dropped there.
             AgentToRelay::Shell { reply } => {
                 hub.shells.from_agent(session_id, reply);
                 Step::Continue
