@@ -301,7 +301,11 @@ impl Session {
             files: Files::new(files_root),
             remote,
             tools: Tools::default(),
-            shell: ShellTool::new(),
+            shell: {
+                let mut shell = ShellTool::new();
+                shell.set_language(&info.language);
+                shell
+            },
             ticket,
             info,
             config,

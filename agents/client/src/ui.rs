@@ -789,6 +789,7 @@ impl Ui {
                         text.set_label(&format!("●  {}", self.texts.get(key)));
                         row.show();
                     }
+                    crate::tools::shell::ShellChange::Refused => row.hide(),
                     crate::tools::shell::ShellChange::Closed => {
                         row.hide();
                         let line = self.texts.get(Key::ShellClosedLine).to_owned();
@@ -1083,6 +1084,65 @@ fn end_and_wait(runtime: &tokio::runtime::Runtime, handle: &SessionHandle, reaso
 }
 
 /// Shows a single sentence (e.g. a ticket error) with a Close button, until closed.
+/// The password dialog of "run as administrator" (the client started by `sudo` as its
+/// askpass program): the password the customer typed, or `None` when they cancelled or
+/// closed the dialog. The password never leaves this computer: it goes to `sudo` on stdout.
+pub fn ask_password(texts: Texts) -> Option<String> {
+    let app = app::App::default();
+    style(&app);
+    let (sender, receiver): (Sender<Msg>, Receiver<Msg>) = app::channel();
+    let mut window = Window::default()
+        .with_size(440, 210)
+        .with_label(texts.get(Key::AskpassTitle));
+    window.set_color(rgb(BG));
+    let mut col = Flex::default_fill().column();
+    col.set_margins(MARGIN, MARGIN / 2, MARGIN, MARGIN / 2);
+    col.set_pad(10);
+    let title = label(texts.get(Key::AskpassTitle), 16, true);
+    col.fixed(&title, 26);
+    let text = paragraph(texts.get(Key::AskpassText));
+    col.fixed(&text, 64);
+    let mut secret = fltk::input::SecretInput::default();
+    secret.set_text_size(FONT_SIZE);
+    col.fixed(&secret, 32);
+    let mut row = Flex::default().row();
+    row.set_pad(10);
+    Frame::default();
+    let mut cancel = button(texts.get(Key::AskpassCancel), None);
+    cancel.emit(sender, Msg::Answer(false));
+    let mut ok = ReturnButton::default().with_label(texts.get(Key::AskpassOk));
+    ok.set_label_size(FONT_SIZE);
+    ok.set_frame(FrameType::RFlatBox);
+    ok.set_down_frame(FrameType::RFlatBox);
+    ok.set_color(rgb(BRAND));
+    ok.set_label_color(Color::White);
+    ok.set_label_font(Font::HelveticaBold);
+    ok.emit(sender, Msg::Answer(true));
+    row.fixed(&cancel, 110);
+    row.fixed(&ok, 110);
+    row.end();
+    col.fixed(&row, 34);
+    col.end();
+    window.end();
+    // Closing the dialog or pressing Escape cancels.
+    window.set_callback(move |_| sender.send(Msg::WindowClose));
+    window.show();
+    let _ = secret.take_focus();
+    let mut answer = None;
+    while app.wait() {
+        match receiver.recv() {
+            Some(Msg::Answer(true)) => {
+                answer = Some(secret.value());
+                break;
+            }
+            Some(Msg::Answer(false) | Msg::WindowClose) => break,
+            _ => {}
+        }
+    }
+    window.hide();
+    answer
+}
+
 pub fn show_error(texts: Texts, sentence: &str) {
     let app = app::App::default();
     style(&app);

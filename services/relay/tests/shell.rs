@@ -563,3 +563,170 @@ fn vendored_xterm_is_the_pinned_npm_package() {
         assert_eq!(installed["version"], pinned, "{name} in node_modules");
     }
 }
+
+/// A user of this machine made for one test, allowed to use sudo with a password; removed
+/// (with its sudoers entry and home) when dropped.
+struct SudoUser {
+    name: String,
+    password: String,
+    uid: u32,
+    gid: u32,
+    sudoers: std::path::PathBuf,
+}
+
+impl SudoUser {
+    fn create() -> SudoUser {
+        let name = format!("llsudo{}", std::process::id() % 100_000);
+        let password = format!("Pw-{}-élève", std::process::id());
+        let _ = Command::new("userdel").args(["-r", &name]).output();
+        let st = Command::new("useradd")
+            .args(["-m", "-s", "/bin/bash", &name])
+            .status()
+            .expect("useradd");
+        assert!(st.success(), "useradd {name} (the test runs as root)");
+        let mut chpasswd = Command::new("chpasswd")
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        chpasswd
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{name}:{password}\n").as_bytes())
+            .unwrap();
+        assert!(chpasswd.wait().unwrap().success());
+        let dir = std::path::Path::new("/etc/sudoers.d");
+        std::fs::create_dir_all(dir).unwrap();
+        let sudoers = dir.join(format!("lifeline-test-{name}"));
+        std::fs::write(
+            &sudoers,
+            format!("Defaults:{name} lecture=never\n{name} ALL=(ALL) ALL\n"),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&sudoers, std::fs::Permissions::from_mode(0o440)).unwrap();
+        let id = |flag: &str| -> u32 {
+            let out = Command::new("id").args([flag, &name]).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        };
+        SudoUser {
+            uid: id("-u"),
+            gid: id("-g"),
+            name,
+            password,
+            sudoers,
+        }
+    }
+}
+
+impl Drop for SudoUser {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.sudoers);
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-u", &self.name])
+            .status();
+        let _ = Command::new("userdel").args(["-r", &self.name]).output();
+    }
+}
+
+/// "Run as administrator" for a client that is not root: sudo asks for the password with
+/// the client's own dialog in the customer's session. Typed: root's shell. Cancelled: the
+/// representative hears that the customer declined, and no shell opens.
+#[tokio::test(flavor = "multi_thread")]
+async fn administrator_through_sudo_with_the_clients_password_dialog() {
+    let art = artifacts("shell-sudo");
+    let user = SudoUser::create();
+    let x = Xvfb::start();
+    let relay = Relay::start().await;
+    stock_client(&relay);
+    let rep = relay.rep_token().await;
+    let mut console = ws_connect(&relay.addr, "/ws/console", Some(&rep)).await;
+    recv_type(&mut console, "snapshot").await;
+    let key = relay.new_key(&rep, "personal").await;
+    let file = download_client(&relay, key["key"].as_str().unwrap(), "Zoë Client", "en").await;
+    // The customer's copy, which the customer's account can run.
+    let bin = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let client = bin.path().join(file.file_name().unwrap());
+    std::fs::copy(&file, &client).unwrap();
+    std::fs::set_permissions(&client, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let log = art.join("agent.log");
+    let child = Command::new("setpriv")
+        .arg(format!("--reuid={}", user.uid))
+        .arg(format!("--regid={}", user.gid))
+        .arg("--init-groups")
+        .arg("--")
+        .arg(&client)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", format!("/home/{}", user.name))
+        .env("USER", &user.name)
+        .env("LOGNAME", &user.name)
+        .env("DISPLAY", &x.display)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let agent = Agent { child, log };
+    agent.wait_log("event=connected").await;
+    let wid = accept_terms(&x, &agent, 10).await;
+    let sid = accept_next(&relay, &rep, &mut console).await;
+    agent.wait_log("event=state state=active").await;
+    let (s, body) = relay
+        .post(
+            &rep,
+            &format!("/api/v1/sessions/{sid}/permissions"),
+            json!({ "permission": "elevated_shell" }),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    agent
+        .wait_log("event=permission_asked permission=elevated_shell")
+        .await;
+    answer(&x, &wid, true).await;
+    agent
+        .wait_log("event=permission permission=elevated_shell change=granted")
+        .await;
+
+    // 1. The customer types the password into the client's dialog: root's shell.
+    let mut t = Term::open(&relay, &rep, &sid, "elevated=true&rows=24&cols=80").await;
+    let dialog = x.window("Administrator password").await;
+    x.screenshot(&art.join("1-password-dialog.png"));
+    x.xdotool(&["windowfocus", "--sync", &dialog]);
+    x.xdotool(&["type", "--delay", "30", &user.password]);
+    x.xdotool(&["key", "Return"]);
+    let opened = t.wait_type("opened").await;
+    assert_eq!(opened["elevated"], true, "{opened}");
+    t.send(b"echo uid-$(id -u)-$SUDO_USER\r").await;
+    t.wait(&format!("uid-0-{}", user.name)).await;
+    t.json(json!({"type": "close"})).await;
+    t.wait_type("closed").await;
+    t.wait_closed().await;
+    assert!(
+        !agent.log().contains(&user.password),
+        "the password is in no log"
+    );
+
+    // 2. Asked again, the customer cancels the dialog: declined, no shell.
+    let mut t = Term::open(&relay, &rep, &sid, "elevated=true&rows=24&cols=80").await;
+    // (The first dialog's process has ended: a visible one is the new one.)
+    let dialog = x.window("Administrator password").await;
+    x.xdotool(&["windowfocus", "--sync", &dialog]);
+    x.xdotool(&["key", "Escape"]);
+    let r = t.wait_type("refused").await;
+    assert_eq!(r["code"], "declined", "{r}");
+    assert_eq!(r["message"], "The customer declined.", "{r}");
+    t.wait_closed().await;
+    assert_eq!(agent.log().matches("event=shell_elevated").count(), 1);
+    let transcript_dir = relay.data().join("transcripts");
+    for f in std::fs::read_dir(&transcript_dir).unwrap() {
+        let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+        assert!(
+            !text.contains(&user.password),
+            "the password is in no transcript"
+        );
+    }
+}

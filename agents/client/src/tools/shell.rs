@@ -16,14 +16,19 @@
 //! end of a program, which follows its last output.
 //!
 //! # Administrator
-//! `elevated` opens a root shell only when the customer's side can authorise it: a client
-//! that already runs as root opens the shell directly (the customer allowed
-//! `elevated_shell` in the window). Otherwise the answer is
-//! [`ShellErrorCode::ElevationUnavailable`] ("Running as administrator is not possible on
-//! this computer"), which the console shows as it is.
+//! `elevated` opens a root shell only when the customer authorises it on their side (after
+//! allowing `elevated_shell` in the window): a client that already runs as root opens the
+//! shell directly; otherwise, with `sudo`, the terminal runs `sudo -A -v` with this very
+//! client as the password program (`SUDO_ASKPASS`, started in its askpass mode: a small
+//! dialog in the customer's session, the password going from it to sudo on this computer and
+//! never on the wire), then, once authorised, root's login shell (`sudo -n -i`) on the same
+//! terminal. Only then is the shell `opened`. Cancelling the dialog is
+//! [`ShellErrorCode::Declined`]; no `sudo`, or sudo refusing (not in the sudoers file, three
+//! wrong passwords), is [`ShellErrorCode::ElevationUnavailable`] ("Running as administrator
+//! is not possible on this computer", with sudo's last words).
 //!
-//! Limits: one shell at a time; Linux only; authorisation through `pkexec` or `sudo` in the
-//! customer's session is not done by this version.
+//! Limits: one shell at a time; Linux only; polkit's `pkexec` is not used (its own dialog
+//! needs an authentication agent in the session, which cannot be told from here).
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -49,6 +54,94 @@ const QUEUE: usize = 16;
 
 /// The sentence shown when no administrator shell can be had.
 pub const NO_ELEVATION: &str = "Running as administrator is not possible on this computer";
+/// Set in the environment of `sudo`: this client, started as its password program, asks the
+/// customer in a dialog instead of starting a session.
+pub const ASKPASS_ENV: &str = "LIFELINE_ASKPASS";
+/// The customer's language for that dialog.
+pub const ASKPASS_LANG_ENV: &str = "LIFELINE_ASKPASS_LANG";
+/// A file the dialog writes "cancelled" into when the customer cancels.
+pub const ASKPASS_RESULT_ENV: &str = "LIFELINE_ASKPASS_RESULT";
+/// What the terminal prints once sudo has authorised (an operating-system command that
+/// terminals ignore), as bytes and as written for `printf`.
+const MARKER: &[u8] = b"\x1b]777;lifeline-elevated\x07";
+const MARKER_SH: &str = "\\033]777;lifeline-elevated\\007";
+/// Most bytes kept while waiting for the authorisation (sudo's messages).
+const MAX_PREAMBLE: usize = 16 * 1024;
+
+/// `sudo` on the usual paths.
+fn sudo_path() -> Option<std::path::PathBuf> {
+    ["/usr/bin/sudo", "/bin/sudo", "/usr/local/bin/sudo"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+/// Waits for sudo's authorisation on the terminal; forwards what follows the marker. On
+/// failure, answers why (the customer cancelled the dialog: declined; anything else: not
+/// possible, with sudo's last words) and returns false.
+fn authorise(
+    id: u32,
+    reader: &mut File,
+    result: &std::path::Path,
+    tx: &mpsc::Sender<ShellOut>,
+    flow: &Flow,
+    closed: &AtomicBool,
+    answers: &mpsc::UnboundedSender<ShellReply>,
+) -> bool {
+    let mut pre: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = crate::platform::linux::pty::read_batch(reader, &mut buf, BATCH).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        pre.extend_from_slice(&buf[..n]);
+        if let Some(i) = pre.windows(MARKER.len()).position(|w| w == MARKER) {
+            let rest = pre[i + MARKER.len()..].to_vec();
+            info!("event=shell_elevated id={id}");
+            if !rest.is_empty() {
+                let payload = ShellData::encode(id, &rest);
+                if let Ok(bytes) = frame::encode(Channel::Shell, 0, 0, &payload) {
+                    flow.lock().sent += rest.len() as u64;
+                    let _ = tx.blocking_send(ShellOut::Frame(bytes));
+                }
+            }
+            return true;
+        }
+        if pre.len() > MAX_PREAMBLE {
+            let cut = pre.len() - MAX_PREAMBLE;
+            pre.drain(..cut);
+        }
+    }
+    if closed.swap(true, Ordering::AcqRel) {
+        return false;
+    }
+    let cancelled = std::fs::read_to_string(result).is_ok_and(|s| s.trim() == "cancelled");
+    let said = String::from_utf8_lossy(&pre);
+    let last = said
+        .lines()
+        .map(|l| lifeline_proto::sanitize_text(l).trim().to_string())
+        .rfind(|l| !l.is_empty())
+        .unwrap_or_default();
+    let (code, message) = if cancelled {
+        (
+            ShellErrorCode::Declined,
+            "the customer declined".to_string(),
+        )
+    } else {
+        let last: String = last.chars().take(300).collect();
+        (
+            ShellErrorCode::ElevationUnavailable,
+            format!("{NO_ELEVATION} ({last})"),
+        )
+    };
+    info!(
+        "event=shell_refused id={id} code={} message={message:?}",
+        code.as_str()
+    );
+    let _ = answers.send(ShellReply::Failed { id, code, message });
+    false
+}
 
 /// What the shell has for the box.
 #[derive(Debug)]
@@ -62,8 +155,12 @@ pub enum ShellOut {
 /// A change the customer's window shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShellChange {
-    Opened { elevated: bool },
+    Opened {
+        elevated: bool,
+    },
     Closed,
+    /// Never opened (the administrator password was not given, say).
+    Refused,
 }
 
 /// Output bytes sent and acknowledged, shared with the reader thread.
@@ -134,6 +231,8 @@ pub struct ShellTool {
     shell: bool,
     elevated: bool,
     open: Option<Open>,
+    /// The customer's language, for the password dialog.
+    language: String,
 }
 
 impl Default for ShellTool {
@@ -169,6 +268,7 @@ impl ShellTool {
             shell: false,
             elevated: false,
             open: None,
+            language: String::new(),
         }
     }
 
@@ -176,6 +276,11 @@ impl ShellTool {
     pub fn offers(permission: Permission) -> bool {
         matches!(permission, Permission::Shell | Permission::ElevatedShell)
             && cfg!(target_os = "linux")
+    }
+
+    /// The customer's language ("en", "fr", "de"), for the password dialog.
+    pub fn set_language(&mut self, tag: &str) {
+        self.language = tag.to_string();
     }
 
     /// Whether a shell is open.
@@ -260,22 +365,40 @@ impl ShellTool {
         if self.open.is_some() {
             return self.fail(id, ShellErrorCode::Busy, "a command shell is already open");
         }
-        if elevated && !is_root() {
-            return self.fail(id, ShellErrorCode::ElevationUnavailable, NO_ELEVATION);
-        }
         #[cfg(target_os = "linux")]
         {
             use crate::platform::linux::pty::{Pty, login_shell};
-            let program = login_shell();
             let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-            let spawned = Pty::spawn(
-                &program,
-                &[OsString::from("-l")],
-                rows,
-                cols,
-                home.as_deref(),
-                &[],
-            );
+            let mut env: Vec<(&str, OsString)> = Vec::new();
+            // Through sudo: authorised first (`-v`, the password asked by this client's own
+            // dialog), a marker once it is, then root's login shell on the same terminal.
+            let mut authorising = None;
+            let (program, args) = if elevated && !is_root() {
+                let (Some(sudo), Ok(me)) = (sudo_path(), std::env::current_exe()) else {
+                    return self.fail(id, ShellErrorCode::ElevationUnavailable, NO_ELEVATION);
+                };
+                let result = std::env::temp_dir()
+                    .join(format!("lifeline-askpass-{}-{id}", std::process::id()));
+                let _ = std::fs::remove_file(&result);
+                env.push(("SUDO_ASKPASS", me.into_os_string()));
+                env.push((ASKPASS_ENV, OsString::from("1")));
+                env.push((ASKPASS_LANG_ENV, OsString::from(&self.language)));
+                env.push((ASKPASS_RESULT_ENV, result.clone().into_os_string()));
+                authorising = Some(result);
+                (
+                    std::path::PathBuf::from("/bin/sh"),
+                    vec![
+                        OsString::from("-c"),
+                        OsString::from(format!(
+                            "\"$0\" -A -v && printf '{MARKER_SH}' && exec \"$0\" -n -i"
+                        )),
+                        sudo.into_os_string(),
+                    ],
+                )
+            } else {
+                (login_shell(), vec![OsString::from("-l")])
+            };
+            let spawned = Pty::spawn(&program, &args, rows, cols, home.as_deref(), &env);
             let pty = match spawned {
                 Ok(p) => p,
                 Err(e) => return self.fail(id, ShellErrorCode::Failed, &e.to_string()),
@@ -297,23 +420,48 @@ impl ShellTool {
             let flow = Arc::new(Flow::default());
             let closed = Arc::new(AtomicBool::new(false));
             let out_bytes = Arc::new(AtomicU64::new(0));
-            self.reply(ShellReply::Opened {
-                id,
-                elevated,
-                program: program.display().to_string(),
-            });
-            let _ = self.changes.send(ShellChange::Opened { elevated });
+            let shown = if authorising.is_some() {
+                "root (sudo)".to_string()
+            } else {
+                program.display().to_string()
+            };
+            if authorising.is_none() {
+                self.reply(ShellReply::Opened {
+                    id,
+                    elevated,
+                    program: shown.clone(),
+                });
+                let _ = self.changes.send(ShellChange::Opened { elevated });
+            }
             let thread = {
-                let (tx, pty, flow, closed, changes) = (
+                let (tx, pty, flow, closed, changes, answers) = (
                     self.tx.clone(),
                     pty.clone(),
                     flow.clone(),
                     closed.clone(),
                     self.changes.clone(),
+                    self.answers.clone(),
                 );
                 std::thread::Builder::new()
                     .name("shell".into())
                     .spawn(move || {
+                        let mut reader = reader;
+                        if let Some(result) = authorising {
+                            let ok =
+                                authorise(id, &mut reader, &result, &tx, &flow, &closed, &answers);
+                            let _ = std::fs::remove_file(&result);
+                            if !ok {
+                                pty.lock().unwrap_or_else(|e| e.into_inner()).hang_up();
+                                let _ = changes.send(ShellChange::Refused);
+                                return;
+                            }
+                            let _ = answers.send(ShellReply::Opened {
+                                id,
+                                elevated,
+                                program: shown,
+                            });
+                            let _ = changes.send(ShellChange::Opened { elevated });
+                        }
                         read_loop(id, reader, &tx, &flow, &out_bytes);
                         // The terminal is gone: the program ended (or was hung up).
                         let code = pty
@@ -406,7 +554,7 @@ impl ShellTool {
             // We hold both senders: neither channel closes.
             else => return std::future::pending().await,
         };
-        if change == ShellChange::Closed
+        if matches!(change, ShellChange::Closed | ShellChange::Refused)
             && self
                 .open
                 .as_ref()
