@@ -447,7 +447,7 @@ mod tests {
 
         #[test]
         fn decode_never_panics_on_jsonish(
-            ty in prop::sample::select(vec!["hello","chat","end","pong","accept_terms","welcome","queue","system_info","system_info_failed","system_info_request","end_process","process_end","x"]),
+            ty in prop::sample::select(vec!["hello","chat","end","pong","accept_terms","welcome","queue","system_info","system_info_failed","system_info_request","end_process","process_end","shell","x"]),
             body in "[ -~]{0,300}",
         ) {
             let s = format!(r#"{{"type":"{ty}",{body}}}"#);
