@@ -30,7 +30,9 @@
 //! `GET /api/v1/sessions/{id}/shells/{shell}/transcript`.
 //!
 //! Limits: one shell per session at a time; a shell ends when the customer's link drops (the
-//! agent closes its side too); the relay does not interpret the terminal's bytes.
+//! agent closes its side too) and when its console is silent for a minute (pings every
+//! 25 s); the relay does not interpret the terminal's bytes; the console's input is bounded
+//! per message and paced by the agent's queue, not rate-limited.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -61,6 +63,10 @@ use crate::web::{ApiError, ClientIp, Rep, State, audit, authenticate};
 /// How long the console waits for the agent to open a shell (an administrator prompt on
 /// the customer's side may take a while).
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(120);
+/// The relay pings an open shell's console this often; a console silent for
+/// [`SILENCE_LIMIT`] (the browser answers pings by itself) is gone and its shell is closed.
+const HEARTBEAT: Duration = Duration::from_secs(25);
+const SILENCE_LIMIT: Duration = Duration::from_secs(65);
 /// Largest stored transcript, in bytes.
 pub const MAX_TRANSCRIPT: u64 = 16 * 1024 * 1024;
 /// Shell messages waiting for the agent's socket.
@@ -475,12 +481,22 @@ impl ShellSocket {
                 .refuse("offline", "The customer's client is not connected.")
                 .await;
         }
-        // The agent's answer (the console may give up meanwhile).
-        let answer = tokio::select! {
-            a = tokio::time::timeout(OPEN_TIMEOUT, from_agent.recv()) => a,
-            _ = self.socket.recv() => {
-                let _ = to_agent.try_send(ToAgent::Text(RelayToAgent::Shell { request: ShellRequest::Close { id } }));
-                return;
+        // The agent's answer (the customer may be typing a password). The console may give
+        // up meanwhile (it closes, or sends `close`); anything else it sends waits.
+        let wait = tokio::time::sleep(OPEN_TIMEOUT);
+        tokio::pin!(wait);
+        let answer = loop {
+            tokio::select! {
+                a = from_agent.recv() => break Ok(a),
+                _ = &mut wait => break Err(()),
+                m = self.socket.recv() => match m {
+                    Some(Ok(Message::Text(t))) if !matches!(ConsoleToShell::decode(&t), Ok(ConsoleToShell::Close)) => {}
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Binary(_))) => {}
+                    _ => {
+                        let _ = to_agent.try_send(ToAgent::Text(RelayToAgent::Shell { request: ShellRequest::Close { id } }));
+                        return;
+                    }
+                },
             }
         };
         let program = match answer {
@@ -617,9 +633,22 @@ impl ShellSocket {
         let mut seq = 0u32;
         let mut shutdown = self.state.shutdown.clone();
         let to = |request| ToAgent::Text(RelayToAgent::Shell { request });
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.tick().await;
+        let mut last_seen = Instant::now();
         loop {
             tokio::select! {
+                _ = heartbeat.tick() => {
+                    if last_seen.elapsed() > SILENCE_LIMIT {
+                        self.close(1001, "the console went silent").await;
+                        return (ClosedBy::Representative, None);
+                    }
+                    if self.socket.send(Message::Ping(Bytes::new())).await.is_err() {
+                        return (ClosedBy::Representative, None);
+                    }
+                }
                 incoming = self.socket.recv() => {
+                    last_seen = Instant::now();
                     let msg = match incoming {
                         None | Some(Err(_)) | Some(Ok(Message::Close(_))) => {
                             return (ClosedBy::Representative, None);
