@@ -205,9 +205,9 @@ impl Hub {
             link_gen: AtomicU64::new(1),
             counters: Counters::default(),
             online_reps: Mutex::new(HashMap::new()),
+            shells: Default::default(),
             files: crate::files::FileHub::default(),
             sysinfo: Default::default(),
-            shells: Default::default(),
         }))
     }
 
