@@ -79,6 +79,13 @@ const TEST_PACKAGES: &[&str] = &[
     "dbus",
     // ss -K cuts a transfer's TCP connection in the file-transfer test
     "iproute2",
+    // the shell test runs `top` (procps) on the client's terminal; `setsid -c` (util-linux)
+    // gives the client's shells their controlling terminal
+    "procps",
+    "util-linux",
+    // "run as administrator" for a client that is not root goes through sudo (the shell test
+    // makes a user with a sudoers entry for it)
+    "sudo",
 ];
 
 type Result<T = ()> = std::result::Result<T, String>;

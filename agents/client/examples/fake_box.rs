@@ -146,7 +146,8 @@ async fn main() {
                     | AgentToRelay::File { .. }
                     | AgentToRelay::SystemInfo { .. }
                     | AgentToRelay::SystemInfoFailed { .. }
-                    | AgentToRelay::ProcessEnd { .. } => vec![],
+                    | AgentToRelay::ProcessEnd { .. }
+                    | AgentToRelay::Shell { .. } => vec![],
                 };
                 for r in replies {
                     if ws.send(r).await.is_err() {

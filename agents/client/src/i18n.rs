@@ -133,6 +133,14 @@ pub enum Key {
     /// `{0}` = technician's name.
     ActiveOther,
     Stop,
+    ShellOpen,
+    ShellOpenElevated,
+    CloseShell,
+    ShellClosedLine,
+    AskpassTitle,
+    AskpassText,
+    AskpassOk,
+    AskpassCancel,
     /// The button that sends a file to the technician (shown while file transfer stands).
     SendFile,
     /// The title of the file chooser it opens.
@@ -165,7 +173,7 @@ pub enum Key {
 }
 
 impl Key {
-    pub const ALL: [Key; 69] = [
+    pub const ALL: [Key; 77] = [
         Key::WindowTitle,
         Key::DefaultTitle,
         Key::Connecting,
@@ -217,6 +225,14 @@ impl Key {
         Key::ActiveControl,
         Key::ActiveOther,
         Key::Stop,
+        Key::ShellOpen,
+        Key::ShellOpenElevated,
+        Key::CloseShell,
+        Key::ShellClosedLine,
+        Key::AskpassTitle,
+        Key::AskpassText,
+        Key::AskpassOk,
+        Key::AskpassCancel,
         Key::SendFile,
         Key::ChooseFile,
         Key::PermView,
@@ -394,6 +410,16 @@ fn en(key: Key) -> &'static str {
         Key::ActiveControl => "{0} can control your computer",
         Key::ActiveOther => "You allowed {0}",
         Key::Stop => "Stop",
+        Key::ShellOpen => "A command shell is open",
+        Key::ShellOpenElevated => "A command shell is open (as administrator)",
+        Key::CloseShell => "Close it",
+        Key::ShellClosedLine => "The command shell was closed.",
+        Key::AskpassTitle => "Administrator password",
+        Key::AskpassText => {
+            "Your technician asked to run commands as administrator. Type your password to allow it, or press Cancel to refuse. The password stays on this computer."
+        }
+        Key::AskpassOk => "Allow",
+        Key::AskpassCancel => "Cancel",
         Key::SendFile => "Send a file…",
         Key::ChooseFile => "Choose a file to send to the technician",
         Key::PermView => "screen viewing",
@@ -500,6 +526,16 @@ fn fr(key: Key) -> &'static str {
         Key::ActiveControl => "{0} peut contrôler votre ordinateur",
         Key::ActiveOther => "Vous avez autorisé {0}",
         Key::Stop => "Arrêter",
+        Key::ShellOpen => "Un terminal de commandes est ouvert",
+        Key::ShellOpenElevated => "Un terminal de commandes est ouvert (administrateur)",
+        Key::CloseShell => "Le fermer",
+        Key::ShellClosedLine => "Le terminal de commandes a été fermé.",
+        Key::AskpassTitle => "Mot de passe administrateur",
+        Key::AskpassText => {
+            "Votre technicien demande à exécuter des commandes en tant qu'administrateur. Tapez votre mot de passe pour l'autoriser, ou Annuler pour refuser. Le mot de passe reste sur cet ordinateur."
+        }
+        Key::AskpassOk => "Autoriser",
+        Key::AskpassCancel => "Annuler",
         Key::SendFile => "Envoyer un fichier…",
         Key::ChooseFile => "Choisissez un fichier à envoyer au technicien",
         Key::PermView => "l’affichage de votre écran",
@@ -605,6 +641,16 @@ fn de(key: Key) -> &'static str {
         Key::ActiveControl => "{0} kann Ihren Computer steuern",
         Key::ActiveOther => "Sie haben {0} erlaubt",
         Key::Stop => "Beenden",
+        Key::ShellOpen => "Eine Befehlszeile ist geöffnet",
+        Key::ShellOpenElevated => "Eine Befehlszeile ist geöffnet (als Administrator)",
+        Key::CloseShell => "Schließen",
+        Key::ShellClosedLine => "Die Befehlszeile wurde geschlossen.",
+        Key::AskpassTitle => "Administratorkennwort",
+        Key::AskpassText => {
+            "Ihr Techniker möchte Befehle als Administrator ausführen. Geben Sie Ihr Kennwort ein, um es zu erlauben, oder Abbrechen, um es abzulehnen. Das Kennwort bleibt auf diesem Computer."
+        }
+        Key::AskpassOk => "Erlauben",
+        Key::AskpassCancel => "Abbrechen",
         Key::SendFile => "Datei senden…",
         Key::ChooseFile => "Wählen Sie eine Datei für den Techniker aus",
         Key::PermView => "die Bildschirmansicht",

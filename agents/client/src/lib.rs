@@ -15,18 +15,21 @@
 //! * [`files`] browses, sends and receives files in the shared folder while
 //!   `file_transfer` is allowed (safe path resolution, SHA-256, resumable `.part` files);
 //! * [`tools`] gathers the system-information report on a thread of its own while
-//!   `system_info` stands;
+//!   `system_info` stands, and runs the command shell on a pseudo-terminal while `shell`
+//!   (or `elevated_shell`, authorised through sudo with the client's own password dialog)
+//!   stands;
 //! * [`screen`] captures, compares, encodes and paces the screen on a thread of its own;
 //! * [`i18n`] holds every sentence in English, French and German;
 //! * [`platform`] tells the box about this computer and offers its desktop, one module per
 //!   OS (X11 on Linux: capture, XTest input, clipboard);
 //! * [`ui`] is the FLTK window (the only module that needs a display): terms, queue, chat,
-//!   permission questions and what the technician may do right now, each with a Stop button;
+//!   permission questions and what the technician may do right now, each with a Stop button,
+//!   the open command shell with "Close it", and the administrator password dialog;
 //! * [`env`] is the one place the process environment is read.
 //!
 //! Limits of this version: Linux with X11 only for screen, input and clipboard (Wayland,
 //! Windows and macOS have no desktop module yet, so their requests are answered "not
-//! available"); no shell yet; the jump-client mode is not implemented; errors below the UI are English sentences.
+//! available"); the shell on Linux only; the jump-client mode is not implemented; errors below the UI are English sentences.
 #![forbid(unsafe_code)]
 
 pub mod consent;

@@ -50,6 +50,11 @@ fn main() -> ExitCode {
         .init();
 
     let env = Env::from_process();
+    // Started by `sudo` as its password program for "run as administrator" (see
+    // lifeline_agent::tools::shell): ask the customer, answer on stdout.
+    if std::env::var_os(lifeline_agent::tools::shell::ASKPASS_ENV).is_some() {
+        return askpass(&env);
+    }
     let ticket_file = match parse_args(std::env::args_os().skip(1)) {
         Ok(Cli::Version) => {
             println!(
@@ -126,5 +131,27 @@ fn main() -> ExitCode {
     match outcome {
         ui::Outcome::Normal => ExitCode::SUCCESS,
         ui::Outcome::Failed => ExitCode::from(1),
+    }
+}
+
+/// The askpass mode: the password on stdout and exit 0, or exit 1 when the customer
+/// cancelled (which the shell tool records, so the technician is told they declined).
+fn askpass(env: &Env) -> ExitCode {
+    let lang = std::env::var(lifeline_agent::tools::shell::ASKPASS_LANG_ENV).unwrap_or_default();
+    let texts = Texts::new(Lang::choose(&lang, env));
+    match ui::ask_password(texts) {
+        Some(password) => {
+            use std::io::Write;
+            let mut out = std::io::stdout();
+            let _ = writeln!(out, "{password}");
+            let _ = out.flush();
+            ExitCode::SUCCESS
+        }
+        None => {
+            if let Some(path) = std::env::var_os(lifeline_agent::tools::shell::ASKPASS_RESULT_ENV) {
+                let _ = std::fs::write(path, "cancelled");
+            }
+            ExitCode::from(1)
+        }
     }
 }

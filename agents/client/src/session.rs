@@ -40,6 +40,7 @@ use crate::desktop::{Desktop, Outgoing, Remote};
 use crate::env::Env;
 use crate::files::{FileOut, Files};
 use crate::net::{self, NetError, WsStream};
+use crate::tools::shell::{ShellChange, ShellOut, ShellTool};
 use crate::tools::{EndDone, Tools};
 
 /// What the UI asks the session to do.
@@ -62,6 +63,8 @@ pub enum Command {
         request: u32,
         allow: bool,
     },
+    /// The customer closes the open command shell.
+    CloseShell,
 }
 
 /// What happened, for the UI.
@@ -132,6 +135,8 @@ pub enum Event {
     },
     /// What became of a request to end a process.
     EndProcessDone(EndDone),
+    /// A command shell opened or closed.
+    Shell(ShellChange),
 }
 
 /// Reconnection delays: `base` doubling up to `max`, each with jitter, for at most
@@ -296,6 +301,11 @@ impl Session {
             files: Files::new(files_root),
             remote,
             tools: Tools::default(),
+            shell: {
+                let mut shell = ShellTool::new();
+                shell.set_language(&info.language);
+                shell
+            },
             ticket,
             info,
             config,
@@ -360,6 +370,8 @@ struct Driver {
     files: Files,
     /// System information (and the other session tools).
     tools: Tools,
+    /// The command shell.
+    shell: ShellTool,
     /// The technician's name, for permission questions.
     rep_name: Option<String>,
     /// Messages to send once a link is up.
@@ -386,6 +398,7 @@ impl Driver {
                             // who watches once the link is back.
                             self.remote.link_lost();
                             self.files.stop_all();
+                            self.shell.close(lifeline_proto::shell::ClosedBy::Session);
                             lost_at = Some(Instant::now());
                             None
                         }
@@ -624,6 +637,9 @@ impl Driver {
                                         return LinkEnd::Lost(e);
                                     }
                                 }
+                                Ok((h, payload)) if h.channel == lifeline_proto::frame::Channel::Shell => {
+                                    self.shell.input(payload);
+                                }
                                 _ => debug!("event=ignored binary_bytes={}", b.len()),
                             }
                             continue;
@@ -658,6 +674,23 @@ impl Driver {
                 }
                 out = self.tools.next() => {
                     if let Err(e) = send(&mut ws, &out).await {
+                        return LinkEnd::Lost(e);
+                    }
+                }
+                // The terminal before the screen: a keystroke's echo is small and awaited.
+                out = self.shell.next() => {
+                    let sent = match out {
+                        ShellOut::Reply(reply) => send(&mut ws, &AgentToRelay::Shell { reply }).await,
+                        ShellOut::Frame(bytes) => ws
+                            .send(Message::Binary(bytes.into()))
+                            .await
+                            .map_err(|e| e.to_string()),
+                        ShellOut::Change(change) => {
+                            self.emit(Event::Shell(change)).await;
+                            Ok(())
+                        }
+                    };
+                    if let Err(e) = sent {
                         return LinkEnd::Lost(e);
                     }
                 }
@@ -777,7 +810,9 @@ impl Driver {
                 let available = if permission == Permission::FileTransfer {
                     self.files.available()
                 } else {
-                    self.remote.offers(permission) || Tools::offers(permission)
+                    self.remote.offers(permission)
+                        || Tools::offers(permission)
+                        || ShellTool::offers(permission)
                 };
                 match self.consent.request(permission, available, Instant::now()) {
                     Requested::Ask { deadline } => {
@@ -820,6 +855,7 @@ impl Driver {
             }
             RelayToAgent::File { request } => self.files.request(request),
             RelayToAgent::SystemInfoRequest { request } => self.tools.system_info(request),
+            RelayToAgent::Shell { request } => self.shell.request(request),
             RelayToAgent::EndProcess {
                 request,
                 pid,
@@ -934,6 +970,10 @@ impl Driver {
             Command::EndProcess { request, allow } => {
                 Prepared::EndDone(self.tools.answer_end(request, allow))
             }
+            Command::CloseShell => {
+                self.shell.close(lifeline_proto::shell::ClosedBy::Customer);
+                Prepared::Nothing
+            }
         }
     }
 
@@ -949,6 +989,8 @@ impl Driver {
         if decision.permission == Permission::FileTransfer {
             self.files.set_grant(decision.change.granted());
         }
+        self.shell
+            .set_grant(decision.permission, decision.change.granted());
         let refused = self
             .tools
             .set_grant(decision.permission, decision.change.granted());

@@ -67,6 +67,8 @@ enum Msg {
     Revoke(Permission),
     /// The customer wants to send a file to the technician.
     SendFile,
+    /// The customer closes the open command shell.
+    CloseShell,
     /// A second passed (the question's countdown).
     Tick,
 }
@@ -219,6 +221,8 @@ struct Ui {
     deny: Button,
     /// One row per permission: shown while it is granted, with a Stop button.
     active_rows: Vec<(Permission, Flex, Frame)>,
+    /// Shown while a command shell is open, with its "Close it" button.
+    shell_row: (Flex, Frame),
     asks: VecDeque<Ask>,
     /// The question in the box now.
     shown_ask: Option<Question>,
@@ -392,6 +396,23 @@ impl Ui {
             row.hide();
             active_rows.push((permission, row, text));
         }
+        let shell_row = {
+            let mut row = Flex::default().row();
+            row.set_pad(10);
+            row.set_frame(FrameType::FlatBox);
+            row.set_color(rgb(WARN_BG));
+            row.set_margins(10, 3, 6, 3);
+            let mut text = label("", 13, true);
+            text.set_align(Align::Left | Align::Inside | Align::Clip);
+            let mut close = button(texts.get(Key::CloseShell), Some(DANGER));
+            close.set_label_size(13);
+            close.emit(sender, Msg::CloseShell);
+            row.fixed(&close, 110);
+            row.end();
+            chat.fixed(&row, 34);
+            row.hide();
+            (row, text)
+        };
 
         let mut transcript = TextDisplay::default();
         let transcript_buf = TextBuffer::default();
@@ -480,6 +501,7 @@ impl Ui {
             prompt_countdown,
             deny,
             active_rows,
+            shell_row,
             asks: VecDeque::new(),
             shown_ask: None,
             granted: Vec::new(),
@@ -755,6 +777,28 @@ impl Ui {
                 self.append(&t.fmt(key, format!("{} ({})", done.name, done.pid)));
                 self.show_prompt();
             }
+            Event::Shell(change) => {
+                let (row, text) = &mut self.shell_row;
+                match change {
+                    crate::tools::shell::ShellChange::Opened { elevated } => {
+                        let key = if elevated {
+                            Key::ShellOpenElevated
+                        } else {
+                            Key::ShellOpen
+                        };
+                        text.set_label(&format!("●  {}", self.texts.get(key)));
+                        row.show();
+                    }
+                    crate::tools::shell::ShellChange::Refused => row.hide(),
+                    crate::tools::shell::ShellChange::Closed => {
+                        row.hide();
+                        let line = self.texts.get(Key::ShellClosedLine).to_owned();
+                        self.append(&line);
+                    }
+                }
+                self.chat.layout();
+                self.window.redraw();
+            }
             Event::Permission { permission, change } => {
                 self.asks
                     .retain(|a| a.question != Question::Permission(permission));
@@ -973,6 +1017,9 @@ pub fn run(
             Msg::Revoke(permission) => {
                 handle.permission(permission, false);
             }
+            Msg::CloseShell => {
+                handle.send(crate::session::Command::CloseShell);
+            }
             Msg::SendFile => {
                 if let Some(path) = fltk::dialog::file_chooser(
                     ui.texts.get(Key::ChooseFile),
@@ -1037,6 +1084,65 @@ fn end_and_wait(runtime: &tokio::runtime::Runtime, handle: &SessionHandle, reaso
 }
 
 /// Shows a single sentence (e.g. a ticket error) with a Close button, until closed.
+/// The password dialog of "run as administrator" (the client started by `sudo` as its
+/// askpass program): the password the customer typed, or `None` when they cancelled or
+/// closed the dialog. The password never leaves this computer: it goes to `sudo` on stdout.
+pub fn ask_password(texts: Texts) -> Option<String> {
+    let app = app::App::default();
+    style(&app);
+    let (sender, receiver): (Sender<Msg>, Receiver<Msg>) = app::channel();
+    let mut window = Window::default()
+        .with_size(440, 210)
+        .with_label(texts.get(Key::AskpassTitle));
+    window.set_color(rgb(BG));
+    let mut col = Flex::default_fill().column();
+    col.set_margins(MARGIN, MARGIN / 2, MARGIN, MARGIN / 2);
+    col.set_pad(10);
+    let title = label(texts.get(Key::AskpassTitle), 16, true);
+    col.fixed(&title, 26);
+    let text = paragraph(texts.get(Key::AskpassText));
+    col.fixed(&text, 64);
+    let mut secret = fltk::input::SecretInput::default();
+    secret.set_text_size(FONT_SIZE);
+    col.fixed(&secret, 32);
+    let mut row = Flex::default().row();
+    row.set_pad(10);
+    Frame::default();
+    let mut cancel = button(texts.get(Key::AskpassCancel), None);
+    cancel.emit(sender, Msg::Answer(false));
+    let mut ok = ReturnButton::default().with_label(texts.get(Key::AskpassOk));
+    ok.set_label_size(FONT_SIZE);
+    ok.set_frame(FrameType::RFlatBox);
+    ok.set_down_frame(FrameType::RFlatBox);
+    ok.set_color(rgb(BRAND));
+    ok.set_label_color(Color::White);
+    ok.set_label_font(Font::HelveticaBold);
+    ok.emit(sender, Msg::Answer(true));
+    row.fixed(&cancel, 110);
+    row.fixed(&ok, 110);
+    row.end();
+    col.fixed(&row, 34);
+    col.end();
+    window.end();
+    // Closing the dialog or pressing Escape cancels.
+    window.set_callback(move |_| sender.send(Msg::WindowClose));
+    window.show();
+    let _ = secret.take_focus();
+    let mut answer = None;
+    while app.wait() {
+        match receiver.recv() {
+            Some(Msg::Answer(true)) => {
+                answer = Some(secret.value());
+                break;
+            }
+            Some(Msg::Answer(false) | Msg::WindowClose) => break,
+            _ => {}
+        }
+    }
+    window.hide();
+    answer
+}
+
 pub fn show_error(texts: Texts, sentence: &str) {
     let app = app::App::default();
     style(&app);

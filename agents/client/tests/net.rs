@@ -558,19 +558,20 @@ async fn permissions_are_asked_answered_timed_out_and_announced_again_after_a_re
     );
     handle.permission(Permission::Control, true);
 
-    // Something this computer does not offer is refused at once, without a question.
-    send(&mut ws, ask(Permission::Shell)).await;
+    // Something this computer does not offer is refused at once, without a question (file
+    // transfer: this session has no home folder to share).
+    send(&mut ws, ask(Permission::FileTransfer)).await;
     assert_eq!(
         recv(&mut ws).await,
         AgentToRelay::Permission {
-            permission: Permission::Shell,
+            permission: Permission::FileTransfer,
             granted: false
         }
     );
     assert_eq!(
         event(&mut events).await,
         Event::Permission {
-            permission: Permission::Shell,
+            permission: Permission::FileTransfer,
             change: Change::Unavailable
         }
     );

@@ -33,6 +33,11 @@
 //! process is asked separately ([`RelayToAgent::EndProcess`], answered by
 //! [`AgentToRelay::ProcessEnd`]) and the customer agrees to each; see [`crate::tools`].
 //!
+//! # Command shell
+//! With `shell` (or `elevated_shell`) granted: relay → [`RelayToAgent::Shell`] requests,
+//! agent → [`AgentToRelay::Shell`] answers, the terminal's bytes in binary frames on the
+//! shell channel; see [`crate::shell`].
+//!
 //! The relay measures its round trip to the agent from [`RelayToAgent::Ping`] and the
 //! matching [`AgentToRelay::Pong`] (every 20 s, every second while the screen is watched) and
 //! shows it to the viewers; an agent answers a ping as soon as it reads it.
@@ -104,6 +109,10 @@ pub enum AgentToRelay {
         #[serde(default)]
         message: String,
     },
+    /// An answer about the command shell ([`crate::shell`]).
+    Shell {
+        reply: crate::shell::ShellReply,
+    },
 }
 
 /// How an agent proves it may join.
@@ -160,6 +169,7 @@ impl Validate for AgentToRelay {
             AgentToRelay::Monitors { monitors } => crate::remote::validate_monitors(monitors),
             AgentToRelay::Clipboard { text } => crate::remote::validate_clipboard(text),
             AgentToRelay::File { reply } => reply.validate(),
+            AgentToRelay::Shell { reply } => reply.validate(),
             AgentToRelay::SystemInfo { data, .. } => {
                 if data.len() > crate::tools::REPORT_CHUNK_BYTES {
                     return Err(DecodeError::FieldTooLong {
@@ -316,6 +326,11 @@ pub enum RelayToAgent {
         /// The representative's display name, for the question the customer sees.
         rep: String,
     },
+    /// A command-shell request ([`crate::shell`]; `open` only while `shell` or
+    /// `elevated_shell` is granted).
+    Shell {
+        request: crate::shell::ShellRequest,
+    },
 }
 
 impl RelayToAgent {
@@ -364,6 +379,7 @@ impl Validate for RelayToAgent {
             }
             RelayToAgent::Clipboard { text } => crate::remote::validate_clipboard(text),
             RelayToAgent::File { request } => request.validate(),
+            RelayToAgent::Shell { request } => request.validate(),
             RelayToAgent::Queue { .. }
             | RelayToAgent::Ping { .. }
             | RelayToAgent::Stream { .. }
@@ -431,7 +447,7 @@ mod tests {
 
         #[test]
         fn decode_never_panics_on_jsonish(
-            ty in prop::sample::select(vec!["hello","chat","end","pong","accept_terms","welcome","queue","system_info","system_info_failed","system_info_request","end_process","process_end","x"]),
+            ty in prop::sample::select(vec!["hello","chat","end","pong","accept_terms","welcome","queue","system_info","system_info_failed","system_info_request","end_process","process_end","shell","x"]),
             body in "[ -~]{0,300}",
         ) {
             let s = format!(r#"{{"type":"{ty}",{body}}}"#);

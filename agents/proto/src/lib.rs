@@ -36,11 +36,11 @@
 //!   [`deflate`]: the screen channel's deflate stream;
 //! * [`files`]: file transfer requests, answers and chunks;
 //! * [`tools`]: the system-information report;
+//! * [`shell`]: the command shell's requests, answers and terminal bytes;
 //! * [`jump`]: jump clients' connection, registration and wake-ups;
 //! * [`ticket`]: the ticket trailer of a downloaded client.
 //!
 //! # Limits of this version
-//! The shell channel is reserved in [`frame::Channel`]; its payload is not defined yet.
 //! System information travels in control messages ([`tools`]).
 #![forbid(unsafe_code)]
 
@@ -52,6 +52,7 @@ pub mod frame;
 pub mod jump;
 pub mod remote;
 pub mod screen;
+pub mod shell;
 pub mod ticket;
 pub mod tools;
 pub mod viewer;

@@ -17,6 +17,7 @@
 import { ScreenArea } from '/static/viewer.js';
 import { FilePanel, fmtBytes } from '/static/files.js';
 import { SystemInfoArea } from '/static/sysinfo.js';
+import { ShellArea, shellEventDetail, transcriptLink } from '/static/shell.js';
 import { t, localise } from '/static/texts.js';
 
 const MAX_CHAT_CHARS = 4000;
@@ -638,6 +639,7 @@ function renderSession({ scrollToEnd = false } = {}) {
   if (state.screen) state.screen.show(sess || null);
   if (state.files) state.files.show(sess || null);
   if (state.sysinfo) state.sysinfo.show(sess || null);
+  if (state.shell) state.shell.show(sess || null);
   if (!sess) return;
   if (pane.dataset.sessionId !== sess.id) {
     // Keep each tab's unsent draft.
@@ -806,6 +808,7 @@ function setGrant(id, permission, st) {
   if (id === state.current && state.screen) state.screen.show(sess);
   if (id === state.current && state.files) state.files.show(sess);
   if (id === state.current && state.sysinfo) state.sysinfo.show(sess);
+  if (id === state.current && state.shell) state.shell.show(sess);
 }
 
 function markEnded(id, by, reason) {
@@ -825,6 +828,8 @@ function markEnded(id, by, reason) {
 /** An event's detail as a person reads it (file transfers are stored as JSON). */
 function eventDetail(ev) {
   if (ev.detail == null) return '';
+  const shell = shellEventDetail(ev);
+  if (shell != null) return shell;
   if (ev.kind === 'file_transferred') {
     try {
       const f = JSON.parse(ev.detail);
@@ -925,7 +930,7 @@ async function showRecent(id) {
   byId('t-events').replaceChildren(...events.map((ev) => h('tr', null,
     h('td', { class: 'nowrap', text: fmtDateTime(ev.at) }),
     h('td', { class: 'nowrap', text: Object.prototype.hasOwnProperty.call(t.eventKinds, ev.kind) ? t.eventKinds[ev.kind] : str(ev.kind).replace(/_/g, ' ') }),
-    h('td', { text: eventDetail(ev) }))));
+    h('td', null, eventDetail(ev), transcriptLink(str(d.id), ev)))));
   byId('t-events').closest('table').hidden = events.length === 0;
   byId('t-events-empty').hidden = events.length > 0;
   if (!dlg.open) dlg.showModal();
@@ -1100,6 +1105,7 @@ async function start() {
   state.screen = new ScreenArea({ api, onGrant: setGrant, onError: reportError });
   state.files = new FilePanel({ api, csrf: () => (state.me ? state.me.csrf_token : ''), onGrant: setGrant, onError: reportError });
   state.sysinfo = new SystemInfoArea({ api, onGrant: setGrant, onError: reportError });
+  state.shell = new ShellArea({ api, onGrant: setGrant, onError: reportError });
   setInterval(() => { tickQueues(); tickKey(); }, 1000);
   window.addEventListener('pagehide', () => {
     state.unloading = true;

@@ -722,7 +722,86 @@ const FILES = {
     eventKinds: { file_transferred: 'Datei übertragen', file_offered: 'Datei vom Kunden gesendet' },
   },
 };
-for (const [table, extra] of [[EN, FILES.en], [FR, FILES.fr], [DE, FILES.de]]) {
+
+// The command shell area (shell.js) and shell events in the session report.
+const SHELL = {
+  en: {
+    shellTitle: 'Command shell',
+    shell: {
+      request: 'Request a command shell',
+      requestAdmin: 'Run as administrator',
+      open: 'Open a command shell',
+      openAdmin: 'Open as administrator',
+      close: 'Close the shell',
+      permUser: 'Shell',
+      permAdmin: 'Administrator',
+      hintAsk: 'Ask the customer to let you run commands on their computer.',
+      hintWait: 'The customer is asked whether you may run commands.',
+      hintOpen: 'Allowed: open a terminal on the customer\'s computer.',
+      opening: 'Opening the shell on the customer\'s computer…',
+      openedUser: (p) => `A shell (${p}) runs with the customer's rights. Everything typed and shown is recorded.`,
+      openedAdmin: (p) => `A shell (${p}) runs as administrator. Everything typed and shown is recorded.`,
+      closed: (by) => `The shell was closed (${by}).`,
+      by: { customer: 'by the customer', representative: 'by you', exited: 'the program ended', withdrawn: 'the customer withdrew the permission', session: 'the connection ended' },
+      lost: 'The connection to the shell was lost.',
+      transcript: 'Download the transcript',
+    },
+    shellEvent: (f) => `shell ${f.shell}${f.elevated ? ' (administrator)' : ''}: ${f.by ? `closed by ${f.by}, ${f.seconds} s, ${f.bytes_in} bytes typed, ${f.bytes_out} bytes shown${f.truncated ? ', transcript truncated' : ''}` : `opened by ${f.rep || '?'} (${f.program || '?'})`}`,
+    shellRefusedEvent: (f) => `${f.elevated ? 'administrator shell' : 'shell'} refused (${f.code}): ${f.message}`,
+    eventKinds: { shell_opened: 'shell opened', shell_closed: 'shell closed', shell_refused: 'shell refused' },
+  },
+  fr: {
+    shellTitle: 'Terminal de commandes',
+    shell: {
+      request: 'Demander un terminal de commandes',
+      requestAdmin: 'Exécuter en tant qu\'administrateur',
+      open: 'Ouvrir un terminal de commandes',
+      openAdmin: 'Ouvrir en administrateur',
+      close: 'Fermer le terminal',
+      permUser: 'Terminal',
+      permAdmin: 'Administrateur',
+      hintAsk: 'Demandez au client de vous laisser exécuter des commandes sur son ordinateur.',
+      hintWait: 'Le client doit dire s\'il vous permet d\'exécuter des commandes.',
+      hintOpen: 'Autorisé : ouvrez un terminal sur l\'ordinateur du client.',
+      opening: 'Ouverture du terminal sur l\'ordinateur du client…',
+      openedUser: (p) => `Un terminal (${p}) tourne avec les droits du client. Tout ce qui est tapé et affiché est enregistré.`,
+      openedAdmin: (p) => `Un terminal (${p}) tourne en administrateur. Tout ce qui est tapé et affiché est enregistré.`,
+      closed: (by) => `Le terminal a été fermé (${by}).`,
+      by: { customer: 'par le client', representative: 'par vous', exited: 'le programme s\'est terminé', withdrawn: 'le client a retiré l\'autorisation', session: 'la connexion s\'est terminée' },
+      lost: 'La connexion au terminal a été perdue.',
+      transcript: 'Télécharger la transcription',
+    },
+    shellEvent: (f) => `terminal ${f.shell}${f.elevated ? ' (administrateur)' : ''} : ${f.by ? `fermé (${f.by}), ${f.seconds} s, ${f.bytes_in} octets tapés, ${f.bytes_out} octets affichés${f.truncated ? ', transcription tronquée' : ''}` : `ouvert par ${f.rep || '?'} (${f.program || '?'})`}`,
+    shellRefusedEvent: (f) => `${f.elevated ? 'terminal administrateur' : 'terminal'} refusé (${f.code}) : ${f.message}`,
+    eventKinds: { shell_opened: 'terminal ouvert', shell_closed: 'terminal fermé', shell_refused: 'terminal refusé' },
+  },
+  de: {
+    shellTitle: 'Befehlszeile',
+    shell: {
+      request: 'Befehlszeile anfragen',
+      requestAdmin: 'Als Administrator ausführen',
+      open: 'Befehlszeile öffnen',
+      openAdmin: 'Als Administrator öffnen',
+      close: 'Befehlszeile schließen',
+      permUser: 'Befehlszeile',
+      permAdmin: 'Administrator',
+      hintAsk: 'Bitten Sie den Kunden, Befehle auf seinem Computer ausführen zu dürfen.',
+      hintWait: 'Der Kunde wird gefragt, ob Sie Befehle ausführen dürfen.',
+      hintOpen: 'Erlaubt: öffnen Sie eine Befehlszeile auf dem Computer des Kunden.',
+      opening: 'Die Befehlszeile wird auf dem Computer des Kunden geöffnet…',
+      openedUser: (p) => `Eine Befehlszeile (${p}) läuft mit den Rechten des Kunden. Alles Getippte und Angezeigte wird aufgezeichnet.`,
+      openedAdmin: (p) => `Eine Befehlszeile (${p}) läuft als Administrator. Alles Getippte und Angezeigte wird aufgezeichnet.`,
+      closed: (by) => `Die Befehlszeile wurde geschlossen (${by}).`,
+      by: { customer: 'vom Kunden', representative: 'von Ihnen', exited: 'das Programm wurde beendet', withdrawn: 'der Kunde hat die Erlaubnis zurückgezogen', session: 'die Verbindung wurde beendet' },
+      lost: 'Die Verbindung zur Befehlszeile ist abgebrochen.',
+      transcript: 'Aufzeichnung herunterladen',
+    },
+    shellEvent: (f) => `Befehlszeile ${f.shell}${f.elevated ? ' (Administrator)' : ''}: ${f.by ? `geschlossen (${f.by}), ${f.seconds} s, ${f.bytes_in} Bytes getippt, ${f.bytes_out} Bytes angezeigt${f.truncated ? ', Aufzeichnung gekürzt' : ''}` : `geöffnet von ${f.rep || '?'} (${f.program || '?'})`}`,
+    shellRefusedEvent: (f) => `${f.elevated ? 'Administrator-Befehlszeile' : 'Befehlszeile'} abgelehnt (${f.code}): ${f.message}`,
+    eventKinds: { shell_opened: 'Befehlszeile geöffnet', shell_closed: 'Befehlszeile geschlossen', shell_refused: 'Befehlszeile abgelehnt' },
+  },
+};
+for (const [table, extra] of [[EN, FILES.en], [FR, FILES.fr], [DE, FILES.de], [EN, SHELL.en], [FR, SHELL.fr], [DE, SHELL.de]]) {
   const { eventKinds, ...rest } = extra;
   Object.assign(table, rest);
   table.eventKinds = { ...table.eventKinds, ...eventKinds };

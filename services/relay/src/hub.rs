@@ -172,6 +172,8 @@ pub struct Hub {
     pub files: crate::files::FileHub,
     /// System-information reports being waited for.
     pub sysinfo: crate::tools::SysInfoRequests,
+    /// Command shells, per session.
+    pub shells: crate::shell::Shells,
 }
 
 impl Hub {
@@ -218,6 +220,7 @@ impl Hub {
             link_gen: AtomicU64::new(1),
             counters: Counters::default(),
             online_reps: Mutex::new(HashMap::new()),
+            shells: Default::default(),
             files: crate::files::FileHub::default(),
             sysinfo: Default::default(),
         });

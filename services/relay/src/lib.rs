@@ -28,7 +28,11 @@
 //! Session tools ([`tools`]): the admin policy of which tools reps may use, and the
 //! system-information report asked of the agent and recorded as session events.
 //!
-//! Current limits: shell and jump clients are later work; the site admin
+//! Command shell ([`shell`]): a terminal socket per console (`/ws/shell/{id}`) joined to a
+//! pseudo-terminal on the customer's computer through the agent, allowed by the `[tools]`
+//! policy and the customer's grant, recorded as session events with a stored transcript.
+//!
+//! Current limits: jump clients are later work; the site admin
 //! interface is not written yet (accounts come from the setup page and
 //! `lifeline-relay user add`).
 //!
@@ -48,6 +52,7 @@ pub mod i18n;
 pub mod licence;
 pub mod ratelimit;
 pub mod server;
+pub mod shell;
 pub mod signing;
 pub mod tls;
 pub mod tools;

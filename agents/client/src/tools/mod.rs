@@ -1,6 +1,6 @@
-//! The session tools the representative may use once the customer allows them: for now
-//! the system-information report ([`sysinfo`]) and ending a process, which the customer
-//! agrees to one request at a time.
+//! The session tools the representative may use once the customer allows them: the
+//! system-information report ([`sysinfo`]) and ending a process, which the customer
+//! agrees to one request at a time, and the command shell ([`shell`]).
 //!
 //! [`Tools`] is the session's side: it knows what the customer granted, starts gathering
 //! on a thread of its own when the box asks (one report at a time), and hands the messages
@@ -13,6 +13,7 @@
 //! Limits: a report asked for while the link was down is sent once it is back (the box
 //! drops parts of requests it no longer waits for).
 
+pub mod shell;
 pub mod sysinfo;
 
 use std::sync::Arc;

@@ -57,6 +57,10 @@ pub fn router() -> Router<State> {
             "/sessions/{id}/processes/{pid}/end",
             post(crate::tools::end_process),
         )
+        .route(
+            "/sessions/{id}/shells/{shell}/transcript",
+            get(crate::shell::transcript),
+        )
         .route("/tools", get(crate::tools::policy))
         .route("/portal/tickets", post(portal_ticket))
         .route("/audit", get(audit_log))
@@ -65,7 +69,7 @@ pub fn router() -> Router<State> {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Lifeline API", version = "1.0.0", description = "Script the Lifeline support box: session keys, queues, sessions, chat, permissions for screen sharing."),
-    paths(token, logout, me, super::appliance::status_json, super::appliance::panel_key, create_key, queues, recent_sessions, session, accept, message, end, request_permission, crate::tools::system_info, crate::tools::end_process, crate::tools::policy, crate::files::list, crate::files::make_dir, crate::files::download, crate::files::offers, crate::files::offered, crate::files::prepare_upload, crate::files::upload, portal_ticket, audit_log),
+    paths(token, logout, me, super::appliance::status_json, super::appliance::panel_key, create_key, queues, recent_sessions, session, accept, message, end, request_permission, crate::tools::system_info, crate::tools::end_process, crate::tools::policy, crate::shell::transcript, crate::files::list, crate::files::make_dir, crate::files::download, crate::files::offers, crate::files::offered, crate::files::prepare_upload, crate::files::upload, portal_ticket, audit_log),
     components(schemas(ErrorBody, TokenRequest, TokenResponse, Me, KeyRequest, KeyResponse, SessionDetail,
         MessageRequest, MessageCreated, TicketRequest, TicketResponse, Download, SessionList, QueueList,
         MessageRow, EventRow, PermissionRequest, PermissionState, StreamTotals, crate::tools::ToolPolicy, crate::tools::EndProcessRequest, crate::tools::EndProcessAnswer, crate::db::AuditRow, super::appliance::ApplianceReport,
@@ -444,7 +448,7 @@ async fn detail(state: &State, row: SessionRow, full: bool) -> Result<SessionDet
 }
 
 /// Loads a session the caller may read.
-async fn readable(state: &State, id: &str, a: &Authed) -> Result<SessionRow, ApiError> {
+pub(crate) async fn readable(state: &State, id: &str, a: &Authed) -> Result<SessionRow, ApiError> {
     let not_found = || ApiError::NotFound("There is no session with this id.".into());
     if id.len() > 64 {
         return Err(not_found());

@@ -95,6 +95,7 @@ pub fn router(state: State) -> Router {
         .route("/ws/agent", get(ws_agent::upgrade))
         .route("/ws/console", get(ws_console::upgrade))
         .route("/ws/view/{session_id}", get(ws_view::upgrade))
+        .route("/ws/shell/{session_id}", get(crate::shell::upgrade))
         .route("/appliance", get(appliance::page))
         .nest("/appliance", appliance::pages())
         .nest("/api/v1/appliance", appliance::api())

@@ -391,6 +391,24 @@ pub async fn asset(Path(file): Path<String>) -> Response {
             include_str!("../../assets/sysinfo.js"),
             "text/javascript; charset=utf-8",
         ),
+        "shell.js" => (
+            include_str!("../../assets/shell.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        // xterm.js and its fit add-on, vendored byte for byte from npm (see
+        // assets/vendor/xterm/VERSION; tests/vendor.rs checks them against node_modules).
+        "xterm.mjs" => (
+            include_str!("../../assets/vendor/xterm/xterm.mjs"),
+            "text/javascript; charset=utf-8",
+        ),
+        "addon-fit.mjs" => (
+            include_str!("../../assets/vendor/xterm/addon-fit.mjs"),
+            "text/javascript; charset=utf-8",
+        ),
+        "xterm.css" => (
+            include_str!("../../assets/vendor/xterm/xterm.css"),
+            "text/css; charset=utf-8",
+        ),
         "console.css" => (
             include_str!("../../assets/console.css"),
             "text/css; charset=utf-8",

@@ -9,7 +9,8 @@
 //! and cursor channels are routed to the viewers after a check of their header alone
 //! ([`frame::decode`]); file frames and file answers go to the session's file transfers
 //! ([`crate::files`]), and file messages for the agent come from there through a short
-//! queue of their own; shell frames are refused until that channel exists.
+//! queue of their own; shell frames and answers go to the session's shells
+//! ([`crate::shell`]), whose messages for the agent have a queue of their own too.
 //! The relay's pings measure the round trip to the agent (every 20 s, every second while the
 //! screen is watched); viewers are told the last figure.
 
@@ -354,6 +355,8 @@ impl Conn {
         let mut nonce = 0u64;
         let mut pings = Pings::default();
         let (_files_link, mut files_rx) = self.state.hub.files.attach(session_id);
+        let hub = self.state.hub.clone();
+        let (_shell_link, mut shell_rx) = hub.shells.attach(session_id);
         loop {
             tokio::select! {
                 incoming = self.socket.recv() => {
@@ -384,7 +387,11 @@ impl Conn {
                                     self.state.hub.files.from_agent_frame(session_id, b);
                                 }
                                 Channel::Shell => {
-                                    return self.fail(ErrorCode::OutOfOrder, "no shell channel is open".into()).await;
+                                    let payload = &b[frame::HEADER_LEN..];
+                                    if let Err(e) = lifeline_proto::shell::ShellData::decode(payload) {
+                                        return self.fail(ErrorCode::Malformed, format!("bad shell frame: {e}")).await;
+                                    }
+                                    self.state.hub.shells.from_agent_frame(session_id, b);
                                 }
                             }
                             continue;
@@ -425,6 +432,17 @@ impl Conn {
                     let ok = match out {
                         crate::files::ToAgent::Text(msg) => self.send(&msg).await,
                         crate::files::ToAgent::Binary(b) => {
+                            self.socket.send(Message::Binary(b)).await.is_ok()
+                        }
+                    };
+                    if !ok {
+                        return Exit::Closed;
+                    }
+                }
+                Some(out) = shell_rx.recv() => {
+                    let ok = match out {
+                        crate::shell::ToAgent::Text(msg) => self.send(&msg).await,
+                        crate::shell::ToAgent::Binary(b) => {
                             self.socket.send(Message::Binary(b)).await.is_ok()
                         }
                     };
@@ -576,6 +594,12 @@ impl Conn {
             }
             AgentToRelay::SystemInfoFailed { request, reason } => {
                 hub.sysinfo.failed(session_id, request, &reason);
+                Step::Continue
+            }
+            // Also after the representative left: answers about a shell that is gone (sent
+            // after a reconnection, say) are dropped there.
+            AgentToRelay::Shell { reply } => {
+                hub.shells.from_agent(session_id, reply);
                 Step::Continue
             }
             AgentToRelay::ProcessEnd {

@@ -5,12 +5,13 @@
 //! The desktop on X11: [`capture`] (screen, monitors, cursor), [`input`] (pointer and keys
 //! injected with XTest) and [`clipboard`] (text through X selections), offered to a session
 //! as one [`desktop::X11Desktop`]. [`sysinfo`] reads the system-information report's
-//! sources.
+//! sources; [`pty`] runs the command shell on a pseudo-terminal.
 
 pub mod capture;
 pub mod clipboard;
 pub mod desktop;
 pub mod input;
+pub mod pty;
 pub mod sysinfo;
 
 use std::process::Command;
