@@ -13,72 +13,21 @@
 // command and seeing its output, a resize of the page reaching `stty size`, closing, and the
 // session report's shell events with the transcript link. Exits 0 only if every step passed.
 
-import fs from 'node:fs';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
+import {
+  check, consoleLogin, env, finish, launch, pages, shot, step, syncFiles,
+} from './harness.mjs';
 
 const TIMEOUT = 20_000;
 const OVERALL_TIMEOUT = 240_000;
 
-function env(name) {
-  const v = process.env[name];
-  if (v == null || v === '') {
-    console.error(`error: environment variable ${name} is required`);
-    process.exit(2);
-  }
-  return v;
-}
-
-const BASE = env('LIFELINE_URL').replace(/\/+$/, '');
 const REP_USER = env('LIFELINE_REP_USER');
 const REP_PASSWORD = env('LIFELINE_REP_PASSWORD');
+const { done } = syncFiles();
 const SESSION = env('LIFELINE_SESSION');
-const SYNC = env('LIFELINE_SYNC');
-const ARTIFACTS = path.resolve(env('LIFELINE_ARTIFACTS'));
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-fs.mkdirSync(ARTIFACTS, { recursive: true });
 
-let passed = 0;
-let failed = 0;
-let broken = false;
 let page;
 const pageErrors = [];
 
-async function step(name, fn) {
-  if (broken) {
-    console.log(`SKIP  ${name}`);
-    failed += 1;
-    return;
-  }
-  const t0 = Date.now();
-  try {
-    const detail = await fn();
-    passed += 1;
-    console.log(`ok    ${name}${detail ? ` — ${detail}` : ''} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    failed += 1;
-    broken = true;
-    console.log(`FAIL  ${name}\n      ${(e && e.message ? e.message : String(e)).split('\n').slice(0, 8).join('\n      ')}`);
-    if (page) await page.screenshot({ path: path.join(ARTIFACTS, 'shell-failure.png') }).catch(() => {});
-  }
-}
-
-function check(cond, message) {
-  if (!cond) throw new Error(message);
-}
-
-const done = (name) => fs.writeFileSync(path.join(SYNC, `${name}.done`), String(Date.now()));
-
-async function waitDone(name, timeout = 60_000) {
-  const file = path.join(SYNC, `${name}.done`);
-  const end = Date.now() + timeout;
-  while (!fs.existsSync(file)) {
-    if (Date.now() > end) throw new Error(`the test side never finished "${name}"`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-const shot = (file) => page.screenshot({ path: path.join(ARTIFACTS, file) });
 const text = async (sel) => (await page.locator(sel).innerText()).trim();
 /** What the terminal shows (xterm.js's DOM rows). */
 const screen = () => page.evaluate(() => {
@@ -102,18 +51,13 @@ const type = async (line) => {
 };
 
 async function run() {
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30_000,
-    args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await launch();
   const ctx = await browser.newContext({
     ignoreHTTPSErrors: true, viewport: { width: 1400, height: 1000 }, locale: 'en-US',
   });
   ctx.setDefaultTimeout(TIMEOUT);
   page = await ctx.newPage();
+  pages.add(page);
   page.on('pageerror', (e) => { pageErrors.push(e.message); console.log(`      [page error] ${e.message}`); });
   const cspViolations = [];
   page.on('console', (m) => {
@@ -124,13 +68,7 @@ async function run() {
   });
 
   await step('a. the rep logs in and opens the accepted session', async () => {
-    await page.goto(`${BASE}/login`);
-    await page.fill('input[name=username]', REP_USER);
-    await page.fill('input[name=password]', REP_PASSWORD);
-    await Promise.all([
-      page.waitForURL((u) => new URL(u).pathname === '/console'),
-      page.locator('form:has(input[name=password]) button').first().click(),
-    ]);
+    await consoleLogin(page, REP_USER, REP_PASSWORD);
     await page.locator(`[data-testid=session-tab][data-session-id="${SESSION}"]`).click();
     await page.locator('[data-testid=shell]').waitFor({ state: 'visible' });
     return text('[data-testid=shell-hint]');
@@ -150,7 +88,7 @@ async function run() {
     await page.locator('[data-testid=shell-hint]', { hasText: "customer's rights" }).waitFor();
     await type('echo web-$((6*7))');
     await waitScreen(/^web-42\s*$/m, 'web-42');
-    await shot('shell-1-terminal.png');
+    await shot(page, 'shell-1-terminal.png');
     return text('[data-testid=shell-hint]');
   });
 
@@ -190,7 +128,7 @@ async function run() {
     const shownRows = await rows();
     check(Number(r2) === shownRows, `stty says ${r2} rows, the terminal shows ${shownRows}`);
     check(Number(c2) < Number(c1), `columns went from ${c1} to ${c2}`);
-    await shot('shell-2-resized.png');
+    await shot(page, 'shell-2-resized.png');
     return `${r1}x${c1} → ${r2}x${c2}`;
   });
 
@@ -220,7 +158,7 @@ async function run() {
     const body = await page.evaluate(async (u) => (await fetch(u)).text(), href);
     // Typed key by key: each key is an input record; the output has the command's answer.
     check(body.includes('web-42') && / in  e\n/.test(body) && / in  \\r\n/.test(body), `transcript:\n${body.slice(0, 2000)}`);
-    await shot('shell-3-report.png');
+    await shot(page, 'shell-3-report.png');
     await dialog.locator('[data-testid=transcript-close]').click();
     return `${await events.locator('tr').count()} events, transcript ${body.length} bytes`;
   });
@@ -232,15 +170,4 @@ async function run() {
   await browser.close();
 }
 
-const overall = setTimeout(() => {
-  console.log(`FAIL  the whole run took longer than ${OVERALL_TIMEOUT} ms`);
-  process.exit(1);
-}, OVERALL_TIMEOUT);
-
-try {
-  await run();
-} finally {
-  clearTimeout(overall);
-  console.log(`${passed} passed, ${failed} failed`);
-}
-process.exit(failed === 0 ? 0 : 1);
+await finish(run, { overallMs: OVERALL_TIMEOUT });

@@ -465,30 +465,8 @@ async fn the_terminal_in_the_console_in_chromium() {
     let sid = accept_next(&relay, &rep, &mut console).await;
     agent.wait_log("event=state state=active").await;
 
-    let sync = home.path().join("sync");
-    std::fs::create_dir_all(&sync).unwrap();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    assert!(
-        root.join("tests/browser/node_modules/playwright-core")
-            .is_dir(),
-        "browser-test packages are missing: run `cargo xtask test` (it runs npm ci in tests/browser)"
-    );
-    let script_out = art.join("shell.mjs.log");
-    let mut script = tokio::process::Command::new("node")
-        .arg(root.join("tests/browser/shell.mjs"))
-        .env("LIFELINE_URL", &relay.url)
-        .env("LIFELINE_REP_USER", "rep1")
-        .env("LIFELINE_REP_PASSWORD", REP_PASSWORD)
-        .env("LIFELINE_SESSION", &sid)
-        .env("LIFELINE_SYNC", &sync)
-        .env("LIFELINE_ARTIFACTS", &art)
-        .env("CHROMIUM", "/usr/bin/chromium")
-        .stdout(std::fs::File::create(&script_out).unwrap())
-        .stderr(std::process::Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node must be installed (cargo xtask test installs it)");
-    let script_log = || std::fs::read_to_string(&script_out).unwrap_or_default();
+    let script = RepScript::start(&relay, "shell.mjs", &sid, &art, &[]);
+    let script_log = || script.log();
 
     // The customer allows the shell (Tab to "Allow").
     wait_for(
@@ -503,15 +481,10 @@ async fn the_terminal_in_the_console_in_chromium() {
     )
     .await;
     answer(&x, &wid, true).await;
-    let status = tokio::time::timeout(Duration::from_secs(240), script.wait())
-        .await
-        .expect("the browser script finished in time")
-        .unwrap();
-    println!("{}", script_log());
+    let (ok, log) = script.finished(Duration::from_secs(240)).await;
     assert!(
-        status.success(),
-        "browser script failed:\n{}\n---- agent log ----\n{}\n---- relay log ----\n{}",
-        script_log(),
+        ok,
+        "browser script failed:\n{log}\n---- agent log ----\n{}\n---- relay log ----\n{}",
         agent.log(),
         relay.log()
     );
@@ -693,7 +666,7 @@ async fn administrator_through_sudo_with_the_clients_password_dialog() {
 
     // 1. The customer types the password into the client's dialog: root's shell.
     let mut t = Term::open(&relay, &rep, &sid, "elevated=true&rows=24&cols=80").await;
-    let dialog = x.window("Administrator password").await;
+    let dialog = window(&x, "Administrator password").await;
     x.screenshot(&art.join("1-password-dialog.png"));
     x.xdotool(&["windowfocus", "--sync", &dialog]);
     x.xdotool(&["type", "--delay", "30", &user.password]);
@@ -713,7 +686,7 @@ async fn administrator_through_sudo_with_the_clients_password_dialog() {
     // 2. Asked again, the customer cancels the dialog: declined, no shell.
     let mut t = Term::open(&relay, &rep, &sid, "elevated=true&rows=24&cols=80").await;
     // (The first dialog's process has ended: a visible one is the new one.)
-    let dialog = x.window("Administrator password").await;
+    let dialog = window(&x, "Administrator password").await;
     x.xdotool(&["windowfocus", "--sync", &dialog]);
     x.xdotool(&["key", "Escape"]);
     let r = t.wait_type("refused").await;
