@@ -144,6 +144,8 @@ pub enum HubError {
 pub struct Counters {
     pub consoles: AtomicU64,
     pub agents: AtomicU64,
+    /// Connected jump clients ([`crate::jump`]).
+    pub jump_clients: AtomicU64,
 }
 
 #[derive(Debug)]

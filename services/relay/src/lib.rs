@@ -28,7 +28,11 @@
 //! Session tools ([`tools`]): the admin policy of which tools reps may use, and the
 //! system-information report asked of the agent and recorded as session events.
 //!
-//! Current limits: shell and jump clients are later work; the site admin
+//! Jump clients ([`jump`]): registration with a deployment key, challenge-signed links on
+//! `/ws/jump`, the reconnection and licence limits.
+//!
+//! Current limits: the shell is later work, and so are jumping into a session, passive
+//! wake-ups and the support button; the site admin
 //! interface is not written yet (accounts come from the setup page and
 //! `lifeline-relay user add`).
 //!
@@ -45,6 +49,7 @@ pub mod db;
 pub mod files;
 pub mod hub;
 pub mod i18n;
+pub mod jump;
 pub mod licence;
 pub mod ratelimit;
 pub mod server;
