@@ -88,14 +88,32 @@ pub struct Online {
     pub mode: JumpMode,
     /// Milliseconds since the epoch when the link was opened.
     pub since: i64,
-    /// Orders for the client (session starts, uninstall).
-    pub orders: mpsc::Sender<RelayToJump>,
+    /// Orders for the client (session starts, uninstall). Boxed: a channel allocates its
+    /// first block of 32 slots up front, and 32 whole orders would weigh 8 KiB per client.
+    pub orders: mpsc::Sender<Box<RelayToJump>>,
+}
+
+/// Connected clients, and how many of them are active (kept, not counted per connection).
+#[derive(Debug, Default)]
+struct Registry {
+    map: HashMap<Box<str>, Online>,
+    active: usize,
+}
+
+impl Registry {
+    fn remove(&mut self, id: &str) {
+        if let Some(o) = self.map.remove(id)
+            && o.mode == JumpMode::Active
+        {
+            self.active -= 1;
+        }
+    }
 }
 
 /// The relay's live view of jump clients.
 #[derive(Debug)]
 pub struct Jumps {
-    online: Mutex<HashMap<Box<str>, Online>>,
+    online: Mutex<Registry>,
     gen_: std::sync::atomic::AtomicU64,
     limit: ReconnectLimit,
     bucket: Mutex<Bucket>,
@@ -114,7 +132,7 @@ pub enum Admission {
 impl Jumps {
     pub fn new(limit: ReconnectLimit, wake_key_path: &Path) -> Result<Jumps, WakeKeyError> {
         Ok(Jumps {
-            online: Mutex::new(HashMap::new()),
+            online: Mutex::new(Registry::default()),
             gen_: Default::default(),
             limit,
             bucket: Mutex::new(Bucket {
@@ -180,20 +198,22 @@ impl Jumps {
         id: &str,
         mode: JumpMode,
         max_active: u32,
-        orders: mpsc::Sender<RelayToJump>,
+        orders: mpsc::Sender<Box<RelayToJump>>,
     ) -> Option<u64> {
         let mut online = self.online.lock().unwrap_or_else(|e| e.into_inner());
-        if mode == JumpMode::Active && !online.contains_key(id) {
-            let active = online
-                .values()
-                .filter(|o| o.mode == JumpMode::Active)
-                .count();
-            if active >= max_active as usize {
-                return None;
-            }
+        let replacing = online.map.get(id).map(|o| o.mode);
+        if mode == JumpMode::Active
+            && replacing != Some(JumpMode::Active)
+            && online.active >= max_active as usize
+        {
+            return None;
         }
         let gen_ = self.gen_.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        online.insert(
+        online.remove(id);
+        if mode == JumpMode::Active {
+            online.active += 1;
+        }
+        online.map.insert(
             id.into(),
             Online {
                 gen_,
@@ -208,7 +228,7 @@ impl Jumps {
     /// Forgets link `gen_` of `id` (a newer link stays).
     pub fn detach(&self, id: &str, gen_: u64) -> bool {
         let mut online = self.online.lock().unwrap_or_else(|e| e.into_inner());
-        if online.get(id).is_some_and(|o| o.gen_ == gen_) {
+        if online.map.get(id).is_some_and(|o| o.gen_ == gen_) {
             online.remove(id);
             true
         } else {
@@ -221,6 +241,7 @@ impl Jumps {
         self.online
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .map
             .get(id)
             .is_some_and(|o| o.gen_ == gen_)
     }
@@ -230,6 +251,7 @@ impl Jumps {
         self.online
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .map
             .get(id)
             .map(|o| o.since)
     }
@@ -237,11 +259,7 @@ impl Jumps {
     /// Connected clients: (active, passive).
     pub fn counts(&self) -> (usize, usize) {
         let online = self.online.lock().unwrap_or_else(|e| e.into_inner());
-        let active = online
-            .values()
-            .filter(|o| o.mode == JumpMode::Active)
-            .count();
-        (active, online.len() - active)
+        (online.active, online.map.len() - online.active)
     }
 
     /// Ids of every connected client.
@@ -249,6 +267,7 @@ impl Jumps {
         self.online
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .map
             .keys()
             .map(|k| k.to_string())
             .collect()

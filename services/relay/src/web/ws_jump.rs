@@ -202,13 +202,13 @@ async fn run(state: State, ip: IpAddr, mut socket: WebSocket) {
         .counters
         .jump_clients
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let info = lifeline_proto::jump::JumpInfo {
+    let facts = lifeline_proto::jump::JumpInfo {
         computer: lifeline_proto::sanitize_text(&info.computer),
         platform: lifeline_proto::sanitize_text(&info.platform),
         logged_in_user: lifeline_proto::sanitize_text(&info.logged_in_user),
         agent_version: lifeline_proto::sanitize_text(&info.agent_version),
     };
-    store::connected(&state.db, &client_id, &info).await;
+    store::connected(&state.db, &client_id, &facts).await;
     let welcomed = send(
         &mut socket,
         &RelayToJump::Welcome {
@@ -219,6 +219,9 @@ async fn run(state: State, ip: IpAddr, mut socket: WebSocket) {
         },
     )
     .await;
+    // What the handshake needed is freed before the link idles (an idle link should hold
+    // nothing but its socket).
+    drop((row, info, facts, text, nonce, signature));
     if welcomed && purpose != Purpose::CheckIn {
         serve(&state, &mut socket, &mut orders).await;
     } else {
@@ -235,7 +238,11 @@ async fn run(state: State, ip: IpAddr, mut socket: WebSocket) {
 }
 
 /// The idle life of a link: answer pings, forward orders, notice silence.
-async fn serve(state: &State, socket: &mut WebSocket, orders: &mut mpsc::Receiver<RelayToJump>) {
+async fn serve(
+    state: &State,
+    socket: &mut WebSocket,
+    orders: &mut mpsc::Receiver<Box<RelayToJump>>,
+) {
     let silence = Duration::from_secs(u64::from(HEARTBEAT_S) * 3);
     let mut stop = state.shutdown.clone();
     loop {
