@@ -8,6 +8,9 @@
 //! * `cargo xtask test`  — installs what is missing, then fmt check, clippy, and every test
 //!   (unit, integration, end-to-end with Xvfb, browser with Chromium).
 //! * `cargo xtask bench session [--sessions N]` — concurrent one-shot session set-ups.
+//! * `cargo xtask bench jump [--clients N] [--idle-s S]` — N active jump clients held against
+//!   the relay: memory per client, idle CPU, all back after a restart
+//!   (`services/relay/benches/jump.rs`).
 //! * `cargo xtask bench screen [--secs N] [--only a,b] [--no-vnc]` — our screen stream (agent → relay → console) on
 //!   scripted scenarios against x11vnc serving a Tight VNC viewer
 //!   (`agents/client/benches/screen.rs`; about 8 minutes).
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
                  commands:\n  run                      run the appliance in development mode\n  \
                  test [FILTER...]         fmt, clippy and every test (filters go to nextest)\n  \
                  bench session [--sessions N]\n  \
+                 bench jump [--clients N] [--idle-s S]  active jump clients held, idle, restarted\n  \
                  bench screen [--secs N] [--only a,b] [--no-vnc]  screen stream vs x11vnc/Tight\n  \
                  bench transfer [--size-mb N]  file transfer throughput and screen latency meanwhile\n  \
                  image --model b200|b300  build the firmware image and its RAUC bundle\n  \
@@ -496,6 +500,29 @@ fn bench(args: &[String]) -> Result {
             c.stdout(Stdio::inherit());
             status(c, "bench session")
         }
+        Some("jump") => {
+            step("building the relay and the jump load generator (release)");
+            // The licence manager allows N jump clients with a licence signed by the
+            // development key, which only a debug build trusts.
+            build(false, &["lifeline-license"])?;
+            let mut c = cargo();
+            c.args([
+                "bench",
+                "--locked",
+                "-p",
+                "lifeline-relay",
+                "--bench",
+                "jump",
+                "--",
+            ]);
+            c.args(&args[1..]);
+            c.env(
+                "LIFELINE_LICENSE_BIN",
+                root().join("target/debug/lifeline-license"),
+            );
+            c.stdout(Stdio::inherit());
+            status(c, "bench jump")
+        }
         Some("screen") => {
             ensure_deps(false)?;
             apt_install(SCREEN_BENCH_PACKAGES)?;
@@ -545,7 +572,7 @@ fn bench(args: &[String]) -> Result {
             status(c, "bench transfer")
         }
         _ => Err(
-            "usage: cargo xtask bench session [--sessions N]\n       cargo xtask bench screen [--secs N] [--only SCENARIO,...] [--no-vnc] [--samples N] [--keep]\n       cargo xtask bench transfer [--size-mb N] [--samples N] [--keep]"
+            "usage: cargo xtask bench session [--sessions N]\n       cargo xtask bench jump [--clients N] [--idle-s S] [--addresses A]\n       cargo xtask bench screen [--secs N] [--only SCENARIO,...] [--no-vnc] [--samples N] [--keep]\n       cargo xtask bench transfer [--size-mb N] [--samples N] [--keep]"
                 .into(),
         ),
     }

@@ -29,7 +29,8 @@
 //!
 //! Limits of this version: Linux with X11 only for screen, input and clipboard (Wayland,
 //! Windows and macOS have no desktop module yet, so their requests are answered "not
-//! available"); the shell on Linux only; the jump-client mode is not implemented; errors below the UI are English sentences.
+//! available"); the shell on Linux only; jump mode ([`jump`]: install with a deployment key, the
+//! active service) is Linux-only and does not start sessions yet; errors below the UI are English sentences.
 #![forbid(unsafe_code)]
 
 pub mod consent;
@@ -37,6 +38,8 @@ pub mod desktop;
 pub mod env;
 pub mod files;
 pub mod i18n;
+#[cfg(target_os = "linux")]
+pub mod jump;
 pub mod net;
 pub mod platform;
 pub mod screen;

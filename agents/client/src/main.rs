@@ -12,21 +12,54 @@ use lifeline_agent::i18n::{Lang, Texts};
 use lifeline_agent::session::error_chain;
 use lifeline_agent::{platform, ticket, ui};
 use lifeline_proto::agent::AgentInfo;
+use lifeline_proto::ticket::TicketKind;
 use tracing_subscriber::EnvFilter;
 
-const USAGE: &str = "usage: lifeline-agent [--ticket-file PATH] [--version]";
+const USAGE: &str = "usage: lifeline-agent [--ticket-file PATH] [--service-dir DIR] [--no-systemd] [--version]\n       lifeline-agent jump run --dir DIR";
 
 enum Cli {
-    Run { ticket_file: Option<PathBuf> },
+    Run {
+        ticket_file: Option<PathBuf>,
+        install: InstallArgs,
+    },
+    JumpRun {
+        dir: PathBuf,
+    },
     Version,
+}
+
+/// Options of a jump-client installer (ignored by other tickets).
+#[derive(Default)]
+struct InstallArgs {
+    service_dir: Option<PathBuf>,
+    no_systemd: bool,
 }
 
 fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, String> {
     let mut ticket_file = None;
-    let mut args = args.into_iter();
+    let mut install = InstallArgs::default();
+    let mut args = args.into_iter().peekable();
+    if args.peek().and_then(|a| a.to_str()) == Some("jump") {
+        args.next();
+        if args.next().as_deref().and_then(|a| a.to_str()) != Some("run") {
+            return Err("the jump command is `jump run --dir DIR`".into());
+        }
+        if args.next().as_deref().and_then(|a| a.to_str()) != Some("--dir") {
+            return Err("`jump run` needs --dir DIR".into());
+        }
+        let dir = args.next().ok_or("--dir needs a folder")?;
+        return Ok(Cli::JumpRun {
+            dir: PathBuf::from(dir),
+        });
+    }
     while let Some(arg) = args.next() {
         match arg.to_str() {
             Some("--version" | "-V") => return Ok(Cli::Version),
+            Some("--service-dir") => {
+                let path = args.next().ok_or("--service-dir needs a folder")?;
+                install.service_dir = Some(PathBuf::from(path));
+            }
+            Some("--no-systemd") => install.no_systemd = true,
             Some("--ticket-file") => {
                 let path = args.next().ok_or("--ticket-file needs a path")?;
                 ticket_file = Some(PathBuf::from(path));
@@ -37,7 +70,82 @@ fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli,
             _ => return Err(format!("unknown argument {arg:?}")),
         }
     }
-    Ok(Cli::Run { ticket_file })
+    Ok(Cli::Run {
+        ticket_file,
+        install,
+    })
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("lifeline-net")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("lifeline-agent: cannot start: {e}");
+            None
+        }
+    }
+}
+
+/// `jump run --dir DIR`: the installed jump client's service.
+#[cfg(target_os = "linux")]
+fn jump_run(dir: &std::path::Path, env: &Env) -> ExitCode {
+    let Some(rt) = runtime() else {
+        return ExitCode::from(1);
+    };
+    tracing::info!(
+        "event=jump_start version={} dir={:?}",
+        env!("CARGO_PKG_VERSION"),
+        dir
+    );
+    match rt.block_on(lifeline_agent::jump::run(dir, env)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lifeline-agent: {}", error_chain(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A `jump_install` ticket: register this computer and install the service.
+#[cfg(target_os = "linux")]
+fn jump_install(
+    ticket: &lifeline_proto::ticket::TicketFile,
+    env: &Env,
+    args: InstallArgs,
+) -> ExitCode {
+    use lifeline_agent::jump::install::{InstallOptions, install};
+    let Some(rt) = runtime() else {
+        return ExitCode::from(1);
+    };
+    let opts = InstallOptions {
+        service_dir: args.service_dir,
+        no_systemd: args.no_systemd,
+    };
+    match rt.block_on(install(ticket, env, &opts)) {
+        Ok(done) => {
+            tracing::info!(
+                "event=jump_installed client_id={} dir={:?}",
+                done.client_id,
+                done.dir
+            );
+            println!(
+                "The jump client is installed in {} (client {}).",
+                done.dir.display(),
+                done.client_id
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("event=jump_install_failed error={:?}", error_chain(&e));
+            eprintln!("lifeline-agent: {}", error_chain(&e));
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -55,7 +163,7 @@ fn main() -> ExitCode {
     if std::env::var_os(lifeline_agent::tools::shell::ASKPASS_ENV).is_some() {
         return askpass(&env);
     }
-    let ticket_file = match parse_args(std::env::args_os().skip(1)) {
+    let (ticket_file, install) = match parse_args(std::env::args_os().skip(1)) {
         Ok(Cli::Version) => {
             println!(
                 "lifeline-agent {} (protocol {})",
@@ -64,7 +172,17 @@ fn main() -> ExitCode {
             );
             return ExitCode::SUCCESS;
         }
-        Ok(Cli::Run { ticket_file }) => ticket_file,
+        #[cfg(target_os = "linux")]
+        Ok(Cli::JumpRun { dir }) => return jump_run(&dir, &env),
+        #[cfg(not(target_os = "linux"))]
+        Ok(Cli::JumpRun { .. }) => {
+            eprintln!("lifeline-agent: jump clients run on Linux only in this version");
+            return ExitCode::from(2);
+        }
+        Ok(Cli::Run {
+            ticket_file,
+            install,
+        }) => (ticket_file, install),
         Err(e) => {
             eprintln!("lifeline-agent: {e}\n{USAGE}");
             return ExitCode::from(2);
@@ -88,6 +206,17 @@ fn main() -> ExitCode {
         }
     };
 
+    match ticket.kind {
+        TicketKind::OneShot => {}
+        #[cfg(target_os = "linux")]
+        TicketKind::JumpInstall => return jump_install(&ticket, &env, install),
+        _ => {
+            eprintln!("lifeline-agent: this kind of program is not supported here yet");
+            return ExitCode::from(2);
+        }
+    }
+    let _ = install;
+
     let lang = Lang::choose(&ticket.language, &env);
     let facts = platform::current(&env);
     let info = AgentInfo {
@@ -110,17 +239,8 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("lifeline-net")
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("lifeline-agent: cannot start: {e}");
-            return ExitCode::from(1);
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(1);
     };
     let config = lifeline_agent::session::SessionConfig {
         desktop: platform::desktop(&env),

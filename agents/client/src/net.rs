@@ -358,12 +358,32 @@ impl ServerCertVerifier for PinVerifier {
 
 /// Opens the WebSocket to `{site_url}/ws/agent`, pinned to the ticket's certificate.
 pub async fn connect(ticket: &TicketFile, env: &Env) -> Result<WsStream, NetError> {
-    tokio::time::timeout(CONNECT_TIMEOUT, connect_inner(ticket, env))
-        .await
-        .map_err(|_| NetError::Timeout)?
+    connect_to(ticket, env, "/ws/agent").await
 }
 
-async fn connect_inner(ticket: &TicketFile, env: &Env) -> Result<WsStream, NetError> {
+/// Opens the WebSocket to `{site_url}{path}` (e.g. `/ws/jump`), pinned like [`connect`].
+pub async fn connect_to(ticket: &TicketFile, env: &Env, path: &str) -> Result<WsStream, NetError> {
+    tokio::time::timeout(CONNECT_TIMEOUT, async {
+        let (site, tls) = tls_connect(ticket, env).await?;
+        let ws_config = WebSocketConfig::default()
+            .max_message_size(Some(MAX_WS_MESSAGE))
+            .max_frame_size(Some(MAX_WS_MESSAGE));
+        let url = format!("wss://{}{path}", site.authority());
+        let (ws, _response) =
+            tokio_tungstenite::client_async_with_config(url, tls, Some(ws_config))
+                .await
+                .map_err(|e| NetError::WebSocket(Box::new(e)))?;
+        Ok(ws)
+    })
+    .await
+    .map_err(|_| NetError::Timeout)?
+}
+
+/// The pinned TLS stream to the box (through the proxy, if any), for plain HTTPS requests.
+pub async fn tls_connect(
+    ticket: &TicketFile,
+    env: &Env,
+) -> Result<(SiteUrl, TlsStream<TcpStream>), NetError> {
     let site = SiteUrl::parse(&ticket.site_url)?;
     let tcp = match Proxy::from_env(env, &site.host)? {
         None => TcpStream::connect((site.host.as_str(), site.port))
@@ -409,15 +429,7 @@ async fn connect_inner(ticket: &TicketFile, env: &Env) -> Result<WsStream, NetEr
             });
         }
     };
-
-    let ws_config = WebSocketConfig::default()
-        .max_message_size(Some(MAX_WS_MESSAGE))
-        .max_frame_size(Some(MAX_WS_MESSAGE));
-    let (ws, _response) =
-        tokio_tungstenite::client_async_with_config(site.agent_ws_url(), tls, Some(ws_config))
-            .await
-            .map_err(|e| NetError::WebSocket(Box::new(e)))?;
-    Ok(ws)
+    Ok((site, tls))
 }
 
 /// Opens a tunnel to `site` through `proxy` with CONNECT.

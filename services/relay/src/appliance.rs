@@ -132,8 +132,7 @@ pub fn counts(hub: &Hub) -> RelayCounts {
     RelayCounts {
         rep_consoles: n(hub.counters.consoles.load(Ordering::Relaxed)),
         customer_clients: n(hub.counters.agents.load(Ordering::Relaxed)),
-        // Jump clients are later work.
-        jump_clients: 0,
+        jump_clients: n(hub.counters.jump_clients.load(Ordering::Relaxed)),
     }
 }
 

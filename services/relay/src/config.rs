@@ -38,6 +38,16 @@ struct FileConfig {
     appliance: ApplianceSection,
     files: crate::files::FilePolicy,
     tools: crate::tools::ToolPolicy,
+    jump: JumpSection,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct JumpSection {
+    /// Jump-client (re)connections admitted per second (1 to 300; default 50).
+    reconnects_per_second: Option<u32>,
+    /// False lifts the reconnection limit (benchmarks only).
+    reconnect_limit: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -113,6 +123,7 @@ pub struct Config {
     pub rep_seat_idle: std::time::Duration,
     /// Which session tools representatives may use (`[tools]`).
     pub tools: crate::tools::ToolPolicy,
+    pub jump_reconnects: crate::jump::ReconnectLimit,
 }
 
 /// Flag overrides (from the command line).
@@ -232,7 +243,21 @@ impl Config {
             Some(v) => Ok(v),
             None => Ok(default),
         };
+        let jump_reconnects = match (file.jump.reconnect_limit, file.jump.reconnects_per_second) {
+            (Some(false), _) => crate::jump::ReconnectLimit { per_second: None },
+            (_, Some(n)) if (1..=300).contains(&n) => crate::jump::ReconnectLimit {
+                per_second: Some(n),
+            },
+            (_, Some(_)) => {
+                return Err(invalid(
+                    "jump.reconnects_per_second",
+                    "must be between 1 and 300".into(),
+                ));
+            }
+            (_, None) => crate::jump::ReconnectLimit::default(),
+        };
         Ok(Config {
+            jump_reconnects,
             files: file.files,
             tools: file.tools,
             listen,

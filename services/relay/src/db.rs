@@ -42,9 +42,9 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-mod writer;
+pub(crate) mod writer;
 
-use writer::{Stmt, Value, Writer};
+pub(crate) use writer::{Stmt, Value, Writer};
 
 /// The database: a small pool of connections for reads, and [`writer`]'s one thread for every
 /// write (grouped into few transactions under load). Readers of append-only tables (audit,
@@ -244,12 +244,17 @@ impl Db {
         Ok(Db { pool, writer })
     }
 
+    /// Queues `stmts` as one op without waiting for its commit (lines that keep their order).
+    pub(crate) async fn append(&self, stmts: Vec<Stmt>) -> Result<(), DbError> {
+        Ok(self.writer.append(stmts).await?)
+    }
+
     /// Waits until every write sent so far is in the database.
     pub async fn flush(&self) {
         self.writer.flush().await;
     }
 
-    async fn write(&self, stmts: Vec<Stmt>) -> Result<writer::Outcome, DbError> {
+    pub(crate) async fn write(&self, stmts: Vec<Stmt>) -> Result<writer::Outcome, DbError> {
         Ok(self.writer.write(stmts).await?)
     }
 

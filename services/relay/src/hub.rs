@@ -149,6 +149,8 @@ pub enum HubError {
 pub struct Counters {
     pub consoles: AtomicU64,
     pub agents: AtomicU64,
+    /// Connected jump clients ([`crate::jump`]).
+    pub jump_clients: AtomicU64,
 }
 
 /// How long new queue places wait after someone ahead left (more may leave meanwhile).

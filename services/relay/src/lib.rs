@@ -32,7 +32,11 @@
 //! pseudo-terminal on the customer's computer through the agent, allowed by the `[tools]`
 //! policy and the customer's grant, recorded as session events with a stored transcript.
 //!
-//! Current limits: jump clients are later work; the site admin
+//! Jump clients ([`jump`]): registration with a deployment key, challenge-signed links on
+//! `/ws/jump`, the reconnection and licence limits.
+//!
+//! Current limits: jumping into a session, passive wake-ups and the support button are later
+//! work; the site admin
 //! interface is not written yet (accounts come from the setup page and
 //! `lifeline-relay user add`).
 //!
@@ -49,6 +53,7 @@ pub mod db;
 pub mod files;
 pub mod hub;
 pub mod i18n;
+pub mod jump;
 pub mod licence;
 pub mod ratelimit;
 pub mod server;

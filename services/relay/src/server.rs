@@ -37,6 +37,8 @@ pub enum ServeError {
     Db(#[from] crate::db::DbError),
     #[error(transparent)]
     Signing(#[from] crate::signing::SigningError),
+    #[error(transparent)]
+    WakeKey(#[from] crate::jump::WakeKeyError),
     #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
@@ -93,6 +95,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let db = Db::open(&config.data_dir.join("relay.db")).await?;
     let signer = TicketSigner::load_or_create(&config.data_dir.join("signing.key"))?;
     let hub = Hub::load(db.clone()).await?;
+    let jump = Arc::new(crate::jump::Jumps::new(
+        config.jump_reconnects,
+        &config.data_dir.join("wake.key"),
+    )?);
+    let jump_saver = jump.spawn_saver(db.clone(), Duration::from_secs(300));
 
     let tls_listener =
         TcpListener::bind(config.listen)
@@ -156,6 +163,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         setup_secret_hash: Mutex::new(setup_hash),
         setup_secret_path: secret_path,
         shutdown: shutdown_rx.clone(),
+        jump: jump.clone(),
         config: config.clone(),
     });
     let app = web::router(state);
@@ -248,6 +256,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     watchdog.abort();
     reaper.abort();
     counter_saver.abort();
+    jump_saver.abort();
+    crate::jump::store::touch_many(&db, &jump.online_ids(), crate::db::now_ms()).await;
     renewer.abort();
     reporter.abort();
     hub.save_counters().await;

@@ -7,6 +7,7 @@ pub mod pages;
 pub mod portal;
 pub mod ws_agent;
 pub mod ws_console;
+pub mod ws_jump;
 pub mod ws_view;
 
 use std::net::{IpAddr, SocketAddr};
@@ -59,6 +60,8 @@ pub struct AppState {
     pub guid: String,
     /// Front-panel key presses from the web page.
     pub panel_limiter: RateLimiter,
+    /// Jump clients: who is connected, the reconnection and licence limits.
+    pub jump: Arc<crate::jump::Jumps>,
 }
 
 impl AppState {
@@ -96,6 +99,12 @@ pub fn router(state: State) -> Router {
         .route("/ws/console", get(ws_console::upgrade))
         .route("/ws/view/{session_id}", get(ws_view::upgrade))
         .route("/ws/shell/{session_id}", get(crate::shell::upgrade))
+        .route("/ws/jump", get(ws_jump::upgrade))
+        .route(
+            "/jump/installer/{key}/{platform}",
+            get(crate::jump::api::installer),
+        )
+        .nest("/api/v1/jump", crate::jump::api::router())
         .route("/appliance", get(appliance::page))
         .nest("/appliance", appliance::pages())
         .nest("/api/v1/appliance", appliance::api())

@@ -104,6 +104,11 @@ pub struct LicenceManager {
 
 impl LicenceManager {
     pub async fn start(bus: &TestBus, rep_seats: u32) -> LicenceManager {
+        Self::start_with(bus, rep_seats, &[]).await
+    }
+
+    /// Like [`LicenceManager::start`], with more `issue` arguments (e.g. `--jump-active N`).
+    pub async fn start_with(bus: &TestBus, rep_seats: u32, issue_args: &[&str]) -> LicenceManager {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("factory.toml"),
@@ -123,6 +128,7 @@ impl LicenceManager {
                 "enterprise",
             ])
             .args(["--rep-seats", &rep_seats.to_string()])
+            .args(issue_args)
             .args(["--issued", "2020-01-01", "--expires", "2099-12-31"])
             .args(["--customer", "Université de Test", "--force", "--out"])
             .arg(dir.path().join("licence.json"))

@@ -274,7 +274,7 @@ impl Drop for Relay {
 // ---- a raw WebSocket client over TLS -------------------------------------------------------
 
 #[derive(Debug)]
-struct AnyCert;
+pub struct AnyCert;
 
 impl rustls::client::danger::ServerCertVerifier for AnyCert {
     fn verify_server_cert(

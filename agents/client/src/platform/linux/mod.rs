@@ -5,13 +5,15 @@
 //! The desktop on X11: [`capture`] (screen, monitors, cursor), [`input`] (pointer and keys
 //! injected with XTest) and [`clipboard`] (text through X selections), offered to a session
 //! as one [`desktop::X11Desktop`]. [`sysinfo`] reads the system-information report's
-//! sources; [`pty`] runs the command shell on a pseudo-terminal.
+//! sources; [`pty`] runs the command shell on a pseudo-terminal; [`service`] writes and enables
+//! the jump client's systemd unit.
 
 pub mod capture;
 pub mod clipboard;
 pub mod desktop;
 pub mod input;
 pub mod pty;
+pub mod service;
 pub mod sysinfo;
 
 use std::process::Command;

@@ -1,0 +1,351 @@
+//! Jump mode: this program installed as a service so a representative can reach the computer
+//! without anyone at it (see [`lifeline_proto::jump`]).
+//!
+//! * [`install`] runs when the program carries a `jump_install` ticket (the installer an
+//!   administrator downloaded with a deployment key): it makes the client's own ed25519 key
+//!   pair, registers the public key with the box, and writes the service folder —
+//!   the program without its ticket, `jump.json`, the private key `jump.key` (mode 0600) and a
+//!   systemd unit — then enables the unit where systemd runs (see
+//!   [`crate::platform::linux::service`]).
+//! * [`run`] is the service itself (`lifeline-agent jump run --dir DIR`): it keeps one
+//!   `wss://box/ws/jump` link, proves who it is by signing the box's challenge, pings every
+//!   `heartbeat_s` seconds, and after a lost link or a refusal connects again with exponential
+//!   back-off (1 s doubling to 5 minutes) and jitter (each wait drawn between half and all of
+//!   it), or after the `retry_after_s` the box asked for.
+//!
+//! Log lines are `event=...` so tests and administrators can follow the service.
+//!
+//! Limits of this version: active mode only (a passive registration is refused here); the
+//! box's orders (start a session, uninstall) are logged and not carried out yet.
+
+pub mod install;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use ed25519_dalek::Signer as _;
+use futures_util::{SinkExt, StreamExt};
+use lifeline_proto::jump::{JumpInfo, JumpMode, JumpRefuseCode, JumpToRelay, Purpose, RelayToJump};
+use lifeline_proto::ticket::{TicketFile, TicketKind};
+use serde::{Deserialize, Serialize};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::env::Env;
+use crate::net::{self, NetError};
+
+/// The service folder's settings file.
+pub const CONFIG_FILE: &str = "jump.json";
+/// The service folder's private key (PKCS#8 PEM).
+pub const KEY_FILE: &str = "jump.key";
+/// Longest wait between two attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum JumpError {
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is damaged: install the jump client again")]
+    Damaged { path: PathBuf },
+    #[error("the support box refused this jump client for good: {0}")]
+    Refused(String),
+}
+
+/// What the service folder's `jump.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JumpConfig {
+    pub site_url: String,
+    pub cert_sha256: String,
+    pub client_id: String,
+    pub mode: JumpMode,
+    #[serde(default)]
+    pub site_name: String,
+    /// Base64 ed25519 key the box signs wake-ups with.
+    pub wake_public_key: String,
+}
+
+impl JumpConfig {
+    /// Where to connect, in the shape [`net`] takes.
+    pub fn ticket(&self) -> TicketFile {
+        TicketFile {
+            site_url: self.site_url.clone(),
+            cert_sha256: self.cert_sha256.clone(),
+            ticket: "-".into(),
+            expires_at: 0,
+            language: String::new(),
+            customer_name: String::new(),
+            site_name: self.site_name.clone(),
+            kind: TicketKind::JumpInstall,
+        }
+    }
+}
+
+/// Reads the service folder's settings and key.
+pub fn load(dir: &Path) -> Result<(JumpConfig, ed25519_dalek::SigningKey), JumpError> {
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).map_err(|source| JumpError::Read { path, source })
+    };
+    let config: JumpConfig =
+        serde_json::from_str(&read(CONFIG_FILE)?).map_err(|_| JumpError::Damaged {
+            path: dir.join(CONFIG_FILE),
+        })?;
+    let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&read(KEY_FILE)?).map_err(|_| {
+        JumpError::Damaged {
+            path: dir.join(KEY_FILE),
+        }
+    })?;
+    Ok((config, key))
+}
+
+/// Exponential back-off with jitter.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            next: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Backoff {
+    /// The next wait: between half and all of the current step; the step doubles.
+    pub fn next_wait(&mut self) -> Duration {
+        use rand::Rng as _;
+        let step = self.next;
+        self.next = (self.next * 2).min(MAX_BACKOFF);
+        step.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
+    }
+
+    pub fn reset(&mut self) {
+        *self = Backoff::default();
+    }
+}
+
+/// What this computer tells the box.
+pub fn info(env: &Env) -> JumpInfo {
+    let facts = crate::platform::current(env);
+    JumpInfo {
+        computer: facts.computer.chars().take(120).collect(),
+        platform: facts.platform.chars().take(120).collect(),
+        logged_in_user: String::new(),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+    }
+}
+
+/// How one link ended.
+enum LinkEnd {
+    /// Lost or closed; `held` tells how long it was up.
+    Lost { held: Duration },
+    /// Refused; try again after this many seconds (or with back-off when `None`).
+    Retry(Option<u32>),
+}
+
+/// The service: keeps the link up until the box refuses this client for good.
+pub async fn run(dir: &Path, env: &Env) -> Result<(), JumpError> {
+    let (config, key) = load(dir)?;
+    if config.mode != JumpMode::Active {
+        return Err(JumpError::Refused(
+            "passive jump clients are not supported by this version".into(),
+        ));
+    }
+    let mut backoff = Backoff::default();
+    loop {
+        let end = match link(&config, &key, env).await {
+            Ok(end) => end,
+            Err(LinkError::Net(e)) if !e.is_transient() => {
+                tracing::error!("event=jump_failed error={:?}", e.to_string());
+                return Err(JumpError::Refused(e.to_string()));
+            }
+            Err(LinkError::Net(e)) => {
+                tracing::info!("event=jump_unreachable error={:?}", e.to_string());
+                LinkEnd::Retry(None)
+            }
+            Err(LinkError::Gone(m)) => {
+                tracing::error!("event=jump_refused_for_good message={m:?}");
+                return Err(JumpError::Refused(m));
+            }
+        };
+        let wait = match end {
+            LinkEnd::Lost { held } => {
+                if held > Duration::from_secs(60) {
+                    backoff.reset();
+                }
+                backoff.next_wait()
+            }
+            LinkEnd::Retry(Some(s)) => {
+                use rand::Rng as _;
+                Duration::from_secs(u64::from(s)).mul_f64(rand::thread_rng().gen_range(1.0..=1.25))
+            }
+            LinkEnd::Retry(None) => backoff.next_wait(),
+        };
+        tracing::info!("event=jump_retry wait_ms={}", wait.as_millis());
+        tokio::time::sleep(wait).await;
+    }
+}
+
+enum LinkError {
+    Net(NetError),
+    /// Refused for good (removed, not recognised, incompatible).
+    Gone(String),
+}
+
+async fn link(
+    config: &JumpConfig,
+    key: &ed25519_dalek::SigningKey,
+    env: &Env,
+) -> Result<LinkEnd, LinkError> {
+    let mut ws = net::connect_to(&config.ticket(), env, "/ws/jump")
+        .await
+        .map_err(LinkError::Net)?;
+    let opened = Instant::now();
+    let lost = || LinkEnd::Lost {
+        held: opened.elapsed(),
+    };
+    let nonce = match next_message(&mut ws, Duration::from_secs(20)).await {
+        Some(RelayToJump::Challenge { nonce }) => nonce,
+        Some(RelayToJump::Refused {
+            code,
+            message,
+            retry_after_s,
+        }) => return refused(code, message, retry_after_s),
+        _ => return Ok(lost()),
+    };
+    let signature = key.sign(&lifeline_proto::jump::auth_message(
+        &config.client_id,
+        &nonce,
+        &config.cert_sha256.to_ascii_lowercase(),
+    ));
+    let hello = JumpToRelay::Hello {
+        version: lifeline_proto::VERSION,
+        client_id: config.client_id.clone(),
+        purpose: Purpose::Stay,
+        info: info(env),
+        signature: base64::engine::general_purpose::STANDARD.encode(signature.to_bytes()),
+    };
+    if ws
+        .send(Message::Text(lifeline_proto::encode(&hello).into()))
+        .await
+        .is_err()
+    {
+        return Ok(lost());
+    }
+    let heartbeat = match next_message(&mut ws, Duration::from_secs(20)).await {
+        Some(RelayToJump::Welcome {
+            heartbeat_s, name, ..
+        }) => {
+            tracing::info!(
+                "event=jump_online client_id={} name={name:?} heartbeat_s={heartbeat_s}",
+                config.client_id
+            );
+            Duration::from_secs(u64::from(heartbeat_s.clamp(5, 3600)))
+        }
+        Some(RelayToJump::Refused {
+            code,
+            message,
+            retry_after_s,
+        }) => return refused(code, message, retry_after_s),
+        _ => return Ok(lost()),
+    };
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    let mut last_heard = Instant::now();
+    loop {
+        tokio::select! {
+            _ = ping.tick() => {
+                if last_heard.elapsed() > heartbeat * 3 {
+                    tracing::info!("event=jump_silent");
+                    return Ok(lost());
+                }
+                if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    return Ok(lost());
+                }
+            }
+            m = ws.next() => match m {
+                Some(Ok(Message::Text(t))) => {
+                    last_heard = Instant::now();
+                    match RelayToJump::decode(&t) {
+                        Ok(RelayToJump::StartSession { request_id, .. }) => {
+                            tracing::info!("event=jump_order order=start_session request_id={request_id:?}");
+                            let no = JumpToRelay::SessionFailed {
+                                request_id,
+                                reason: "This jump client cannot start sessions yet.".into(),
+                            };
+                            let _ = ws.send(Message::Text(lifeline_proto::encode(&no).into())).await;
+                        }
+                        Ok(other) => tracing::info!("event=jump_order order={other:?}"),
+                        Err(e) => tracing::info!("event=jump_bad_message error={:?}", e.to_string()),
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    tracing::info!("event=jump_closed reason={:?}", frame.map(|f| f.reason.to_string()).unwrap_or_default());
+                    return Ok(lost());
+                }
+                Some(Ok(_)) => last_heard = Instant::now(),
+                Some(Err(_)) | None => {
+                    tracing::info!("event=jump_lost");
+                    return Ok(lost());
+                }
+            }
+        }
+    }
+}
+
+fn refused(
+    code: JumpRefuseCode,
+    message: String,
+    retry_after_s: Option<u32>,
+) -> Result<LinkEnd, LinkError> {
+    tracing::info!(
+        "event=jump_refused code={code:?} message={message:?} retry_after_s={retry_after_s:?}"
+    );
+    match code {
+        JumpRefuseCode::NotRecognised
+        | JumpRefuseCode::Removed
+        | JumpRefuseCode::IncompatibleVersion => Err(LinkError::Gone(message)),
+        JumpRefuseCode::LicenceLimit | JumpRefuseCode::RateLimited | JumpRefuseCode::Busy => {
+            Ok(LinkEnd::Retry(retry_after_s))
+        }
+    }
+}
+
+/// The next control message, skipping pings; `None` on close, error, garbage or time-out.
+async fn next_message(ws: &mut net::WsStream, limit: Duration) -> Option<RelayToJump> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return RelayToJump::decode(&t).ok(),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        let mut b = Backoff::default();
+        let first = b.next_wait();
+        assert!(first >= Duration::from_millis(500) && first <= Duration::from_secs(1));
+        let second = b.next_wait();
+        assert!(second >= Duration::from_secs(1) && second <= Duration::from_secs(2));
+        for _ in 0..20 {
+            assert!(b.next_wait() <= MAX_BACKOFF);
+        }
+        assert!(b.next_wait() >= MAX_BACKOFF / 2);
+        b.reset();
+        assert!(b.next_wait() <= Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,367 @@
+//! `cargo xtask bench jump [--clients N] [--idle-s S] [--addresses A]`
+//!
+//! N simulated active jump clients against the real relay (release build) on loopback: real
+//! TLS, the real protocol (challenge signed with each client's own ed25519 key, hello,
+//! welcome) and WebSocket pings every `heartbeat_s`. The clients connect from A source
+//! addresses (127.0.0.1 … 127.0.A.x) so the ephemeral ports of one address do not run out.
+//! The relay runs beside a licence manager whose licence allows N active clients, with the
+//! reconnection limit lifted (`[jump] reconnect_limit = false`).
+//!
+//! Steps: N registrations through the API; N links held (`jump_clients_held`); the relay's
+//! resident memory with them minus before them, per client (`relay_rss_per_client_kib`);
+//! the relay's CPU while only heartbeats flow, over S seconds (`idle_cpu_pct`, of one core);
+//! then the relay is killed and started again on the same port and the time until all N are
+//! back is `reconnect_all_s` (clients retry after a short random pause, as after the real
+//! back-off's first step). Prints `name=value` lines.
+//!
+//! Limits: the process's open-file limit bounds N (the relay and this generator each need a
+//! descriptor per client); the generator says so and stops when the limit is too low.
+//! `jump_to_first_frame_ms` needs jumping into a session, which is not built yet.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::*;
+use ed25519_dalek::{Signer, SigningKey};
+use futures_util::{SinkExt, StreamExt};
+use rustls::pki_types::ServerName;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::Message;
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn cpu_s(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+struct Shared {
+    addr: SocketAddr,
+    pin: String,
+    tls: tokio_rustls::TlsConnector,
+    online: AtomicUsize,
+    welcomes: AtomicU64,
+    refusals: AtomicU64,
+    /// Limits concurrent handshakes so a storm does not time out on this side.
+    handshakes: Semaphore,
+}
+
+/// One simulated client: connect, prove, hold with pings; again after a short pause.
+async fn client(shared: Arc<Shared>, id: String, key: SigningKey, source: IpAddr) {
+    use rand::Rng as _;
+    loop {
+        let held = hold(&shared, &id, &key, source).await;
+        if held {
+            shared.online.fetch_sub(1, Ordering::Relaxed);
+        }
+        let pause = rand::thread_rng().gen_range(200..1000);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+}
+
+/// Returns whether the link was welcomed (and counted online).
+async fn hold(shared: &Shared, id: &str, key: &SigningKey, source: IpAddr) -> bool {
+    let mut ws = {
+        let Ok(_permit) = shared.handshakes.acquire().await else {
+            return false;
+        };
+        let Ok(socket) = tokio::net::TcpSocket::new_v4() else {
+            return false;
+        };
+        if socket.bind(SocketAddr::new(source, 0)).is_err() {
+            return false;
+        }
+        let Ok(tcp) = socket.connect(shared.addr).await else {
+            return false;
+        };
+        let Ok(tls) = shared
+            .tls
+            .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+            .await
+        else {
+            return false;
+        };
+        let url = format!("wss://{}/ws/jump", shared.addr);
+        let Ok((mut ws, _)) = tokio_tungstenite::client_async(url, tls).await else {
+            return false;
+        };
+        let nonce = match next_json(&mut ws).await {
+            Some(v) if v["type"] == "challenge" => v["nonce"].as_str().unwrap_or("").to_string(),
+            _ => {
+                shared.refusals.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+        };
+        let sig = key.sign(&lifeline_proto::jump::auth_message(id, &nonce, &shared.pin));
+        let hello = json!({"type": "hello", "version": {"major": 1, "minor": 0}, "client_id": id,
+            "purpose": "stay",
+            "info": {"computer": "sim", "platform": "Linux x86_64", "agent_version": "0.1.0"},
+            "signature": B64.encode(sig.to_bytes())});
+        if ws
+            .send(Message::Text(hello.to_string().into()))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        match next_json(&mut ws).await {
+            Some(v) if v["type"] == "welcome" => {}
+            _ => {
+                shared.refusals.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+        }
+        ws
+    };
+    shared.online.fetch_add(1, Ordering::Relaxed);
+    shared.welcomes.fetch_add(1, Ordering::Relaxed);
+    // Heartbeats: a ping every 25 s, the first at a random point so they spread.
+    use rand::Rng as _;
+    let beat = Duration::from_secs(25);
+    let first = Duration::from_millis(rand::thread_rng().gen_range(0..25_000));
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + first, beat);
+    loop {
+        tokio::select! {
+            _ = ping.tick() => {
+                if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    return true;
+                }
+            }
+            m = ws.next() => match m {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return true,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+async fn next_json<S>(ws: &mut S) -> Option<Value>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(&t).ok(),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+async fn wait_online(shared: &Shared, n: usize, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if shared.online.load(Ordering::Relaxed) >= n {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+fn fd_limit() -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+        })
+        .unwrap_or(1024)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run());
+}
+
+async fn run() {
+    let n = arg("--clients", 10_000) as usize;
+    let idle_s = arg("--idle-s", 50);
+    let addresses = arg("--addresses", 64).clamp(1, 62_500) as usize;
+    // Raise this process's soft limit to its hard one.
+    {
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+    let limit = fd_limit();
+    if (n as u64) + 512 > limit {
+        println!("jump_bench_error=open-file limit {limit} is below {n} clients + 512");
+        eprintln!(
+            "the open-file hard limit ({limit}) is too low for {n} clients: raise it (ulimit -Hn) as root"
+        );
+        std::process::exit(2);
+    }
+    let bus = common::appliance::TestBus::start();
+    let n_s = n.to_string();
+    let _licence = common::appliance::LicenceManager::start_with(
+        &bus,
+        1,
+        &["--jump-active", &n_s, "--jump-passive", &n_s],
+    )
+    .await;
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("relay.toml");
+    std::fs::write(&cfg, "[jump]\nreconnect_limit = false\n").unwrap();
+    let mut relay = Relay::start_with_env(
+        &["--config", cfg.to_str().unwrap()],
+        &[
+            ("LIFELINE_DBUS_ADDRESS", &bus.address),
+            ("RUST_LOG", "warn"),
+        ],
+    )
+    .await;
+    let admin = relay.token("admin", ADMIN_PASSWORD).await;
+    let (s, key) = relay
+        .post(
+            &admin,
+            "/api/v1/jump/deploy-keys",
+            json!({"mode": "active", "valid_minutes": 120, "uses": n.max(1)}),
+        )
+        .await;
+    assert_eq!(s, 200, "{key}");
+    let dk = key["key"].as_str().unwrap().to_string();
+
+    // Registrations, 16 at a time.
+    let t = Instant::now();
+    let keys: Vec<SigningKey> = (0..n)
+        .map(|_| SigningKey::generate(&mut rand::rngs::OsRng))
+        .collect();
+    let ids: Vec<String> = futures_util::stream::iter(keys.iter().enumerate())
+        .map(|(i, k)| {
+            let http = relay.http.clone();
+            let url = relay.url("/api/v1/jump/register");
+            let body = json!({"deploy_key": dk, "public_key": B64.encode(k.verifying_key().to_bytes()),
+                "mode": "active", "info": {"computer": format!("sim-{i}"), "platform": "Linux x86_64", "agent_version": "0.1.0"}});
+            async move {
+                let r = http.post(url).json(&body).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                let v: Value = r.json().await.unwrap();
+                v["client_id"].as_str().unwrap().to_string()
+            }
+        })
+        .buffered(16)
+        .collect()
+        .await;
+    println!(
+        "jump_register_per_s={:.0}",
+        n as f64 / t.elapsed().as_secs_f64()
+    );
+
+    let pid = relay.child.as_ref().unwrap().id();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_before = rss_kib(pid);
+
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(AnyCert))
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let shared = Arc::new(Shared {
+        addr: relay.addr.parse().unwrap(),
+        pin: relay.pin.clone(),
+        tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        online: AtomicUsize::new(0),
+        welcomes: AtomicU64::new(0),
+        refusals: AtomicU64::new(0),
+        handshakes: Semaphore::new(256),
+    });
+    let t = Instant::now();
+    for (i, (id, key)) in ids.into_iter().zip(keys).enumerate() {
+        let a = i % addresses;
+        let source = IpAddr::V4(Ipv4Addr::new(127, 0, (a / 250) as u8, (a % 250 + 1) as u8));
+        tokio::spawn(client(shared.clone(), id, key, source));
+    }
+    let held = wait_online(&shared, n, Duration::from_secs(900)).await;
+    let connect_s = t.elapsed().as_secs_f64();
+    let count = shared.online.load(Ordering::Relaxed);
+    println!("jump_clients_held={count}");
+    println!("jump_connect_all_s={connect_s:.1}");
+    if held.is_none() {
+        println!(
+            "jump_bench_error=only {count} of {n} held; refusals={}",
+            shared.refusals.load(Ordering::Relaxed)
+        );
+    }
+    // Let the connection burst settle, then measure memory and idle CPU.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let rss_held = rss_kib(pid);
+    println!("relay_rss_before_kib={rss_before}");
+    println!("relay_rss_held_kib={rss_held}");
+    println!(
+        "relay_rss_per_client_kib={:.1}",
+        rss_held.saturating_sub(rss_before) as f64 / count.max(1) as f64
+    );
+    let c0 = cpu_s(pid);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(idle_s)).await;
+    let idle = (cpu_s(pid) - c0) / t0.elapsed().as_secs_f64() * 100.0;
+    println!("idle_cpu_pct={idle:.1}");
+    println!(
+        "jump_clients_still_held={}",
+        shared.online.load(Ordering::Relaxed)
+    );
+
+    // Restart: kill the relay, start it again on the same port, wait for everyone.
+    let port = relay.port();
+    let t = Instant::now();
+    relay.kill9();
+    wait_for(
+        Duration::from_secs(60),
+        "the clients to notice",
+        async || (shared.online.load(Ordering::Relaxed) < count.max(1)).then_some(()),
+    )
+    .await;
+    relay.spawn(Some(port)).await;
+    let back = wait_online(&shared, count, Duration::from_secs(600)).await;
+    match back {
+        Some(_) => println!("reconnect_all_s={:.1}", t.elapsed().as_secs_f64()),
+        None => println!(
+            "reconnect_all_s=NA (only {} of {count} back after 600 s)",
+            shared.online.load(Ordering::Relaxed)
+        ),
+    }
+    let pid = relay.child.as_ref().unwrap().id();
+    println!("relay_rss_after_reconnect_kib={}", rss_kib(pid));
+    relay.kill9();
+}

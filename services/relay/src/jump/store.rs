@@ -1,0 +1,241 @@
+//! The jump tables (`migrations/0003_jump.sql`): deployment keys and registered clients.
+//!
+//! Writes go through the database's one writer ([`crate::db`]); taking a use of a deployment
+//! key and recording the client are one op, so a key's uses can never be over-spent.
+//! "Last seen" of many clients is written in ops of a few hundred statements.
+
+use lifeline_proto::jump::{JumpInfo, JumpMode};
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::db::{Db, DbError, Stmt, now_ms};
+
+/// A deployment key as the console shows it (the secret itself is never stored).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DeployKeyRow {
+    pub label: String,
+    pub group: String,
+    pub mode: String,
+    pub valid_until: i64,
+    pub uses_left: i64,
+    pub created_at: i64,
+}
+
+/// A registered jump client.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ClientRow {
+    pub id: String,
+    #[serde(skip)]
+    pub public_key: String,
+    pub mode: String,
+    pub name: String,
+    pub comment: String,
+    pub group: String,
+    pub computer: String,
+    pub platform: String,
+    pub logged_in_user: String,
+    pub agent_version: String,
+    pub created_at: i64,
+    pub last_seen: Option<i64>,
+    #[serde(skip)]
+    pub removed: bool,
+}
+
+fn client_from(r: &sqlx::sqlite::SqliteRow) -> ClientRow {
+    ClientRow {
+        id: r.get("id"),
+        public_key: r.get("public_key"),
+        mode: r.get("mode"),
+        name: r.get("name"),
+        comment: r.get("comment"),
+        group: r.get("grp"),
+        computer: r.get("computer"),
+        platform: r.get("platform"),
+        logged_in_user: r.get("logged_in_user"),
+        agent_version: r.get("agent_version"),
+        created_at: r.get("created_at"),
+        last_seen: r.get("last_seen"),
+        removed: r.get::<Option<i64>, _>("removed_at").is_some(),
+    }
+}
+
+pub fn mode_from(s: &str) -> JumpMode {
+    if s == "passive" {
+        JumpMode::Passive
+    } else {
+        JumpMode::Active
+    }
+}
+
+/// Parameters of a new deployment key.
+#[derive(Debug)]
+pub struct NewDeployKey<'a> {
+    pub key_hash: &'a str,
+    pub label: &'a str,
+    pub group: &'a str,
+    pub mode: JumpMode,
+    pub valid_until: i64,
+    pub uses: i64,
+    pub created_by: i64,
+}
+
+pub async fn insert_deploy_key(db: &Db, k: NewDeployKey<'_>) -> Result<(), DbError> {
+    db.write(vec![Stmt::new(
+        "INSERT INTO jump_deploy_keys (key_hash, label, grp, mode, valid_until, uses_left, created_by, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        vec![
+            k.key_hash.into(),
+            k.label.into(),
+            k.group.into(),
+            k.mode.as_str().into(),
+            k.valid_until.into(),
+            k.uses.into(),
+            k.created_by.into(),
+            now_ms().into(),
+        ],
+    )])
+    .await?;
+    Ok(())
+}
+
+/// A deployment key that may still register a client.
+pub async fn live_deploy_key(db: &Db, key_hash: &str) -> Result<Option<DeployKeyRow>, DbError> {
+    let r = sqlx::query(
+        "SELECT * FROM jump_deploy_keys WHERE key_hash = ? AND valid_until > ? AND uses_left > 0",
+    )
+    .bind(key_hash)
+    .bind(now_ms())
+    .fetch_optional(&db.pool)
+    .await?;
+    Ok(r.map(|r| DeployKeyRow {
+        label: r.get("label"),
+        group: r.get("grp"),
+        mode: r.get("mode"),
+        valid_until: r.get("valid_until"),
+        uses_left: r.get("uses_left"),
+        created_at: r.get("created_at"),
+    }))
+}
+
+/// Installed clients of a mode (not removed).
+pub async fn count_clients(db: &Db, mode: JumpMode) -> Result<i64, DbError> {
+    Ok(
+        sqlx::query("SELECT COUNT(*) AS n FROM jump_clients WHERE mode = ? AND removed_at IS NULL")
+            .bind(mode.as_str())
+            .fetch_one(&db.pool)
+            .await?
+            .get("n"),
+    )
+}
+
+/// Parameters of a registration.
+#[derive(Debug)]
+pub struct NewClient<'a> {
+    pub id: &'a str,
+    pub key_hash: &'a str,
+    pub public_key: &'a str,
+    pub mode: JumpMode,
+    pub group: &'a str,
+    pub info: &'a JumpInfo,
+    pub wake_port: Option<u16>,
+}
+
+/// Takes one use of the deployment key and records the client; false when the key has no
+/// use left (or expired) by now.
+pub async fn register(db: &Db, c: NewClient<'_>) -> Result<bool, DbError> {
+    let now = now_ms();
+    let r = db
+        .write(vec![
+            Stmt::new(
+                "UPDATE jump_deploy_keys SET uses_left = uses_left - 1
+                 WHERE key_hash = ? AND uses_left > 0 AND valid_until > ?",
+                vec![c.key_hash.into(), now.into()],
+            )
+            .requiring_change(),
+            Stmt::new(
+                "INSERT INTO jump_clients (id, public_key, mode, name, grp, computer, platform,
+                   logged_in_user, agent_version, wake_port, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                vec![
+                    c.id.into(),
+                    c.public_key.into(),
+                    c.mode.as_str().into(),
+                    c.info.computer.as_str().into(),
+                    c.group.into(),
+                    c.info.computer.as_str().into(),
+                    c.info.platform.as_str().into(),
+                    c.info.logged_in_user.as_str().into(),
+                    c.info.agent_version.as_str().into(),
+                    c.wake_port.map(i64::from).into(),
+                    now.into(),
+                ],
+            ),
+        ])
+        .await?;
+    Ok(r.completed)
+}
+
+pub async fn client(db: &Db, id: &str) -> Result<Option<ClientRow>, DbError> {
+    let r = sqlx::query("SELECT * FROM jump_clients WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&db.pool)
+        .await?;
+    Ok(r.as_ref().map(client_from))
+}
+
+/// Clients not removed, by group and name; `search` matches name, computer, comment, user
+/// and platform.
+pub async fn list(db: &Db, search: &str, limit: i64) -> Result<Vec<ClientRow>, DbError> {
+    let pattern = format!(
+        "%{}%",
+        search
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    let rows = sqlx::query(
+        "SELECT * FROM jump_clients WHERE removed_at IS NULL AND
+           (name LIKE ?1 ESCAPE '\\' OR computer LIKE ?1 ESCAPE '\\' OR comment LIKE ?1 ESCAPE '\\'
+            OR logged_in_user LIKE ?1 ESCAPE '\\' OR platform LIKE ?1 ESCAPE '\\')
+         ORDER BY grp, name LIMIT ?2",
+    )
+    .bind(pattern)
+    .bind(limit)
+    .fetch_all(&db.pool)
+    .await?;
+    Ok(rows.iter().map(client_from).collect())
+}
+
+/// A link opened: the client's facts and "last seen", without waiting for the commit.
+pub async fn connected(db: &Db, id: &str, info: &JumpInfo) {
+    let _ = db
+        .append(vec![Stmt::new(
+            "UPDATE jump_clients SET computer = ?, platform = ?, logged_in_user = ?,
+               agent_version = ?, last_seen = ? WHERE id = ?",
+            vec![
+                info.computer.as_str().into(),
+                info.platform.as_str().into(),
+                info.logged_in_user.as_str().into(),
+                info.agent_version.as_str().into(),
+                now_ms().into(),
+                id.into(),
+            ],
+        )])
+        .await;
+}
+
+/// "Last seen" of many clients, a few hundred per op.
+pub async fn touch_many(db: &Db, ids: &[String], at: i64) {
+    for chunk in ids.chunks(500) {
+        let stmts = chunk
+            .iter()
+            .map(|id| {
+                Stmt::new(
+                    "UPDATE jump_clients SET last_seen = ? WHERE id = ?",
+                    vec![at.into(), id.as_str().into()],
+                )
+            })
+            .collect();
+        let _ = db.append(stmts).await;
+    }
+}
