@@ -10,6 +10,9 @@ use clap::{Parser, Subcommand};
 use lifeline_relay::config::{Config, Overrides};
 use lifeline_relay::error_chain;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "lifeline-relay",
