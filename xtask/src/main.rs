@@ -477,10 +477,10 @@ fn test(filters: &[String]) -> Result {
 
 fn bench(args: &[String]) -> Result {
     match args.first().map(String::as_str) {
-        Some("session") => {
-            step("building the relay and the load generator (release)");
+        Some(name @ ("session" | "jump")) => {
+            step(&format!("bench {name}: building the relay and its load generator (release)"));
             // The benchmark runs the licence manager beside the relay with a licence signed by
-            // the development key, which only a debug build trusts.
+            // the development key (seats, jump clients), which only a debug build trusts.
             build(false, &["lifeline-license"])?;
             let mut c = cargo();
             c.args([
@@ -489,7 +489,7 @@ fn bench(args: &[String]) -> Result {
                 "-p",
                 "lifeline-relay",
                 "--bench",
-                "session",
+                name,
                 "--",
             ]);
             c.args(&args[1..]);
@@ -498,30 +498,7 @@ fn bench(args: &[String]) -> Result {
                 root().join("target/debug/lifeline-license"),
             );
             c.stdout(Stdio::inherit());
-            status(c, "bench session")
-        }
-        Some("jump") => {
-            step("building the relay and the jump load generator (release)");
-            // The licence manager allows N jump clients with a licence signed by the
-            // development key, which only a debug build trusts.
-            build(false, &["lifeline-license"])?;
-            let mut c = cargo();
-            c.args([
-                "bench",
-                "--locked",
-                "-p",
-                "lifeline-relay",
-                "--bench",
-                "jump",
-                "--",
-            ]);
-            c.args(&args[1..]);
-            c.env(
-                "LIFELINE_LICENSE_BIN",
-                root().join("target/debug/lifeline-license"),
-            );
-            c.stdout(Stdio::inherit());
-            status(c, "bench jump")
+            status(c, &format!("bench {name}"))
         }
         Some("screen") => {
             ensure_deps(false)?;

@@ -35,34 +35,6 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn cpu_s(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 struct Shared {
@@ -210,9 +182,9 @@ fn main() {
 }
 
 async fn run() {
-    let n = arg("--clients", 10_000) as usize;
-    let idle_s = arg("--idle-s", 50);
-    let addresses = arg("--addresses", 64).clamp(1, 62_500) as usize;
+    let n = bench_arg("--clients", 10_000) as usize;
+    let idle_s = bench_arg("--idle-s", 50);
+    let addresses = bench_arg("--addresses", 64).clamp(1, 62_500) as usize;
     // Raise this process's soft limit to its hard one.
     {
         use nix::sys::resource::{Resource, getrlimit, setrlimit};

@@ -21,44 +21,6 @@ use common::*;
 use serde_json::json;
 use tokio::sync::{Mutex, oneshot};
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// CPU seconds (user + system) a process has used so far.
-fn cpu_s(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// Connections a browser keeps to one site (HTTP/1.1).
 const BROWSER_CONNECTIONS: usize = 6;
 
@@ -105,9 +67,9 @@ type Seen = Arc<Mutex<HashMap<String, oneshot::Sender<Instant>>>>;
 
 #[tokio::main]
 async fn main() {
-    let n = arg("--sessions", 1000) as usize;
-    let reps = arg("--reps", 10).max(1) as usize;
-    let ramp = Duration::from_millis(arg("--ramp-ms", 1000));
+    let n = bench_arg("--sessions", 1000) as usize;
+    let reps = bench_arg("--reps", 10).max(1) as usize;
+    let ramp = Duration::from_millis(bench_arg("--ramp-ms", 1000));
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("relay.toml");
     std::fs::write(

@@ -19,31 +19,6 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-/// CPU seconds (user + system) a process has used so far.
-fn cpu_s(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// A viewer read by its own task (abort it to close the socket); publishes the sequence
 /// number of the last frame it got and when.
 fn viewer(ws: Ws) -> (watch::Receiver<(u32, Instant)>, tokio::task::JoinHandle<()>) {
@@ -81,8 +56,8 @@ async fn dropped(relay: &Relay, token: &str, sid: &str) -> u64 {
 
 #[tokio::main]
 async fn main() {
-    let frames = arg("--frames", 2000) as u32;
-    let fan = arg("--viewers", 4).max(1) as usize;
+    let frames = bench_arg("--frames", 2000) as u32;
+    let fan = bench_arg("--viewers", 4).max(1) as usize;
     let relay = Relay::start().await;
     let pid = relay.child.as_ref().unwrap().id();
     let rep = relay.rep_token().await;

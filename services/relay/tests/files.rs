@@ -670,20 +670,15 @@ async fn the_file_panel_in_the_console_with_chromium() {
     std::fs::write(&gift, &gift_data).unwrap();
     let gift_sha = sha_hex(gift_data.as_bytes());
 
-    let relay = Relay::start().await;
-    stock_client(&relay);
-    let rep = relay.rep_token().await;
-    let mut console = ws_connect(&relay.addr, "/ws/console", Some(&rep)).await;
-    recv_type(&mut console, "snapshot").await;
-    let key = relay.new_key(&rep, "personal").await;
-    let file = download_client(&relay, key["key"].as_str().unwrap(), "Zoë Client", "en").await;
-    let agent = Agent::run_in(&file, &x, Some(share), art.join("agent.log"));
-    agent.wait_log_for("event=connected", LOG_WAIT).await;
-    let wid = accept_terms(&x, &agent, 20).await;
-    let sid = accept_next(&relay, &rep, &mut console).await;
-    agent
-        .wait_log_for("event=state state=active", LOG_WAIT)
-        .await;
+    let CustomerSession {
+        relay,
+        agent,
+        wid,
+        sid,
+        // Kept open to the end: the representative stays online.
+        console: _console,
+        ..
+    } = CustomerSession::start(&x, &art, Some(share)).await;
 
     let script = RepScript::start(
         &relay,

@@ -241,18 +241,16 @@ async fn screen_sharing_with_the_real_client_and_the_console_in_chromium() {
     x.xdotool(&["mousemove", "1900", "1060"]);
 
     // The customer gets the client from the portal and waits in the queue.
-    let relay = Relay::start().await;
-    stock_client(&relay);
-    let rep = relay.rep_token().await;
-    let mut console = ws_connect(&relay.addr, "/ws/console", Some(&rep)).await;
-    recv_type(&mut console, "snapshot").await;
-    let key = relay.new_key(&rep, "personal").await;
-    let file = download_client(&relay, key["key"].as_str().unwrap(), "Zoë Client", "en").await;
-    let agent = Agent::run(&file, &x, art.join("agent.log"));
-    agent.wait_log("event=connected").await;
-    let wid = accept_terms(&x, &agent, 10).await;
-    let sid = accept_next(&relay, &rep, &mut console).await;
-    agent.wait_log("event=state state=active").await;
+    let CustomerSession {
+        relay,
+        rep,
+        agent,
+        wid,
+        sid,
+        // Kept open to the end: the representative stays online.
+        console: _console,
+        ..
+    } = CustomerSession::start(&x, &art, None).await;
     let window = geometry(&x, &wid);
 
     // The representative's side runs in Chromium meanwhile.

@@ -216,18 +216,16 @@ async fn a_shell_on_the_customers_computer() {
     let art = artifacts("shell");
     let x = Xvfb::start();
     let home = tempfile::tempdir().unwrap();
-    let relay = Relay::start().await;
-    stock_client(&relay);
-    let rep = relay.rep_token().await;
-    let mut console = ws_connect(&relay.addr, "/ws/console", Some(&rep)).await;
-    recv_type(&mut console, "snapshot").await;
-    let key = relay.new_key(&rep, "personal").await;
-    let file = download_client(&relay, key["key"].as_str().unwrap(), "Zoë Client", "en").await;
-    let agent = Agent::run_in(&file, &x, Some(home.path()), art.join("agent.log"));
-    agent.wait_log("event=connected").await;
-    let wid = accept_terms(&x, &agent, 10).await;
-    let sid = accept_next(&relay, &rep, &mut console).await;
-    agent.wait_log("event=state state=active").await;
+    let CustomerSession {
+        relay,
+        rep,
+        agent,
+        wid,
+        sid,
+        // Kept open to the end: the representative stays online.
+        console: _console,
+        ..
+    } = CustomerSession::start(&x, &art, Some(home.path())).await;
     let ask = async |permission: &str| {
         let (s, body) = relay
             .post(
@@ -452,18 +450,15 @@ async fn the_terminal_in_the_console_in_chromium() {
     let art = artifacts("shell-browser");
     let x = Xvfb::start();
     let home = tempfile::tempdir().unwrap();
-    let relay = Relay::start().await;
-    stock_client(&relay);
-    let rep = relay.rep_token().await;
-    let mut console = ws_connect(&relay.addr, "/ws/console", Some(&rep)).await;
-    recv_type(&mut console, "snapshot").await;
-    let key = relay.new_key(&rep, "personal").await;
-    let file = download_client(&relay, key["key"].as_str().unwrap(), "Zoë Client", "en").await;
-    let agent = Agent::run_in(&file, &x, Some(home.path()), art.join("agent.log"));
-    agent.wait_log("event=connected").await;
-    let wid = accept_terms(&x, &agent, 10).await;
-    let sid = accept_next(&relay, &rep, &mut console).await;
-    agent.wait_log("event=state state=active").await;
+    let CustomerSession {
+        relay,
+        agent,
+        wid,
+        sid,
+        // Kept open to the end: the representative stays online.
+        console: _console,
+        ..
+    } = CustomerSession::start(&x, &art, Some(home.path())).await;
 
     let script = RepScript::start(&relay, "shell.mjs", &sid, &art, &[]);
     let script_log = || script.log();

@@ -249,3 +249,47 @@ impl RepScript {
         assert!(ok, "browser script failed:\n{log}");
     }
 }
+
+/// A one-shot session set up as a customer and a representative do it: the relay with the
+/// stock client in its store, `rep1`'s live console, a key, the client downloaded through the
+/// portal and run on `x` (with `home` as its home folder, if given), the terms accepted in its
+/// window, and the session accepted by the rep.
+pub struct CustomerSession {
+    pub relay: Relay,
+    pub rep: String,
+    pub console: super::Ws,
+    pub file: PathBuf,
+    pub agent: Agent,
+    /// The client's window.
+    pub wid: String,
+    pub sid: String,
+}
+
+impl CustomerSession {
+    pub async fn start(x: &Xvfb, art: &Path, home: Option<&Path>) -> CustomerSession {
+        // Generous deadlines: these steps take seconds on a loaded machine, and a deadline
+        // costs nothing when it is not reached.
+        let wait = Duration::from_secs(60);
+        let relay = Relay::start().await;
+        stock_client(&relay);
+        let rep = relay.rep_token().await;
+        let mut console = super::ws_connect(&relay.addr, "/ws/console", Some(&rep)).await;
+        super::recv_type(&mut console, "snapshot").await;
+        let key = relay.new_key(&rep, "personal").await;
+        let file = download_client(&relay, key["key"].as_str().unwrap(), "Zoë Client", "en").await;
+        let agent = Agent::run_in(&file, x, home, art.join("agent.log"));
+        agent.wait_log_for("event=connected", wait).await;
+        let wid = accept_terms(x, &agent, 20).await;
+        let sid = accept_next(&relay, &rep, &mut console).await;
+        agent.wait_log_for("event=state state=active", wait).await;
+        CustomerSession {
+            relay,
+            rep,
+            console,
+            file,
+            agent,
+            wid,
+            sid,
+        }
+    }
+}
