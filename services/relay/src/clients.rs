@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 
 /// A platform the box knows how to serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +54,27 @@ pub const PLATFORMS: &[Platform] = &[
         suffix: "",
     },
 ];
+
+/// The stock binary with `trailer` appended, as an attachment named `file_name` (streamed:
+/// the binary is the store's cached copy, never rebuilt per download).
+pub fn stamped_download(binary: Bytes, trailer: Vec<u8>, file_name: &str) -> Response {
+    let tail = Bytes::from(trailer);
+    let len = binary.len() + tail.len();
+    let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(binary), Ok(tail)]);
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, len.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file_name}\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
 
 pub fn platform(id: &str) -> Option<&'static Platform> {
     PLATFORMS.iter().find(|p| p.id == id)

@@ -57,8 +57,7 @@ use lifeline_proto::{MAX_CONTROL_MESSAGE, encode};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use crate::web::pages::same_origin;
-use crate::web::{ApiError, ClientIp, Rep, State, audit, authenticate};
+use crate::web::{ApiError, ClientIp, Rep, State, audit};
 
 /// How long the console waits for the agent to open a shell (an administrator prompt on
 /// the customer's side may take a while).
@@ -293,16 +292,7 @@ pub async fn upgrade(
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let a = authenticate(&state, &headers)
-        .await?
-        .ok_or(ApiError::Unauthenticated)?;
-    if a.via_cookie && !same_origin(&headers) {
-        return Err(ApiError::Csrf);
-    }
-    if a.user.role != "rep" && a.user.role != "admin" {
-        return Err(ApiError::Forbidden);
-    }
-    state.rep_seat(&a.user).await?;
+    let a = crate::web::console_socket_user(&state, &headers).await?;
     if session_id.len() > 64 {
         return Err(ApiError::NotFound(
             "There is no session with this id.".into(),

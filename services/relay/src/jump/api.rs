@@ -13,10 +13,8 @@
 //! * `GET /api/v1/jump/clients?search=` (representatives): the clients with their online
 //!   state and last seen.
 
-use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State as AxState};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
@@ -183,8 +181,6 @@ pub async fn installer(
         site_name: state.config.company.clone(),
         kind: TicketKind::JumpInstall,
     };
-    let tail = Bytes::from(trailer(&ticket));
-    let len = binary.len() + tail.len();
     audit(
         &state,
         "portal",
@@ -195,20 +191,7 @@ pub async fn installer(
     )
     .await;
     let name = format!("lifeline-jump-installer{}", p.suffix);
-    let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(binary), Ok(tail)]);
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            (header::CONTENT_LENGTH, len.to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}\""),
-            ),
-            (header::CACHE_CONTROL, "no-store".to_string()),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response())
+    Ok(clients::stamped_download(binary, trailer(&ticket), &name))
 }
 
 async fn register(

@@ -187,6 +187,26 @@ pub async fn authenticate(
     }))
 }
 
+/// The representative (or admin) opening one of the console's WebSockets: signed in, from
+/// this site's own pages when signed in by cookie (a WebSocket has no CSRF header), holding
+/// a seat.
+pub async fn console_socket_user(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Authed, ApiError> {
+    let a = authenticate(state, headers)
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
+    if a.via_cookie && !pages::same_origin(headers) {
+        return Err(ApiError::Csrf);
+    }
+    if a.user.role != "rep" && a.user.role != "admin" {
+        return Err(ApiError::Forbidden);
+    }
+    state.rep_seat(&a.user).await?;
+    Ok(a)
+}
+
 impl FromRequestParts<State> for Authed {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &State) -> Result<Self, ApiError> {

@@ -3,7 +3,6 @@
 
 use askama::Template;
 use axum::Form;
-use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State as AxState};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -480,8 +479,6 @@ pub async fn download_file(
             p.label
         )));
     };
-    let tail = Bytes::from(trailer(&ticket_file(&state, &ticket)));
-    let len = binary.len() + tail.len();
     let name = format!("lifeline-support-{}{}", &ticket.id[..8], p.suffix);
     audit(
         &state,
@@ -492,20 +489,11 @@ pub async fn download_file(
         &format!("{} {}", p.id, ticket.id),
     )
     .await;
-    let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(binary), Ok(tail)]);
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            (header::CONTENT_LENGTH, len.to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}\""),
-            ),
-            (header::CACHE_CONTROL, "no-store".to_string()),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response())
+    Ok(clients::stamped_download(
+        binary,
+        trailer(&ticket_file(&state, &ticket)),
+        &name,
+    ))
 }
 
 #[cfg(test)]

@@ -13,24 +13,14 @@ use lifeline_proto::console::RelayToConsole;
 use lifeline_proto::{VERSION, encode};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::pages::same_origin;
-use super::{ApiError, Authed, State, authenticate};
+use super::{ApiError, Authed, State};
 
 pub async fn upgrade(
     ws: WebSocketUpgrade,
     AxState(state): AxState<State>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let a = authenticate(&state, &headers)
-        .await?
-        .ok_or(ApiError::Unauthenticated)?;
-    if a.via_cookie && !same_origin(&headers) {
-        return Err(ApiError::Csrf);
-    }
-    if a.user.role != "rep" && a.user.role != "admin" {
-        return Err(ApiError::Forbidden);
-    }
-    state.rep_seat(&a.user).await?;
+    let a = super::console_socket_user(&state, &headers).await?;
     Ok(ws
         .read_buffer_size(4 * 1024)
         .write_buffer_size(0)

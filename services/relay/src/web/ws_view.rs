@@ -26,8 +26,7 @@ use futures_util::{SinkExt, StreamExt};
 use lifeline_proto::viewer::{RelayToViewer, ViewerErrorCode, ViewerToRelay};
 use lifeline_proto::{MAX_CONTROL_MESSAGE, encode};
 
-use super::pages::same_origin;
-use super::{ApiError, Authed, State, authenticate};
+use super::{ApiError, Authed, State};
 use crate::view::{Next, Outbox, Room};
 
 /// Input events a viewer may send per second, on average.
@@ -50,16 +49,7 @@ pub async fn upgrade(
     Path(session_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let a = authenticate(&state, &headers)
-        .await?
-        .ok_or(ApiError::Unauthenticated)?;
-    if a.via_cookie && !same_origin(&headers) {
-        return Err(ApiError::Csrf);
-    }
-    if a.user.role != "rep" && a.user.role != "admin" {
-        return Err(ApiError::Forbidden);
-    }
-    state.rep_seat(&a.user).await?;
+    let a = super::console_socket_user(&state, &headers).await?;
     if session_id.len() > 64 {
         return Err(ApiError::NotFound(
             "There is no session with this id.".into(),
