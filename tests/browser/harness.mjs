@@ -58,6 +58,21 @@ export async function consoleLogin(page, user, password) {
   ]);
 }
 
+/**
+ * Ends the open session from the console, opens its entry in the recent sessions and
+ * returns the report's events table.
+ */
+export async function endAndOpenReport(page, session) {
+  await page.click('[data-testid=end-session]');
+  await page.locator('[data-testid=presence][data-online=ended]').waitFor();
+  const recent = page.locator(`[data-testid=recent-sessions] [data-session-id="${session}"] button`).first();
+  await recent.waitFor({ state: 'visible' });
+  await recent.click();
+  const dialog = page.locator('[data-testid=transcript]');
+  await dialog.waitFor({ state: 'visible' });
+  return dialog.locator('[data-testid=transcript-events]');
+}
+
 export function check(cond, message) {
   if (!cond) throw new Error(message);
 }

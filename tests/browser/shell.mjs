@@ -14,7 +14,7 @@
 // session report's shell events with the transcript link. Exits 0 only if every step passed.
 
 import {
-  check, consoleLogin, env, finish, launch, pages, shot, step, syncFiles,
+  check, consoleLogin, endAndOpenReport, env, finish, launch, pages, shot, step, syncFiles,
 } from './harness.mjs';
 
 const TIMEOUT = 20_000;
@@ -142,14 +142,7 @@ async function run() {
 
   await step('g. the rep ends the session; the report lists the shell with its transcript', async () => {
     page.on('dialog', (d) => d.accept());
-    await page.click('[data-testid=end-session]');
-    await page.locator('[data-testid=presence][data-online=ended]').waitFor();
-    const recent = page.locator(`[data-testid=recent-sessions] [data-session-id="${SESSION}"] button`).first();
-    await recent.waitFor({ state: 'visible' });
-    await recent.click();
-    const dialog = page.locator('[data-testid=transcript]');
-    await dialog.waitFor({ state: 'visible' });
-    const events = dialog.locator('[data-testid=transcript-events]');
+    const events = await endAndOpenReport(page, SESSION);
     await events.locator('tr', { hasText: 'shell closed' }).first().waitFor();
     const all = await events.innerText();
     check(all.includes('shell opened'), `events:\n${all}`);
@@ -159,7 +152,7 @@ async function run() {
     // Typed key by key: each key is an input record; the output has the command's answer.
     check(body.includes('web-42') && / in  e\n/.test(body) && / in  \\r\n/.test(body), `transcript:\n${body.slice(0, 2000)}`);
     await shot(page, 'shell-3-report.png');
-    await dialog.locator('[data-testid=transcript-close]').click();
+    await page.locator('[data-testid=transcript] [data-testid=transcript-close]').click();
     return `${await events.locator('tr').count()} events, transcript ${body.length} bytes`;
   });
 

@@ -16,7 +16,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  ARTIFACTS, BASE, check, consoleLogin, env, finish, launch, pages, shot, step, syncFiles,
+  ARTIFACTS, BASE, check, consoleLogin, endAndOpenReport, env, finish, launch, pages, shot, step, syncFiles,
 } from './harness.mjs';
 
 const TIMEOUT = 20_000;
@@ -190,21 +190,14 @@ async function run() {
 
   await step('h. the rep ends the session; the report lists the requests', async () => {
     await waitDone('api');
-    await page.click('[data-testid=end-session]');
-    await page.locator('[data-testid=presence][data-online=ended]').waitFor();
-    const recent = page.locator(`[data-testid=recent-sessions] [data-session-id="${SESSION}"] button`).first();
-    await recent.waitFor({ state: 'visible' });
-    await recent.click();
-    const dialog = page.locator('[data-testid=transcript]');
-    await dialog.waitFor({ state: 'visible' });
-    const events = dialog.locator('[data-testid=transcript-events]');
+    const events = await endAndOpenReport(page, SESSION);
     await events.locator('tr', { hasText: 'system information received' }).first().waitFor();
     const all = await events.innerText();
     check(all.includes('system information requested'), `events:\n${all}`);
     check(/permission denied\s+system_info/.test(all), `events:\n${all}`);
     check(all.includes('ending a process refused') && all.includes('process ended'), `events:\n${all}`);
     await shot(page, 'tools-5-report.png');
-    await dialog.locator('[data-testid=transcript-close]').click();
+    await page.locator('[data-testid=transcript] [data-testid=transcript-close]').click();
     return `${(await events.locator('tr').count())} events`;
   });
 

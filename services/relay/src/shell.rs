@@ -375,26 +375,32 @@ impl ShellSocket {
         }
     }
 
-    /// Refuses the shell with `code` and a sentence, records it, and closes.
-    async fn refuse(&mut self, code: &str, message: &str) {
-        let detail = serde_json::json!({
-            "elevated": self.elevated, "code": code, "message": message, "rep": self.display,
-        })
-        .to_string();
+    /// Records a step of this shell: the session event `shell_<step>` with `detail`, and the
+    /// audit line `session.shell <step>` naming the session, the shell's kind and `what`.
+    async fn record(&mut self, step: &str, detail: &str, what: &str) {
         let _ = self
             .state
             .db
-            .add_event(&self.session_id, "shell_refused", &detail)
+            .add_event(&self.session_id, &format!("shell_{step}"), detail)
             .await;
         audit(
             &self.state,
             &self.user,
             self.ip,
             "session.shell",
-            "refused",
-            &format!("{} {} {code}", self.session_id, self.kind()),
+            step,
+            &format!("{} {} {what}", self.session_id, self.kind()),
         )
         .await;
+    }
+
+    /// Refuses the shell with `code` and a sentence, records it, and closes.
+    async fn refuse(&mut self, code: &str, message: &str) {
+        let detail = serde_json::json!({
+            "elevated": self.elevated, "code": code, "message": message, "rep": self.display,
+        })
+        .to_string();
+        self.record("refused", &detail, code).await;
         self.send(&ShellToConsole::Refused {
             code: code.to_string(),
             message: message.to_string(),
@@ -538,19 +544,7 @@ impl ShellSocket {
             "shell": id, "elevated": self.elevated, "program": program, "rep": self.display,
         })
         .to_string();
-        let _ = state
-            .db
-            .add_event(&self.session_id, "shell_opened", &detail)
-            .await;
-        audit(
-            &state,
-            &self.user,
-            self.ip,
-            "session.shell",
-            "opened",
-            &format!("{} {} {id}", self.session_id, self.kind()),
-        )
-        .await;
+        self.record("opened", &detail, &id.to_string()).await;
         let mut totals = Totals {
             started: Instant::now(),
             bytes_in: 0,
@@ -590,24 +584,8 @@ impl ShellSocket {
             "truncated": truncated,
         })
         .to_string();
-        let _ = state
-            .db
-            .add_event(&self.session_id, "shell_closed", &detail)
+        self.record("closed", &detail, &format!("{id} by={}", by.as_str()))
             .await;
-        audit(
-            &state,
-            &self.user,
-            self.ip,
-            "session.shell",
-            "closed",
-            &format!(
-                "{} {} {id} by={}",
-                self.session_id,
-                self.kind(),
-                by.as_str()
-            ),
-        )
-        .await;
         self.send(&ShellToConsole::Closed { by, exit_code }).await;
         self.close(1000, "shell closed").await;
     }
