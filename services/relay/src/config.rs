@@ -48,6 +48,8 @@ struct JumpSection {
     reconnects_per_second: Option<u32>,
     /// False lifts the reconnection limit (benchmarks only).
     reconnect_limit: Option<bool>,
+    /// Seconds between a passive client's check-ins (1 to 7 days; default one day).
+    check_in_s: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -124,6 +126,8 @@ pub struct Config {
     /// Which session tools representatives may use (`[tools]`).
     pub tools: crate::tools::ToolPolicy,
     pub jump_reconnects: crate::jump::ReconnectLimit,
+    /// `[jump] check_in_s`: seconds between a passive client's check-ins.
+    pub jump_check_in_s: u32,
 }
 
 /// Flag overrides (from the command line).
@@ -256,8 +260,19 @@ impl Config {
             }
             (_, None) => crate::jump::ReconnectLimit::default(),
         };
+        let jump_check_in_s = match file.jump.check_in_s {
+            None => crate::jump::CHECK_IN_S,
+            Some(n) if (1..=7 * 24 * 3600).contains(&n) => n,
+            Some(_) => {
+                return Err(invalid(
+                    "jump.check_in_s",
+                    "must be between 1 and 604800 (a week)".into(),
+                ));
+            }
+        };
         Ok(Config {
             jump_reconnects,
+            jump_check_in_s,
             files: file.files,
             tools: file.tools,
             listen,

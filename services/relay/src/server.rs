@@ -98,7 +98,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let jump = Arc::new(crate::jump::Jumps::new(
         config.jump_reconnects,
         &config.data_dir.join("wake.key"),
-    )?);
+    )?
+    .with_check_in_s(config.jump_check_in_s));
     let jump_saver = jump.spawn_saver(db.clone(), Duration::from_secs(300));
 
     let tls_listener =
