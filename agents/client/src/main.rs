@@ -65,7 +65,10 @@ fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli,
             Some("--wake-port") => {
                 let port = args.next().ok_or("--wake-port needs a port")?;
                 let port = port.to_str().and_then(|p| p.parse::<u16>().ok());
-                install.wake_port = Some(port.filter(|&p| p > 0).ok_or("--wake-port needs a port (1-65535)")?);
+                install.wake_port = Some(
+                    port.filter(|&p| p > 0)
+                        .ok_or("--wake-port needs a port (1-65535)")?,
+                );
             }
             Some("--wake-address") => {
                 let ip = args.next().ok_or("--wake-address needs an IP address")?;

@@ -220,7 +220,12 @@ async fn ignored(service: &Service, port: u16, bytes: &[u8], reason: &str) {
     let before = service.count(&needle);
     send_raw(port, bytes);
     service.wait_log_count(&needle, before + 1).await;
-    assert_eq!(service.count("event=jump_woken"), woken, "{}", service.log());
+    assert_eq!(
+        service.count("event=jump_woken"),
+        woken,
+        "{}",
+        service.log()
+    );
 }
 
 fn read_key(path: &Path) -> SigningKey {
@@ -240,7 +245,12 @@ async fn passive_client_checks_in_wakes_and_ignores_forged_or_replayed_wakeups()
         &relay,
         &admin,
         "passive",
-        &["--wake-port", &port.to_string(), "--wake-address", "127.0.0.1"],
+        &[
+            "--wake-port",
+            &port.to_string(),
+            "--wake-address",
+            "127.0.0.1",
+        ],
     )
     .await;
     let saved: Value =
@@ -344,12 +354,16 @@ async fn uninstall_removes_an_online_client_which_cannot_come_back() {
     .await;
     assert!(status.success(), "{status:?}: {}", service.log());
     assert!(!svc.exists(), "the service folder is removed");
-    wait_for(Duration::from_secs(10), "the uninstalled audit line", async || {
-        let (_, a) = relay
-            .get(&admin, "/api/v1/audit?action=jump.uninstalled")
-            .await;
-        a.to_string().contains(&id).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(10),
+        "the uninstalled audit line",
+        async || {
+            let (_, a) = relay
+                .get(&admin, "/api/v1/audit?action=jump.uninstalled")
+                .await;
+            a.to_string().contains(&id).then_some(())
+        },
+    )
     .await;
     let (_, audit) = relay.get(&admin, "/api/v1/audit?action=jump.remove").await;
     assert!(audit.to_string().contains(&id), "{audit}");
@@ -385,7 +399,12 @@ async fn a_removed_passive_client_is_woken_and_removes_itself() {
         &relay,
         &admin,
         "passive",
-        &["--wake-port", &port.to_string(), "--wake-address", "127.0.0.1"],
+        &[
+            "--wake-port",
+            &port.to_string(),
+            "--wake-address",
+            "127.0.0.1",
+        ],
     )
     .await;
     let mut service = Service::start(&svc, relay.dir.path().join("service.log"));

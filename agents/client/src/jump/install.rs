@@ -117,10 +117,7 @@ pub async fn install(
         // The key decides the mode; the port only matters for a passive client.
         mode: JumpMode::Active,
         info: super::info(env),
-        wake_port: Some(
-            opts.wake_port
-                .unwrap_or(super::passive::DEFAULT_WAKE_PORT),
-        ),
+        wake_port: Some(opts.wake_port.unwrap_or(super::passive::DEFAULT_WAKE_PORT)),
     };
     let (status, body) = post(
         ticket,
@@ -155,7 +152,8 @@ pub async fn install(
         wake_public_key: registered.wake_public_key,
         wake_port: opts.wake_port.filter(|_| passive),
         wake_address: opts.wake_address.filter(|_| passive),
-        systemd: (!opts.no_systemd).then(|| (if is_root() { "system" } else { "user" }).to_string()),
+        systemd: (!opts.no_systemd)
+            .then(|| (if is_root() { "system" } else { "user" }).to_string()),
     };
     write_folder(&dir, &config, &key)?;
     let program = dir.join(PROGRAM);

@@ -427,7 +427,10 @@ mod tests {
         // Nonces are forgotten once their lines would be stale anyway.
         assert_eq!(g.remembered(), 1);
         assert_eq!(
-            g.check(&line(&k, "jc_me", now + WINDOW_MS + 5, "n6"), now + WINDOW_MS + 5),
+            g.check(
+                &line(&k, "jc_me", now + WINDOW_MS + 5, "n6"),
+                now + WINDOW_MS + 5
+            ),
             Ok(())
         );
         assert_eq!(g.remembered(), 1);
@@ -438,7 +441,10 @@ mod tests {
         let (k, mut g) = keys();
         let now = 1_000_000_000;
         for i in 0..MAX_NONCES + 10 {
-            assert_eq!(g.check(&line(&k, "jc_me", now, &format!("n{i}")), now), Ok(()));
+            assert_eq!(
+                g.check(&line(&k, "jc_me", now, &format!("n{i}")), now),
+                Ok(())
+            );
         }
         assert_eq!(g.remembered(), MAX_NONCES);
     }

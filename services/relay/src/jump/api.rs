@@ -354,7 +354,15 @@ async fn wake_client(
         Ok(_) => "ok".to_string(),
         Err(e) => e.to_string(),
     };
-    audit(&state, &a.user.username, ip, "jump.wake", if result.is_ok() { "ok" } else { "failed" }, &format!("{id}: {outcome}")).await;
+    audit(
+        &state,
+        &a.user.username,
+        ip,
+        "jump.wake",
+        if result.is_ok() { "ok" } else { "failed" },
+        &format!("{id}: {outcome}"),
+    )
+    .await;
     match result {
         Ok(_) => Ok(Json(WakeResponse {
             client_id: id,
@@ -396,7 +404,13 @@ async fn remove_client(
         return Err(gone());
     }
     let uninstall = match state.jump.orders(&id) {
-        Some(tx) if tx.try_send(Box::new(lifeline_proto::jump::RelayToJump::Uninstall)).is_ok() => "sent",
+        Some(tx)
+            if tx
+                .try_send(Box::new(lifeline_proto::jump::RelayToJump::Uninstall))
+                .is_ok() =>
+        {
+            "sent"
+        }
         _ if row.mode == JumpMode::Passive.as_str() => {
             // Its woken link is refused (`Removed`), and it removes itself then.
             let jump = state.jump.clone();

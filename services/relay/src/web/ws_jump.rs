@@ -245,7 +245,14 @@ async fn run(state: State, ip: IpAddr, mut socket: WebSocket) {
     drop((row, info, facts, text, nonce, signature));
     if welcomed && purpose != Purpose::CheckIn {
         let idle = (purpose == Purpose::Woken).then_some(WOKEN_IDLE);
-        serve(&state, &mut socket, &mut orders, (client_id.as_str(), ip), idle).await;
+        serve(
+            &state,
+            &mut socket,
+            &mut orders,
+            (client_id.as_str(), ip),
+            idle,
+        )
+        .await;
     } else {
         close(&mut socket, 1000, "goodbye").await;
     }

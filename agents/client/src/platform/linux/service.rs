@@ -152,7 +152,12 @@ pub fn disable(name: &str, system: bool) -> Result<(), ServiceError> {
     match std::fs::remove_file(&target) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => return Err(ServiceError::Write { path: target, source }),
+        Err(source) => {
+            return Err(ServiceError::Write {
+                path: target,
+                source,
+            });
+        }
     }
     systemctl(!system, &["daemon-reload"])?;
     disabled
