@@ -20,12 +20,12 @@ use serde_json::{Value, json};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-async fn deploy_key(relay: &Relay, admin: &str, mode: &str) -> Value {
+async fn deploy_key(relay: &Relay, admin: &str, mode: &str, uses: i64) -> Value {
     let (s, v) = relay
         .post(
             admin,
             "/api/v1/jump/deploy-keys",
-            json!({"mode": mode, "valid_minutes": 120, "uses": 1}),
+            json!({"mode": mode, "valid_minutes": 120, "uses": uses}),
         )
         .await;
     assert_eq!(s, 200, "{v}");
@@ -54,7 +54,7 @@ async fn download_installer(relay: &Relay, key: &Value) -> PathBuf {
 /// Installs from the downloaded installer into `relay.dir/svc` without systemd.
 async fn install(relay: &Relay, admin: &str, mode: &str, extra: &[&str]) -> PathBuf {
     stock_client(relay);
-    let key = deploy_key(relay, admin, mode).await;
+    let key = deploy_key(relay, admin, mode, 1).await;
     let installer = download_installer(relay, &key).await;
     let svc = relay.dir.path().join("svc");
     let home = relay.dir.path().join("home");
@@ -423,4 +423,43 @@ async fn a_removed_passive_client_is_woken_and_removes_itself() {
     assert!(status.success(), "{status:?}: {}", service.log());
     assert!(service.log().contains("event=jump_removed"));
     assert!(!svc.exists(), "the service folder is removed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn passive_registrations_are_held_to_the_licence() {
+    // The relay runs on its evaluation licence: 5 passive jump clients.
+    let relay = Relay::start().await;
+    let admin = relay.token("admin", ADMIN_PASSWORD).await;
+    let key = deploy_key(&relay, &admin, "passive", 10).await;
+    let register = async |i: usize| {
+        let k = SigningKey::generate(&mut rand::rngs::OsRng);
+        let r = relay
+            .http
+            .post(relay.url("/api/v1/jump/register"))
+            .json(&json!({
+                "deploy_key": key["key"],
+                "public_key": B64.encode(k.verifying_key().to_bytes()),
+                // The key decides the mode, whatever the installer asks.
+                "mode": "active",
+                "info": {"computer": format!("pc-{i}"), "platform": "Linux x86_64",
+                         "agent_version": "0.1.0"},
+                "wake_port": 47361,
+            }))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    for i in 0..5 {
+        let (s, v) = register(i).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["mode"], "passive");
+    }
+    let (s, v) = register(5).await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["error"], "no_licence_seat");
+    assert!(
+        v["message"].as_str().unwrap().contains("allows 5 passive"),
+        "{v}"
+    );
 }
