@@ -170,10 +170,18 @@ pub enum Key {
     ProcessEndedLine,
     /// `{0}` = program name and process id.
     ProcessKeptLine,
+    /// The support button's entry in the applications menu; `{0}` = site name.
+    ButtonName,
+    ButtonInstalledTitle,
+    /// `{0}` = the entry's name.
+    ButtonInstalled,
+    ButtonExpiredTitle,
+    ButtonExpired,
+    OpenPortal,
 }
 
 impl Key {
-    pub const ALL: [Key; 77] = [
+    pub const ALL: [Key; 83] = [
         Key::WindowTitle,
         Key::DefaultTitle,
         Key::Connecting,
@@ -251,6 +259,12 @@ impl Key {
         Key::AskEndProcess,
         Key::ProcessEndedLine,
         Key::ProcessKeptLine,
+        Key::ButtonName,
+        Key::ButtonInstalledTitle,
+        Key::ButtonInstalled,
+        Key::ButtonExpiredTitle,
+        Key::ButtonExpired,
+        Key::OpenPortal,
     ];
 
     /// The key of the sentence explaining a refusal.
@@ -434,6 +448,16 @@ fn en(key: Key) -> &'static str {
         Key::TimedOutLine => "No answer: {0} was refused.",
         Key::StoppedLine => "You stopped {0}.",
         Key::UnavailableLine => "The technician asked for {0}, which this computer cannot offer.",
+        Key::ButtonName => "Get help from {0}",
+        Key::ButtonInstalledTitle => "Your support button is ready",
+        Key::ButtonInstalled => {
+            "Whenever you need help, open “{0}” from your applications menu or your desktop. A technician will be with you shortly."
+        }
+        Key::ButtonExpiredTitle => "This support button has expired",
+        Key::ButtonExpired => {
+            "This support button no longer works. You can still get help: open the support portal and follow the instructions there."
+        }
+        Key::OpenPortal => "Open the support portal",
         Key::SharingTitle => "● Screen shared – ",
     }
 }
@@ -552,6 +576,16 @@ fn fr(key: Key) -> &'static str {
         Key::UnavailableLine => {
             "Le technicien a demandé {0}, que cet ordinateur ne peut pas offrir."
         }
+        Key::ButtonName => "Obtenir de l’aide de {0}",
+        Key::ButtonInstalledTitle => "Votre bouton d’assistance est prêt",
+        Key::ButtonInstalled => {
+            "Quand vous avez besoin d’aide, ouvrez « {0} » depuis le menu des applications ou votre bureau. Un technicien s’occupera de vous rapidement."
+        }
+        Key::ButtonExpiredTitle => "Ce bouton d’assistance a expiré",
+        Key::ButtonExpired => {
+            "Ce bouton d’assistance ne fonctionne plus. Vous pouvez tout de même obtenir de l’aide : ouvrez le portail d’assistance et suivez les instructions."
+        }
+        Key::OpenPortal => "Ouvrir le portail d’assistance",
         Key::SharingTitle => "● Écran partagé – ",
     }
 }
@@ -667,6 +701,16 @@ fn de(key: Key) -> &'static str {
         Key::UnavailableLine => {
             "Der Techniker hat {0} angefragt, was dieser Computer nicht anbieten kann."
         }
+        Key::ButtonName => "Hilfe von {0} holen",
+        Key::ButtonInstalledTitle => "Ihr Support-Knopf ist bereit",
+        Key::ButtonInstalled => {
+            "Wenn Sie Hilfe brauchen, öffnen Sie „{0}“ im Anwendungsmenü oder auf Ihrem Schreibtisch. Ein Techniker kümmert sich dann bald um Sie."
+        }
+        Key::ButtonExpiredTitle => "Dieser Support-Knopf ist abgelaufen",
+        Key::ButtonExpired => {
+            "Dieser Support-Knopf funktioniert nicht mehr. Sie bekommen trotzdem Hilfe: Öffnen Sie das Support-Portal und folgen Sie den Anweisungen dort."
+        }
+        Key::OpenPortal => "Support-Portal öffnen",
         Key::SharingTitle => "● Bildschirm geteilt – ",
     }
 }

@@ -155,7 +155,9 @@ impl ClientStore {
     ) -> Result<(&'static Platform, Bytes), crate::web::ApiError> {
         use crate::web::ApiError;
         let Some(p) = platform(platform_id) else {
-            return Err(ApiError::NotFound(format!("unknown platform `{platform_id}`")));
+            return Err(ApiError::NotFound(format!(
+                "unknown platform `{platform_id}`"
+            )));
         };
         match self.binary(p).await {
             Ok(Some(binary)) => Ok((p, binary)),

@@ -35,8 +35,10 @@
 //! Jump clients ([`jump`]): registration with a deployment key, challenge-signed links on
 //! `/ws/jump`, the reconnection and licence limits.
 //!
-//! Current limits: jumping into a session, passive wake-ups and the support button are later
-//! work; the site admin
+//! Support buttons ([`buttons`]): desktop entries that ask for a session in a chosen
+//! representative's queue or the general queue until they expire.
+//!
+//! Current limits: jumping into a session and passive wake-ups are later work; the site admin
 //! interface is not written yet (accounts come from the setup page and
 //! `lifeline-relay user add`).
 //!
@@ -47,6 +49,7 @@
 pub mod accounts;
 pub mod appliance;
 pub mod auth;
+pub mod buttons;
 pub mod clients;
 pub mod config;
 pub mod db;

@@ -71,7 +71,7 @@ fn clean_name(name: &str) -> String {
         .collect()
 }
 
-fn new_ticket(queue: &str, rep_id: Option<i64>, name: &str, lang: Lang) -> TicketRow {
+pub(crate) fn new_ticket(queue: &str, rep_id: Option<i64>, name: &str, lang: Lang) -> TicketRow {
     TicketRow {
         id: crate::auth::random_token(16),
         queue: queue.to_string(),
