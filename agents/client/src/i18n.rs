@@ -178,10 +178,17 @@ pub enum Key {
     ButtonExpiredTitle,
     ButtonExpired,
     OpenPortal,
+    /// `{0}` = technician's name.
+    AskInstallJump,
+    /// `{0}` = technician's name.
+    AskInstallButton,
+    InstalledJumpLine,
+    InstalledButtonLine,
+    InstallFailedLine,
 }
 
 impl Key {
-    pub const ALL: [Key; 83] = [
+    pub const ALL: [Key; 88] = [
         Key::WindowTitle,
         Key::DefaultTitle,
         Key::Connecting,
@@ -265,6 +272,11 @@ impl Key {
         Key::ButtonExpiredTitle,
         Key::ButtonExpired,
         Key::OpenPortal,
+        Key::AskInstallJump,
+        Key::AskInstallButton,
+        Key::InstalledJumpLine,
+        Key::InstalledButtonLine,
+        Key::InstallFailedLine,
     ];
 
     /// The key of the sentence explaining a refusal.
@@ -458,6 +470,17 @@ fn en(key: Key) -> &'static str {
             "This support button no longer works. You can still get help: open the support portal and follow the instructions there."
         }
         Key::OpenPortal => "Open the support portal",
+        Key::AskInstallJump => {
+            "{0} would like to install a jump client on this computer, so that they can connect again later without you being present. Do you agree?"
+        }
+        Key::AskInstallButton => {
+            "{0} would like to put a support button on your desktop, so that you can ask for help again in one click. Do you agree?"
+        }
+        Key::InstalledJumpLine => "The jump client is installed.",
+        Key::InstalledButtonLine => {
+            "The support button is on your desktop and in your applications menu."
+        }
+        Key::InstallFailedLine => "Nothing was installed.",
         Key::SharingTitle => "● Screen shared – ",
     }
 }
@@ -586,6 +609,17 @@ fn fr(key: Key) -> &'static str {
             "Ce bouton d’assistance ne fonctionne plus. Vous pouvez tout de même obtenir de l’aide : ouvrez le portail d’assistance et suivez les instructions."
         }
         Key::OpenPortal => "Ouvrir le portail d’assistance",
+        Key::AskInstallJump => {
+            "{0} souhaite installer un client d’accès sur cet ordinateur, pour pouvoir s’y reconnecter plus tard sans que vous soyez présent. Êtes-vous d’accord ?"
+        }
+        Key::AskInstallButton => {
+            "{0} souhaite placer un bouton d’assistance sur votre bureau, pour que vous puissiez redemander de l’aide en un clic. Êtes-vous d’accord ?"
+        }
+        Key::InstalledJumpLine => "Le client d’accès est installé.",
+        Key::InstalledButtonLine => {
+            "Le bouton d’assistance est sur votre bureau et dans le menu des applications."
+        }
+        Key::InstallFailedLine => "Rien n’a été installé.",
         Key::SharingTitle => "● Écran partagé – ",
     }
 }
@@ -711,6 +745,17 @@ fn de(key: Key) -> &'static str {
             "Dieser Support-Knopf funktioniert nicht mehr. Sie bekommen trotzdem Hilfe: Öffnen Sie das Support-Portal und folgen Sie den Anweisungen dort."
         }
         Key::OpenPortal => "Support-Portal öffnen",
+        Key::AskInstallJump => {
+            "{0} möchte einen Zugangs-Client auf diesem Computer installieren, um sich später auch ohne Ihre Anwesenheit wieder verbinden zu können. Sind Sie einverstanden?"
+        }
+        Key::AskInstallButton => {
+            "{0} möchte einen Support-Knopf auf Ihrem Schreibtisch anlegen, damit Sie mit einem Klick erneut Hilfe anfordern können. Sind Sie einverstanden?"
+        }
+        Key::InstalledJumpLine => "Der Zugangs-Client ist installiert.",
+        Key::InstalledButtonLine => {
+            "Der Support-Knopf liegt auf Ihrem Schreibtisch und im Anwendungsmenü."
+        }
+        Key::InstallFailedLine => "Es wurde nichts installiert.",
         Key::SharingTitle => "● Bildschirm geteilt – ",
     }
 }

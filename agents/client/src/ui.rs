@@ -85,6 +85,11 @@ enum Question {
         pid: u32,
         name: String,
     },
+    /// May the technician install a jump client or a support button?
+    Install {
+        request: u32,
+        what: lifeline_proto::install::InstallKind,
+    },
 }
 
 /// A question waiting for the customer's answer.
@@ -774,6 +779,41 @@ impl Ui {
                 self.show_prompt();
                 self.window.show();
             }
+            Event::InstallAsked {
+                request,
+                what,
+                rep,
+                expires_in,
+            } => {
+                let rep = if rep.trim().is_empty() {
+                    self.rep_name
+                        .clone()
+                        .unwrap_or_else(|| self.texts.get(Key::Technician).to_owned())
+                } else {
+                    rep
+                };
+                self.asks.push_back(Ask {
+                    question: Question::Install { request, what },
+                    rep,
+                    deadline: Instant::now() + expires_in,
+                });
+                if self.current() != Screen::Chat {
+                    self.enter_chat();
+                }
+                self.show_prompt();
+                self.window.show();
+            }
+            Event::InstallDone(done) => {
+                use lifeline_proto::install::{InstallKind, InstallOutcome};
+                let key = match (done.outcome, done.what) {
+                    (InstallOutcome::Installed, InstallKind::JumpClient) => Key::InstalledJumpLine,
+                    (InstallOutcome::Installed, InstallKind::SupportButton) => {
+                        Key::InstalledButtonLine
+                    }
+                    _ => Key::InstallFailedLine,
+                };
+                self.append(self.texts.get(key));
+            }
             Event::EndProcessDone(done) => {
                 self.asks.retain(|a| {
                     !matches!(a.question, Question::EndProcess { request, .. } if request == done.request)
@@ -846,6 +886,15 @@ impl Ui {
                         .replace("{0}", &ask.rep)
                         .replace("{1}", name)
                         .replace("{2}", &pid.to_string()),
+                    Question::Install { what, .. } => {
+                        let key = match what {
+                            lifeline_proto::install::InstallKind::JumpClient => Key::AskInstallJump,
+                            lifeline_proto::install::InstallKind::SupportButton => {
+                                Key::AskInstallButton
+                            }
+                        };
+                        self.texts.fmt(key, &ask.rep)
+                    }
                 };
                 self.prompt_text.set_label(&text);
                 self.tick();
@@ -1021,6 +1070,9 @@ pub fn run(
                 }
                 Some(Question::EndProcess { request, .. }) => {
                     handle.end_process(request, allow);
+                }
+                Some(Question::Install { request, .. }) => {
+                    handle.send(crate::session::Command::Install { request, allow });
                 }
                 None => {}
             },

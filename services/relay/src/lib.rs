@@ -35,6 +35,9 @@
 //! Jump clients ([`jump`]): registration with a deployment key, challenge-signed links on
 //! `/ws/jump`, the reconnection and licence limits.
 //!
+//! Installing from a session ([`install`]): a jump client or a support button offered to the
+//! customer, who agrees or not in the client.
+//!
 //! Support buttons ([`buttons`]): desktop entries that ask for a session in a chosen
 //! representative's queue or the general queue until they expire.
 //!
@@ -56,6 +59,7 @@ pub mod db;
 pub mod files;
 pub mod hub;
 pub mod i18n;
+pub mod install;
 pub mod jump;
 pub mod licence;
 pub mod ratelimit;
