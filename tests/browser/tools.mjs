@@ -157,6 +157,17 @@ async function run() {
     return `${refused} / ${ended}`;
   });
 
+  await step('e3. offering a support button: the customer declines, nothing is installed', async () => {
+    const area = page.locator('[data-testid=install]');
+    await area.waitFor({ state: 'visible' });
+    // The customer (the Rust side of this test) answers as soon as the question shows.
+    await page.click('[data-testid=install-button]');
+    await page.locator('[data-testid=install-hint]', { hasText: 'declined' }).waitFor({ timeout: 90_000 });
+    await area.scrollIntoViewIfNeeded();
+    await shot(page, 'tools-3c-install-declined.png');
+    return text('[data-testid=install-hint]');
+  });
+
   await step('f. the JSON export parses and holds the report', async () => {
     const [download] = await Promise.all([
       page.waitForEvent('download'),
@@ -175,12 +186,14 @@ async function run() {
     const other = await ctx.newPage();
     try {
       const seen = [];
-      for (const [lang, title] of [['fr', 'Informations système'], ['de', 'Systeminformationen']]) {
+      for (const [lang, title, install] of [['fr', 'Informations système', 'Installer sur cet ordinateur'], ['de', 'Systeminformationen', 'Auf diesem Computer installieren']]) {
         await other.goto(`${BASE}/console?lang=${lang}`);
         await other.locator('body.is-ready').waitFor({ state: 'attached' });
         const got = (await other.locator('#sysinfo-title').textContent()).trim();
         check(got === title, `${lang}: "${got}"`);
-        seen.push(got);
+        const offer = (await other.locator('#install-title').textContent()).trim();
+        check(offer === install, `${lang}: "${offer}"`);
+        seen.push(got, offer);
       }
       return seen.join(' · ');
     } finally {
@@ -196,6 +209,7 @@ async function run() {
     check(all.includes('system information requested'), `events:\n${all}`);
     check(/permission denied\s+system_info/.test(all), `events:\n${all}`);
     check(all.includes('ending a process refused') && all.includes('process ended'), `events:\n${all}`);
+    check(all.includes('install offered') && all.includes('install declined'), `events:\n${all}`);
     await shot(page, 'tools-5-report.png');
     await page.locator('[data-testid=transcript] [data-testid=transcript-close]').click();
     return `${(await events.locator('tr').count())} events`;

@@ -147,6 +147,7 @@ async fn main() {
                     | AgentToRelay::SystemInfo { .. }
                     | AgentToRelay::SystemInfoFailed { .. }
                     | AgentToRelay::ProcessEnd { .. }
+                    | AgentToRelay::Installed { .. }
                     | AgentToRelay::Shell { .. } => vec![],
                 };
                 for r in replies {

@@ -170,10 +170,25 @@ pub enum Key {
     ProcessEndedLine,
     /// `{0}` = program name and process id.
     ProcessKeptLine,
+    /// The support button's entry in the applications menu; `{0}` = site name.
+    ButtonName,
+    ButtonInstalledTitle,
+    /// `{0}` = the entry's name.
+    ButtonInstalled,
+    ButtonExpiredTitle,
+    ButtonExpired,
+    OpenPortal,
+    /// `{0}` = technician's name.
+    AskInstallJump,
+    /// `{0}` = technician's name.
+    AskInstallButton,
+    InstalledJumpLine,
+    InstalledButtonLine,
+    InstallFailedLine,
 }
 
 impl Key {
-    pub const ALL: [Key; 77] = [
+    pub const ALL: [Key; 88] = [
         Key::WindowTitle,
         Key::DefaultTitle,
         Key::Connecting,
@@ -251,6 +266,17 @@ impl Key {
         Key::AskEndProcess,
         Key::ProcessEndedLine,
         Key::ProcessKeptLine,
+        Key::ButtonName,
+        Key::ButtonInstalledTitle,
+        Key::ButtonInstalled,
+        Key::ButtonExpiredTitle,
+        Key::ButtonExpired,
+        Key::OpenPortal,
+        Key::AskInstallJump,
+        Key::AskInstallButton,
+        Key::InstalledJumpLine,
+        Key::InstalledButtonLine,
+        Key::InstallFailedLine,
     ];
 
     /// The key of the sentence explaining a refusal.
@@ -434,6 +460,27 @@ fn en(key: Key) -> &'static str {
         Key::TimedOutLine => "No answer: {0} was refused.",
         Key::StoppedLine => "You stopped {0}.",
         Key::UnavailableLine => "The technician asked for {0}, which this computer cannot offer.",
+        Key::ButtonName => "Get help from {0}",
+        Key::ButtonInstalledTitle => "Your support button is ready",
+        Key::ButtonInstalled => {
+            "Whenever you need help, open “{0}” from your applications menu or your desktop. A technician will be with you shortly."
+        }
+        Key::ButtonExpiredTitle => "This support button has expired",
+        Key::ButtonExpired => {
+            "This support button no longer works. You can still get help: open the support portal and follow the instructions there."
+        }
+        Key::OpenPortal => "Open the support portal",
+        Key::AskInstallJump => {
+            "{0} would like to install a jump client on this computer, so that they can connect again later without you being present. Do you agree?"
+        }
+        Key::AskInstallButton => {
+            "{0} would like to put a support button on your desktop, so that you can ask for help again in one click. Do you agree?"
+        }
+        Key::InstalledJumpLine => "The jump client is installed.",
+        Key::InstalledButtonLine => {
+            "The support button is on your desktop and in your applications menu."
+        }
+        Key::InstallFailedLine => "Nothing was installed.",
         Key::SharingTitle => "● Screen shared – ",
     }
 }
@@ -552,6 +599,27 @@ fn fr(key: Key) -> &'static str {
         Key::UnavailableLine => {
             "Le technicien a demandé {0}, que cet ordinateur ne peut pas offrir."
         }
+        Key::ButtonName => "Obtenir de l’aide de {0}",
+        Key::ButtonInstalledTitle => "Votre bouton d’assistance est prêt",
+        Key::ButtonInstalled => {
+            "Quand vous avez besoin d’aide, ouvrez « {0} » depuis le menu des applications ou votre bureau. Un technicien s’occupera de vous rapidement."
+        }
+        Key::ButtonExpiredTitle => "Ce bouton d’assistance a expiré",
+        Key::ButtonExpired => {
+            "Ce bouton d’assistance ne fonctionne plus. Vous pouvez tout de même obtenir de l’aide : ouvrez le portail d’assistance et suivez les instructions."
+        }
+        Key::OpenPortal => "Ouvrir le portail d’assistance",
+        Key::AskInstallJump => {
+            "{0} souhaite installer un client d’accès sur cet ordinateur, pour pouvoir s’y reconnecter plus tard sans que vous soyez présent. Êtes-vous d’accord ?"
+        }
+        Key::AskInstallButton => {
+            "{0} souhaite placer un bouton d’assistance sur votre bureau, pour que vous puissiez redemander de l’aide en un clic. Êtes-vous d’accord ?"
+        }
+        Key::InstalledJumpLine => "Le client d’accès est installé.",
+        Key::InstalledButtonLine => {
+            "Le bouton d’assistance est sur votre bureau et dans le menu des applications."
+        }
+        Key::InstallFailedLine => "Rien n’a été installé.",
         Key::SharingTitle => "● Écran partagé – ",
     }
 }
@@ -667,6 +735,27 @@ fn de(key: Key) -> &'static str {
         Key::UnavailableLine => {
             "Der Techniker hat {0} angefragt, was dieser Computer nicht anbieten kann."
         }
+        Key::ButtonName => "Hilfe von {0} holen",
+        Key::ButtonInstalledTitle => "Ihr Support-Knopf ist bereit",
+        Key::ButtonInstalled => {
+            "Wenn Sie Hilfe brauchen, öffnen Sie „{0}“ im Anwendungsmenü oder auf Ihrem Schreibtisch. Ein Techniker kümmert sich dann bald um Sie."
+        }
+        Key::ButtonExpiredTitle => "Dieser Support-Knopf ist abgelaufen",
+        Key::ButtonExpired => {
+            "Dieser Support-Knopf funktioniert nicht mehr. Sie bekommen trotzdem Hilfe: Öffnen Sie das Support-Portal und folgen Sie den Anweisungen dort."
+        }
+        Key::OpenPortal => "Support-Portal öffnen",
+        Key::AskInstallJump => {
+            "{0} möchte einen Zugangs-Client auf diesem Computer installieren, um sich später auch ohne Ihre Anwesenheit wieder verbinden zu können. Sind Sie einverstanden?"
+        }
+        Key::AskInstallButton => {
+            "{0} möchte einen Support-Knopf auf Ihrem Schreibtisch anlegen, damit Sie mit einem Klick erneut Hilfe anfordern können. Sind Sie einverstanden?"
+        }
+        Key::InstalledJumpLine => "Der Zugangs-Client ist installiert.",
+        Key::InstalledButtonLine => {
+            "Der Support-Knopf liegt auf Ihrem Schreibtisch und im Anwendungsmenü."
+        }
+        Key::InstallFailedLine => "Es wurde nichts installiert.",
         Key::SharingTitle => "● Bildschirm geteilt – ",
     }
 }

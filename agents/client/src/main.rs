@@ -8,14 +8,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use lifeline_agent::env::Env;
-use lifeline_agent::i18n::{Lang, Texts};
+use lifeline_agent::i18n::{Key, Lang, Texts};
 use lifeline_agent::session::error_chain;
 use lifeline_agent::{platform, ticket, ui};
 use lifeline_proto::agent::AgentInfo;
 use lifeline_proto::ticket::TicketKind;
 use tracing_subscriber::EnvFilter;
 
-const USAGE: &str = "usage: lifeline-agent [--ticket-file PATH] [--service-dir DIR] [--no-systemd] [--wake-port N] [--wake-address IP] [--version]\n       lifeline-agent jump run --dir DIR";
+const USAGE: &str = "usage: lifeline-agent [--ticket-file PATH] [--service-dir DIR] [--no-systemd] [--wake-port N] [--wake-address IP] [--button] [--version]\n       lifeline-agent jump run --dir DIR";
 
 enum Cli {
     Run {
@@ -28,13 +28,15 @@ enum Cli {
     Version,
 }
 
-/// Options of a jump-client installer (ignored by other tickets).
+/// Options of a jump-client installer and a support button (ignored by other tickets).
 #[derive(Default)]
 struct InstallArgs {
     service_dir: Option<PathBuf>,
     no_systemd: bool,
     wake_port: Option<u16>,
     wake_address: Option<std::net::IpAddr>,
+    /// A click on an installed support button (its desktop entry passes this).
+    start_button: bool,
 }
 
 fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, String> {
@@ -75,6 +77,7 @@ fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli,
                 let ip = ip.to_str().and_then(|p| p.parse().ok());
                 install.wake_address = Some(ip.ok_or("--wake-address needs an IP address")?);
             }
+            Some("--button") => install.start_button = true,
             Some("--ticket-file") => {
                 let path = args.next().ok_or("--ticket-file needs a path")?;
                 ticket_file = Some(PathBuf::from(path));
@@ -165,6 +168,81 @@ fn jump_install(
     }
 }
 
+/// A downloaded support button: install the desktop entry and say where it is.
+#[cfg(target_os = "linux")]
+fn button_install(ticket: &lifeline_proto::ticket::TicketFile, env: &Env) -> ExitCode {
+    let lang = Lang::choose("", env);
+    let texts = Texts::new(lang);
+    let exe = std::env::current_exe().and_then(std::fs::read);
+    let done = exe
+        .map_err(lifeline_agent::button::ButtonError::OwnExe)
+        .and_then(|exe| lifeline_agent::button::install(ticket, env, &exe, lang));
+    match done {
+        Ok(done) => {
+            tracing::info!(
+                "event=button_installed entry={:?} program={:?} desktop={:?}",
+                done.entry,
+                done.program,
+                done.desktop_copy
+            );
+            let sentence = texts.fmt(Key::ButtonInstalled, &done.name);
+            println!("{sentence}");
+            if ui::display_available(env) {
+                ui::show_notice(texts, texts.get(Key::ButtonInstalledTitle), &sentence, None);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(texts, env, "button_install_failed", &e),
+    }
+}
+
+/// A click on an installed support button: the session ticket to run, or the exit code when
+/// there is none (the button expired, or the box could not be reached).
+#[cfg(target_os = "linux")]
+fn button_click(
+    button: &lifeline_proto::ticket::TicketFile,
+    env: &Env,
+) -> Result<lifeline_proto::ticket::TicketFile, ExitCode> {
+    use lifeline_agent::button::{self, Answer};
+    let lang = Lang::choose("", env);
+    let texts = Texts::new(lang);
+    let name = platform::customer_name("", &platform::current(env));
+    let rt = runtime().ok_or(ExitCode::from(1))?;
+    let answer = rt.block_on(button::request(button, env, &name, lang));
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    match answer {
+        Ok(Answer::Session(ticket)) => {
+            tracing::info!("event=button_session site={:?}", ticket.site_url);
+            Ok(ticket)
+        }
+        Ok(Answer::Expired) => {
+            let portal = format!("{}/", button.site_url.trim_end_matches('/'));
+            tracing::info!("event=button_expired portal={portal:?}");
+            eprintln!("lifeline-agent: {}", texts.get(Key::ButtonExpired));
+            if ui::display_available(env) {
+                ui::show_notice(
+                    texts,
+                    texts.get(Key::ButtonExpiredTitle),
+                    texts.get(Key::ButtonExpired),
+                    Some(&portal),
+                );
+            }
+            Err(ExitCode::from(3))
+        }
+        Err(e) => Err(fail(texts, env, "button_failed", &e)),
+    }
+}
+
+/// Logs an error, says it on stderr and in a window when there is a display.
+fn fail(texts: Texts, env: &Env, event: &str, e: &dyn std::error::Error) -> ExitCode {
+    tracing::error!("event={event} error={:?}", error_chain(e));
+    eprintln!("lifeline-agent: {}", error_chain(e));
+    if ui::display_available(env) {
+        ui::show_error(texts, &error_chain(e));
+    }
+    ExitCode::from(1)
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -223,16 +301,23 @@ fn main() -> ExitCode {
         }
     };
 
-    match ticket.kind {
-        TicketKind::OneShot => {}
+    let ticket = match ticket.kind {
+        TicketKind::OneShot => ticket,
         #[cfg(target_os = "linux")]
         TicketKind::JumpInstall => return jump_install(&ticket, &env, install),
+        #[cfg(target_os = "linux")]
+        TicketKind::Button if install.start_button => match button_click(&ticket, &env) {
+            Ok(session) => session,
+            Err(code) => return code,
+        },
+        #[cfg(target_os = "linux")]
+        TicketKind::Button => return button_install(&ticket, &env),
+        #[cfg(not(target_os = "linux"))]
         _ => {
             eprintln!("lifeline-agent: this kind of program is not supported here yet");
             return ExitCode::from(2);
         }
-    }
-    let _ = install;
+    };
 
     let lang = Lang::choose(&ticket.language, &env);
     let facts = platform::current(&env);

@@ -43,6 +43,8 @@ pub const MAX_PROXY_RESPONSE: usize = 8 * 1024;
 pub const MAX_WS_MESSAGE: usize = lifeline_proto::MAX_FRAME_PAYLOAD + 12 + 4096;
 /// How long one connection attempt (TCP, proxy, TLS, WebSocket) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Largest answer to a [`post_json`] read.
+pub const MAX_ANSWER: usize = 64 * 1024;
 
 /// Why the connection to the box could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +88,8 @@ pub enum NetError {
         "connecting to the support box took too long: check your internet connection and try again"
     )]
     Timeout,
+    #[error("the support box's answer was not understood: try again later")]
+    BadAnswer,
 }
 
 impl NetError {
@@ -100,7 +104,8 @@ impl NetError {
             | NetError::Proxy(_)
             | NetError::Tls(_)
             | NetError::WebSocket(_)
-            | NetError::Timeout => true,
+            | NetError::Timeout
+            | NetError::BadAnswer => true,
         }
     }
 }
@@ -468,9 +473,97 @@ async fn tunnel(proxy: &Proxy, site: &SiteUrl) -> Result<TcpStream, NetError> {
     }
 }
 
+/// One HTTPS POST of JSON to the box over the pinned TLS connection (one HTTP/1.1 request,
+/// `Connection: close`, the answer bounded to [`MAX_ANSWER`]): the status and the body.
+pub async fn post_json(
+    ticket: &TicketFile,
+    env: &Env,
+    path: &str,
+    json: &str,
+) -> Result<(u16, Vec<u8>), NetError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (site, mut tls) = tokio::time::timeout(CONNECT_TIMEOUT, tls_connect(ticket, env))
+        .await
+        .map_err(|_| NetError::Timeout)??;
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+        site.authority(),
+        json.len()
+    );
+    tls.write_all(request.as_bytes())
+        .await
+        .map_err(NetError::Tls)?;
+    let mut answer = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = tls.read(&mut buf).await?;
+            if n == 0 || answer.len() + n > MAX_ANSWER {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, read).await {
+        Ok(Ok(())) => {}
+        // A peer that closes TLS without close_notify still sent the whole answer.
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+        Ok(Err(e)) => return Err(NetError::Tls(e)),
+        Err(_) => return Err(NetError::Timeout),
+    }
+    parse_answer(&answer).ok_or(NetError::BadAnswer)
+}
+
+/// Splits an HTTP/1.1 answer (with a Content-Length body) into status and body.
+pub fn parse_answer(answer: &[u8]) -> Option<(u16, Vec<u8>)> {
+    let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&answer[..head_end]).ok()?;
+    let status: u16 = head.lines().next()?.split(' ').nth(1)?.parse().ok()?;
+    let body = &answer[head_end + 4..];
+    let length = head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())?
+    });
+    let body = match length {
+        Some(n) if n <= body.len() => &body[..n],
+        Some(_) => return None,
+        None => body,
+    };
+    Some((status, body.to_vec()))
+}
+
+/// The sentence in a refusal's JSON body (`{"message": ...}`), or its HTTP status.
+pub fn answer_message(status: u16, body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("message")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("HTTP {status}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_answers() {
+        let a = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+        assert_eq!(parse_answer(a), Some((200, b"{}".to_vec())));
+        assert_eq!(
+            parse_answer(b"HTTP/1.1 403 Forbidden\r\n\r\nno"),
+            Some((403, b"no".to_vec()))
+        );
+        assert_eq!(parse_answer(b"garbage"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn http_answer_parsing_never_panics(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = parse_answer(&b);
+        }
+    }
 
     #[test]
     fn pin_check() {

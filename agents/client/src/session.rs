@@ -65,6 +65,11 @@ pub enum Command {
     },
     /// The customer closes the open command shell.
     CloseShell,
+    /// The customer's answer to an offer to install something.
+    Install {
+        request: u32,
+        allow: bool,
+    },
 }
 
 /// What happened, for the UI.
@@ -137,6 +142,16 @@ pub enum Event {
     EndProcessDone(EndDone),
     /// A command shell opened or closed.
     Shell(ShellChange),
+    /// The technician offers to install a jump client or a support button; without an
+    /// answer within `expires_in` it counts as refused.
+    InstallAsked {
+        request: u32,
+        what: lifeline_proto::install::InstallKind,
+        rep: String,
+        expires_in: Duration,
+    },
+    /// What became of an offer the customer agreed to.
+    InstallDone(crate::tools::install::InstallDone),
 }
 
 /// Reconnection delays: `base` doubling up to `max`, each with jitter, for at most
@@ -673,6 +688,9 @@ impl Driver {
                     }
                 }
                 out = self.tools.next() => {
+                    if let Some(done) = self.tools.install_done(&out) {
+                        self.emit(Event::InstallDone(done)).await;
+                    }
                     if let Err(e) = send(&mut ws, &out).await {
                         return LinkEnd::Lost(e);
                     }
@@ -856,6 +874,30 @@ impl Driver {
             RelayToAgent::File { request } => self.files.request(request),
             RelayToAgent::SystemInfoRequest { request } => self.tools.system_info(request),
             RelayToAgent::Shell { request } => self.shell.request(request),
+            RelayToAgent::Install {
+                request,
+                what,
+                ticket,
+                rep,
+            } => {
+                let timeout = self.config.ask_timeout;
+                let offer = crate::tools::install::Offer {
+                    request,
+                    what,
+                    ticket,
+                    deadline: Instant::now() + timeout,
+                };
+                if self.tools.install_offered(&self.ticket, offer).is_some() {
+                    let rep = sanitize_text(&rep);
+                    self.emit(Event::InstallAsked {
+                        request,
+                        what,
+                        rep,
+                        expires_in: timeout,
+                    })
+                    .await;
+                }
+            }
             RelayToAgent::EndProcess {
                 request,
                 pid,
@@ -972,6 +1014,10 @@ impl Driver {
             }
             Command::CloseShell => {
                 self.shell.close(lifeline_proto::shell::ClosedBy::Customer);
+                Prepared::Nothing
+            }
+            Command::Install { request, allow } => {
+                self.tools.answer_install(request, allow);
                 Prepared::Nothing
             }
         }

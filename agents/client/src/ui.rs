@@ -71,6 +71,8 @@ enum Msg {
     CloseShell,
     /// A second passed (the question's countdown).
     Tick,
+    /// The person asked for the support portal (a notice with a link).
+    OpenPortal,
 }
 
 /// What the customer is asked.
@@ -82,6 +84,11 @@ enum Question {
         request: u32,
         pid: u32,
         name: String,
+    },
+    /// May the technician install a jump client or a support button?
+    Install {
+        request: u32,
+        what: lifeline_proto::install::InstallKind,
     },
 }
 
@@ -231,6 +238,8 @@ struct Ui {
     final_title: Frame,
     final_text: Frame,
     close: ReturnButton,
+    /// Shown only by [`show_notice`] with a link.
+    portal: Button,
     site: String,
     title: String,
     rep_name: Option<String>,
@@ -461,6 +470,11 @@ impl Ui {
         close.set_label_color(Color::White);
         close.set_label_font(Font::HelveticaBold);
         close.emit(sender, Msg::Close);
+        let mut portal = Button::default().with_label(texts.get(Key::OpenPortal));
+        portal.set_label_size(FONT_SIZE);
+        portal.emit(sender, Msg::OpenPortal);
+        portal.hide();
+        row.fixed(&portal, 230);
         row.fixed(&close, 150);
         end_row(&mut final_screen, row);
         final_screen.end();
@@ -509,6 +523,7 @@ impl Ui {
             final_title,
             final_text,
             close,
+            portal,
             site: site_name.trim().to_owned(),
             title,
             rep_name: None,
@@ -764,6 +779,41 @@ impl Ui {
                 self.show_prompt();
                 self.window.show();
             }
+            Event::InstallAsked {
+                request,
+                what,
+                rep,
+                expires_in,
+            } => {
+                let rep = if rep.trim().is_empty() {
+                    self.rep_name
+                        .clone()
+                        .unwrap_or_else(|| self.texts.get(Key::Technician).to_owned())
+                } else {
+                    rep
+                };
+                self.asks.push_back(Ask {
+                    question: Question::Install { request, what },
+                    rep,
+                    deadline: Instant::now() + expires_in,
+                });
+                if self.current() != Screen::Chat {
+                    self.enter_chat();
+                }
+                self.show_prompt();
+                self.window.show();
+            }
+            Event::InstallDone(done) => {
+                use lifeline_proto::install::{InstallKind, InstallOutcome};
+                let key = match (done.outcome, done.what) {
+                    (InstallOutcome::Installed, InstallKind::JumpClient) => Key::InstalledJumpLine,
+                    (InstallOutcome::Installed, InstallKind::SupportButton) => {
+                        Key::InstalledButtonLine
+                    }
+                    _ => Key::InstallFailedLine,
+                };
+                self.append(self.texts.get(key));
+            }
             Event::EndProcessDone(done) => {
                 self.asks.retain(|a| {
                     !matches!(a.question, Question::EndProcess { request, .. } if request == done.request)
@@ -836,6 +886,15 @@ impl Ui {
                         .replace("{0}", &ask.rep)
                         .replace("{1}", name)
                         .replace("{2}", &pid.to_string()),
+                    Question::Install { what, .. } => {
+                        let key = match what {
+                            lifeline_proto::install::InstallKind::JumpClient => Key::AskInstallJump,
+                            lifeline_proto::install::InstallKind::SupportButton => {
+                                Key::AskInstallButton
+                            }
+                        };
+                        self.texts.fmt(key, &ask.rep)
+                    }
                 };
                 self.prompt_text.set_label(&text);
                 self.tick();
@@ -1012,6 +1071,9 @@ pub fn run(
                 Some(Question::EndProcess { request, .. }) => {
                     handle.end_process(request, allow);
                 }
+                Some(Question::Install { request, .. }) => {
+                    handle.send(crate::session::Command::Install { request, allow });
+                }
                 None => {}
             },
             Msg::Revoke(permission) => {
@@ -1061,6 +1123,7 @@ pub fn run(
                 handle.end("ended by customer");
             }
             Msg::Close => break,
+            Msg::OpenPortal => {}
             Msg::WindowClose => {
                 if !ui.finished {
                     end_and_wait(runtime, &handle, "closed window");
@@ -1157,6 +1220,34 @@ pub fn show_error(texts: Texts, sentence: &str) {
     while app.wait() {
         if let Some(Msg::Close | Msg::WindowClose) = receiver.recv() {
             break;
+        }
+    }
+    ui.window.hide();
+}
+
+/// A window with one message (a support button installed or expired), a Close button and,
+/// with `portal`, a button that opens that address in the person's browser.
+pub fn show_notice(texts: Texts, title: &str, sentence: &str, portal: Option<&str>) {
+    let app = app::App::default();
+    style(&app);
+    let (sender, receiver): (Sender<Msg>, Receiver<Msg>) = app::channel();
+    let mut ui = Ui::build(texts, "", sender);
+    ui.show_final(title, sentence, Outcome::Normal);
+    if portal.is_some() {
+        ui.portal.show();
+    }
+    ui.window.show();
+    while app.wait() {
+        match receiver.recv() {
+            Some(Msg::Close | Msg::WindowClose) => break,
+            Some(Msg::OpenPortal) => {
+                if let Some(url) = portal {
+                    tracing::info!("event=open_portal url={url:?}");
+                    crate::platform::open_url(url);
+                }
+                break;
+            }
+            _ => {}
         }
     }
     ui.window.hide();

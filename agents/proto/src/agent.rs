@@ -38,6 +38,10 @@
 //! agent → [`AgentToRelay::Shell`] answers, the terminal's bytes in binary frames on the
 //! shell channel; see [`crate::shell`].
 //!
+//! # Installing from a session
+//! relay → [`RelayToAgent::Install`] (a jump client or a support button, with its ticket);
+//! the customer agrees or not; agent → [`AgentToRelay::Installed`]; see [`crate::install`].
+//!
 //! The relay measures its round trip to the agent from [`RelayToAgent::Ping`] and the
 //! matching [`AgentToRelay::Pong`] (every 20 s, every second while the screen is watched) and
 //! shows it to the viewers; an agent answers a ping as soon as it reads it.
@@ -106,6 +110,13 @@ pub enum AgentToRelay {
         request: u32,
         pid: u32,
         outcome: crate::tools::EndOutcome,
+        #[serde(default)]
+        message: String,
+    },
+    /// What became of [`RelayToAgent::Install`] `request`.
+    Installed {
+        request: u32,
+        outcome: crate::install::InstallOutcome,
         #[serde(default)]
         message: String,
     },
@@ -180,7 +191,9 @@ impl Validate for AgentToRelay {
                 Ok(())
             }
             AgentToRelay::SystemInfoFailed { reason, .. } => check_len("reason", reason, 500, true),
-            AgentToRelay::ProcessEnd { message, .. } => check_len("message", message, 500, true),
+            AgentToRelay::ProcessEnd { message, .. } | AgentToRelay::Installed { message, .. } => {
+                check_len("message", message, 500, true)
+            }
             AgentToRelay::AcceptTerms
             | AgentToRelay::Pong { .. }
             | AgentToRelay::Permission { .. } => Ok(()),
@@ -326,6 +339,15 @@ pub enum RelayToAgent {
         /// The representative's display name, for the question the customer sees.
         rep: String,
     },
+    /// Offer to install a jump client or a support button (see [`crate::install`]);
+    /// answered with [`AgentToRelay::Installed`].
+    Install {
+        request: u32,
+        what: crate::install::InstallKind,
+        ticket: crate::ticket::TicketFile,
+        /// The representative's display name, for the question the customer sees.
+        rep: String,
+    },
     /// A command-shell request ([`crate::shell`]; `open` only while `shell` or
     /// `elevated_shell` is granted).
     Shell {
@@ -376,6 +398,10 @@ impl Validate for RelayToAgent {
             RelayToAgent::EndProcess { name, rep, .. } => {
                 check_len("name", name, crate::tools::MAX_PROCESS_NAME_CHARS, false)?;
                 check_len("rep", rep, MAX_NAME_CHARS, true)
+            }
+            RelayToAgent::Install { ticket, rep, .. } => {
+                check_len("rep", rep, MAX_NAME_CHARS, true)?;
+                ticket.validate()
             }
             RelayToAgent::Clipboard { text } => crate::remote::validate_clipboard(text),
             RelayToAgent::File { request } => request.validate(),
@@ -447,7 +473,7 @@ mod tests {
 
         #[test]
         fn decode_never_panics_on_jsonish(
-            ty in prop::sample::select(vec!["hello","chat","end","pong","accept_terms","welcome","queue","system_info","system_info_failed","system_info_request","end_process","process_end","shell","x"]),
+            ty in prop::sample::select(vec!["hello","chat","end","pong","accept_terms","welcome","queue","system_info","system_info_failed","system_info_request","end_process","process_end","shell","install","installed","x"]),
             body in "[ -~]{0,300}",
         ) {
             let s = format!(r#"{{"type":"{ty}",{body}}}"#);

@@ -49,6 +49,7 @@ pub mod console;
 pub mod deflate;
 pub mod files;
 pub mod frame;
+pub mod install;
 pub mod jump;
 pub mod remote;
 pub mod screen;

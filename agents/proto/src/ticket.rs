@@ -101,6 +101,13 @@ pub enum TrailerError {
     Damaged(#[source] Option<DecodeError>),
 }
 
+impl TicketFile {
+    /// A ticket file received as JSON (e.g. a support button's answer), checked like a trailer.
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        crate::decode_json(text)
+    }
+}
+
 /// The bytes to append to a stock binary to carry `ticket`.
 pub fn trailer(ticket: &TicketFile) -> Vec<u8> {
     let json = crate::encode(ticket).into_bytes();

@@ -18,6 +18,7 @@ import { ScreenArea } from '/static/viewer.js';
 import { FilePanel, fmtBytes } from '/static/files.js';
 import { SystemInfoArea } from '/static/sysinfo.js';
 import { ShellArea, shellEventDetail, transcriptLink } from '/static/shell.js';
+import { InstallArea } from '/static/install.js';
 import { t, localise } from '/static/texts.js';
 
 const MAX_CHAT_CHARS = 4000;
@@ -640,6 +641,7 @@ function renderSession({ scrollToEnd = false } = {}) {
   if (state.files) state.files.show(sess || null);
   if (state.sysinfo) state.sysinfo.show(sess || null);
   if (state.shell) state.shell.show(sess || null);
+  if (state.install) state.install.show(sess || null);
   if (!sess) return;
   if (pane.dataset.sessionId !== sess.id) {
     // Keep each tab's unsent draft.
@@ -809,6 +811,7 @@ function setGrant(id, permission, st) {
   if (id === state.current && state.files) state.files.show(sess);
   if (id === state.current && state.sysinfo) state.sysinfo.show(sess);
   if (id === state.current && state.shell) state.shell.show(sess);
+  if (id === state.current && state.install) state.install.show(sess);
 }
 
 function markEnded(id, by, reason) {
@@ -1106,6 +1109,7 @@ async function start() {
   state.files = new FilePanel({ api, csrf: () => (state.me ? state.me.csrf_token : ''), onGrant: setGrant, onError: reportError });
   state.sysinfo = new SystemInfoArea({ api, onGrant: setGrant, onError: reportError });
   state.shell = new ShellArea({ api, onGrant: setGrant, onError: reportError });
+  state.install = new InstallArea({ api, onError: reportError });
   setInterval(() => { tickQueues(); tickKey(); }, 1000);
   window.addEventListener('pagehide', () => {
     state.unloading = true;

@@ -801,7 +801,55 @@ const SHELL = {
     eventKinds: { shell_opened: 'Befehlszeile geöffnet', shell_closed: 'Befehlszeile geschlossen', shell_refused: 'Befehlszeile abgelehnt' },
   },
 };
-for (const [table, extra] of [[EN, FILES.en], [FR, FILES.fr], [DE, FILES.de], [EN, SHELL.en], [FR, SHELL.fr], [DE, SHELL.de]]) {
+// "Install on this computer" (install.js) and its events in the session report.
+const INSTALL = {
+  en: {
+    installTitle: 'Install on this computer',
+    installJump: 'Install a jump client',
+    installButton: 'Put a support button on the desktop',
+    install: {
+      hint: 'With the customer\'s consent: a jump client lets you come back later without anyone at the computer; a support button lets the customer reach you again in one click.',
+      waiting: 'The customer is asked whether they agree…',
+      outcome: {
+        installed: (what, m) => `${what === 'jump_client' ? 'Jump client installed' : 'Support button installed'}: ${m}`,
+        refused: () => 'The customer declined: nothing was installed.',
+        failed: (what, m) => `Installing failed: ${m}`,
+      },
+    },
+    eventKinds: { install_offered: 'install offered', installed: 'installed', install_refused: 'install declined', install_failed: 'install failed' },
+  },
+  fr: {
+    installTitle: 'Installer sur cet ordinateur',
+    installJump: 'Installer un client d\'accès',
+    installButton: 'Placer un bouton d\'assistance sur le bureau',
+    install: {
+      hint: 'Avec l\'accord du client : un client d\'accès vous permet de revenir plus tard sans personne devant l\'ordinateur ; un bouton d\'assistance permet au client de vous joindre à nouveau en un clic.',
+      waiting: 'Le client doit dire s\'il est d\'accord…',
+      outcome: {
+        installed: (what, m) => `${what === 'jump_client' ? 'Client d\'accès installé' : 'Bouton d\'assistance installé'} : ${m}`,
+        refused: () => 'Le client a refusé : rien n\'a été installé.',
+        failed: (what, m) => `L\'installation a échoué : ${m}`,
+      },
+    },
+    eventKinds: { install_offered: 'installation proposée', installed: 'installé', install_refused: 'installation refusée', install_failed: 'installation échouée' },
+  },
+  de: {
+    installTitle: 'Auf diesem Computer installieren',
+    installJump: 'Zugangs-Client installieren',
+    installButton: 'Support-Knopf auf den Schreibtisch legen',
+    install: {
+      hint: 'Mit Zustimmung des Kunden: Mit einem Zugangs-Client können Sie später wiederkommen, auch wenn niemand am Computer ist; mit einem Support-Knopf erreicht der Kunde Sie wieder mit einem Klick.',
+      waiting: 'Der Kunde wird gefragt, ob er einverstanden ist…',
+      outcome: {
+        installed: (what, m) => `${what === 'jump_client' ? 'Zugangs-Client installiert' : 'Support-Knopf installiert'}: ${m}`,
+        refused: () => 'Der Kunde hat abgelehnt: Es wurde nichts installiert.',
+        failed: (what, m) => `Die Installation ist fehlgeschlagen: ${m}`,
+      },
+    },
+    eventKinds: { install_offered: 'Installation angeboten', installed: 'installiert', install_refused: 'Installation abgelehnt', install_failed: 'Installation fehlgeschlagen' },
+  },
+};
+for (const [table, extra] of [[EN, FILES.en], [FR, FILES.fr], [DE, FILES.de], [EN, SHELL.en], [FR, SHELL.fr], [DE, SHELL.de], [EN, INSTALL.en], [FR, INSTALL.fr], [DE, INSTALL.de]]) {
   const { eventKinds, ...rest } = extra;
   Object.assign(table, rest);
   table.eventKinds = { ...table.eventKinds, ...eventKinds };

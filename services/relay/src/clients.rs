@@ -146,6 +146,30 @@ impl ClientStore {
     }
 }
 
+impl ClientStore {
+    /// The platform named in a download link and its stock binary, or the error a person
+    /// downloading it should read (unknown platform, no build of it on this box yet).
+    pub async fn download(
+        &self,
+        platform_id: &str,
+    ) -> Result<(&'static Platform, Bytes), crate::web::ApiError> {
+        use crate::web::ApiError;
+        let Some(p) = platform(platform_id) else {
+            return Err(ApiError::NotFound(format!(
+                "unknown platform `{platform_id}`"
+            )));
+        };
+        match self.binary(p).await {
+            Ok(Some(binary)) => Ok((p, binary)),
+            Ok(None) => Err(ApiError::NotFound(format!(
+                "The support program for {} is not available on this support server yet.",
+                p.label
+            ))),
+            Err(e) => Err(ApiError::Internal(Box::new(e))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

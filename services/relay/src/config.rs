@@ -39,6 +39,14 @@ struct FileConfig {
     files: crate::files::FilePolicy,
     tools: crate::tools::ToolPolicy,
     jump: JumpSection,
+    buttons: ButtonSection,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct ButtonSection {
+    /// Days a support button installed from a session works (1 to 1826; default 365).
+    session_lifetime_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -128,6 +136,8 @@ pub struct Config {
     pub jump_reconnects: crate::jump::ReconnectLimit,
     /// `[jump] check_in_s`: seconds between a passive client's check-ins.
     pub jump_check_in_s: u32,
+    /// How long a support button installed from a session works (`[buttons]`).
+    pub button_lifetime: std::time::Duration,
 }
 
 /// Flag overrides (from the command line).
@@ -270,7 +280,18 @@ impl Config {
                 ));
             }
         };
+        let button_days = match file.buttons.session_lifetime_days {
+            None => 365,
+            Some(d) if (1..=1826).contains(&d) => d,
+            Some(_) => {
+                return Err(invalid(
+                    "buttons.session_lifetime_days",
+                    "must be between 1 and 1826 (five years)".into(),
+                ));
+            }
+        };
         Ok(Config {
+            button_lifetime: std::time::Duration::from_secs(u64::from(button_days) * 86_400),
             jump_reconnects,
             jump_check_in_s,
             files: file.files,

@@ -807,6 +807,11 @@ impl Db {
     }
 }
 
+/// The statement that records a ticket made without a session key (to join other writes).
+pub fn ticket_stmt(t: &TicketRow) -> Stmt {
+    insert_ticket(None, t)
+}
+
 fn insert_ticket(key: Option<&str>, t: &TicketRow) -> Stmt {
     Stmt::new(
         "INSERT INTO tickets (id, session_key, queue, rep_id, customer_name, language, created_at, expires_at)

@@ -35,8 +35,13 @@
 //! Jump clients ([`jump`]): registration with a deployment key, challenge-signed links on
 //! `/ws/jump`, the reconnection and licence limits.
 //!
-//! Current limits: jumping into a session, passive wake-ups and the support button are later
-//! work; the site admin
+//! Installing from a session ([`install`]): a jump client or a support button offered to the
+//! customer, who agrees or not in the client.
+//!
+//! Support buttons ([`buttons`]): desktop entries that ask for a session in a chosen
+//! representative's queue or the general queue until they expire.
+//!
+//! Current limits: jumping into a session and passive wake-ups are later work; the site admin
 //! interface is not written yet (accounts come from the setup page and
 //! `lifeline-relay user add`).
 //!
@@ -47,12 +52,14 @@
 pub mod accounts;
 pub mod appliance;
 pub mod auth;
+pub mod buttons;
 pub mod clients;
 pub mod config;
 pub mod db;
 pub mod files;
 pub mod hub;
 pub mod i18n;
+pub mod install;
 pub mod jump;
 pub mod licence;
 pub mod ratelimit;

@@ -2,7 +2,8 @@
 //! may use, and the system-information requests.
 //!
 //! # Policy
-//! `[tools]` in `relay.toml` ([`ToolPolicy`]): `system_info`, `shell` and `elevated_shell`,
+//! `[tools]` in `relay.toml` ([`ToolPolicy`]): `system_info`, `shell`, `elevated_shell` and
+//! `install` (offering a jump client or a support button from a session, [`crate::install`]),
 //! each `true` by default. A tool that is off is refused by the API for everyone and hidden
 //! in the console (`GET /api/v1/tools`).
 //!
@@ -61,6 +62,8 @@ pub struct ToolPolicy {
     pub system_info: bool,
     pub shell: bool,
     pub elevated_shell: bool,
+    /// Offering to install a jump client or a support button from a session.
+    pub install: bool,
 }
 
 impl Default for ToolPolicy {
@@ -69,6 +72,7 @@ impl Default for ToolPolicy {
             system_info: true,
             shell: true,
             elevated_shell: true,
+            install: true,
         }
     }
 }
@@ -90,13 +94,20 @@ pub struct SysInfoRequests {
     ends: Mutex<EndWaiters>,
 }
 
-/// (session, request) → where the answer to an end request goes.
-type EndWaiters = HashMap<(String, u32), oneshot::Sender<(EndOutcome, String)>>;
+/// A customer's answer to a question the relay put through the agent, with its sentence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentAnswer {
+    End(EndOutcome),
+    Install(lifeline_proto::install::InstallOutcome),
+}
 
-/// Removes a waiting end request when its handler ends.
-struct EndWaiting<'a> {
+/// (session, request) → where the answer to a question (ending a process, installing) goes.
+type EndWaiters = HashMap<(String, u32), oneshot::Sender<(AgentAnswer, String)>>;
+
+/// Removes a waiting question when its handler ends.
+pub struct EndWaiting<'a> {
     requests: &'a SysInfoRequests,
-    key: (String, u32),
+    pub key: (String, u32),
 }
 
 impl Drop for EndWaiting<'_> {
@@ -198,11 +209,12 @@ impl SysInfoRequests {
         self.ends.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a request to end a process; `None` when too many wait for this session.
-    fn open_end(
+    /// Registers a question for the customer (ending a process, installing); `None` when too
+    /// many wait for this session.
+    pub fn open_question(
         &self,
         session_id: &str,
-    ) -> Option<(EndWaiting<'_>, oneshot::Receiver<(EndOutcome, String)>)> {
+    ) -> Option<(EndWaiting<'_>, oneshot::Receiver<(AgentAnswer, String)>)> {
         let mut ends = self.ends_lock();
         if ends.keys().filter(|(s, _)| s == session_id).count() >= MAX_END_REQUESTS {
             return None;
@@ -220,8 +232,8 @@ impl SysInfoRequests {
         ))
     }
 
-    /// The agent of `session_id` tells what became of end request `request`.
-    pub fn process_end(&self, session_id: &str, request: u32, outcome: EndOutcome, message: &str) {
+    /// The agent of `session_id` tells what became of question `request`.
+    pub fn answered(&self, session_id: &str, request: u32, outcome: AgentAnswer, message: &str) {
         if let Some(tx) = self.ends_lock().remove(&(session_id.to_string(), request)) {
             let message = lifeline_proto::sanitize_text(message);
             let _ = tx.send((outcome, message.trim().to_string()));
@@ -387,7 +399,7 @@ pub async fn end_process(
         ));
     }
     let requests = &state.hub.sysinfo;
-    let (waiting, rx) = requests.open_end(&id).ok_or_else(|| {
+    let (waiting, rx) = requests.open_question(&id).ok_or_else(|| {
         ApiError::Conflict("too many questions are waiting for the customer".into())
     })?;
     state.hub.send_to_agent(
@@ -408,7 +420,8 @@ pub async fn end_process(
         )
         .await?;
     let outcome = match tokio::time::timeout(END_TIMEOUT, rx).await {
-        Ok(Ok(r)) => Ok(r),
+        Ok(Ok((AgentAnswer::End(o), m))) => Ok((o, m)),
+        Ok(Ok(_)) => Err("the customer's client answered another question".to_string()),
         Ok(Err(_)) => Err("the customer's client went away".to_string()),
         Err(_) => Err(format!(
             "the customer's computer gave no answer within {} s",

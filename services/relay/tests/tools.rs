@@ -239,6 +239,16 @@ async fn system_information_with_the_real_client_and_the_console_in_chromium() {
     .await;
     assert!(!st.success(), "ended by the signal: {st}");
 
+    // 5. The console offers a support button; the customer declines (the focused answer).
+    wait_for(
+        Duration::from_secs(90),
+        &format!("the install offer\n{}", script_log()),
+        async || (asked("event=install_asked") >= 1).then_some(()),
+    )
+    .await;
+    press(&["space"]);
+    agent.wait_log("event=install_done").await;
+
     script.passed(Duration::from_secs(120)).await;
 
     // The stored session tells the whole story.
@@ -261,6 +271,8 @@ async fn system_information_with_the_real_client_and_the_console_in_chromium() {
         "process_end_requested",
         "process_end_refused",
         "process_ended",
+        "install_offered",
+        "install_refused",
     ] {
         assert!(kinds.iter().any(|x| x == k), "missing {k} in {kinds:?}");
     }
@@ -417,14 +429,14 @@ async fn a_hostile_agent_cannot_break_a_report() {
 async fn the_admin_policy_turns_system_information_off() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("relay.toml");
-    std::fs::write(&config, "[tools]\nsystem_info = false\n").unwrap();
+    std::fs::write(&config, "[tools]\nsystem_info = false\ninstall = false\n").unwrap();
     let relay = Relay::start_with(&["--config", config.to_str().unwrap()]).await;
     let rep = relay.rep_token().await;
     let (s, p) = relay.get(&rep, "/api/v1/tools").await;
     assert_eq!(s, 200);
     assert_eq!(
         p,
-        json!({"system_info": false, "shell": true, "elevated_shell": true})
+        json!({"system_info": false, "shell": true, "elevated_shell": true, "install": false})
     );
     let (_agent, sid) = granted_session(&relay, &rep).await;
     let (s, body) = relay
@@ -443,6 +455,14 @@ async fn the_admin_policy_turns_system_information_off() {
         )
         .await;
     assert_eq!(s, 403, "{body}");
+    let (s, body) = relay
+        .post(
+            &rep,
+            &format!("/api/v1/sessions/{sid}/install"),
+            json!({"what": "jump_client"}),
+        )
+        .await;
+    assert_eq!(s, 403, "{body}");
     let (_, doc) = relay.get(&rep, "/api/v1/openapi.json").await;
     for p in [
         "/api/v1/tools",
@@ -454,6 +474,10 @@ async fn the_admin_policy_turns_system_information_off() {
         "/api/v1/sessions/{id}/files/folders",
         "/api/v1/sessions/{id}/files/offers",
         "/api/v1/sessions/{id}/files/offers/{offer}",
+        "/api/v1/sessions/{id}/install",
+        "/api/v1/buttons",
+        "/api/v1/buttons/{id}",
+        "/api/v1/buttons/session",
     ] {
         assert!(doc["paths"][p].is_object(), "OpenAPI lacks {p}");
     }

@@ -2,7 +2,7 @@
 //!
 //! Steps: make an ed25519 key pair; `POST /api/v1/jump/register` with the deployment key and
 //! the public key over the pinned TLS connection ([`net::tls_connect`], one plain HTTP/1.1
-//! request with `Connection: close`, the answer bounded to [`MAX_ANSWER`]); write the service
+//! request with `Connection: close`, [`net::post_json`]); write the service
 //! folder (the program without its ticket trailer, so the deployment key is not kept,
 //! `jump.json`, `jump.key` 0600, and the unit `lifeline-jump.service`); then, unless told not
 //! to, hand the unit to systemd ([`crate::platform::linux::service`]).
@@ -24,14 +24,11 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use lifeline_proto::jump::{JumpMode, Registered, Registration};
 use lifeline_proto::ticket::TicketFile;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{CONFIG_FILE, JumpConfig, KEY_FILE};
 use crate::env::Env;
 use crate::net::{self, NetError};
 
-/// Largest registration answer read.
-pub const MAX_ANSWER: usize = 64 * 1024;
 /// The program's name in the service folder.
 pub const PROGRAM: &str = "lifeline-agent";
 /// The unit's file name (in the folder, and in systemd's folder when enabled).
@@ -41,8 +38,6 @@ pub const UNIT: &str = "lifeline-jump.service";
 pub enum InstallError {
     #[error("cannot reach the support box to register: {0}")]
     Net(#[from] NetError),
-    #[error("the support box's answer could not be read")]
-    Answer(#[source] std::io::Error),
     #[error("the support box's answer was not understood")]
     BadAnswer,
     #[error("the support box refused to register this computer: {0}")]
@@ -119,7 +114,7 @@ pub async fn install(
         info: super::info(env),
         wake_port: Some(opts.wake_port.unwrap_or(super::passive::DEFAULT_WAKE_PORT)),
     };
-    let (status, body) = post(
+    let (status, body) = net::post_json(
         ticket,
         env,
         "/api/v1/jump/register",
@@ -127,10 +122,7 @@ pub async fn install(
     )
     .await?;
     if status != 200 {
-        let message = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("message")?.as_str().map(str::to_owned))
-            .unwrap_or_else(|| format!("HTTP {status}"));
+        let message = net::answer_message(status, &body);
         let message = if status == 403 && message.contains("may not") {
             "the deployment key is not valid any more (expired or used up): download a new installer"
                 .to_string()
@@ -295,65 +287,6 @@ pub fn without_trailer(bytes: &[u8]) -> &[u8] {
     }
 }
 
-/// One HTTPS POST of JSON to the box; returns the status and the body.
-async fn post(
-    ticket: &TicketFile,
-    env: &Env,
-    path: &str,
-    json: &str,
-) -> Result<(u16, Vec<u8>), InstallError> {
-    let (site, mut tls) = tokio::time::timeout(net::CONNECT_TIMEOUT, net::tls_connect(ticket, env))
-        .await
-        .map_err(|_| NetError::Timeout)??;
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
-        site.authority(),
-        json.len()
-    );
-    let io = InstallError::Answer;
-    tls.write_all(request.as_bytes()).await.map_err(io)?;
-    let mut answer = Vec::new();
-    let read = async {
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = tls.read(&mut buf).await?;
-            if n == 0 || answer.len() + n > MAX_ANSWER {
-                break;
-            }
-            answer.extend_from_slice(&buf[..n]);
-        }
-        Ok::<_, std::io::Error>(())
-    };
-    match tokio::time::timeout(net::CONNECT_TIMEOUT, read).await {
-        Ok(Ok(())) => {}
-        // A peer that closes TLS without close_notify still sent the whole answer.
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
-        Ok(Err(e)) => return Err(InstallError::Answer(e)),
-        Err(_) => return Err(NetError::Timeout.into()),
-    }
-    parse_answer(&answer).ok_or(InstallError::BadAnswer)
-}
-
-/// Splits an HTTP/1.1 answer (with a Content-Length body) into status and body.
-pub fn parse_answer(answer: &[u8]) -> Option<(u16, Vec<u8>)> {
-    let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&answer[..head_end]).ok()?;
-    let status: u16 = head.lines().next()?.split(' ').nth(1)?.parse().ok()?;
-    let body = &answer[head_end + 4..];
-    let length = head.lines().skip(1).find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case("content-length")
-            .then(|| v.trim().parse::<usize>().ok())?
-    });
-    let body = match length {
-        Some(n) if n <= body.len() => &body[..n],
-        Some(_) => return None,
-        None => body,
-    };
-    Some((status, body.to_vec()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,21 +314,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn answers() {
-        let a = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
-        assert_eq!(parse_answer(a), Some((200, b"{}".to_vec())));
-        assert_eq!(
-            parse_answer(b"HTTP/1.1 403 Forbidden\r\n\r\nno"),
-            Some((403, b"no".to_vec()))
-        );
-        assert_eq!(parse_answer(b"garbage"), None);
-    }
-
     proptest! {
         #[test]
         fn never_panics(b in prop::collection::vec(any::<u8>(), 0..300)) {
-            let _ = parse_answer(&b);
             let _ = without_trailer(&b);
         }
     }

@@ -42,6 +42,27 @@ use crate::desktop::Desktop;
 
 use crate::env::Env;
 
+/// Opens an `https://` address in the person's browser (anything else is ignored); a
+/// missing opener is logged, never fatal.
+pub fn open_url(url: &str) {
+    if !url.starts_with("https://") || url.chars().any(|c| c.is_control() || c == ' ') {
+        tracing::warn!("event=open_url_refused url={url:?}");
+        return;
+    }
+    let mut command = if cfg!(target_os = "windows") {
+        let mut c = std::process::Command::new("cmd");
+        c.args(["/C", "start", ""]);
+        c
+    } else if cfg!(target_os = "macos") {
+        std::process::Command::new("open")
+    } else {
+        std::process::Command::new("xdg-open")
+    };
+    if let Err(e) = command.arg(url).spawn() {
+        tracing::warn!("event=open_url_failed error={e}");
+    }
+}
+
 /// Facts about this computer and its user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Platform {

@@ -10,9 +10,13 @@
 //! A request to end a process waits for the customer's answer until its deadline (no answer
 //! is a refusal), and all waiting requests are refused when `system_info` is withdrawn.
 //!
+//! Offers to install a jump client or a support button ([`install`]) wait for the customer's
+//! answer the same way.
+//!
 //! Limits: a report asked for while the link was down is sent once it is back (the box
 //! drops parts of requests it no longer waits for).
 
+pub mod install;
 pub mod shell;
 pub mod sysinfo;
 
@@ -57,6 +61,7 @@ pub struct Tools {
     busy: Arc<AtomicBool>,
     limits: sysinfo::Limits,
     end_asks: Vec<EndAsk>,
+    offers: install::Offers,
 }
 
 impl std::fmt::Debug for Tools {
@@ -83,6 +88,7 @@ impl Tools {
             busy: Arc::new(AtomicBool::new(false)),
             limits,
             end_asks: Vec::new(),
+            offers: install::Offers::default(),
         }
     }
 
@@ -191,8 +197,9 @@ impl Tools {
         Some(self.finish(ask, outcome, message))
     }
 
-    /// Refuses the end requests whose answer is overdue.
+    /// Refuses the end requests and offers whose answer is overdue.
     pub fn expire(&mut self, now: Instant) -> Vec<EndDone> {
+        self.offers.expire(&self.tx, now);
         let (late, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.end_asks)
             .into_iter()
             .partition(|a| a.deadline <= now);
@@ -208,9 +215,35 @@ impl Tools {
             .collect()
     }
 
-    /// When the next end request runs out of time.
+    /// When the next question (an end request or an offer) runs out of time.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.end_asks.iter().map(|a| a.deadline).min()
+        let ends = self.end_asks.iter().map(|a| a.deadline).min();
+        match (ends, self.offers.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The box offers to install something ([`install`]); the deadline of the customer's
+    /// answer, or `None` when it was refused at once. `session` is this session's ticket.
+    pub fn install_offered(
+        &mut self,
+        session: &lifeline_proto::ticket::TicketFile,
+        offer: install::Offer,
+    ) -> Option<Instant> {
+        self.offers.offered(&self.tx, session, offer)
+    }
+
+    /// The customer's answer to an offer: agreed, it is installed on a task of its own.
+    pub fn answer_install(&mut self, request: u32, allow: bool) {
+        if let Some(offer) = self.offers.answer(&self.tx, request, allow) {
+            tokio::spawn(install::perform(offer, self.tx.clone()));
+        }
+    }
+
+    /// Whether `msg`, on its way to the box, ends an offer the window should hear about.
+    pub fn install_done(&mut self, msg: &AgentToRelay) -> Option<install::InstallDone> {
+        self.offers.done(msg)
     }
 
     fn refuse(&self, request: u32, reason: &str) {

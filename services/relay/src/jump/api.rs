@@ -165,20 +165,7 @@ pub async fn installer(
     let Some(row) = store::live_deploy_key(&state.db, &auth::token_hash(&key)).await? else {
         return Err(gone());
     };
-    let Some(p) = clients::platform(&platform) else {
-        return Err(ApiError::NotFound(format!("unknown platform `{platform}`")));
-    };
-    let Some(binary) = state
-        .clients
-        .binary(p)
-        .await
-        .map_err(|e| ApiError::Internal(Box::new(e)))?
-    else {
-        return Err(ApiError::NotFound(format!(
-            "The support program for {} is not available on this support server yet.",
-            p.label
-        )));
-    };
+    let (p, binary) = state.clients.download(&platform).await?;
     let ticket = TicketFile {
         site_url: state.public_url.clone(),
         cert_sha256: state.pin.clone(),

@@ -57,6 +57,7 @@ pub fn router() -> Router<State> {
             "/sessions/{id}/processes/{pid}/end",
             post(crate::tools::end_process),
         )
+        .route("/sessions/{id}/install", post(crate::install::offer))
         .route(
             "/sessions/{id}/shells/{shell}/transcript",
             get(crate::shell::transcript),
@@ -69,12 +70,14 @@ pub fn router() -> Router<State> {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Lifeline API", version = "1.0.0", description = "Script the Lifeline support box: session keys, queues, sessions, chat, permissions for screen sharing."),
-    paths(token, logout, me, super::appliance::status_json, super::appliance::panel_key, create_key, queues, recent_sessions, session, accept, message, end, request_permission, crate::tools::system_info, crate::tools::end_process, crate::tools::policy, crate::shell::transcript, crate::files::list, crate::files::make_dir, crate::files::download, crate::files::offers, crate::files::offered, crate::files::prepare_upload, crate::files::upload, portal_ticket, audit_log),
+    paths(token, logout, me, super::appliance::status_json, super::appliance::panel_key, create_key, queues, recent_sessions, session, accept, message, end, request_permission, crate::tools::system_info, crate::tools::end_process, crate::tools::policy, crate::shell::transcript, crate::files::list, crate::files::make_dir, crate::files::download, crate::files::offers, crate::files::offered, crate::files::prepare_upload, crate::files::upload, portal_ticket, audit_log, crate::buttons::create, crate::buttons::list, crate::buttons::revoke, crate::buttons::start_session, crate::install::offer),
     components(schemas(ErrorBody, TokenRequest, TokenResponse, Me, KeyRequest, KeyResponse, SessionDetail,
         MessageRequest, MessageCreated, TicketRequest, TicketResponse, Download, SessionList, QueueList,
         MessageRow, EventRow, PermissionRequest, PermissionState, StreamTotals, crate::tools::ToolPolicy, crate::tools::EndProcessRequest, crate::tools::EndProcessAnswer, crate::db::AuditRow, super::appliance::ApplianceReport,
         super::appliance::LicenceReport, super::appliance::Connected, super::appliance::ServiceReport,
-        super::appliance::KeyPress)),
+        super::appliance::KeyPress, crate::buttons::ButtonRequest, crate::buttons::ButtonCreated,
+        crate::buttons::ButtonRow, crate::buttons::ButtonStart, crate::buttons::ButtonExpired,
+        crate::install::InstallRequest, crate::install::InstallAnswer)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

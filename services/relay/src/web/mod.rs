@@ -105,6 +105,8 @@ pub fn router(state: State) -> Router {
             get(crate::jump::api::installer),
         )
         .nest("/api/v1/jump", crate::jump::api::router())
+        .route("/button/{token}/{platform}", get(crate::buttons::download))
+        .nest("/api/v1/buttons", crate::buttons::router())
         .route("/appliance", get(appliance::page))
         .nest("/appliance", appliance::pages())
         .nest("/api/v1/appliance", appliance::api())

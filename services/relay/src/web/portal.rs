@@ -71,7 +71,7 @@ fn clean_name(name: &str) -> String {
         .collect()
 }
 
-fn new_ticket(queue: &str, rep_id: Option<i64>, name: &str, lang: Lang) -> TicketRow {
+pub(crate) fn new_ticket(queue: &str, rep_id: Option<i64>, name: &str, lang: Lang) -> TicketRow {
     TicketRow {
         id: crate::auth::random_token(16),
         queue: queue.to_string(),
@@ -465,20 +465,7 @@ pub async fn download_file(
                 .into(),
         ));
     };
-    let Some(p) = clients::platform(&platform) else {
-        return Err(ApiError::NotFound(format!("unknown platform `{platform}`")));
-    };
-    let Some(binary) = state
-        .clients
-        .binary(p)
-        .await
-        .map_err(|e| ApiError::Internal(Box::new(e)))?
-    else {
-        return Err(ApiError::NotFound(format!(
-            "The support program for {} is not available on this support server yet.",
-            p.label
-        )));
-    };
+    let (p, binary) = state.clients.download(&platform).await?;
     let name = format!("lifeline-support-{}{}", &ticket.id[..8], p.suffix);
     audit(
         &state,

@@ -543,6 +543,7 @@ impl Conn {
             | AgentToRelay::SystemInfo { .. }
             | AgentToRelay::SystemInfoFailed { .. }
             | AgentToRelay::ProcessEnd { .. }
+            | AgentToRelay::Installed { .. }
                 if current != Some(SessionState::Active) =>
             {
                 Step::Exit(
@@ -608,8 +609,17 @@ impl Conn {
                 message,
                 ..
             } => {
-                hub.sysinfo
-                    .process_end(session_id, request, outcome, &message);
+                let outcome = crate::tools::AgentAnswer::End(outcome);
+                hub.sysinfo.answered(session_id, request, outcome, &message);
+                Step::Continue
+            }
+            AgentToRelay::Installed {
+                request,
+                outcome,
+                message,
+            } => {
+                let outcome = crate::tools::AgentAnswer::Install(outcome);
+                hub.sysinfo.answered(session_id, request, outcome, &message);
                 Step::Continue
             }
         }
