@@ -387,7 +387,7 @@ async fn the_admin_policy_turns_the_shell_off() {
     assert_eq!(s, 200);
     assert_eq!(
         p,
-        json!({"system_info": true, "shell": false, "elevated_shell": false})
+        json!({"system_info": true, "shell": false, "elevated_shell": false, "install": true})
     );
     let mut console = ws_connect(&relay.addr, "/ws/console", Some(&rep)).await;
     recv_type(&mut console, "snapshot").await;
