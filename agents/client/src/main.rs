@@ -15,7 +15,7 @@ use lifeline_proto::agent::AgentInfo;
 use lifeline_proto::ticket::TicketKind;
 use tracing_subscriber::EnvFilter;
 
-const USAGE: &str = "usage: lifeline-agent [--ticket-file PATH] [--service-dir DIR] [--no-systemd] [--button] [--version]\n       lifeline-agent jump run --dir DIR";
+const USAGE: &str = "usage: lifeline-agent [--ticket-file PATH] [--service-dir DIR] [--no-systemd] [--wake-port N] [--wake-address IP] [--button] [--version]\n       lifeline-agent jump run --dir DIR";
 
 enum Cli {
     Run {
@@ -33,6 +33,8 @@ enum Cli {
 struct InstallArgs {
     service_dir: Option<PathBuf>,
     no_systemd: bool,
+    wake_port: Option<u16>,
+    wake_address: Option<std::net::IpAddr>,
     /// A click on an installed support button (its desktop entry passes this).
     start_button: bool,
 }
@@ -62,6 +64,19 @@ fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli,
                 install.service_dir = Some(PathBuf::from(path));
             }
             Some("--no-systemd") => install.no_systemd = true,
+            Some("--wake-port") => {
+                let port = args.next().ok_or("--wake-port needs a port")?;
+                let port = port.to_str().and_then(|p| p.parse::<u16>().ok());
+                install.wake_port = Some(
+                    port.filter(|&p| p > 0)
+                        .ok_or("--wake-port needs a port (1-65535)")?,
+                );
+            }
+            Some("--wake-address") => {
+                let ip = args.next().ok_or("--wake-address needs an IP address")?;
+                let ip = ip.to_str().and_then(|p| p.parse().ok());
+                install.wake_address = Some(ip.ok_or("--wake-address needs an IP address")?);
+            }
             Some("--button") => install.start_button = true,
             Some("--ticket-file") => {
                 let path = args.next().ok_or("--ticket-file needs a path")?;
@@ -128,6 +143,8 @@ fn jump_install(
     let opts = InstallOptions {
         service_dir: args.service_dir,
         no_systemd: args.no_systemd,
+        wake_port: args.wake_port,
+        wake_address: args.wake_address,
     };
     match rt.block_on(install(ticket, env, &opts)) {
         Ok(done) => {

@@ -255,6 +255,9 @@ pub struct Registered {
     /// Base64 ed25519 public key wake-ups are signed with.
     pub wake_public_key: String,
     pub heartbeat_s: u32,
+    /// The mode the deployment key gave this client (the installer does not know it before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<JumpMode>,
 }
 
 /// A wake-up for a passive client. On the wire (plain TCP to the client's wake port) it is

@@ -56,6 +56,8 @@ struct JumpSection {
     reconnects_per_second: Option<u32>,
     /// False lifts the reconnection limit (benchmarks only).
     reconnect_limit: Option<bool>,
+    /// Seconds between a passive client's check-ins (1 to 7 days; default one day).
+    check_in_s: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -132,6 +134,8 @@ pub struct Config {
     /// Which session tools representatives may use (`[tools]`).
     pub tools: crate::tools::ToolPolicy,
     pub jump_reconnects: crate::jump::ReconnectLimit,
+    /// `[jump] check_in_s`: seconds between a passive client's check-ins.
+    pub jump_check_in_s: u32,
     /// How long a support button installed from a session works (`[buttons]`).
     pub button_lifetime: std::time::Duration,
 }
@@ -266,6 +270,16 @@ impl Config {
             }
             (_, None) => crate::jump::ReconnectLimit::default(),
         };
+        let jump_check_in_s = match file.jump.check_in_s {
+            None => crate::jump::CHECK_IN_S,
+            Some(n) if (1..=7 * 24 * 3600).contains(&n) => n,
+            Some(_) => {
+                return Err(invalid(
+                    "jump.check_in_s",
+                    "must be between 1 and 604800 (a week)".into(),
+                ));
+            }
+        };
         let button_days = match file.buttons.session_lifetime_days {
             None => 365,
             Some(d) if (1..=1826).contains(&d) => d,
@@ -279,6 +293,7 @@ impl Config {
         Ok(Config {
             button_lifetime: std::time::Duration::from_secs(u64::from(button_days) * 86_400),
             jump_reconnects,
+            jump_check_in_s,
             files: file.files,
             tools: file.tools,
             listen,

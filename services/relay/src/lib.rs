@@ -33,7 +33,8 @@
 //! policy and the customer's grant, recorded as session events with a stored transcript.
 //!
 //! Jump clients ([`jump`]): registration with a deployment key, challenge-signed links on
-//! `/ws/jump`, the reconnection and licence limits.
+//! `/ws/jump`, the reconnection and licence limits, passive clients' check-ins and signed
+//! wake-ups ([`jump::wake`]), and removing a client (it uninstalls itself).
 //!
 //! Installing from a session ([`install`]): a jump client or a support button offered to the
 //! customer, who agrees or not in the client.
@@ -41,7 +42,7 @@
 //! Support buttons ([`buttons`]): desktop entries that ask for a session in a chosen
 //! representative's queue or the general queue until they expire.
 //!
-//! Current limits: jumping into a session and passive wake-ups are later work; the site admin
+//! Current limits: jumping into a session is later work; the site admin
 //! interface is not written yet (accounts come from the setup page and
 //! `lifeline-relay user add`).
 //!

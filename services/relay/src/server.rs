@@ -95,10 +95,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let db = Db::open(&config.data_dir.join("relay.db")).await?;
     let signer = TicketSigner::load_or_create(&config.data_dir.join("signing.key"))?;
     let hub = Hub::load(db.clone()).await?;
-    let jump = Arc::new(crate::jump::Jumps::new(
-        config.jump_reconnects,
-        &config.data_dir.join("wake.key"),
-    )?);
+    let jump = Arc::new(
+        crate::jump::Jumps::new(config.jump_reconnects, &config.data_dir.join("wake.key"))?
+            .with_check_in_s(config.jump_check_in_s),
+    );
     let jump_saver = jump.spawn_saver(db.clone(), Duration::from_secs(300));
 
     let tls_listener =

@@ -9,6 +9,14 @@
 //!
 //! The folder defaults to `/opt/lifeline-jump` for root and `~/.local/share/lifeline-jump`
 //! for a user (a user unit then); `--service-dir` chooses another.
+//!
+//! The deployment key decides the mode (the box's answer says which). A passive client
+//! listens for wake-ups on `--wake-port` ([`super::passive::DEFAULT_WAKE_PORT`] by default)
+//! on every address or `--wake-address`; the port is registered with the box.
+//!
+//! [`uninstall`] is the reverse: the unit out of systemd (where the installer put it, as
+//! `jump.json` records), then the folder's files and the folder (only the files the installer
+//! writes: a folder holding anything else is left, with those, and the error says so).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -54,6 +62,10 @@ pub struct InstallOptions {
     pub service_dir: Option<PathBuf>,
     /// Write the unit but do not hand it to systemd (a service runner starts it instead).
     pub no_systemd: bool,
+    /// Passive clients: the wake port (default [`super::passive::DEFAULT_WAKE_PORT`]).
+    pub wake_port: Option<u16>,
+    /// Passive clients: the address to listen on (default: every address).
+    pub wake_address: Option<std::net::IpAddr>,
 }
 
 /// What was installed.
@@ -97,9 +109,10 @@ pub async fn install(
     let registration = Registration {
         deploy_key: ticket.ticket.clone(),
         public_key: b64.encode(key.verifying_key().to_bytes()),
+        // The key decides the mode; the port only matters for a passive client.
         mode: JumpMode::Active,
         info: super::info(env),
-        wake_port: None,
+        wake_port: Some(opts.wake_port.unwrap_or(super::passive::DEFAULT_WAKE_PORT)),
     };
     let (status, body) = net::post_json(
         ticket,
@@ -120,13 +133,19 @@ pub async fn install(
     }
     let registered: Registered =
         serde_json::from_slice(&body).map_err(|_| InstallError::BadAnswer)?;
+    let mode = registered.mode.unwrap_or(JumpMode::Active);
+    let passive = mode == JumpMode::Passive;
     let config = JumpConfig {
         site_url: ticket.site_url.clone(),
         cert_sha256: ticket.cert_sha256.to_ascii_lowercase(),
         client_id: registered.client_id.clone(),
-        mode: JumpMode::Active,
+        mode,
         site_name: ticket.site_name.clone(),
         wake_public_key: registered.wake_public_key,
+        wake_port: opts.wake_port.filter(|_| passive),
+        wake_address: opts.wake_address.filter(|_| passive),
+        systemd: (!opts.no_systemd)
+            .then(|| (if is_root() { "system" } else { "user" }).to_string()),
     };
     write_folder(&dir, &config, &key)?;
     let program = dir.join(PROGRAM);
@@ -197,6 +216,57 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), InstallError> 
         .map_err(err)?;
     f.write_all(bytes).map_err(err)?;
     f.sync_all().map_err(err)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UninstallError {
+    #[error("cannot remove {path}")]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Service(#[from] crate::platform::linux::service::ServiceError),
+}
+
+/// Takes the unit back from systemd (if the installer handed it over) and removes the
+/// service folder's files and the folder.
+pub fn uninstall(dir: &Path, config: &JumpConfig) -> Result<(), UninstallError> {
+    if let Some(scope) = &config.systemd
+        && let Err(e) = crate::platform::linux::service::disable(UNIT, scope == "system")
+    {
+        // The folder is removed all the same: a unit without its program fails and stays
+        // stopped.
+        tracing::warn!("event=jump_unit_not_disabled error={:?}", e.to_string());
+    }
+    let new = format!("{PROGRAM}.new");
+    for name in [CONFIG_FILE, KEY_FILE, PROGRAM, new.as_str(), UNIT] {
+        let path = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(UninstallError::Remove { path, source }),
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(UninstallError::Remove {
+            path: dir.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// The last step of an uninstall: asks systemd to stop the unit (this process) so it is not
+/// restarted; nothing to do for a unit systemd does not run.
+pub fn stop_service(config: &JumpConfig) {
+    if let Some(scope) = &config.systemd
+        && let Err(e) = crate::platform::linux::service::stop_no_block(UNIT, scope == "system")
+    {
+        tracing::warn!("event=jump_unit_not_stopped error={:?}", e.to_string());
+    }
 }
 
 /// The executable without the box's ticket trailer (unchanged when it has none).

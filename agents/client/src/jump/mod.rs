@@ -13,12 +13,19 @@
 //!   back-off (1 s doubling to 5 minutes) and jitter (each wait drawn between half and all of
 //!   it), or after the `retry_after_s` the box asked for.
 //!
+//! * [`passive`] is the service of a passive installation: check-ins, and signed wake-ups
+//!   on its wake port.
+//! * On the box's `Uninstall` order, or when the box refuses it as `Removed`, the client
+//!   removes itself ([`install::uninstall`]: the systemd unit if it was enabled, then its
+//!   folder), answers `Uninstalled` when it can, and exits 0.
+//!
 //! Log lines are `event=...` so tests and administrators can follow the service.
 //!
-//! Limits of this version: active mode only (a passive registration is refused here); the
-//! box's orders (start a session, uninstall) are logged and not carried out yet.
+//! Limits of this version: the box's order to start a session is logged and not carried out
+//! yet.
 
 pub mod install;
+pub mod passive;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -53,6 +60,12 @@ pub enum JumpError {
     Damaged { path: PathBuf },
     #[error("the support box refused this jump client for good: {0}")]
     Refused(String),
+    #[error("cannot listen for wake-ups on {addr}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// What the service folder's `jump.json` holds.
@@ -67,6 +80,16 @@ pub struct JumpConfig {
     pub site_name: String,
     /// Base64 ed25519 key the box signs wake-ups with.
     pub wake_public_key: String,
+    /// Passive clients: the TCP port wake-ups come to ([`passive::DEFAULT_WAKE_PORT`] if unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_port: Option<u16>,
+    /// Passive clients: the address to listen on (every address if unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake_address: Option<std::net::IpAddr>,
+    /// Where the unit was handed to systemd ("system" or "user"), so uninstalling can take
+    /// it back; unset when it was not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd: Option<String>,
 }
 
 impl JumpConfig {
@@ -149,32 +172,27 @@ enum LinkEnd {
     Lost { held: Duration },
     /// Refused; try again after this many seconds (or with back-off when `None`).
     Retry(Option<u32>),
+    /// A passive check-in was welcomed; the next one is due after this many seconds.
+    CheckedIn { next_check_in_s: u32 },
+    /// The box ordered an uninstall and it is done.
+    Uninstalled,
 }
 
 /// The service: keeps the link up until the box refuses this client for good.
 pub async fn run(dir: &Path, env: &Env) -> Result<(), JumpError> {
     let (config, key) = load(dir)?;
-    if config.mode != JumpMode::Active {
-        return Err(JumpError::Refused(
-            "passive jump clients are not supported by this version".into(),
-        ));
+    if config.mode == JumpMode::Passive {
+        return passive::run(dir, &config, &key, env).await;
     }
     let mut backoff = Backoff::default();
     loop {
-        let end = match link(&config, &key, env).await {
+        let end = match link(dir, &config, &key, env, Purpose::Stay).await {
+            Ok(LinkEnd::Uninstalled) => return Ok(()),
             Ok(end) => end,
-            Err(LinkError::Net(e)) if !e.is_transient() => {
-                tracing::error!("event=jump_failed error={:?}", e.to_string());
-                return Err(JumpError::Refused(e.to_string()));
-            }
-            Err(LinkError::Net(e)) => {
-                tracing::info!("event=jump_unreachable error={:?}", e.to_string());
-                LinkEnd::Retry(None)
-            }
-            Err(LinkError::Gone(m)) => {
-                tracing::error!("event=jump_refused_for_good message={m:?}");
-                return Err(JumpError::Refused(m));
-            }
+            Err(e) => match give_up(dir, &config, e) {
+                Some(result) => return result,
+                None => LinkEnd::Retry(None),
+            },
         };
         let wait = match end {
             LinkEnd::Lost { held } => {
@@ -187,7 +205,9 @@ pub async fn run(dir: &Path, env: &Env) -> Result<(), JumpError> {
                 use rand::Rng as _;
                 Duration::from_secs(u64::from(s)).mul_f64(rand::thread_rng().gen_range(1.0..=1.25))
             }
-            LinkEnd::Retry(None) => backoff.next_wait(),
+            LinkEnd::Retry(None) | LinkEnd::CheckedIn { .. } | LinkEnd::Uninstalled => {
+                backoff.next_wait()
+            }
         };
         tracing::info!("event=jump_retry wait_ms={}", wait.as_millis());
         tokio::time::sleep(wait).await;
@@ -196,14 +216,51 @@ pub async fn run(dir: &Path, env: &Env) -> Result<(), JumpError> {
 
 enum LinkError {
     Net(NetError),
-    /// Refused for good (removed, not recognised, incompatible).
+    /// Refused for good (not recognised, incompatible).
     Gone(String),
+    /// An administrator removed this client.
+    Removed(String),
+}
+
+/// What a failed link means for the service: `None` to try again later, or the service's end
+/// (a removed client uninstalls itself and ends well).
+fn give_up(dir: &Path, config: &JumpConfig, e: LinkError) -> Option<Result<(), JumpError>> {
+    match e {
+        LinkError::Net(e) if !e.is_transient() => {
+            tracing::error!("event=jump_failed error={:?}", e.to_string());
+            Some(Err(JumpError::Refused(e.to_string())))
+        }
+        LinkError::Net(e) => {
+            tracing::info!("event=jump_unreachable error={:?}", e.to_string());
+            None
+        }
+        LinkError::Gone(m) => {
+            tracing::error!("event=jump_refused_for_good message={m:?}");
+            Some(Err(JumpError::Refused(m)))
+        }
+        LinkError::Removed(m) => {
+            tracing::info!("event=jump_removed message={m:?}");
+            match install::uninstall(dir, config) {
+                Ok(()) => {
+                    tracing::info!("event=jump_uninstalled");
+                    install::stop_service(config);
+                    Some(Ok(()))
+                }
+                Err(e) => {
+                    tracing::error!("event=jump_uninstall_failed error={:?}", e.to_string());
+                    Some(Err(JumpError::Refused(m)))
+                }
+            }
+        }
+    }
 }
 
 async fn link(
+    dir: &Path,
     config: &JumpConfig,
     key: &ed25519_dalek::SigningKey,
     env: &Env,
+    purpose: Purpose,
 ) -> Result<LinkEnd, LinkError> {
     let mut ws = net::connect_to(&config.ticket(), env, "/ws/jump")
         .await
@@ -229,7 +286,7 @@ async fn link(
     let hello = JumpToRelay::Hello {
         version: lifeline_proto::VERSION,
         client_id: config.client_id.clone(),
-        purpose: Purpose::Stay,
+        purpose,
         info: info(env),
         signature: base64::engine::general_purpose::STANDARD.encode(signature.to_bytes()),
     };
@@ -241,6 +298,12 @@ async fn link(
         return Ok(lost());
     }
     let heartbeat = match next_message(&mut ws, Duration::from_secs(20)).await {
+        Some(RelayToJump::Welcome {
+            next_check_in_s, ..
+        }) if purpose == Purpose::CheckIn => {
+            let _ = ws.close(None).await;
+            return Ok(LinkEnd::CheckedIn { next_check_in_s });
+        }
         Some(RelayToJump::Welcome {
             heartbeat_s, name, ..
         }) => {
@@ -282,6 +345,10 @@ async fn link(
                             };
                             let _ = ws.send(Message::Text(lifeline_proto::encode(&no).into())).await;
                         }
+                        Ok(RelayToJump::Uninstall) => {
+                            tracing::info!("event=jump_order order=uninstall");
+                            return uninstall_now(&mut ws, dir, config).await;
+                        }
                         Ok(other) => tracing::info!("event=jump_order order={other:?}"),
                         Err(e) => tracing::info!("event=jump_bad_message error={:?}", e.to_string()),
                     }
@@ -309,11 +376,36 @@ fn refused(
         "event=jump_refused code={code:?} message={message:?} retry_after_s={retry_after_s:?}"
     );
     match code {
-        JumpRefuseCode::NotRecognised
-        | JumpRefuseCode::Removed
-        | JumpRefuseCode::IncompatibleVersion => Err(LinkError::Gone(message)),
+        JumpRefuseCode::Removed => Err(LinkError::Removed(message)),
+        JumpRefuseCode::NotRecognised | JumpRefuseCode::IncompatibleVersion => {
+            Err(LinkError::Gone(message))
+        }
         JumpRefuseCode::LicenceLimit | JumpRefuseCode::RateLimited | JumpRefuseCode::Busy => {
             Ok(LinkEnd::Retry(retry_after_s))
+        }
+    }
+}
+
+/// The box's `Uninstall` order: remove the service and the folder, say `Uninstalled`, and
+/// let systemd stop the unit last (stopping it kills this process).
+async fn uninstall_now(
+    ws: &mut net::WsStream,
+    dir: &Path,
+    config: &JumpConfig,
+) -> Result<LinkEnd, LinkError> {
+    match install::uninstall(dir, config) {
+        Ok(()) => {
+            tracing::info!("event=jump_uninstalled");
+            let done = lifeline_proto::encode(&JumpToRelay::Uninstalled);
+            let _ = ws.send(Message::Text(done.into())).await;
+            // The box closes the link once it recorded the answer.
+            let _ = next_message(ws, Duration::from_secs(5)).await;
+            install::stop_service(config);
+            Ok(LinkEnd::Uninstalled)
+        }
+        Err(e) => {
+            tracing::error!("event=jump_uninstall_failed error={:?}", e.to_string());
+            Err(LinkError::Gone(format!("the uninstall failed: {e}")))
         }
     }
 }

@@ -12,6 +12,12 @@
 //!   client and its public key; refusals are audited.
 //! * `GET /api/v1/jump/clients?search=` (representatives): the clients with their online
 //!   state and last seen.
+//! * `POST /api/v1/jump/clients/{id}/wake` (representatives; audited): wakes a passive client
+//!   ([`super::Jumps::wake`]) and answers once it is connected (at most 30 s).
+//! * `DELETE /api/v1/jump/clients/{id}` (administrators; audited): removes the client; a
+//!   connected one is told to uninstall itself, a passive one is woken to hear it.
+//!
+//! The deployment key decides the mode; the registration's answer tells the installer.
 
 use axum::extract::{Path, Query, State as AxState};
 use axum::response::Response;
@@ -37,6 +43,8 @@ pub fn router() -> Router<State> {
         .route("/deploy-keys", post(create_deploy_key))
         .route("/register", post(register))
         .route("/clients", get(list_clients))
+        .route("/clients/{id}", axum::routing::delete(remove_client))
+        .route("/clients/{id}/wake", post(wake_client))
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,13 +215,8 @@ async fn register(
         .await;
         return Err(refused());
     };
+    // The key decides; the answer says which (an installer cannot know before).
     let mode = store::mode_from(&key.mode);
-    if req.mode != mode {
-        return Err(ApiError::BadRequest(format!(
-            "this deployment key is for {} jump clients",
-            mode.as_str()
-        )));
-    }
     if mode == JumpMode::Passive {
         let limit = state.jump.limit(&state.licence, mode).await;
         if store::count_clients(&state.db, mode).await? >= i64::from(limit) {
@@ -246,7 +249,7 @@ async fn register(
             mode,
             group: &key.group,
             info: &info,
-            wake_port: req.wake_port,
+            wake_port: req.wake_port.filter(|_| mode == JumpMode::Passive),
         },
     )
     .await?
@@ -267,6 +270,7 @@ async fn register(
         name: info.computer,
         wake_public_key: state.jump.wake_public_key(),
         heartbeat_s: super::HEARTBEAT_S,
+        mode: Some(mode),
     }))
 }
 
@@ -314,4 +318,111 @@ async fn list_clients(
             })
             .collect(),
     ))
+}
+
+#[derive(Debug, Serialize)]
+pub struct WakeResponse {
+    pub client_id: String,
+    pub online: bool,
+}
+
+async fn wake_client(
+    AxState(state): AxState<State>,
+    ClientIp(ip): ClientIp,
+    Rep(a): Rep,
+    Path(id): Path<String>,
+) -> Result<Json<WakeResponse>, ApiError> {
+    use super::wake::WakeError;
+    if id.len() > 64 {
+        return Err(ApiError::NotFound("there is no such jump client".into()));
+    }
+    let result = state.jump.wake(&state.db, &id).await;
+    let outcome = match &result {
+        Ok(_) => "ok".to_string(),
+        Err(e) => e.to_string(),
+    };
+    audit(
+        &state,
+        &a.user.username,
+        ip,
+        "jump.wake",
+        if result.is_ok() { "ok" } else { "failed" },
+        &format!("{id}: {outcome}"),
+    )
+    .await;
+    match result {
+        Ok(_) => Ok(Json(WakeResponse {
+            client_id: id,
+            online: true,
+        })),
+        Err(WakeError::Store(e)) => Err(e.into()),
+        Err(e @ (WakeError::NotFound(_) | WakeError::Removed(_))) => {
+            Err(ApiError::NotFound(e.to_string()))
+        }
+        Err(e) => Err(ApiError::Unavailable(e.to_string())),
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct RemoveResponse {
+    pub client_id: String,
+    /// "sent" (it was connected and was told to uninstall), "woken" (a passive client was
+    /// woken to hear it) or "later" (it hears it at its next connection).
+    pub uninstall: &'static str,
+}
+
+async fn remove_client(
+    AxState(state): AxState<State>,
+    ClientIp(ip): ClientIp,
+    a: Authed,
+    Path(id): Path<String>,
+) -> Result<Json<RemoveResponse>, ApiError> {
+    if a.user.role != "admin" {
+        return Err(ApiError::Forbidden);
+    }
+    let gone = || ApiError::NotFound("there is no such jump client (or it was removed)".into());
+    if id.len() > 64 {
+        return Err(gone());
+    }
+    let Some(row) = store::client(&state.db, &id).await? else {
+        return Err(gone());
+    };
+    if !store::remove(&state.db, &id).await? {
+        return Err(gone());
+    }
+    let uninstall = match state.jump.orders(&id) {
+        Some(tx)
+            if tx
+                .try_send(Box::new(lifeline_proto::jump::RelayToJump::Uninstall))
+                .is_ok() =>
+        {
+            "sent"
+        }
+        _ if row.mode == JumpMode::Passive.as_str() => {
+            // Its woken link is refused (`Removed`), and it removes itself then.
+            let jump = state.jump.clone();
+            let db = state.db.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                if let Err(e) = jump.send_wake(&db, &id).await {
+                    tracing::info!(client = %id, error = %e, "cannot wake a removed jump client");
+                }
+            });
+            "woken"
+        }
+        _ => "later",
+    };
+    audit(
+        &state,
+        &a.user.username,
+        ip,
+        "jump.remove",
+        "ok",
+        &format!("{id} {:?} uninstall={uninstall}", row.name),
+    )
+    .await;
+    Ok(Json(RemoveResponse {
+        client_id: id,
+        uninstall,
+    }))
 }

@@ -22,12 +22,18 @@
 //! * "Last seen" is written when a link opens and when it closes, and for online clients by
 //!   [`Jumps::spawn_saver`] every few minutes in a few large transactions — never per heartbeat.
 //!
+//! * Passive clients check in (facts, last seen, the address they came from) and leave; the
+//!   box wakes one with a signed line sent to its wake port ([`wake`]) and waits for its
+//!   `Woken` link. Check-ins are every [`CHECK_IN_S`] unless `[jump] check_in_s` says otherwise.
+//! * An administrator removes a client (`DELETE /api/v1/jump/clients/{id}`, [`api`]): it is
+//!   refused from then on, and a connected (or woken) client is told to uninstall itself.
+//!
 //! # Limits of this version
-//! The console's jump list, jumping into a session, passive wake-ups, the support button and
-//! uninstalling are not here yet; the relay's registry answers who is online and since when.
+//! The console's jump list, jumping into a session and the support button are not here yet.
 
 pub mod api;
 pub mod store;
+pub mod wake;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -44,6 +50,10 @@ pub const HEARTBEAT_S: u32 = 25;
 pub const CHECK_IN_S: u32 = 24 * 3600;
 /// How many orders may wait for one client.
 pub const ORDER_QUEUE: usize = 4;
+/// How long a woken passive client's link stays up without an order.
+pub const WOKEN_IDLE: Duration = Duration::from_secs(120);
+/// The way to send orders to a connected client.
+pub type OrderSender = mpsc::Sender<Box<RelayToJump>>;
 /// How long a licence limit is trusted before it is asked again.
 const LIMIT_TTL: Duration = Duration::from_secs(30);
 
@@ -119,6 +129,8 @@ pub struct Jumps {
     bucket: Mutex<Bucket>,
     limits: Mutex<Option<(Instant, u32, u32)>>,
     wake_key: ed25519_dalek::SigningKey,
+    waiters: Mutex<wake::Waiters>,
+    check_in_s: u32,
 }
 
 /// Why a client may not connect now.
@@ -141,7 +153,20 @@ impl Jumps {
             }),
             limits: Mutex::new(None),
             wake_key: load_or_create_key(wake_key_path)?,
+            waiters: Mutex::new(Default::default()),
+            check_in_s: CHECK_IN_S,
         })
+    }
+
+    /// Passive clients check in every `s` seconds (at least 1).
+    pub fn with_check_in_s(mut self, s: u32) -> Jumps {
+        self.check_in_s = s.max(1);
+        self
+    }
+
+    /// Seconds between a passive client's check-ins.
+    pub fn check_in_s(&self) -> u32 {
+        self.check_in_s
     }
 
     /// The public key wake-ups are signed with (base64).

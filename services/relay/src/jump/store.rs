@@ -239,3 +239,57 @@ pub async fn touch_many(db: &Db, ids: &[String], at: i64) {
         let _ = db.append(stmts).await;
     }
 }
+
+/// Where a passive client can be woken: the address it last connected from and its wake
+/// port (`migrations/0005_jump_passive.sql`).
+pub async fn wake_target(
+    db: &Db,
+    id: &str,
+) -> Result<Option<(Option<String>, Option<u16>)>, DbError> {
+    let r = sqlx::query("SELECT last_address, wake_port FROM jump_clients WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&db.pool)
+        .await?;
+    Ok(r.map(|r| {
+        (
+            r.get::<Option<String>, _>("last_address"),
+            r.get::<Option<i64>, _>("wake_port")
+                .and_then(|p| u16::try_from(p).ok()),
+        )
+    }))
+}
+
+/// The address a client connected from (a wake-up goes there), without waiting for the commit.
+pub async fn record_address(db: &Db, id: &str, address: &str) {
+    let _ = db
+        .append(vec![Stmt::new(
+            "UPDATE jump_clients SET last_address = ? WHERE id = ?",
+            vec![address.into(), id.into()],
+        )])
+        .await;
+}
+
+/// Marks a client removed (its next connection is refused); false when there is no such
+/// client or it was removed already.
+pub async fn remove(db: &Db, id: &str) -> Result<bool, DbError> {
+    let r = db
+        .write(vec![
+            Stmt::new(
+                "UPDATE jump_clients SET removed_at = ? WHERE id = ? AND removed_at IS NULL",
+                vec![now_ms().into(), id.into()],
+            )
+            .requiring_change(),
+        ])
+        .await?;
+    Ok(r.completed)
+}
+
+/// The client answered an uninstall order: it removed itself.
+pub async fn uninstalled(db: &Db, id: &str) {
+    let _ = db
+        .append(vec![Stmt::new(
+            "UPDATE jump_clients SET uninstalled_at = ? WHERE id = ?",
+            vec![now_ms().into(), id.into()],
+        )])
+        .await;
+}

@@ -6,6 +6,12 @@
 //! clients, and the welcome. Afterwards the relay only answers pings (the WebSocket layer
 //! does) and forwards orders; a link silent for three heartbeats is dropped.
 //!
+//! Passive clients: a check-in records the address the client came from (a wake-up goes
+//! there) and ends after the welcome; a `Woken` link is handed to whoever is waiting in
+//! [`crate::jump::Jumps::wake`] and closed after [`WOKEN_IDLE`] without an order. A removed
+//! client is refused (`Removed`: it then uninstalls itself); a client that answers an
+//! `Uninstall` order with `Uninstalled` is recorded and audited.
+//!
 //! Anything malformed or out of order closes this one link (1008) and never affects others.
 //! Buffers are kept small: an idle jump link moves a few bytes every heartbeat.
 
@@ -24,7 +30,7 @@ use lifeline_proto::{VERSION, encode};
 use tokio::sync::mpsc;
 
 use super::{ClientIp, State};
-use crate::jump::{Admission, CHECK_IN_S, HEARTBEAT_S, ORDER_QUEUE, api, store};
+use crate::jump::{Admission, HEARTBEAT_S, ORDER_QUEUE, WOKEN_IDLE, api, store};
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest message a jump client may send.
@@ -169,6 +175,15 @@ async fn run(state: State, ip: IpAddr, mut socket: WebSocket) {
         return;
     };
     if row.removed {
+        super::audit(
+            &state,
+            "jump",
+            ip,
+            "jump.connect",
+            "refused",
+            &format!("{client_id}: removed"),
+        )
+        .await;
         refuse(
             &mut socket,
             JumpRefuseCode::Removed,
@@ -209,21 +224,35 @@ async fn run(state: State, ip: IpAddr, mut socket: WebSocket) {
         agent_version: lifeline_proto::sanitize_text(&info.agent_version),
     };
     store::connected(&state.db, &client_id, &facts).await;
+    if mode == JumpMode::Passive {
+        store::record_address(&state.db, &client_id, &ip.to_canonical().to_string()).await;
+    }
     let welcomed = send(
         &mut socket,
         &RelayToJump::Welcome {
             version: VERSION,
             heartbeat_s: HEARTBEAT_S,
-            next_check_in_s: CHECK_IN_S,
+            next_check_in_s: state.jump.check_in_s(),
             name: row.name.clone(),
         },
     )
     .await;
+    if welcomed && purpose == Purpose::Woken {
+        state.jump.woken(&client_id);
+    }
     // What the handshake needed is freed before the link idles (an idle link should hold
     // nothing but its socket).
     drop((row, info, facts, text, nonce, signature));
     if welcomed && purpose != Purpose::CheckIn {
-        serve(&state, &mut socket, &mut orders).await;
+        let idle = (purpose == Purpose::Woken).then_some(WOKEN_IDLE);
+        serve(
+            &state,
+            &mut socket,
+            &mut orders,
+            (client_id.as_str(), ip),
+            idle,
+        )
+        .await;
     } else {
         close(&mut socket, 1000, "goodbye").await;
     }
@@ -237,19 +266,30 @@ async fn run(state: State, ip: IpAddr, mut socket: WebSocket) {
     }
 }
 
-/// The idle life of a link: answer pings, forward orders, notice silence.
+/// The idle life of a link: answer pings, forward orders, notice silence. A woken passive
+/// client's link (`idle` set) is let go after that long without an order.
 async fn serve(
     state: &State,
     socket: &mut WebSocket,
     orders: &mut mpsc::Receiver<Box<RelayToJump>>,
+    (client_id, ip): (&str, IpAddr),
+    idle: Option<Duration>,
 ) {
     let silence = Duration::from_secs(u64::from(HEARTBEAT_S) * 3);
     let mut stop = state.shutdown.clone();
+    let let_go = tokio::time::sleep(idle.unwrap_or(Duration::from_secs(30 * 365 * 24 * 3600)));
+    tokio::pin!(let_go);
     loop {
         tokio::select! {
             m = tokio::time::timeout(silence, socket.recv()) => match m {
                 Ok(Some(Ok(Message::Text(t)))) => match JumpToRelay::decode(&t) {
-                    Ok(JumpToRelay::SessionFailed { .. } | JumpToRelay::Uninstalled) => {}
+                    Ok(JumpToRelay::Uninstalled) => {
+                        store::uninstalled(&state.db, client_id).await;
+                        super::audit(state, "jump", ip, "jump.uninstalled", "ok", client_id).await;
+                        close(socket, 1000, "goodbye").await;
+                        return;
+                    }
+                    Ok(JumpToRelay::SessionFailed { .. }) => {}
                     _ => {
                         close(socket, 1008, "unexpected message").await;
                         return;
@@ -267,6 +307,9 @@ async fn serve(
                     if !send(socket, &order).await {
                         return;
                     }
+                    if let Some(idle) = idle {
+                        let_go.as_mut().reset(tokio::time::Instant::now() + idle);
+                    }
                 }
                 // A newer link of the same client replaced this one.
                 None => {
@@ -274,6 +317,10 @@ async fn serve(
                     return;
                 }
             },
+            _ = &mut let_go => {
+                close(socket, 1000, "goodbye").await;
+                return;
+            }
             _ = super::until_shutdown(&mut stop) => {
                 close(socket, 1012, "the support box restarts").await;
                 return;

@@ -6,6 +6,10 @@
 //! root (`/etc/systemd/system`), the user's (`~/.config/systemd/user`, with `--user`)
 //! otherwise — reloads systemd and starts the unit now and at every boot.
 //!
+//! [`disable`] undoes it for an uninstall: disables the unit, removes its file from systemd's
+//! folder and reloads systemd; [`stop_no_block`] then asks systemd to stop the running unit
+//! (the caller is that unit's process, so it is the last step).
+//!
 //! Limits: a user unit runs only while the user is logged in unless lingering is enabled
 //! (`loginctl enable-linger`); systemd is assumed where `enable` is called (the installer
 //! can be told to skip it, and a test runs the unit's command itself).
@@ -130,14 +134,44 @@ fn systemctl(user: bool, args: &[&str]) -> Result<(), ServiceError> {
     }
 }
 
-/// Copies `unit` into systemd's folder and starts it now and at boot.
-pub fn enable(unit: &Path, system: bool) -> Result<(), ServiceError> {
-    let folder = if system {
-        PathBuf::from("/etc/systemd/system")
+/// systemd's folder for the system's units or the user's.
+fn unit_folder(system: bool) -> Result<PathBuf, ServiceError> {
+    if system {
+        Ok(PathBuf::from("/etc/systemd/system"))
     } else {
         let home = std::env::var_os("HOME").ok_or(ServiceError::NoHome)?;
-        PathBuf::from(home).join(".config/systemd/user")
-    };
+        Ok(PathBuf::from(home).join(".config/systemd/user"))
+    }
+}
+
+/// Disables unit `name` and removes its file from systemd's folder (a unit already gone is
+/// not an error).
+pub fn disable(name: &str, system: bool) -> Result<(), ServiceError> {
+    let target = unit_folder(system)?.join(name);
+    let disabled = systemctl(!system, &["disable", name]);
+    match std::fs::remove_file(&target) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(ServiceError::Write {
+                path: target,
+                source,
+            });
+        }
+    }
+    systemctl(!system, &["daemon-reload"])?;
+    disabled
+}
+
+/// Asks systemd to stop unit `name` without waiting (so it is not restarted when its process
+/// exits).
+pub fn stop_no_block(name: &str, system: bool) -> Result<(), ServiceError> {
+    systemctl(!system, &["stop", "--no-block", name])
+}
+
+/// Copies `unit` into systemd's folder and starts it now and at boot.
+pub fn enable(unit: &Path, system: bool) -> Result<(), ServiceError> {
+    let folder = unit_folder(system)?;
     let name = unit
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
