@@ -655,6 +655,7 @@ export class FilePanel {
       }
       const batch = { policy: null };
       let before = 0;
+      let sent = 0;
       const failed = [];
       const skippedFiles = [];
       for (const item of files) {
@@ -665,14 +666,17 @@ export class FilePanel {
         const r = await this.upload(item.file, join(this.path, item.rel), { sink, batch });
         before += item.file.size;
         row.progress(before, total);
-        if (r === 'done') row.fileDone();
-        else if (r === 'kept') skippedFiles.push(item.rel);
+        if (r === 'done') {
+          row.fileDone();
+          sent += item.file.size;
+        } else if (r === 'kept') skippedFiles.push(item.rel);
         else failed.push(item.rel);
       }
       const ok = failed.length === 0;
-      row.finish(ok, [t.filesFolderVerified(row.filesDone, fmtBytes(total)),
+      const said = [row.filesDone ? t.filesFolderVerified(row.filesDone, fmtBytes(sent)) : '',
         skippedFiles.length ? t.filesFolderKept(skippedFiles.length) : '',
-        failed.length ? t.filesFolderFailed(failed.join(', ')) : ''].filter(Boolean).join(' · '));
+        failed.length ? t.filesFolderFailed(failed.join(', ')) : ''].filter(Boolean);
+      row.finish(ok, said.length ? said.join(' · ') : t.filesFolderVerified(0, fmtBytes(0)));
     } catch (err) {
       row.finish(false, err.message || String(err));
       this.onError(err);
