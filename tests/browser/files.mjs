@@ -5,15 +5,18 @@
 //   LIFELINE_URL LIFELINE_REP_USER LIFELINE_REP_PASSWORD LIFELINE_SESSION LIFELINE_SYNC
 //   LIFELINE_ARTIFACTS LIFELINE_MEDIUM_SHA (SHA-256 of the customer's medium.bin)
 //   LIFELINE_OFFER_NAME LIFELINE_OFFER_SHA (the file the customer sends from the window)
+//   LIFELINE_ALBUM (JSON {path: SHA-256} of every file of the customer's folder `Album`,
+//   which also holds an empty folder `Album/empty` and a link `Album/link` to skip)
 //
 // Writes into LIFELINE_SYNC: `dropped.sha` and `replaced.sha` (what the customer's disk must
-// hold). Exits 0 only if every step passed.
+// hold), `trip.json` ({path: SHA-256} of the folder sent with "Send a folder…", as the
+// customer's disk must hold it after "Replace all"). Exits 0 only if every step passed.
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  ARTIFACTS, check, consoleLogin, env, finish, launch, pages, shot, step, syncFiles,
+  ARTIFACTS, BASE, check, consoleLogin, env, finish, launch, pages, shot, step, syncFiles,
 } from './harness.mjs';
 
 const TIMEOUT = 30_000;
@@ -26,6 +29,55 @@ const SESSION = env('LIFELINE_SESSION');
 const MEDIUM_SHA = env('LIFELINE_MEDIUM_SHA');
 const OFFER_NAME = env('LIFELINE_OFFER_NAME');
 const OFFER_SHA = env('LIFELINE_OFFER_SHA');
+const ALBUM = JSON.parse(env('LIFELINE_ALBUM'));
+
+/** The entries of a stored ZIP: {name: Buffer} (directories end with `/`). */
+function unzipStored(buf) {
+  const out = {};
+  let at = 0;
+  while (buf.readUInt32LE(at) === 0x04034b50) {
+    const method = buf.readUInt16LE(at + 8);
+    const crc = buf.readUInt32LE(at + 14);
+    const size = buf.readUInt32LE(at + 18);
+    const nameLen = buf.readUInt16LE(at + 26);
+    const extra = buf.readUInt16LE(at + 28);
+    const name = buf.subarray(at + 30, at + 30 + nameLen).toString('utf8');
+    const data = buf.subarray(at + 30 + nameLen + extra, at + 30 + nameLen + extra + size);
+    check(method === 0, `${name}: stored`);
+    check(crc === zlibCrc(data), `${name}: CRC-32`);
+    out[name] = data;
+    at += 30 + nameLen + extra + size;
+  }
+  check(buf.readUInt32LE(at) === 0x02014b50, 'central directory follows');
+  return out;
+}
+
+function zlibCrc(data) {
+  let c = 0xffffffff;
+  for (const b of data) {
+    c ^= b;
+    for (let k = 0; k < 8; k += 1) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  }
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/** Writes the folder `Trip` to send (its files' SHA-256 by path); `round` varies one file. */
+function writeTrip(round) {
+  const root = path.join(ARTIFACTS, `trip-${round}`, 'Trip');
+  const files = {
+    'Trip/a.txt': Buffer.from('Reiseplan — étape 1\n'.repeat(50)),
+    'Trip/sub/b.bin': crypto.createHash('sha512').update(`b${round}`).digest().toString('hex').repeat(4000),
+    'Trip/sub/deep/c.txt': Buffer.from('c\n'),
+  };
+  const shas = {};
+  for (const [rel, data] of Object.entries(files)) {
+    const full = path.join(root, ...rel.split('/').slice(1));
+    fs.mkdirSync(path.dirname(full), { recursive: true });
+    fs.writeFileSync(full, data);
+    shas[rel] = sha(Buffer.from(data));
+  }
+  return { root, shas };
+}
 
 let page;
 /** How the next confirm() is answered. */
@@ -80,9 +132,10 @@ async function run() {
   });
 
   await step('c. folders open and close', async () => {
-    await page.locator('[data-testid=file-row][data-name=Documents] button').click();
+    await page.locator('[data-testid=file-row][data-name=Documents] button.link').click();
     await page.locator('[data-testid=file-row][data-name="notes.txt"]').waitFor();
-    check((await page.locator('[data-testid=files-path]').innerText()).trim() === '/Documents', 'path shown');
+    const shown = (await page.locator('[data-testid=files-path]').innerText()).trim();
+    check(shown.endsWith('/Documents') && !shown.startsWith('/'), `path shown under the shared folder's name: ${shown}`);
     await page.click('[data-testid=files-up]');
     await page.locator('[data-testid=file-row][data-name="medium.bin"]').waitFor();
   });
@@ -145,6 +198,85 @@ async function run() {
     await shot(page, 'files-3-offer.png');
   });
 
+  await step('g2. a whole folder downloads as one ZIP: structure, every file verified, the link skipped', async () => {
+    const [download] = await Promise.all([
+      page.waitForEvent('download', { timeout: 120_000 }),
+      page.locator('[data-testid=file-row][data-name=Album] [data-testid=folder-download]').click(),
+    ]);
+    check(download.suggestedFilename() === 'Album.zip', download.suggestedFilename());
+    const saved = path.join(ARTIFACTS, 'Album.zip');
+    await download.saveAs(saved);
+    const entries = unzipStored(fs.readFileSync(saved));
+    for (const [name, digest] of Object.entries(ALBUM)) {
+      check(entries[name] && sha(entries[name]) === digest, `${name} in the ZIP with its SHA-256`);
+    }
+    check('Album/empty/' in entries, `the empty folder is there: ${Object.keys(entries)}`);
+    check(!Object.keys(entries).some((n) => n.includes('link')), 'the link was not followed');
+    const row = page.locator('[data-testid=folder-transfer][data-direction=download][data-name="Album.zip"]');
+    await row.and(page.locator('[data-state=done]')).waitFor();
+    check((await row.getAttribute('data-skipped')) === 'Album/link', 'the skipped link is listed');
+    check(/link/.test(await row.innerText()), 'and shown');
+    await shot(page, 'files-5-folder-download.png');
+    return `${Object.keys(entries).length} ZIP entries`;
+  });
+
+  const sendFolder = async (p, dir) => {
+    await p.locator('[data-testid=files-folder-input]').setInputFiles(dir);
+  };
+
+  await step('g3. "Send a folder…": the tree is made on the customer\'s side, every file verified', async () => {
+    const { root, shas } = writeTrip(1);
+    await sendFolder(page, root);
+    const row = page.locator('[data-testid=folder-transfer][data-direction=upload][data-name=Trip]').first();
+    await row.and(page.locator('[data-state=done]')).waitFor({ timeout: 120_000 });
+    check(await row.getAttribute('data-files-done') === '3', 'three files');
+    check(/3 of 3 files|verified/.test(await row.innerText()), await row.innerText());
+    await page.locator('[data-testid=file-row][data-name=Trip]').waitFor();
+    await shot(page, 'files-6-folder-upload.png');
+    return JSON.stringify(shas).length;
+  });
+
+  await step('g4. sent again: one question, "Replace all", the new content lands', async () => {
+    const { root, shas } = writeTrip(2);
+    await sendFolder(page, root);
+    const dialog = page.locator('[data-testid=files-conflict]');
+    await dialog.waitFor({ state: 'visible', timeout: 60_000 });
+    await shot(page, 'files-7-replace-all-en.png');
+    await dialog.locator('[data-testid=conflict-replace-all]').click();
+    const rows = page.locator('[data-testid=folder-transfer][data-direction=upload][data-name=Trip][data-state=done]');
+    await rows.nth(1).waitFor({ timeout: 120_000 });
+    check(await page.locator('[data-testid=files-conflict]').count() === 0, 'asked only once');
+    check(await rows.first().getAttribute('data-files-done') === '3', 'all three replaced');
+    fs.writeFileSync(path.join(SYNC, 'trip.json'), JSON.stringify(shas));
+  });
+
+  await step('g5. the folder question and progress in French and German', async () => {
+    const seen = [];
+    for (const [lang, skipAll] of [['fr', 'Tout ignorer'], ['de', 'Alle überspringen']]) {
+      const other = await ctx.newPage();
+      pages.add(other);
+      try {
+        await other.goto(`${BASE}/console?lang=${lang}`);
+        await other.locator('body.is-ready').waitFor({ state: 'attached' });
+        await other.locator(`[data-testid=session-tab][data-session-id="${SESSION}"]`).click();
+        await other.locator('[data-testid=file-row][data-name=Trip]').waitFor({ timeout: 60_000 });
+        await sendFolder(other, writeTrip(2).root);
+        const dialog = other.locator('[data-testid=files-conflict]');
+        await dialog.waitFor({ state: 'visible', timeout: 60_000 });
+        const button = (await dialog.locator('[data-testid=conflict-skip-all]').innerText()).trim();
+        check(button === skipAll, `${lang}: "${button}"`);
+        await shot(other, `files-8-replace-all-${lang}.png`);
+        await dialog.locator('[data-testid=conflict-skip-all]').click();
+        await other.locator('[data-testid=folder-transfer][data-name=Trip][data-state=done]').first().waitFor({ timeout: 60_000 });
+        await shot(other, `files-9-folder-${lang}.png`);
+        seen.push(button);
+      } finally {
+        await other.close();
+      }
+    }
+    return seen.join(' · ');
+  });
+
   await step('h. the session report lists every transfer', async () => {
     await page.click('[data-testid=end-session]');
     await page.locator('[data-testid=chat-input]').waitFor({ state: 'visible' });
@@ -159,7 +291,12 @@ async function run() {
     const rows = dialog.locator('[data-testid=transcript-events] tr', { hasText: 'file transferred' });
     await rows.nth(3).waitFor();
     const texts = await rows.allInnerTexts();
-    check(texts.length === 4, `file events: ${JSON.stringify(texts)}`);
+    // 4 single files, the 3 files of the album, the trip twice (3 + 3 replaced).
+    check(texts.length === 13, `file events: ${texts.length} ${JSON.stringify(texts)}`);
+    for (const [name, digest] of Object.entries(ALBUM)) {
+      check(texts.some((x) => x.includes(`received from the customer: ${name}`) && x.includes(digest)), `${name} listed`);
+    }
+    check(texts.filter((x) => x.includes('sent to the customer: Trip/sub/deep/c.txt')).length === 2, 'folder uploads listed');
     check(texts.some((x) => x.includes(`received from the customer: ${OFFER_NAME}`) && x.includes(OFFER_SHA)), 'sent file listed');
     const offered = await dialog.locator('[data-testid=transcript-events] tr', { hasText: 'file sent by the customer' }).allInnerTexts();
     check(offered.length === 1 && offered[0].includes(OFFER_NAME), `offer events: ${JSON.stringify(offered)}`);

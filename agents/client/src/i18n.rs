@@ -145,6 +145,15 @@ pub enum Key {
     SendFile,
     /// The title of the file chooser it opens.
     ChooseFile,
+    // The customer limits file transfer to one folder.
+    /// The prompt's button that allows file transfer in one chosen folder only.
+    AllowOneFolder,
+    /// The title of the folder chooser it opens.
+    ChooseSharedFolder,
+    /// `{0}` = the shared folder's full path.
+    SharedFolder,
+    /// The button that ends file transfer.
+    StopSharingFiles,
     PermView,
     PermControl,
     PermClipboard,
@@ -188,7 +197,7 @@ pub enum Key {
 }
 
 impl Key {
-    pub const ALL: [Key; 88] = [
+    pub const ALL: [Key; 92] = [
         Key::WindowTitle,
         Key::DefaultTitle,
         Key::Connecting,
@@ -250,6 +259,10 @@ impl Key {
         Key::AskpassCancel,
         Key::SendFile,
         Key::ChooseFile,
+        Key::AllowOneFolder,
+        Key::ChooseSharedFolder,
+        Key::SharedFolder,
+        Key::StopSharingFiles,
         Key::PermView,
         Key::PermControl,
         Key::PermClipboard,
@@ -448,6 +461,10 @@ fn en(key: Key) -> &'static str {
         Key::AskpassCancel => "Cancel",
         Key::SendFile => "Send a file…",
         Key::ChooseFile => "Choose a file to send to the technician",
+        Key::AllowOneFolder => "Allow only one folder…",
+        Key::ChooseSharedFolder => "Choose the only folder the technician may use",
+        Key::SharedFolder => "Shared folder: {0}",
+        Key::StopSharingFiles => "Stop sharing files",
         Key::PermView => "screen viewing",
         Key::PermControl => "remote control",
         Key::PermClipboard => "clipboard sharing",
@@ -585,6 +602,10 @@ fn fr(key: Key) -> &'static str {
         Key::AskpassCancel => "Annuler",
         Key::SendFile => "Envoyer un fichier…",
         Key::ChooseFile => "Choisissez un fichier à envoyer au technicien",
+        Key::AllowOneFolder => "Autoriser un seul dossier…",
+        Key::ChooseSharedFolder => "Choisissez le seul dossier que le technicien pourra utiliser",
+        Key::SharedFolder => "Dossier partagé : {0}",
+        Key::StopSharingFiles => "Arrêter le partage de fichiers",
         Key::PermView => "l’affichage de votre écran",
         Key::PermControl => "le contrôle à distance",
         Key::PermClipboard => "le partage du presse-papiers",
@@ -721,6 +742,10 @@ fn de(key: Key) -> &'static str {
         Key::AskpassCancel => "Abbrechen",
         Key::SendFile => "Datei senden…",
         Key::ChooseFile => "Wählen Sie eine Datei für den Techniker aus",
+        Key::AllowOneFolder => "Nur einen Ordner erlauben…",
+        Key::ChooseSharedFolder => "Wählen Sie den einzigen Ordner, den der Techniker nutzen darf",
+        Key::SharedFolder => "Freigegebener Ordner: {0}",
+        Key::StopSharingFiles => "Dateifreigabe beenden",
         Key::PermView => "die Bildschirmansicht",
         Key::PermControl => "die Fernsteuerung",
         Key::PermClipboard => "die gemeinsame Zwischenablage",

@@ -58,6 +58,9 @@ pub enum Command {
     End(String),
     /// The customer sends this file to the technician (while file transfer is allowed).
     SendFile(std::path::PathBuf),
+    /// The customer answers the file-transfer question with "Allow only one folder…": file
+    /// transfer is allowed inside this folder only (refused if it cannot be shared).
+    AllowFilesIn(std::path::PathBuf),
     /// The customer's answer to a request to end a process.
     EndProcess {
         request: u32,
@@ -1009,6 +1012,21 @@ impl Driver {
                 self.files.offer(path);
                 Prepared::Nothing
             }
+            Command::AllowFilesIn(dir) => {
+                let allow = match self.files.limit_to(&dir) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        warn!("event=file_limit_refused message={:?}", e.message);
+                        false
+                    }
+                };
+                let decisions = self.consent.answer(Permission::FileTransfer, allow);
+                if decisions.is_empty() {
+                    // The question was no longer open: the choice is for nothing.
+                    self.files.clear_limit();
+                }
+                Prepared::Decided(decisions)
+            }
             Command::EndProcess { request, allow } => {
                 Prepared::EndDone(self.tools.answer_end(request, allow))
             }
@@ -1034,6 +1052,10 @@ impl Driver {
             .set_grant(decision.permission, decision.change.granted());
         if decision.permission == Permission::FileTransfer {
             self.files.set_grant(decision.change.granted());
+            // Which folder is shared goes first, so the box records it with the grant.
+            if let Some(shared) = self.files.shared() {
+                self.queue(AgentToRelay::File { reply: shared });
+            }
         }
         self.shell
             .set_grant(decision.permission, decision.change.granted());

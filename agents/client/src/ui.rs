@@ -67,6 +67,8 @@ enum Msg {
     Revoke(Permission),
     /// The customer wants to send a file to the technician.
     SendFile,
+    /// The customer answers the file-transfer question with "Allow only one folder…".
+    AllowOneFolder,
     /// The customer closes the open command shell.
     CloseShell,
     /// A second passed (the question's countdown).
@@ -226,6 +228,12 @@ struct Ui {
     prompt_text: Frame,
     prompt_countdown: Frame,
     deny: Button,
+    /// "Allow only one folder…", shown for the file-transfer question only.
+    one_folder: Button,
+    /// The folder the customer limited file transfer to, while it stands.
+    shared_folder: Option<std::path::PathBuf>,
+    /// "Shared folder: …", under the permission rows while the share is limited.
+    shared_row: Frame,
     /// One row per permission: shown while it is granted, with a Stop button.
     active_rows: Vec<(Permission, Flex, Frame)>,
     /// Shown while a command shell is open, with its "Close it" button.
@@ -372,8 +380,16 @@ impl Ui {
         deny.emit(sender, Msg::Answer(false));
         let mut allow = button(texts.get(Key::Allow), Some(BRAND));
         allow.emit(sender, Msg::Answer(true));
-        row.fixed(&deny, 120);
-        row.fixed(&allow, 120);
+        // Room for the three answers of the file-transfer question in the window's width.
+        row.fixed(&deny, 90);
+        row.fixed(&allow, 100);
+        let one_folder = {
+            let mut b = button(texts.get(Key::AllowOneFolder), None);
+            b.emit(sender, Msg::AllowOneFolder);
+            row.fixed(&b, 186);
+            b.hide();
+            b
+        };
         row.end();
         prompt.fixed(&row, 36);
         prompt.end();
@@ -390,21 +406,37 @@ impl Ui {
             row.set_margins(10, 3, 6, 3);
             let mut text = label("", 13, true);
             text.set_align(Align::Left | Align::Inside | Align::Clip);
-            if permission == Permission::FileTransfer {
+            let files = permission == Permission::FileTransfer;
+            if files {
                 let mut send = button(texts.get(Key::SendFile), None);
                 send.set_label_size(13);
                 send.emit(sender, Msg::SendFile);
                 row.fixed(&send, 130);
             }
-            let mut stop = button(texts.get(Key::Stop), Some(DANGER));
+            let stop_text = if files {
+                texts.get(Key::StopSharingFiles)
+            } else {
+                texts.get(Key::Stop)
+            };
+            let mut stop = button(stop_text, Some(DANGER));
             stop.set_label_size(13);
             stop.emit(sender, Msg::Revoke(permission));
-            row.fixed(&stop, 90);
+            row.fixed(&stop, if files { 170 } else { 90 });
             row.end();
             chat.fixed(&row, 34);
             row.hide();
             active_rows.push((permission, row, text));
         }
+        // Which folder is shared, when the customer limited file transfer to one.
+        let shared_row = {
+            let mut text = label("", 13, false);
+            text.set_align(Align::Left | Align::Inside | Align::Clip);
+            text.set_frame(FrameType::FlatBox);
+            text.set_color(rgb(WARN_BG));
+            chat.fixed(&text, 24);
+            text.hide();
+            text
+        };
         let shell_row = {
             let mut row = Flex::default().row();
             row.set_pad(10);
@@ -514,6 +546,9 @@ impl Ui {
             prompt_text,
             prompt_countdown,
             deny,
+            one_folder,
+            shared_folder: None,
+            shared_row,
             active_rows,
             shell_row,
             asks: VecDeque::new(),
@@ -855,6 +890,8 @@ impl Ui {
                 self.granted.retain(|p| *p != permission);
                 if change.granted() {
                     self.granted.push(permission);
+                } else if permission == Permission::FileTransfer {
+                    self.shared_folder = None;
                 }
                 let t = self.texts;
                 let name = t.get(Key::name(permission));
@@ -897,6 +934,11 @@ impl Ui {
                     }
                 };
                 self.prompt_text.set_label(&text);
+                if ask.question == Question::Permission(Permission::FileTransfer) {
+                    self.one_folder.show();
+                } else {
+                    self.one_folder.hide();
+                }
                 self.tick();
                 self.prompt.show();
                 if self.shown_ask.as_ref() != Some(&ask.question) {
@@ -954,9 +996,23 @@ impl Ui {
                 row.hide();
             }
         }
+        self.show_shared_folder();
         self.update_title();
         self.chat.layout();
         self.window.redraw();
+    }
+
+    /// "Shared folder: …" while file transfer is limited to one folder.
+    fn show_shared_folder(&mut self) {
+        match &self.shared_folder {
+            Some(dir) if self.granted.contains(&Permission::FileTransfer) => {
+                let text = self.texts.fmt(Key::SharedFolder, dir.display());
+                self.shared_row.set_label(&format!("      {text}"));
+                self.shared_row.set_tooltip(&text);
+                self.shared_row.show();
+            }
+            _ => self.shared_row.hide(),
+        }
     }
 
     fn update_title(&mut self) {
@@ -1079,6 +1135,7 @@ pub fn run(
             Msg::Revoke(permission) => {
                 handle.permission(permission, false);
             }
+            Msg::AllowOneFolder => allow_one_folder(&mut ui, &handle, &chooser_start),
             Msg::CloseShell => {
                 handle.send(crate::session::Command::CloseShell);
             }
@@ -1134,6 +1191,33 @@ pub fn run(
     }
     ui.window.hide();
     ui.outcome
+}
+
+/// "Allow only one folder…": the customer picks the folder with the portable chooser (it
+/// runs under any X server); file transfer is then allowed inside it only. Cancelling the
+/// chooser leaves the question open.
+fn allow_one_folder(ui: &mut Ui, handle: &SessionHandle, start: &str) {
+    let files = Question::Permission(Permission::FileTransfer);
+    if ui.asks.front().map(|a| &a.question) != Some(&files) {
+        return;
+    }
+    let Some(dir) = fltk::dialog::dir_chooser(ui.texts.get(Key::ChooseSharedFolder), start, false)
+    else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir.trim_end_matches('/'));
+    let dir = if dir.as_os_str().is_empty() {
+        std::path::PathBuf::from("/")
+    } else {
+        dir
+    };
+    // The question may have timed out while the chooser was open.
+    if ui.asks.front().map(|a| &a.question) != Some(&files) {
+        return;
+    }
+    ui.answer();
+    ui.shared_folder = Some(dir.canonicalize().unwrap_or_else(|_| dir.clone()));
+    handle.send(crate::session::Command::AllowFilesIn(dir));
 }
 
 /// Sends End and waits up to a second for it to go out.

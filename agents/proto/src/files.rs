@@ -9,7 +9,7 @@
 //!
 //! # Paths
 //! Paths on the wire are relative to the folder the customer shares (their home folder, or
-//! the one folder they limited the transfer to): components joined by `/`, never absolute,
+//! the one folder they limited the transfer to when they allowed it): components joined by `/`, never absolute,
 //! never `.` or `..`, no NUL, at most [`MAX_PATH_BYTES`] bytes ([`check_path`]). The agent
 //! resolves them again itself and is the authority (symbolic links, devices and anything
 //! but regular files and folders are refused there).
@@ -29,6 +29,20 @@
 //!   applies). After the last byte the agent checks the whole `.part` file's SHA-256 and only
 //!   then gives it its final name ([`FileReply::Done`]). An existing file is replaced only
 //!   when the request says `overwrite` (the representative confirmed it).
+//!
+//! # The shared folder
+//! When the customer allows file transfer the agent says which folder it shares with
+//! [`FileReply::Shared`] (sent before the permission answer): `limited` when the customer
+//! chose "only one folder", and the folder's *last component* only (its full path is the
+//! customer's business; the representative sees that name as the root of the panel anyway).
+//! Every [`FileReply::Listing`] also carries that name as `root`.
+//!
+//! # Folders
+//! A whole folder travels as what it is made of: the representative's console lists it
+//! (one [`FileRequest::List`] per folder), then downloads or uploads each file with the
+//! rules above (so each file is SHA-256-verified end to end and recorded on its own) and
+//! makes each folder with [`FileRequest::MakeDir`]. Links and other entries inside are
+//! listed as [`EntryKind::Other`] and never followed.
 //!
 //! Every transfer has an id chosen by the relay, unique in its session. A
 //! [`FileReply::Failed`] ends a transfer (or answers a listing) with a [`FileErrorCode`] and a
@@ -139,6 +153,9 @@ pub enum FileReply {
         entries: Vec<Entry>,
         #[serde(default)]
         truncated: bool,
+        /// The shared folder's name (its last component; `""` when unknown).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        root: String,
     },
     /// A transfer may start: for a download, chunks follow from `offset`; for an upload,
     /// the agent already holds `offset` bytes.
@@ -165,6 +182,9 @@ pub enum FileReply {
         size: u64,
         sha256: String,
     },
+    /// File transfer was allowed for this folder (its last component): the home folder, or
+    /// (`limited`) the one folder the customer chose. Not tied to a transfer: its id is 0.
+    Shared { limited: bool, folder: String },
 }
 
 /// Transfer ids at or above this are chosen by the agent (customer offers).
@@ -241,8 +261,14 @@ impl FileRequest {
 impl FileReply {
     pub(crate) fn validate(&self) -> Result<(), DecodeError> {
         match self {
-            FileReply::Listing { path, entries, .. } => {
+            FileReply::Listing {
+                path,
+                entries,
+                root,
+                ..
+            } => {
                 check_path(path)?;
+                check_len("root", root, MAX_NAME_BYTES, true)?;
                 if entries.len() > MAX_ENTRIES {
                     return Err(DecodeError::FieldTooLong {
                         field: "entries",
@@ -267,6 +293,7 @@ impl FileReply {
             }
             FileReply::Failed { message, .. } => check_len("message", message, 1000, true),
             FileReply::Progress { .. } => Ok(()),
+            FileReply::Shared { folder, .. } => check_len("folder", folder, MAX_NAME_BYTES, true),
         }
     }
 
@@ -279,6 +306,7 @@ impl FileReply {
             | FileReply::Done { id, .. }
             | FileReply::Failed { id, .. }
             | FileReply::Offer { id, .. } => *id,
+            FileReply::Shared { .. } => 0,
         }
     }
 }
@@ -389,6 +417,23 @@ mod tests {
         assert_eq!(AgentToRelay::decode(&encode(&done)).unwrap(), done);
         let short = encode(&done).replace(&"ab".repeat(32), "abc");
         assert!(AgentToRelay::decode(&short).is_err());
+        let shared = AgentToRelay::File {
+            reply: FileReply::Shared {
+                limited: true,
+                folder: "Reports".into(),
+            },
+        };
+        let text = encode(&shared);
+        assert!(text.contains(r#""op":"shared""#), "{text}");
+        assert_eq!(AgentToRelay::decode(&text).unwrap(), shared);
+        // A listing without `root` (an older agent) still decodes.
+        let old = r#"{"type":"file","reply":{"op":"listing","id":1,"path":"","entries":[]}}"#;
+        assert!(matches!(
+            AgentToRelay::decode(old).unwrap(),
+            AgentToRelay::File {
+                reply: FileReply::Listing { root, .. }
+            } if root.is_empty()
+        ));
     }
 
     #[test]

@@ -839,6 +839,12 @@ function eventDetail(ev) {
       return t.fileEvent(str(f.direction), str(f.path), fmtBytes(f.size), str(f.sha256));
     } catch { /* shown as stored */ }
   }
+  if (ev.kind === 'file_share') {
+    try {
+      const f = JSON.parse(ev.detail);
+      return t.fileShare(str(f.scope), str(f.folder));
+    } catch { /* shown as stored */ }
+  }
   if (ev.kind === 'file_offered') {
     try {
       const f = JSON.parse(ev.detail);

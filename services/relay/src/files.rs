@@ -33,6 +33,17 @@
 //! the agent go through a short queue of their own that the agent socket serves after its
 //! control messages.
 //!
+//! # Folders
+//! There is no folder route besides `folders`: the console moves a whole folder as its
+//! files (listing each folder, then one verified download or upload per file, each recorded
+//! on its own; see `assets/files.js`), so every guarantee of a single file holds for each.
+//!
+//! # The shared folder
+//! The listing's `root` is the name of the folder the customer shares (its last component).
+//! When the customer allows file transfer the agent says whether they limited it to one
+//! folder; that becomes a `file_share` session event (`{"scope":"one_folder","folder":
+//! NAME}` or `{"scope":"home"}`).
+//!
 //! # Policy and record
 //! The relay configuration's `[files]` section ([`FilePolicy`]) decides whether file transfer
 //! may be used, in which directions, and up to which size. Every completed transfer becomes
@@ -232,6 +243,23 @@ impl FileHub {
     /// A file reply from the agent; an offer (the customer sends a file) is kept and
     /// recorded.
     pub async fn from_agent(&self, db: &crate::db::Db, session_id: &str, reply: FileReply) {
+        if let FileReply::Shared { limited, folder } = &reply {
+            // Which folder the customer shares: limited to one, or the home folder. Only the
+            // folder's last component is recorded (the rep sees it as the panel's root).
+            let folder = lifeline_proto::sanitize_text(folder);
+            let detail = if *limited {
+                serde_json::json!({"scope": "one_folder", "folder": folder})
+            } else {
+                serde_json::json!({"scope": "home"})
+            };
+            if let Err(e) = db
+                .add_event(session_id, "file_share", &detail.to_string())
+                .await
+            {
+                tracing::error!(error = %e, "cannot record the shared folder");
+            }
+            return;
+        }
         let Some(f) = self.existing(session_id) else {
             return;
         };
@@ -549,9 +577,13 @@ pub async fn list(
             path,
             entries,
             truncated,
+            root,
             ..
         } => Ok(Json(serde_json::json!({
             "path": path, "entries": entries, "truncated": truncated,
+            "root": lifeline_proto::sanitize_text(&root),
+            // The admin's largest size (bytes, 0: none): the console refuses a folder above it.
+            "max_size": if state.config.files.max_size_mb == 0 { 0 } else { state.config.files.max_bytes() },
         }))
         .into_response()),
         other => Err(FilesError::unexpected(&other)),

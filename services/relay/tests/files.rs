@@ -647,8 +647,9 @@ async fn the_admin_can_turn_file_transfer_off() {
 /// The console's "Files" area in Chromium (`tests/browser/files.mjs`): the permission
 /// asked and allowed in the client window, a folder listed and opened, a download saved and
 /// verified, a dropped file sent, a replacement refused then confirmed, a file the customer
-/// sends from the client window (its button and file chooser, driven with xdotool), the
-/// session report.
+/// sends from the client window (its button and file chooser, driven with xdotool), a
+/// folder downloaded whole as a ZIP, a folder sent with "Send a folder…" and sent again
+/// with "Replace all", the folder question in French and German, the session report.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_file_panel_in_the_console_with_chromium() {
     let art = artifacts("files-console");
@@ -669,6 +670,27 @@ async fn the_file_panel_in_the_console_with_chromium() {
     let gift_data = "Ereignisprotokoll: alles grün.\n".repeat(20_000);
     std::fs::write(&gift, &gift_data).unwrap();
     let gift_sha = sha_hex(gift_data.as_bytes());
+    // A folder to download whole: nested files, an empty folder, a link that is skipped.
+    let mut album = serde_json::Map::new();
+    for (rel, data) in [
+        (
+            "Album/cover.txt",
+            b"Titelbild \xc3\xa9t\xc3\xa9\n".repeat(10),
+        ),
+        (
+            "Album/2026/photo.bin",
+            (0..300_000u32).map(|i| (i % 249) as u8).collect(),
+        ),
+        ("Album/2026/deep/note.md", b"# note\n".to_vec()),
+    ] {
+        let full = share.join(rel);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(&full, &data).unwrap();
+        album.insert(rel.to_owned(), Value::from(sha_hex(&data)));
+    }
+    std::fs::create_dir_all(share.join("Album/empty")).unwrap();
+    std::os::unix::fs::symlink(share.join("medium.bin"), share.join("Album/link")).unwrap();
+    let album = Value::Object(album).to_string();
 
     let CustomerSession {
         relay,
@@ -689,6 +711,7 @@ async fn the_file_panel_in_the_console_with_chromium() {
             ("LIFELINE_MEDIUM_SHA", &medium_sha),
             ("LIFELINE_OFFER_NAME", "journal-2026.txt"),
             ("LIFELINE_OFFER_SHA", &gift_sha),
+            ("LIFELINE_ALBUM", &album),
         ],
     );
     let sync = script.sync.clone();
@@ -717,7 +740,7 @@ async fn the_file_panel_in_the_console_with_chromium() {
     // The customer sends a file: the button beside Stop in the file transfer row, then the
     // file chooser (its name field has the focus).
     let (wx, wy) = geometry(&x, &wid);
-    let (bx, by) = (wx + 285, wy + 64 + 30 + 54 + 34 / 2);
+    let (bx, by) = (wx + 205, wy + 64 + 30 + 54 + 34 / 2);
     x.screenshot(&art.join("client-granted.png"));
     x.xdotool(&["mousemove", &bx.to_string(), &by.to_string(), "click", "1"]);
     let chooser = window(&x, "Choose a file to send to the technician").await;
@@ -734,10 +757,336 @@ async fn the_file_panel_in_the_console_with_chromium() {
     let replaced = std::fs::read(share.join("dropped.bin")).unwrap();
     assert_eq!(sha_hex(&replaced), want("replaced.sha"));
     assert_ne!(want("dropped.sha"), want("replaced.sha"));
+    // The folder sent whole, replaced after "Replace all".
+    let trip: Value = serde_json::from_str(&want("trip.json")).unwrap();
+    let trip = trip.as_object().unwrap();
+    assert_eq!(trip.len(), 3);
+    for (rel, sha) in trip {
+        let data = std::fs::read(share.join(rel)).unwrap();
+        assert_eq!(Value::from(sha_hex(&data)), *sha, "{rel}");
+    }
     let parts: Vec<_> = std::fs::read_dir(share)
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
         .collect();
     assert!(parts.is_empty(), "no .part file left: {parts:?}");
+}
+
+/// A folder tree, walked the way the console walks it: every file (path, bytes), every
+/// folder, and the links and special entries skipped (never followed).
+#[derive(Debug, Default)]
+struct Tree {
+    files: Vec<(String, Vec<u8>)>,
+    dirs: Vec<String>,
+    skipped: Vec<String>,
+}
+
+/// Walks `path` of the shared folder through the relay, as the console does before it
+/// downloads a whole folder, and downloads every file (each checked against its SHA-256).
+async fn download_folder(
+    http: &reqwest::Client,
+    relay: &Relay,
+    sid: &str,
+    rep: &str,
+    path: &str,
+) -> Tree {
+    let mut tree = Tree::default();
+    let mut todo = vec![path.to_owned()];
+    while let Some(dir) = todo.pop() {
+        let r = http
+            .get(files_url(relay, sid, ""))
+            .query(&[("path", dir.as_str())])
+            .bearer_auth(rep)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "listing {dir}");
+        let v: Value = r.json().await.unwrap();
+        tree.dirs.push(dir.clone());
+        for e in v["entries"].as_array().unwrap() {
+            let name = e["name"].as_str().unwrap();
+            let full = if dir.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{dir}/{name}")
+            };
+            match e["kind"].as_str().unwrap() {
+                "dir" => todo.push(full),
+                "file" => {
+                    let url = format!(
+                        "{}?path={}",
+                        files_url(relay, sid, "/content"),
+                        url_escape(&full)
+                    );
+                    let (s, sha, data, complete) = download(http, &url, rep, 0, || {}).await;
+                    assert!(s == 200 && complete, "{full}: {s}");
+                    assert_eq!(sha.as_deref(), Some(sha_hex(&data).as_str()), "{full}");
+                    tree.files.push((full, data));
+                }
+                _ => tree.skipped.push(full),
+            }
+        }
+    }
+    tree.files.sort();
+    tree.dirs.sort();
+    tree.skipped.sort();
+    tree
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// "Allow only one folder…": the customer picks a folder with the client's folder chooser
+/// (xdotool types its path into the chooser's field); the listing shows only that folder,
+/// its parent and a link pointing out are refused; a folder of nested files (with an empty
+/// folder and a link that is skipped) is downloaded whole and uploaded whole, every hash
+/// checked; the session report holds the limited share and every file.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_folder_only_and_whole_folders_with_the_real_client() {
+    let art = artifacts("files-one-folder");
+    let x = Xvfb::start();
+    let home = tempfile::tempdir().unwrap();
+    let share = home.path();
+    std::fs::write(share.join("secret.txt"), b"above the shared folder").unwrap();
+    let reports = share.join("Reports");
+    for dir in ["2026/deep", "empty"] {
+        std::fs::create_dir_all(reports.join(dir)).unwrap();
+    }
+    let content = |seed: u32, len: usize| -> Vec<u8> {
+        (0..len as u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 24) as u8)
+            .collect()
+    };
+    let originals = [
+        ("a.txt", content(1, 1000)),
+        ("2026/q1.csv", content(2, 300_000)),
+        ("2026/deep/x.bin", content(3, 1_100_000)),
+    ];
+    for (p, data) in &originals {
+        std::fs::write(reports.join(p), data).unwrap();
+    }
+    std::os::unix::fs::symlink(share.join("secret.txt"), reports.join("2026/out")).unwrap();
+
+    let CustomerSession {
+        relay,
+        rep,
+        agent,
+        wid,
+        sid,
+        console: _console,
+        ..
+    } = CustomerSession::start(&x, &art, Some(share)).await;
+    let http = http();
+    let (s, v) = relay
+        .post(
+            &rep,
+            &format!("/api/v1/sessions/{sid}/permissions"),
+            json!({"permission": "file_transfer"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    agent
+        .wait_log_for("event=permission_asked permission=file_transfer", LOG_WAIT)
+        .await;
+    // Deny has the focus: Tab, Tab reaches "Allow only one folder…".
+    x.xdotool(&["windowfocus", "--sync", &wid]);
+    x.screenshot(&art.join("client-question.png"));
+    x.xdotool(&["key", "--delay", "120", "Tab", "Tab", "space"]);
+    let chooser = window(&x, "Choose the only folder the technician may use").await;
+    x.xdotool(&["windowfocus", "--sync", &chooser]);
+    // The field may hold the folder the chooser opened in: select it, type over it.
+    x.xdotool(&["key", "--delay", "60", "End", "shift+Home"]);
+    x.xdotool(&["type", "--delay", "20", reports.to_str().unwrap()]);
+    x.screenshot(&art.join("client-folder-chooser.png"));
+    // Its OK button, bottom right.
+    let (cx, cy) = geometry(&x, &chooser);
+    let out = x.xdotool(&["getwindowgeometry", "--shell", &chooser]);
+    let get = |k: &str| -> i32 {
+        out.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in {out}"))
+    };
+    let (w, h) = (get("WIDTH="), get("HEIGHT="));
+    let (ox, oy) = (cx + w - 134, cy + h - 23);
+    x.xdotool(&["mousemove", &ox.to_string(), &oy.to_string(), "click", "1"]);
+    agent
+        .wait_log_for(
+            "event=permission permission=file_transfer change=granted",
+            LOG_WAIT,
+        )
+        .await;
+    assert!(
+        agent
+            .log()
+            .contains("event=file_limited folder=\"Reports\"")
+    );
+    x.screenshot(&art.join("client-one-folder.png"));
+
+    // Only the chosen folder is there, named as the root.
+    let listing = wait_for(
+        Duration::from_secs(20),
+        "the grant at the relay",
+        async || {
+            let r = http
+                .get(files_url(&relay, &sid, ""))
+                .query(&[("path", "")])
+                .bearer_auth(&rep)
+                .send()
+                .await
+                .ok()?;
+            (r.status() == 200).then_some(r.json::<Value>().await.ok()?)
+        },
+    )
+    .await;
+    assert_eq!(listing["root"], "Reports", "{listing}");
+    let names: Vec<&str> = listing["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["2026", "empty", "a.txt"], "{listing}");
+    // Its parent and a link pointing out are refused.
+    for (path, status) in [
+        ("../secret.txt", 400),
+        ("..", 400),
+        ("secret.txt", 404),
+        ("2026/out", 409),
+    ] {
+        let r = http
+            .get(files_url(&relay, &sid, "/content"))
+            .query(&[("path", path)])
+            .bearer_auth(&rep)
+            .send()
+            .await
+            .unwrap();
+        let st = r.status().as_u16();
+        let body = r.text().await.unwrap_or_default();
+        assert!(!body.contains("above the shared folder"), "{path}");
+        assert!(st >= 400, "{path}: {st} {body}");
+        let _ = status;
+    }
+    let r = http
+        .get(files_url(&relay, &sid, ""))
+        .query(&[("path", "..")])
+        .bearer_auth(&rep)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error());
+
+    // The whole folder down: its structure, every file verified, the link skipped.
+    let tree = download_folder(&http, &relay, &sid, &rep, "").await;
+    let mut want: Vec<(String, Vec<u8>)> = originals
+        .iter()
+        .map(|(p, d)| ((*p).to_owned(), d.clone()))
+        .collect();
+    want.sort();
+    assert_eq!(
+        tree.files
+            .iter()
+            .map(|(p, d)| (p.as_str(), sha_hex(d)))
+            .collect::<Vec<_>>(),
+        want.iter()
+            .map(|(p, d)| (p.as_str(), sha_hex(d)))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(tree.dirs, ["", "2026", "2026/deep", "empty"]);
+    assert_eq!(tree.skipped, ["2026/out"]);
+
+    // The same tree up again under "copy": folders first (the empty one too), then each
+    // file with the verified upload.
+    for d in ["copy", "copy/2026", "copy/2026/deep", "copy/empty"] {
+        let (s, v) = relay
+            .post(
+                &rep,
+                &format!("/api/v1/sessions/{sid}/files/folders"),
+                json!({ "path": d }),
+            )
+            .await;
+        assert_eq!(s, 200, "{d}: {v}");
+    }
+    for (p, data) in &tree.files {
+        let path = format!("copy/{p}");
+        let sha = sha_hex(data);
+        let (s, v) = relay
+            .post(
+                &rep,
+                &format!("/api/v1/sessions/{sid}/files/uploads"),
+                json!({"path": path, "size": data.len(), "sha256": sha}),
+            )
+            .await;
+        assert_eq!((s, v["offset"].as_u64()), (200, Some(0)), "{v}");
+        let (s, v) = put(
+            &http,
+            &relay,
+            (&sid, &rep),
+            Put {
+                path: &path,
+                size: data.len() as u64,
+                sha: &sha,
+                offset: 0,
+                overwrite: false,
+            },
+            data.clone(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s, 200, "{path}: {v}");
+    }
+    for (p, data) in &originals {
+        assert_eq!(
+            std::fs::read(reports.join("copy").join(p)).unwrap(),
+            *data,
+            "{p}"
+        );
+    }
+    assert!(reports.join("copy/empty").is_dir());
+    assert!(
+        !share.join("copy").exists(),
+        "nothing lands outside the chosen folder"
+    );
+
+    // The report: the limited share (its name only) and every file.
+    let (_, d) = relay.get(&rep, &format!("/api/v1/sessions/{sid}")).await;
+    let events = d["events"].as_array().unwrap();
+    let share_events: Vec<Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "file_share")
+        .map(|e| serde_json::from_str(e["detail"].as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        share_events,
+        [json!({"scope": "one_folder", "folder": "Reports"})]
+    );
+    let transfers: Vec<Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "file_transferred")
+        .map(|e| serde_json::from_str(e["detail"].as_str().unwrap()).unwrap())
+        .collect();
+    for (p, data) in &originals {
+        let sha = sha_hex(data);
+        for (dir, path) in [
+            ("download", (*p).to_owned()),
+            ("upload", format!("copy/{p}")),
+        ] {
+            assert!(
+                transfers.iter().any(|t| t["direction"] == dir
+                    && t["path"] == path.as_str()
+                    && t["sha256"] == sha.as_str()),
+                "{dir} {path}: {transfers:?}"
+            );
+        }
+    }
+    std::fs::write(art.join("events.json"), format!("{events:#?}")).unwrap();
 }

@@ -22,10 +22,21 @@
 //!   they can read, but only a regular file): it is hashed, announced as an `Offer` with an
 //!   id of the agent's range, and then downloaded by that id like any other file.
 //!
+//! * The shared folder is the home folder (or `SessionConfig::files_root`), unless the
+//!   customer answered "Allow only one folder…" and chose one: [`Files::limit_to`] makes that
+//!   folder the root of the next grant, and it stays the root until the grant ends (a
+//!   withdrawal, a refusal or the session's end returns to the home folder for the next
+//!   question). The resolver's guarantees hold inside it: nothing above it can be named,
+//!   links pointing out are refused, devices are never opened.
+//! * On each grant [`Files::shared`] tells the relay which folder is shared, as
+//!   `FileReply::Shared` with its last component only and whether it was limited (the
+//!   relay records it as a `file_share` session event); listings carry the same name as
+//!   `root` for the representative's panel.
+//!
 //! Every step is logged as `event=file_...` lines (tests grep them).
 //!
-//! Limits: the window does not offer limiting the share to one folder yet (the shared
-//! folder is the home folder, or `SessionConfig::files_root`).
+//! Limits: whole folders are moved by the representative's console file by file (see
+//! `lifeline_proto::files`); the agent has no folder-level operation but `MakeDir`.
 
 pub mod resolve;
 
@@ -107,6 +118,8 @@ struct Upload {
 /// The session's file engine.
 pub struct Files {
     root: Option<Root>,
+    /// The one folder the customer chose for the current (or next) grant.
+    limited: Option<Root>,
     granted: bool,
     out_tx: mpsc::Sender<FileOut>,
     out_rx: mpsc::Receiver<FileOut>,
@@ -144,6 +157,7 @@ impl Files {
         let (out_tx, out_rx) = mpsc::channel(4);
         Self {
             root,
+            limited: None,
             granted: false,
             out_tx,
             out_rx,
@@ -196,11 +210,53 @@ impl Files {
         self.root.is_some()
     }
 
+    /// The customer limits the next grant to `dir` (chosen in the window). Refused when it
+    /// is not a folder that can be opened (the session then refuses the grant rather than
+    /// share the home folder).
+    pub fn limit_to(&mut self, dir: &std::path::Path) -> Result<(), FileError> {
+        let root = Root::new(dir)?;
+        info!(
+            "event=file_limited folder={:?}",
+            last_component(root.path())
+        );
+        self.limited = Some(root);
+        Ok(())
+    }
+
+    /// Forgets a folder chosen for a grant that did not come (the question had expired).
+    pub fn clear_limit(&mut self) {
+        if !self.granted {
+            self.limited = None;
+        }
+    }
+
+    /// The folder shared now: the one the customer chose, or the home folder.
+    fn active_root(&self) -> Option<&Root> {
+        self.limited.as_ref().or(self.root.as_ref())
+    }
+
+    /// What to tell the relay about the shared folder (`None` when nothing is shared).
+    pub fn shared(&self) -> Option<FileReply> {
+        let root = self.active_root().filter(|_| self.granted)?;
+        Some(FileReply::Shared {
+            limited: self.limited.is_some(),
+            folder: last_component(root.path()),
+        })
+    }
+
+    /// The full path of the folder shared now, for the customer's window.
+    pub fn shared_path(&self) -> Option<PathBuf> {
+        self.active_root()
+            .filter(|_| self.granted)
+            .map(|r| r.path().to_owned())
+    }
+
     /// The customer's grant changed. A withdrawal ends every transfer, and the relay hears
-    /// why for each.
+    /// why for each; the next grant shares the home folder again unless limited anew.
     pub fn set_grant(&mut self, granted: bool) {
         self.granted = granted;
         if !granted {
+            self.limited = None;
             let ids: Vec<u32> = self
                 .downloads
                 .keys()
@@ -275,7 +331,7 @@ impl Files {
     /// A request from the relay.
     pub fn request(&mut self, request: FileRequest) {
         let id = request.id();
-        let Some(root) = self.root.clone().filter(|_| self.granted) else {
+        let Some(root) = self.active_root().cloned().filter(|_| self.granted) else {
             if !matches!(
                 request,
                 FileRequest::Ack { .. } | FileRequest::Cancel { .. }
@@ -302,6 +358,7 @@ impl Files {
                         path,
                         entries,
                         truncated,
+                        root: last_component(root.path()),
                     });
                 }
                 Err(e) => self.fail(id, e),
@@ -559,6 +616,18 @@ fn open_offered(path: &std::path::Path) -> Result<File, FileError> {
         ));
     }
     Ok(file)
+}
+
+/// A folder's last component, bounded for the wire (`"/"` for the file system's root).
+fn last_component(path: &std::path::Path) -> String {
+    let name = path
+        .file_name()
+        .map_or_else(|| "/".to_owned(), |n| n.to_string_lossy().into_owned());
+    let mut end = name.len().min(lifeline_proto::files::MAX_NAME_BYTES);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    lifeline_proto::sanitize_text(&name[..end])
 }
 
 fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -967,6 +1036,75 @@ mod tests {
             }
         }
         assert!(saw_refusal);
+    }
+
+    #[tokio::test]
+    async fn one_folder_is_the_whole_world() {
+        let home = tempfile::tempdir().unwrap();
+        let reports = home.path().join("Reports");
+        std::fs::create_dir(&reports).unwrap();
+        std::fs::write(reports.join("q1.txt"), b"q1").unwrap();
+        std::fs::write(home.path().join("secret.txt"), b"no").unwrap();
+        std::os::unix::fs::symlink(home.path().join("secret.txt"), reports.join("out")).unwrap();
+        std::os::unix::fs::symlink(home.path(), reports.join("up")).unwrap();
+        let mut files = Files::new(Some(home.path().to_owned()));
+        files.limit_to(&reports).unwrap();
+        assert!(files.limit_to(&home.path().join("nothing")).is_err());
+        files.set_grant(true);
+        assert_eq!(
+            files.shared(),
+            Some(FileReply::Shared {
+                limited: true,
+                folder: "Reports".into()
+            })
+        );
+        files.request(FileRequest::List {
+            id: 1,
+            path: String::new(),
+        });
+        let FileReply::Listing { entries, root, .. } = reply(&mut files).await else {
+            panic!("a listing")
+        };
+        assert_eq!(root, "Reports");
+        let names: Vec<_> = entries.iter().map(|e| (e.name.as_str(), e.kind)).collect();
+        assert_eq!(
+            names,
+            [
+                ("out", EntryKind::Other),
+                ("q1.txt", EntryKind::File),
+                ("up", EntryKind::Other)
+            ]
+        );
+        // Links pointing out are never followed, and nothing above the folder has a name.
+        for (id, path) in [(2, "out"), (3, "up/secret.txt"), (4, "secret.txt")] {
+            files.request(FileRequest::Download {
+                id,
+                path: path.into(),
+                offset: 0,
+            });
+            let r = reply(&mut files).await;
+            assert!(
+                matches!(r, FileReply::Failed { code, .. } if code != FileErrorCode::NotPermitted),
+                "{path}: {r:?}"
+            );
+        }
+        // The grant ends: the next one shares the home folder again.
+        files.set_grant(false);
+        assert_eq!(files.shared(), None);
+        files.set_grant(true);
+        let home_name = home
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert_eq!(
+            files.shared(),
+            Some(FileReply::Shared {
+                limited: false,
+                folder: home_name
+            })
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]
