@@ -19,6 +19,7 @@ import { FilePanel, fmtBytes } from '/static/files.js';
 import { SystemInfoArea } from '/static/sysinfo.js';
 import { ShellArea, shellEventDetail, transcriptLink } from '/static/shell.js';
 import { t, localise } from '/static/texts.js';
+import { JumpPanel } from '/static/jump.js';
 
 const MAX_CHAT_CHARS = 4000;
 const WS_BACKOFF_MIN_MS = 1000;
@@ -1125,6 +1126,15 @@ async function start() {
   }
   document.body.classList.add('is-ready');
   connectWs();
+  // A jump opens a session that is already this representative's, like an accepted one.
+  state.jump = new JumpPanel({
+    api,
+    onError: reportError,
+    onJump: async (id) => {
+      await ensureSession(id, { refresh: true });
+      selectTab(id);
+    },
+  });
   // The socket's snapshot replaces this; the REST call fills the queues if the socket is slow.
   api('GET', '/api/v1/queues')
     .then((r) => { if (!state.gotSnapshot && r && Array.isArray(r.entries)) setEntries(r.entries); })

@@ -48,6 +48,9 @@ struct JumpSection {
     reconnects_per_second: Option<u32>,
     /// False lifts the reconnection limit (benchmarks only).
     reconnect_limit: Option<bool>,
+    /// True: a representative's jump starts the session without asking the user logged in
+    /// at the computer. False (the default): that user is asked first and may decline.
+    unattended: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -124,6 +127,8 @@ pub struct Config {
     /// Which session tools representatives may use (`[tools]`).
     pub tools: crate::tools::ToolPolicy,
     pub jump_reconnects: crate::jump::ReconnectLimit,
+    /// `[jump] unattended`: whether a jump starts without asking the logged-in user.
+    pub jump_unattended: bool,
 }
 
 /// Flag overrides (from the command line).
@@ -258,6 +263,7 @@ impl Config {
         };
         Ok(Config {
             jump_reconnects,
+            jump_unattended: file.jump.unattended.unwrap_or(false),
             files: file.files,
             tools: file.tools,
             listen,

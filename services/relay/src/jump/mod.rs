@@ -27,6 +27,7 @@
 //! uninstalling are not here yet; the relay's registry answers who is online and since when.
 
 pub mod api;
+pub mod groups;
 pub mod store;
 
 use std::collections::HashMap;
@@ -119,7 +120,23 @@ pub struct Jumps {
     bucket: Mutex<Bucket>,
     limits: Mutex<Option<(Instant, u32, u32)>>,
     wake_key: ed25519_dalek::SigningKey,
+    /// Jumps whose session agent has not connected yet: request id → what it was for.
+    pending: Mutex<HashMap<String, PendingJump>>,
 }
+
+/// A jump sent to a client and not answered yet.
+#[derive(Debug, Clone)]
+pub struct PendingJump {
+    pub client_id: String,
+    pub session_id: String,
+    pub rep: String,
+    pub unattended: bool,
+    pub at: Instant,
+}
+
+/// How long a jump may stay unanswered before it is forgotten (the user has 60 s to answer,
+/// and a session without its client is ended by the hub's reaper anyway).
+const PENDING_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// Why a client may not connect now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +158,7 @@ impl Jumps {
             }),
             limits: Mutex::new(None),
             wake_key: load_or_create_key(wake_key_path)?,
+            pending: Mutex::new(HashMap::new()),
         })
     }
 
@@ -271,6 +289,42 @@ impl Jumps {
             .keys()
             .map(|k| k.to_string())
             .collect()
+    }
+
+    /// Queues an order for a connected client; false when it is not connected (or its queue
+    /// is full).
+    pub fn send_order(&self, id: &str, order: RelayToJump) -> bool {
+        let online = self.online.lock().unwrap_or_else(|e| e.into_inner());
+        online
+            .map
+            .get(id)
+            .is_some_and(|o| o.orders.try_send(Box::new(order)).is_ok())
+    }
+
+    /// Remembers a jump until its session agent connects or the client says it failed.
+    pub fn pending(&self, request_id: &str, jump: PendingJump) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.retain(|_, j| j.at.elapsed() < PENDING_TTL);
+        p.insert(request_id.to_string(), jump);
+    }
+
+    /// Takes the pending jump `request_id` of `client_id` (another client's id takes nothing).
+    pub fn take_pending(&self, client_id: &str, request_id: &str) -> Option<PendingJump> {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if p.get(request_id)?.client_id != client_id {
+            return None;
+        }
+        p.remove(request_id)
+    }
+
+    /// Forgets the pending jump of `session_id` (its agent connected).
+    pub fn take_pending_session(&self, session_id: &str) -> Option<PendingJump> {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let key = p
+            .iter()
+            .find(|(_, j)| j.session_id == session_id)
+            .map(|(k, _)| k.clone())?;
+        p.remove(&key)
     }
 
     /// Writes "last seen" of every connected client every `every`.

@@ -223,7 +223,7 @@ async fn run(state: State, ip: IpAddr, mut socket: WebSocket) {
     // nothing but its socket).
     drop((row, info, facts, text, nonce, signature));
     if welcomed && purpose != Purpose::CheckIn {
-        serve(&state, &mut socket, &mut orders).await;
+        serve(&state, &client_id, &mut socket, &mut orders).await;
     } else {
         close(&mut socket, 1000, "goodbye").await;
     }
@@ -240,6 +240,7 @@ async fn run(state: State, ip: IpAddr, mut socket: WebSocket) {
 /// The idle life of a link: answer pings, forward orders, notice silence.
 async fn serve(
     state: &State,
+    client_id: &str,
     socket: &mut WebSocket,
     orders: &mut mpsc::Receiver<Box<RelayToJump>>,
 ) {
@@ -249,7 +250,10 @@ async fn serve(
         tokio::select! {
             m = tokio::time::timeout(silence, socket.recv()) => match m {
                 Ok(Some(Ok(Message::Text(t)))) => match JumpToRelay::decode(&t) {
-                    Ok(JumpToRelay::SessionFailed { .. } | JumpToRelay::Uninstalled) => {}
+                    Ok(JumpToRelay::SessionFailed { request_id, reason }) => {
+                        api::session_failed(state, client_id, &request_id, &reason).await;
+                    }
+                    Ok(JumpToRelay::Uninstalled) => {}
                     _ => {
                         close(socket, 1008, "unexpected message").await;
                         return;
