@@ -30,6 +30,8 @@ async function run() {
   page = await ctx.newPage();
   pages.add(page);
   page.on('pageerror', (e) => console.log(`      [page error] ${e.message}`));
+  // "End session" asks for confirmation.
+  page.on('dialog', (d) => d.accept());
   const client = () => page.locator('[data-testid=jump-client]');
 
   await step('a. the panel lists the jump client, online', async () => {
@@ -51,6 +53,7 @@ async function run() {
 
   await step('c. rename and comment in place', async () => {
     await page.fill('[data-testid=jump-search]', '');
+    await page.waitForResponse((r) => r.url().endsWith('/api/v1/jump/clients?search='));
     await client().first().locator('[data-testid=jump-edit]').click();
     await page.fill('[data-testid=jump-name-input]', 'Reception PC');
     await page.fill('[data-testid=jump-comment-input]', 'Front desk, ground floor');
@@ -93,7 +96,7 @@ async function run() {
     await step(`f. the panel in ${lang}`, async () => {
       await page.goto(`${BASE}/console?lang=${lang}`);
       await page.locator('[data-testid=jump-client][data-online=true]').waitFor();
-      const shown = (await page.locator('#jump-title').innerText()).trim();
+      const shown = (await page.locator('#jump-title [data-i18n=jumpTitle]').textContent()).trim();
       check(shown.startsWith(title), `title: ${shown}`);
       const button = (await client().first().locator('[data-testid=jump-go]').innerText()).trim();
       check(button === jump, `button: ${button}`);

@@ -1133,6 +1133,15 @@ async function start() {
     onJump: async (id) => {
       await ensureSession(id, { refresh: true });
       selectTab(id);
+      // The client joins a moment later; its presence may have gone out before the tab
+      // existed, so look again until it is there (or the session ended).
+      const until = Date.now() + 90_000;
+      const look = () => {
+        const sess = state.sessions.get(id);
+        if (!sess || sess.online || sess.state === 'ended' || Date.now() > until) return;
+        ensureSession(id, { refresh: true }).finally(() => setTimeout(look, 1000));
+      };
+      setTimeout(look, 1000);
     },
   });
   // The socket's snapshot replaces this; the REST call fills the queues if the socket is slow.

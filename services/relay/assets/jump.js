@@ -66,7 +66,8 @@ export class JumpPanel {
     try {
       const list = await this.api('GET', `/api/v1/jump/clients?search=${q}`);
       this.clients = Array.isArray(list) ? list : [];
-      this.render();
+      // A row being edited keeps what the rep typed; the list is drawn again after it.
+      if (!this.editing) this.render();
     } catch (e) {
       if (e.status === 403) { byId('jump-card').hidden = true; return; }
       this.onError(e);

@@ -166,10 +166,10 @@ async fn wait_online(relay: &Relay, rep: &str, id: &str, online: bool) -> Value 
 async fn set_teams(relay: &Relay, admin: &str, user_token: &str, teams: &[&str]) {
     let (s, me) = relay.get(user_token, "/api/v1/me").await;
     assert_eq!(s, 200, "{me}");
-    let id = me["id"].as_i64().unwrap();
+    let name = me["username"].as_str().unwrap();
     let r = relay
         .http
-        .put(relay.url(&format!("/api/v1/jump/users/{id}/teams")))
+        .put(relay.url(&format!("/api/v1/jump/users/{name}/teams")))
         .bearer_auth(admin)
         .json(&json!({ "teams": teams }))
         .send()
@@ -486,7 +486,12 @@ impl JumpLab {
 
     /// Opens a viewer, asks for the screen, and waits for the first frame.
     async fn first_frame(&self, sid: &str) -> Ws {
-        let mut viewer = ws_connect(&self.relay.addr, &format!("/ws/view/{sid}"), Some(&self.rep)).await;
+        let mut viewer = ws_connect(
+            &self.relay.addr,
+            &format!("/ws/view/{sid}"),
+            Some(&self.rep),
+        )
+        .await;
         let (s, v) = self
             .relay
             .post(
@@ -508,7 +513,12 @@ impl JumpLab {
             false
         })
         .await;
-        assert_eq!(got.ok(), Some(true), "no frame reached the viewer:\n{}", self.service.log());
+        assert_eq!(
+            got.ok(),
+            Some(true),
+            "no frame reached the viewer:\n{}",
+            self.service.log()
+        );
         viewer
     }
 
@@ -530,7 +540,13 @@ async fn jump_unattended_streams_the_screen_and_is_audited() {
     assert!(clients(relay, rep, "").await.is_empty());
     let (s, _) = lab.jump().await;
     assert_eq!(s, 404);
-    let (s, _) = patch(relay, rep, &format!("/api/v1/jump/clients/{}", lab.id), json!({"name": "x"})).await;
+    let (s, _) = patch(
+        relay,
+        rep,
+        &format!("/api/v1/jump/clients/{}", lab.id),
+        json!({"name": "x"}),
+    )
+    .await;
     assert_eq!(s, 404);
 
     set_teams(relay, admin, rep, &["ops"]).await;
@@ -544,7 +560,13 @@ async fn jump_unattended_streams_the_screen_and_is_audited() {
     assert_eq!(s, 403);
     let (s, _) = patch(relay, admin, &path, json!({"name": "  "})).await;
     assert_eq!(s, 400);
-    let (s, v) = patch(relay, admin, &path, json!({"name": "Lab PC", "comment": "room 4"})).await;
+    let (s, v) = patch(
+        relay,
+        admin,
+        &path,
+        json!({"name": "Lab PC", "comment": "room 4"}),
+    )
+    .await;
     assert_eq!(s, 200, "{v}");
     let c = &clients(relay, rep, "room 4").await[0];
     assert_eq!(c["name"], "Lab PC");
@@ -558,13 +580,17 @@ async fn jump_unattended_streams_the_screen_and_is_audited() {
         .wait_log_count("event=state state=active", 1, Duration::from_secs(60))
         .await;
     let _viewer = lab.first_frame(&sid).await;
-    assert!(lab.service.log().contains("event=permission_granted_without_asking permission=view"));
+    assert!(
+        lab.service
+            .log()
+            .contains("event=permission_granted_without_asking permission=view")
+    );
     // The client window says a representative is connected.
     window(&lab.x, "Support").await;
 
     lab.end(&sid).await;
     lab.service
-        .wait_log_count("event=jump_session_ended", 1, Duration::from_secs(60))
+        .wait_log_count("event=ended by=rep", 1, Duration::from_secs(60))
         .await;
 
     let (_, audit) = relay.get(admin, "/api/v1/audit?action=jump.session").await;
@@ -572,7 +598,9 @@ async fn jump_unattended_streams_the_screen_and_is_audited() {
     for needle in ["sent", "connected", "unattended", &lab.id] {
         assert!(audit.contains(needle), "{needle} in {audit}");
     }
-    let (_, audit) = relay.get(admin, "/api/v1/audit?action=jump.client_update").await;
+    let (_, audit) = relay
+        .get(admin, "/api/v1/audit?action=jump.client_update")
+        .await;
     assert!(audit.to_string().contains("Lab PC"), "{audit}");
     let (s, report) = relay.get(rep, &format!("/api/v1/sessions/{sid}")).await;
     assert_eq!(s, 200);
@@ -598,7 +626,10 @@ async fn jump_with_the_prompt_policy_asks_the_user() {
             lab.x.try_xdotool(&["key", "Escape"]);
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
-        lab.service.log().contains("event=jump_answer answer=Declined").then_some(())
+        lab.service
+            .log()
+            .contains("event=jump_answer answer=Declined")
+            .then_some(())
     })
     .await;
     let ended = loop {
@@ -607,7 +638,10 @@ async fn jump_with_the_prompt_policy_asks_the_user() {
             break e;
         }
     };
-    assert!(ended["reason"].as_str().unwrap().contains("declined"), "{ended}");
+    assert!(
+        ended["reason"].as_str().unwrap().contains("declined"),
+        "{ended}"
+    );
     let (_, audit) = relay.get(admin, "/api/v1/audit?action=jump.session").await;
     assert!(audit.to_string().contains("failed"), "{audit}");
     assert!(audit.to_string().contains("asked"), "{audit}");
@@ -617,7 +651,11 @@ async fn jump_with_the_prompt_policy_asks_the_user() {
     assert_eq!(s, 200, "{v}");
     let sid = v["session_id"].as_str().unwrap().to_string();
     let wid = wait_for(Duration::from_secs(30), "the second question", async || {
-        (lab.service.log().matches("event=jump_session_started").count() >= 2)
+        (lab.service
+            .log()
+            .matches("event=jump_session_started")
+            .count()
+            >= 2)
             .then(|| lab.x.find_window("Remote support request"))
             .flatten()
     })
@@ -627,7 +665,10 @@ async fn jump_with_the_prompt_policy_asks_the_user() {
             lab.x.try_xdotool(&["key", "Return"]);
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
-        lab.service.log().contains("event=jump_answer answer=Allowed").then_some(())
+        lab.service
+            .log()
+            .contains("event=jump_answer answer=Allowed")
+            .then_some(())
     })
     .await;
     lab.service
@@ -693,7 +734,7 @@ async fn jump_to_offline_or_passive_clients_is_refused_and_routes_are_documented
     // Only administrators set teams.
     let r = relay
         .http
-        .put(relay.url("/api/v1/jump/users/1/teams"))
+        .put(relay.url("/api/v1/jump/users/rep1/teams"))
         .bearer_auth(&rep)
         .json(&json!({"teams": ["ops"]}))
         .send()
@@ -717,7 +758,7 @@ async fn jump_to_offline_or_passive_clients_is_refused_and_routes_are_documented
         "/api/v1/jump/clients",
         "/api/v1/jump/clients/{id}",
         "/api/v1/jump/clients/{id}/jump",
-        "/api/v1/jump/users/{id}/teams",
+        "/api/v1/jump/users/{username}/teams",
     ] {
         assert!(spec["paths"][p].is_object(), "OpenAPI lacks {p}");
     }
@@ -746,6 +787,9 @@ async fn jump_console_in_chromium() {
         ],
     );
     script.passed(Duration::from_secs(300)).await;
-    let (_, audit) = lab.relay.get(&lab.admin, "/api/v1/audit?action=jump.session").await;
+    let (_, audit) = lab
+        .relay
+        .get(&lab.admin, "/api/v1/audit?action=jump.session")
+        .await;
     assert!(audit.to_string().contains("connected"), "{audit}");
 }

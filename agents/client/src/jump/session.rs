@@ -82,9 +82,9 @@ pub fn failure_reason(code: Option<i32>) -> Option<&'static str> {
         Some(c) if c == i32::from(EXIT_DECLINED) => {
             Some("The user at the computer declined the connection.")
         }
-        Some(c) if c == i32::from(EXIT_NO_ANSWER) => {
-            Some("The user at the computer did not answer within a minute: the connection was declined.")
-        }
+        Some(c) if c == i32::from(EXIT_NO_ANSWER) => Some(
+            "The user at the computer did not answer within a minute: the connection was declined.",
+        ),
         _ => Some("The session could not start on this computer."),
     }
 }

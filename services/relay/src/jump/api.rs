@@ -40,7 +40,10 @@ pub fn router() -> Router<State> {
         .route("/clients", get(list_clients))
         .route("/clients/{id}", axum::routing::patch(update_client))
         .route("/clients/{id}/jump", post(jump))
-        .route("/users/{id}/teams", get(user_teams).put(set_user_teams))
+        .route(
+            "/users/{username}/teams",
+            get(user_teams).put(set_user_teams),
+        )
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -305,7 +308,11 @@ pub async fn register(
             group: &key.group,
             info: &info,
             wake_port: req.wake_port,
-            owner_id: key.group.starts_with("personal").then_some(key.created_by).flatten(),
+            owner_id: key
+                .group
+                .starts_with("personal")
+                .then_some(key.created_by)
+                .flatten(),
         },
     )
     .await?
@@ -397,7 +404,9 @@ async fn visible_client(
     let teams = store::teams_of(&state.db, user.id).await?;
     match store::client(&state.db, id).await? {
         Some(row) if !row.removed && groups::may_see(user, &teams, &row) => Ok(row),
-        _ => Err(ApiError::NotFound("there is no jump client with this id".into())),
+        _ => Err(ApiError::NotFound(
+            "there is no jump client with this id".into(),
+        )),
     }
 }
 
@@ -688,38 +697,42 @@ pub struct Teams {
 }
 
 /// A user's teams (administrators, or the user).
-#[utoipa::path(get, path = "/api/v1/jump/users/{id}/teams", security(("bearer" = [])),
-    params(("id" = i64, Path)), responses((status = 200, body = Teams)))]
+#[utoipa::path(get, path = "/api/v1/jump/users/{username}/teams", security(("bearer" = [])),
+    params(("username" = String, Path)), responses((status = 200, body = Teams),
+              (status = 403, body = crate::web::error::ErrorBody), (status = 404, body = crate::web::error::ErrorBody)))]
 pub async fn user_teams(
     AxState(state): AxState<State>,
     a: Authed,
-    Path(user_id): Path<i64>,
+    Path(username): Path<String>,
 ) -> Result<Json<Teams>, ApiError> {
-    if a.user.role != "admin" && a.user.id != user_id {
+    if a.user.role != "admin" && !a.user.username.eq_ignore_ascii_case(&username) {
         return Err(ApiError::Forbidden);
     }
+    let Some(user) = state.db.user_by_name(&username).await? else {
+        return Err(ApiError::NotFound("there is no user with this name".into()));
+    };
     Ok(Json(Teams {
-        teams: store::teams_of(&state.db, user_id).await?,
+        teams: store::teams_of(&state.db, user.id).await?,
     }))
 }
 
 /// Sets a user's teams (administrators): members of team `x` see jump clients of `team:x`.
-#[utoipa::path(put, path = "/api/v1/jump/users/{id}/teams", request_body = Teams,
-    security(("bearer" = [])), params(("id" = i64, Path)),
+#[utoipa::path(put, path = "/api/v1/jump/users/{username}/teams", request_body = Teams,
+    security(("bearer" = [])), params(("username" = String, Path)),
     responses((status = 200, body = Teams), (status = 400, body = crate::web::error::ErrorBody),
               (status = 403, body = crate::web::error::ErrorBody), (status = 404, body = crate::web::error::ErrorBody)))]
 pub async fn set_user_teams(
     AxState(state): AxState<State>,
     ClientIp(ip): ClientIp,
     a: Authed,
-    Path(user_id): Path<i64>,
+    Path(username): Path<String>,
     JsonBody(mut req): JsonBody<Teams>,
 ) -> Result<Json<Teams>, ApiError> {
     if a.user.role != "admin" {
         return Err(ApiError::Forbidden);
     }
-    let Some(user) = state.db.user_by_id(user_id).await? else {
-        return Err(ApiError::NotFound("there is no user with this id".into()));
+    let Some(user) = state.db.user_by_name(&username).await? else {
+        return Err(ApiError::NotFound("there is no user with this name".into()));
     };
     req.teams.sort();
     req.teams.dedup();
@@ -728,7 +741,7 @@ pub async fn set_user_teams(
             "teams are at most 50 names of 1 to 48 letters, digits, '-', '_' or '.'".into(),
         ));
     }
-    store::set_teams(&state.db, user_id, &req.teams).await?;
+    store::set_teams(&state.db, user.id, &req.teams).await?;
     audit(
         &state,
         &a.user.username,

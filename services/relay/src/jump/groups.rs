@@ -4,7 +4,7 @@
 //! * `personal:<username>`: the representative who created the deployment key (recorded as
 //!   the client's `owner_id`, migration `0004_jump_console.sql`).
 //! * `team:<name>`: representatives who are members of that team (`user_teams`, set by an
-//!   administrator with `PUT /api/v1/jump/users/{id}/teams`).
+//!   administrator with `PUT /api/v1/jump/users/{username}/teams`).
 //! * Administrators see every client.
 //!
 //! Limits: teams exist only for jump groups in this version (queues do not use them yet).
@@ -32,7 +32,8 @@ pub fn may_see(user: &User, teams: &[String], client: &ClientRow) -> bool {
 /// Whether `user` may rename a client or change its comment: administrators, and a
 /// representative for their personal clients.
 pub fn may_edit(user: &User, client: &ClientRow) -> bool {
-    user.role == "admin" || (client.group.starts_with("personal") && client.owner_id == Some(user.id))
+    user.role == "admin"
+        || (client.group.starts_with("personal") && client.owner_id == Some(user.id))
 }
 
 /// A valid team name: 1 to 48 letters, digits, `-`, `_` or `.`.

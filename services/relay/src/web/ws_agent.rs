@@ -314,7 +314,11 @@ impl Conn {
             Ok(true) => {}
             Ok(false) => {
                 super::audit(&state, "agent", self.ip, "ticket.use", "used", ticket_id).await;
-                self.refuse(RefuseCode::TicketUsed, "This session has already been started or has ended.").await;
+                self.refuse(
+                    RefuseCode::TicketUsed,
+                    "This session has already been started or has ended.",
+                )
+                .await;
                 return None;
             }
             Err(e) => {
@@ -332,7 +336,10 @@ impl Conn {
         };
         super::audit(&state, "agent", self.ip, "ticket.use", "ok", session_id).await;
         crate::jump::api::session_joined(&state, session_id, self.ip).await;
-        let _ = state.db.add_event(session_id, "client_connected", &ip).await;
+        let _ = state
+            .db
+            .add_event(session_id, "client_connected", &ip)
+            .await;
         let mut ok = self
             .send(&RelayToAgent::Welcome {
                 version: VERSION,
