@@ -848,7 +848,15 @@ const JUMP = {
     },
   },
 };
-for (const [table, extra] of [[EN, JUMP.en], [FR, JUMP.fr], [DE, JUMP.de]]) Object.assign(table, extra);
+const JUMP_EVENTS = {
+  en: { jump: 'Jump', jump_failed: 'Jump did not start' },
+  fr: { jump: 'Connexion à un client de saut', jump_failed: 'Connexion non établie' },
+  de: { jump: 'Jump', jump_failed: 'Jump nicht gestartet' },
+};
+for (const [table, extra, kinds] of [[EN, JUMP.en, JUMP_EVENTS.en], [FR, JUMP.fr, JUMP_EVENTS.fr], [DE, JUMP.de, JUMP_EVENTS.de]]) {
+  Object.assign(table, extra);
+  table.eventKinds = { ...table.eventKinds, ...kinds };
+}
 for (const [table, extra] of [[EN, FILES.en], [FR, FILES.fr], [DE, FILES.de], [EN, SHELL.en], [FR, SHELL.fr], [DE, SHELL.de]]) {
   const { eventKinds, ...rest } = extra;
   Object.assign(table, rest);
