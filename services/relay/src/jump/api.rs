@@ -10,8 +10,14 @@
 //!   link; it is not spent by downloading).
 //! * `POST /api/v1/jump/register` (no login; the deployment key authorises it): records the
 //!   client and its public key; refusals are audited.
-//! * `GET /api/v1/jump/clients?search=` (representatives): the clients with their online
-//!   state and last seen.
+//! * `GET /api/v1/jump/clients?search=` (representatives): the clients they may see
+//!   ([`super::groups`]) with their online state and last seen.
+//! * `PATCH /api/v1/jump/clients/{id}` (administrators; a rep for their personal clients):
+//!   name and comment, validated and audited.
+//! * `POST /api/v1/jump/clients/{id}/jump` (a rep or admin who may see the client): a session
+//!   owned by the caller and already accepted, its one-time ticket, and `StartSession` to the
+//!   online client; offline or passive clients answer 409 (`reachable`).
+//! * `GET`/`PUT /api/v1/jump/users/{username}/teams`: a user's teams (set by administrators).
 
 use axum::extract::{Path, Query, State as AxState};
 use axum::response::Response;

@@ -22,9 +22,19 @@
 //! * "Last seen" is written when a link opens and when it closes, and for online clients by
 //!   [`Jumps::spawn_saver`] every few minutes in a few large transactions — never per heartbeat.
 //!
+//! * Jumping ([`api`], `POST /api/v1/jump/clients/{id}/jump`): who may see a client is
+//!   [`groups`]; the relay stores a session already accepted by the representative and a
+//!   one-time ticket pointing at it, and sends `StartSession` (with `prompt` unless `[jump]
+//!   unattended = true`). The pending jump is kept in [`Jumps`] until the client's session
+//!   agent presents the ticket (`/ws/agent` joins it to the session) or the client answers
+//!   `SessionFailed` (the session ends with the client's reason). Every step is audited as
+//!   `jump.session` (sent, connected, failed, unreachable) with who, which client, and
+//!   whether the user was asked.
+//!
 //! # Limits of this version
-//! The console's jump list, jumping into a session, passive wake-ups, the support button and
-//! uninstalling are not here yet; the relay's registry answers who is online and since when.
+//! Passive wake-ups (a jump to a passive client is refused with 409 for now, see
+//! `api::reachable`), the support button and uninstalling are not here yet; pending jumps
+//! live in memory (a relay restart forgets them; their sessions end by the hub's reaper).
 
 pub mod api;
 pub mod groups;

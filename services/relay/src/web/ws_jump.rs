@@ -4,7 +4,8 @@
 //! work, then the challenge, the client's signed hello (checked against the public key it
 //! registered: another key is refused and audited), the licence limit for connected active
 //! clients, and the welcome. Afterwards the relay only answers pings (the WebSocket layer
-//! does) and forwards orders; a link silent for three heartbeats is dropped.
+//! does), forwards orders and hears `SessionFailed` (the jump's session ends with the
+//! client's reason); a link silent for three heartbeats is dropped.
 //!
 //! Anything malformed or out of order closes this one link (1008) and never affects others.
 //! Buffers are kept small: an idle jump link moves a few bytes every heartbeat.
