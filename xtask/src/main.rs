@@ -482,6 +482,10 @@ fn bench(args: &[String]) -> Result {
             // The benchmark runs the licence manager beside the relay with a licence signed by
             // the development key (seats, jump clients), which only a debug build trusts.
             build(false, &["lifeline-license"])?;
+            if name == "jump" {
+                // `jump_to_first_frame_ms` runs the real agent beside the relay.
+                build(true, &["lifeline-agent"])?;
+            }
             let mut c = cargo();
             c.args([
                 "bench",

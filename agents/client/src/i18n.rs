@@ -141,6 +141,12 @@ pub enum Key {
     AskpassText,
     AskpassOk,
     AskpassCancel,
+    /// A jump's question to the logged-in user (the title of its window).
+    JumpAskTitle,
+    /// `{0}` = representative, `{1}` = support site.
+    JumpAskText,
+    JumpAllow,
+    JumpDecline,
     /// The button that sends a file to the technician (shown while file transfer stands).
     SendFile,
     /// The title of the file chooser it opens.
@@ -197,7 +203,7 @@ pub enum Key {
 }
 
 impl Key {
-    pub const ALL: [Key; 92] = [
+    pub const ALL: [Key; 96] = [
         Key::WindowTitle,
         Key::DefaultTitle,
         Key::Connecting,
@@ -257,6 +263,10 @@ impl Key {
         Key::AskpassText,
         Key::AskpassOk,
         Key::AskpassCancel,
+        Key::JumpAskTitle,
+        Key::JumpAskText,
+        Key::JumpAllow,
+        Key::JumpDecline,
         Key::SendFile,
         Key::ChooseFile,
         Key::AllowOneFolder,
@@ -459,6 +469,12 @@ fn en(key: Key) -> &'static str {
         }
         Key::AskpassOk => "Allow",
         Key::AskpassCancel => "Cancel",
+        Key::JumpAskTitle => "Remote support request",
+        Key::JumpAskText => {
+            "{0} from {1} wants to connect to this computer. Nothing happens unless you allow it; without an answer within a minute the request is declined."
+        }
+        Key::JumpAllow => "Allow",
+        Key::JumpDecline => "Decline",
         Key::SendFile => "Send a file…",
         Key::ChooseFile => "Choose a file to send to the technician",
         Key::AllowOneFolder => "Allow only one folder…",
@@ -600,6 +616,12 @@ fn fr(key: Key) -> &'static str {
         }
         Key::AskpassOk => "Autoriser",
         Key::AskpassCancel => "Annuler",
+        Key::JumpAskTitle => "Demande d’assistance à distance",
+        Key::JumpAskText => {
+            "{0} de {1} souhaite se connecter à cet ordinateur. Rien ne se passe sans votre accord ; sans réponse d’ici une minute, la demande est refusée."
+        }
+        Key::JumpAllow => "Autoriser",
+        Key::JumpDecline => "Refuser",
         Key::SendFile => "Envoyer un fichier…",
         Key::ChooseFile => "Choisissez un fichier à envoyer au technicien",
         Key::AllowOneFolder => "Autoriser un seul dossier…",
@@ -740,6 +762,12 @@ fn de(key: Key) -> &'static str {
         }
         Key::AskpassOk => "Erlauben",
         Key::AskpassCancel => "Abbrechen",
+        Key::JumpAskTitle => "Anfrage für Fernsupport",
+        Key::JumpAskText => {
+            "{0} von {1} möchte sich mit diesem Computer verbinden. Ohne Ihre Zustimmung geschieht nichts; ohne Antwort innerhalb einer Minute wird die Anfrage abgelehnt."
+        }
+        Key::JumpAllow => "Erlauben",
+        Key::JumpDecline => "Ablehnen",
         Key::SendFile => "Datei senden…",
         Key::ChooseFile => "Wählen Sie eine Datei für den Techniker aus",
         Key::AllowOneFolder => "Nur einen Ordner erlauben…",

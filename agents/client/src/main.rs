@@ -2,7 +2,8 @@
 //! facts about this computer, then the window (see the library crate for the design).
 //!
 //! Exit codes: 0 normal, 1 the session failed (refused, connection lost, error), 2 usage or
-//! ticket error.
+//! ticket error; for a jump's session agent (`--jump-session`, started by the jump service),
+//! 3 the user declined and 4 the user did not answer.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,11 +22,19 @@ enum Cli {
     Run {
         ticket_file: Option<PathBuf>,
         install: InstallArgs,
+        jump: Option<JumpSessionArgs>,
     },
     JumpRun {
         dir: PathBuf,
     },
     Version,
+}
+
+/// A jump's session agent (hidden arguments the jump service passes): `--jump-session`, and
+/// `--jump-ask REP` to ask the logged-in user first.
+#[derive(Default)]
+struct JumpSessionArgs {
+    ask_rep: Option<String>,
 }
 
 /// Options of a jump-client installer and a support button (ignored by other tickets).
@@ -42,6 +51,7 @@ struct InstallArgs {
 fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli, String> {
     let mut ticket_file = None;
     let mut install = InstallArgs::default();
+    let mut jump: Option<JumpSessionArgs> = None;
     let mut args = args.into_iter().peekable();
     if args.peek().and_then(|a| a.to_str()) == Some("jump") {
         args.next();
@@ -78,6 +88,13 @@ fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli,
                 install.wake_address = Some(ip.ok_or("--wake-address needs an IP address")?);
             }
             Some("--button") => install.start_button = true,
+            Some("--jump-session") => {
+                jump.get_or_insert_default();
+            }
+            Some("--jump-ask") => {
+                let rep = args.next().ok_or("--jump-ask needs a name")?;
+                jump.get_or_insert_default().ask_rep = Some(rep.to_string_lossy().into_owned());
+            }
             Some("--ticket-file") => {
                 let path = args.next().ok_or("--ticket-file needs a path")?;
                 ticket_file = Some(PathBuf::from(path));
@@ -91,6 +108,7 @@ fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<Cli,
     Ok(Cli::Run {
         ticket_file,
         install,
+        jump,
     })
 }
 
@@ -258,7 +276,7 @@ fn main() -> ExitCode {
     if std::env::var_os(lifeline_agent::tools::shell::ASKPASS_ENV).is_some() {
         return askpass(&env);
     }
-    let (ticket_file, install) = match parse_args(std::env::args_os().skip(1)) {
+    let (ticket_file, install, jump) = match parse_args(std::env::args_os().skip(1)) {
         Ok(Cli::Version) => {
             println!(
                 "lifeline-agent {} (protocol {})",
@@ -277,7 +295,8 @@ fn main() -> ExitCode {
         Ok(Cli::Run {
             ticket_file,
             install,
-        }) => (ticket_file, install),
+            jump,
+        }) => (ticket_file, install, jump),
         Err(e) => {
             eprintln!("lifeline-agent: {e}\n{USAGE}");
             return ExitCode::from(2);
@@ -344,10 +363,31 @@ fn main() -> ExitCode {
     let Some(runtime) = runtime() else {
         return ExitCode::from(1);
     };
-    let config = lifeline_agent::session::SessionConfig {
+    let mut config = lifeline_agent::session::SessionConfig {
         desktop: platform::desktop(&env),
         ..Default::default()
     };
+    if let Some(jump) = jump {
+        // A jump: the box allowed it unattended, or the user allows it now; either way the
+        // representative sees and controls the screen without a further question.
+        if let Some(rep) = jump.ask_rep {
+            use lifeline_agent::ui::JumpAnswer;
+            let answer = ui::ask_jump(
+                Texts::new(lang),
+                &rep,
+                &ticket.site_name,
+                std::time::Duration::from_secs(60),
+            );
+            tracing::info!("event=jump_answer answer={answer:?}");
+            match answer {
+                JumpAnswer::Allowed => {}
+                JumpAnswer::Declined => return ExitCode::from(3),
+                JumpAnswer::NoAnswer => return ExitCode::from(4),
+            }
+        }
+        use lifeline_proto::remote::Permission;
+        config.granted_without_asking = vec![Permission::View, Permission::Control];
+    }
     let outcome = ui::run(&runtime, ticket, info, Texts::new(lang), config);
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     match outcome {

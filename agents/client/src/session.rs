@@ -222,6 +222,10 @@ pub struct SessionConfig {
     pub desktop: Option<Arc<dyn Desktop>>,
     /// The folder shared for file transfer; `None` shares the home folder (`$HOME`).
     pub files_root: Option<std::path::PathBuf>,
+    /// Permissions granted without a question (a jump the box allows unattended, or one the
+    /// user already allowed: seeing and controlling the screen). The box's policy still
+    /// decides what a representative may ask for.
+    pub granted_without_asking: Vec<Permission>,
 }
 
 impl Default for SessionConfig {
@@ -237,6 +241,7 @@ impl Default for SessionConfig {
             ask_timeout: DEFAULT_ASK_TIMEOUT,
             desktop: None,
             files_root: None,
+            granted_without_asking: Vec::new(),
         }
     }
 }
@@ -836,6 +841,18 @@ impl Driver {
                         || ShellTool::offers(permission)
                 };
                 match self.consent.request(permission, available, Instant::now()) {
+                    Requested::Ask { .. }
+                        if self.config.granted_without_asking.contains(&permission) =>
+                    {
+                        info!(
+                            "event=permission_granted_without_asking permission={}",
+                            permission.as_str()
+                        );
+                        for decision in self.consent.answer(permission, true) {
+                            self.decided(decision).await;
+                        }
+                        self.flush(ws).await.map_err(LinkEnd::Lost)?;
+                    }
                     Requested::Ask { deadline } => {
                         info!(
                             "event=permission_asked permission={} rep={rep:?}",

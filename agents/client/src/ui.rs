@@ -1290,6 +1290,79 @@ pub fn ask_password(texts: Texts) -> Option<String> {
     answer
 }
 
+/// What the logged-in user answered to a jump's question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JumpAnswer {
+    Allowed,
+    Declined,
+    /// No answer before the time-out.
+    NoAnswer,
+}
+
+/// Asks the logged-in user whether `rep` from `site` may connect (a jump with the prompt
+/// policy); closing the window declines, silence for `timeout` counts as no answer.
+pub fn ask_jump(texts: Texts, rep: &str, site: &str, timeout: std::time::Duration) -> JumpAnswer {
+    let app = app::App::default();
+    style(&app);
+    let (sender, receiver): (Sender<Msg>, Receiver<Msg>) = app::channel();
+    let mut window = Window::default()
+        .with_size(460, 190)
+        .with_label(texts.get(Key::JumpAskTitle));
+    window.set_color(rgb(BG));
+    let mut col = Flex::default_fill().column();
+    col.set_margins(MARGIN, MARGIN / 2, MARGIN, MARGIN / 2);
+    col.set_pad(10);
+    let title = label(texts.get(Key::JumpAskTitle), 16, true);
+    col.fixed(&title, 26);
+    let question = texts
+        .get(Key::JumpAskText)
+        .replace("{0}", rep)
+        .replace("{1}", site);
+    let text = paragraph(&question);
+    col.fixed(&text, 80);
+    let mut row = Flex::default().row();
+    row.set_pad(10);
+    Frame::default();
+    let mut decline = button(texts.get(Key::JumpDecline), None);
+    decline.emit(sender, Msg::Answer(false));
+    let mut allow = ReturnButton::default().with_label(texts.get(Key::JumpAllow));
+    allow.set_label_size(FONT_SIZE);
+    allow.set_frame(FrameType::RFlatBox);
+    allow.set_down_frame(FrameType::RFlatBox);
+    allow.set_color(rgb(BRAND));
+    allow.set_label_color(Color::White);
+    allow.set_label_font(Font::HelveticaBold);
+    allow.emit(sender, Msg::Answer(true));
+    row.fixed(&decline, 110);
+    row.fixed(&allow, 110);
+    row.end();
+    col.fixed(&row, 34);
+    col.end();
+    window.end();
+    window.set_callback(move |_| sender.send(Msg::WindowClose));
+    window.show();
+    let deadline = std::time::Instant::now() + timeout;
+    let mut answer = JumpAnswer::NoAnswer;
+    while std::time::Instant::now() < deadline {
+        if !matches!(app::wait_for(0.2), Ok(true)) && !window.shown() {
+            break;
+        }
+        match receiver.recv() {
+            Some(Msg::Answer(true)) => {
+                answer = JumpAnswer::Allowed;
+                break;
+            }
+            Some(Msg::Answer(false) | Msg::WindowClose) => {
+                answer = JumpAnswer::Declined;
+                break;
+            }
+            _ => {}
+        }
+    }
+    window.hide();
+    answer
+}
+
 pub fn show_error(texts: Texts, sentence: &str) {
     let app = app::App::default();
     style(&app);

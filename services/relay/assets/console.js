@@ -20,6 +20,7 @@ import { SystemInfoArea } from '/static/sysinfo.js';
 import { ShellArea, shellEventDetail, transcriptLink } from '/static/shell.js';
 import { InstallArea } from '/static/install.js';
 import { t, localise } from '/static/texts.js';
+import { JumpPanel } from '/static/jump.js';
 
 const MAX_CHAT_CHARS = 4000;
 const WS_BACKOFF_MIN_MS = 1000;
@@ -1135,6 +1136,24 @@ async function start() {
   }
   document.body.classList.add('is-ready');
   connectWs();
+  // A jump opens a session that is already this representative's, like an accepted one.
+  state.jump = new JumpPanel({
+    api,
+    onError: reportError,
+    onJump: async (id) => {
+      await ensureSession(id, { refresh: true });
+      selectTab(id);
+      // The client joins a moment later; its presence may have gone out before the tab
+      // existed, so look again until it is there (or the session ended).
+      const until = Date.now() + 90_000;
+      const look = () => {
+        const sess = state.sessions.get(id);
+        if (!sess || sess.online || sess.state === 'ended' || Date.now() > until) return;
+        ensureSession(id, { refresh: true }).finally(() => setTimeout(look, 1000));
+      };
+      setTimeout(look, 1000);
+    },
+  });
   // The socket's snapshot replaces this; the REST call fills the queues if the socket is slow.
   api('GET', '/api/v1/queues')
     .then((r) => { if (!state.gotSnapshot && r && Array.isArray(r.entries)) setEntries(r.entries); })

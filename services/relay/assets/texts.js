@@ -903,6 +903,62 @@ const INSTALL = {
     eventKinds: { install_offered: 'Installation angeboten', installed: 'installiert', install_refused: 'Installation abgelehnt', install_failed: 'Installation fehlgeschlagen' },
   },
 };
+const JUMP = {
+  en: {
+    jumpTitle: 'Jump clients',
+    jumpSearch: 'Search computers',
+    jump: {
+      groupGeneral: 'General', groupPersonal: 'Personal', groupTeam: (n) => `Team ${n}`,
+      online: 'Online', offline: 'Offline', onlineNow: 'connected now', onlineCount: 'Online now',
+      lastSeen: (w) => `last seen ${w}`, never: 'never',
+      user: (u) => `${u} logged in`, noUser: 'nobody logged in',
+      none: 'No jump clients yet. An administrator installs them with a deployment key.',
+      noMatch: 'No computer matches this search.',
+      jump: 'Jump', jumping: 'Connecting…',
+      jumpHint: 'Open a session on this computer', offlineHint: 'This computer is offline right now.',
+      edit: 'Edit', save: 'Save', cancel: 'Cancel', name: 'Name', comment: 'Comment',
+    },
+  },
+  fr: {
+    jumpTitle: 'Clients de saut',
+    jumpSearch: 'Rechercher un ordinateur',
+    jump: {
+      groupGeneral: 'Général', groupPersonal: 'Personnel', groupTeam: (n) => `Équipe ${n}`,
+      online: 'En ligne', offline: 'Hors ligne', onlineNow: 'connecté', onlineCount: 'En ligne',
+      lastSeen: (w) => `vu pour la dernière fois le ${w}`, never: 'jamais',
+      user: (u) => `${u} connecté`, noUser: 'personne de connecté',
+      none: 'Aucun client de saut pour l’instant. Un administrateur les installe avec une clé de déploiement.',
+      noMatch: 'Aucun ordinateur ne correspond à cette recherche.',
+      jump: 'Se connecter', jumping: 'Connexion…',
+      jumpHint: 'Ouvrir une session sur cet ordinateur', offlineHint: 'Cet ordinateur est hors ligne pour le moment.',
+      edit: 'Modifier', save: 'Enregistrer', cancel: 'Annuler', name: 'Nom', comment: 'Commentaire',
+    },
+  },
+  de: {
+    jumpTitle: 'Jump-Clients',
+    jumpSearch: 'Computer suchen',
+    jump: {
+      groupGeneral: 'Allgemein', groupPersonal: 'Persönlich', groupTeam: (n) => `Team ${n}`,
+      online: 'Online', offline: 'Offline', onlineNow: 'jetzt verbunden', onlineCount: 'Jetzt online',
+      lastSeen: (w) => `zuletzt gesehen ${w}`, never: 'nie',
+      user: (u) => `${u} angemeldet`, noUser: 'niemand angemeldet',
+      none: 'Noch keine Jump-Clients. Ein Administrator installiert sie mit einem Bereitstellungsschlüssel.',
+      noMatch: 'Kein Computer passt zu dieser Suche.',
+      jump: 'Verbinden', jumping: 'Wird verbunden…',
+      jumpHint: 'Eine Sitzung auf diesem Computer öffnen', offlineHint: 'Dieser Computer ist gerade offline.',
+      edit: 'Bearbeiten', save: 'Speichern', cancel: 'Abbrechen', name: 'Name', comment: 'Kommentar',
+    },
+  },
+};
+const JUMP_EVENTS = {
+  en: { jump: 'Jump', jump_failed: 'Jump did not start' },
+  fr: { jump: 'Connexion à un client de saut', jump_failed: 'Connexion non établie' },
+  de: { jump: 'Jump', jump_failed: 'Jump nicht gestartet' },
+};
+for (const [table, extra, kinds] of [[EN, JUMP.en, JUMP_EVENTS.en], [FR, JUMP.fr, JUMP_EVENTS.fr], [DE, JUMP.de, JUMP_EVENTS.de]]) {
+  Object.assign(table, extra);
+  table.eventKinds = { ...table.eventKinds, ...kinds };
+}
 for (const [table, extra] of [[EN, FILES.en], [FR, FILES.fr], [DE, FILES.de], [EN, SHELL.en], [FR, SHELL.fr], [DE, SHELL.de], [EN, INSTALL.en], [FR, INSTALL.fr], [DE, INSTALL.de]]) {
   const { eventKinds, ...rest } = extra;
   Object.assign(table, rest);

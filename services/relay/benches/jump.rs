@@ -14,9 +14,15 @@
 //! back is `reconnect_all_s` (clients retry after a short random pause, as after the real
 //! back-off's first step). Prints `name=value` lines.
 //!
+//! Then, with the N held, one real jump client joins: the stock agent, installed from the
+//! installer downloaded with its own deployment key and run as the service under a private
+//! Xvfb; an administrator jumps to it (the relay runs with `[jump] unattended = true`) and
+//! `jump_to_first_frame_ms` is the time from the jump's request until the first screen frame
+//! reaches the administrator's viewer socket (the view permission is asked as soon as the
+//! session agent joined; it is granted without a question).
+//!
 //! Limits: the process's open-file limit bounds N (the relay and this generator each need a
 //! descriptor per client); the generator says so and stops when the limit is too low.
-//! `jump_to_first_frame_ms` needs jumping into a session, which is not built yet.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -201,7 +207,8 @@ async fn run() {
         std::process::exit(2);
     }
     let bus = common::appliance::TestBus::start();
-    let n_s = n.to_string();
+    // One more than N: the real jump client of `jump_to_first_frame_ms`.
+    let n_s = (n + 1).to_string();
     let _licence = common::appliance::LicenceManager::start_with(
         &bus,
         1,
@@ -210,7 +217,7 @@ async fn run() {
     .await;
     let cfg_dir = tempfile::tempdir().unwrap();
     let cfg = cfg_dir.path().join("relay.toml");
-    std::fs::write(&cfg, "[jump]\nreconnect_limit = false\n").unwrap();
+    std::fs::write(&cfg, "[jump]\nreconnect_limit = false\nunattended = true\n").unwrap();
     let mut relay = Relay::start_with_env(
         &["--config", cfg.to_str().unwrap()],
         &[
@@ -314,6 +321,11 @@ async fn run() {
         shared.online.load(Ordering::Relaxed)
     );
 
+    match first_frame(&relay, &admin).await {
+        Ok(ms) => println!("jump_to_first_frame_ms={ms}"),
+        Err(e) => println!("jump_to_first_frame_ms=NA ({e})"),
+    }
+
     // Restart: kill the relay, start it again on the same port, wait for everyone.
     let port = relay.port();
     let t = Instant::now();
@@ -336,4 +348,125 @@ async fn run() {
     let pid = relay.child.as_ref().unwrap().id();
     println!("relay_rss_after_reconnect_kib={}", rss_kib(pid));
     relay.kill9();
+}
+
+/// One real jump client under Xvfb among the simulated ones: the time from a jump to the
+/// first screen frame on the viewer socket, in milliseconds.
+async fn first_frame(relay: &Relay, admin: &str) -> Result<u128, String> {
+    let x = common::desktop::Xvfb::start();
+    common::desktop::stock_client(relay);
+    let (s, key) = relay
+        .post(
+            admin,
+            "/api/v1/jump/deploy-keys",
+            json!({"mode": "active", "valid_minutes": 120, "uses": 1, "label": "real agent"}),
+        )
+        .await;
+    if s != 200 {
+        return Err(format!("deployment key: {key}"));
+    }
+    let url = key["installers"]
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p[0] == "linux-x86_64"))
+        .and_then(|p| p[1].as_str())
+        .ok_or("no Linux installer")?
+        .to_string();
+    let bytes = relay
+        .http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .bytes()
+        .await
+        .map_err(|e| e.to_string())?;
+    let installer = relay.dir.path().join("bench-installer");
+    std::fs::write(&installer, &bytes).map_err(|e| e.to_string())?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&installer, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| e.to_string())?;
+    let svc = relay.dir.path().join("bench-svc");
+    let home = relay.dir.path().join("bench-home");
+    std::fs::create_dir_all(&home).map_err(|e| e.to_string())?;
+    let out = std::process::Command::new(&installer)
+        .arg("--service-dir")
+        .arg(&svc)
+        .arg("--no-systemd")
+        .env("HOME", &home)
+        .env_remove("DISPLAY")
+        .env_remove("https_proxy")
+        .env_remove("HTTPS_PROXY")
+        .output()
+        .map_err(|e| e.to_string())?;
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let id = said
+        .split("(client ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .ok_or_else(|| format!("installer: {said} {}", String::from_utf8_lossy(&out.stderr)))?
+        .to_string();
+    // The service, as the systemd-less runner of the tests starts it.
+    let mut service = tokio::process::Command::new(svc.join("lifeline-agent"))
+        .arg("jump")
+        .arg("run")
+        .arg("--dir")
+        .arg(&svc)
+        .env("DISPLAY", &x.display)
+        .env("RUST_LOG", "warn")
+        .env_remove("https_proxy")
+        .env_remove("HTTPS_PROXY")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let path = format!("/api/v1/jump/clients/{id}/jump");
+    // Online once a jump is not refused as offline.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (t0, sid) = loop {
+        let t0 = Instant::now();
+        let (s, v) = relay.post(admin, &path, json!({})).await;
+        if s == 200 {
+            break (t0, v["session_id"].as_str().unwrap_or_default().to_string());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the real jump client never came online: {v}"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut viewer = ws_connect(&relay.addr, &format!("/ws/view/{sid}"), Some(admin)).await;
+    let view = format!("/api/v1/sessions/{sid}/permissions");
+    loop {
+        let (s, v) = relay
+            .post(admin, &view, json!({"permission": "view"}))
+            .await;
+        if s == 200 {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("view was never asked: {v}"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let frame = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(m) = viewer.next().await {
+            if let Ok(Message::Binary(b)) = m
+                && !b.is_empty()
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    let ms = t0.elapsed().as_millis();
+    let _ = relay
+        .post(admin, &format!("/api/v1/sessions/{sid}/end"), json!({}))
+        .await;
+    let _ = service.kill().await;
+    drop(x);
+    match frame {
+        Ok(true) => Ok(ms),
+        _ => Err("no frame within 60 s".into()),
+    }
 }

@@ -58,6 +58,9 @@ struct JumpSection {
     reconnect_limit: Option<bool>,
     /// Seconds between a passive client's check-ins (1 to 7 days; default one day).
     check_in_s: Option<u32>,
+    /// True: a representative's jump starts the session without asking the user logged in
+    /// at the computer. False (the default): that user is asked first and may decline.
+    unattended: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -138,6 +141,8 @@ pub struct Config {
     pub jump_check_in_s: u32,
     /// How long a support button installed from a session works (`[buttons]`).
     pub button_lifetime: std::time::Duration,
+    /// `[jump] unattended`: whether a jump starts without asking the logged-in user.
+    pub jump_unattended: bool,
 }
 
 /// Flag overrides (from the command line).
@@ -294,6 +299,7 @@ impl Config {
             button_lifetime: std::time::Duration::from_secs(u64::from(button_days) * 86_400),
             jump_reconnects,
             jump_check_in_s,
+            jump_unattended: file.jump.unattended.unwrap_or(false),
             files: file.files,
             tools: file.tools,
             listen,

@@ -322,6 +322,30 @@ impl Hub {
         gen_
     }
 
+    /// Registers a session a representative opened with a jump ([`crate::jump`]): already
+    /// accepted by `rep`, no agent link until the jump client's session agent connects.
+    pub fn add_jump_session(&self, row: SessionRow, rep: &User) {
+        let room = Arc::new(Room::new(&row.id, None, Default::default()));
+        let live = Live {
+            row,
+            owner_name: Some(rep.display_name.clone()),
+            accepted_by_name: Some(rep.display_name.clone()),
+            agent: None,
+            last_position: None,
+            room,
+        };
+        let (audience, entry) = (live.audience(true), live.entry());
+        self.lock().insert(entry.session_id.clone(), live);
+        self.announce(audience, RelayToConsole::Upsert { entry });
+    }
+
+    /// The resume token of a jump session's agent, known once it connected.
+    pub fn set_resume_hash(&self, session_id: &str, hash: &str) {
+        if let Some(live) = self.lock().get_mut(session_id) {
+            live.row.resume_token_hash = hash.to_string();
+        }
+    }
+
     /// Attaches a reconnected agent link; returns its generation and what to tell it.
     pub fn attach_agent(
         &self,

@@ -8,6 +8,10 @@
 //!   a deflated stream of Palette rectangles made here with the agent's own compressor
 //!   ([`deflated_stream`]).
 //!
+//! Scripts that need real customer-side processes run from their own test files with
+//! `common::desktop::RepScript`: `screen.mjs` from `tests/screen.rs`, and the console's
+//! jump panel (`jump.mjs`, a real installed jump client under Xvfb) from `tests/jump.rs`.
+//!
 //! Screenshots go to the artifacts folder.
 
 mod common;

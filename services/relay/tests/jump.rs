@@ -99,12 +99,24 @@ struct Service {
 
 impl Service {
     fn start(unit: &Path, log: PathBuf) -> Service {
+        Self::start_in(unit, log, None)
+    }
+
+    /// Starts the service with `DISPLAY` set to a desktop (the runner's stand-in for the
+    /// logged-in user's X server).
+    fn start_in(unit: &Path, log: PathBuf, display: Option<&str>) -> Service {
         let args = exec_start(&std::fs::read_to_string(unit).unwrap());
         let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(&args[0])
+        let mut cmd = Command::new(&args[0]);
+        match display {
+            Some(d) => cmd.env("DISPLAY", d),
+            None => cmd.env_remove("DISPLAY"),
+        };
+        let child = cmd
             .args(&args[1..])
             .env("RUST_LOG", "info")
-            .env_remove("DISPLAY")
+            .env_remove("https_proxy")
+            .env_remove("HTTPS_PROXY")
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .stdin(Stdio::null())
@@ -148,6 +160,35 @@ async fn wait_online(relay: &Relay, rep: &str, id: &str, online: bool) -> Value 
             .find(|c| c["id"] == id && c["online"] == online)
     })
     .await
+}
+
+/// Makes `user_token`'s user a member of `teams` (as the administrator).
+async fn set_teams(relay: &Relay, admin: &str, user_token: &str, teams: &[&str]) {
+    let (s, me) = relay.get(user_token, "/api/v1/me").await;
+    assert_eq!(s, 200, "{me}");
+    let name = me["username"].as_str().unwrap();
+    let r = relay
+        .http
+        .put(relay.url(&format!("/api/v1/jump/users/{name}/teams")))
+        .bearer_auth(admin)
+        .json(&json!({ "teams": teams }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+async fn patch(relay: &Relay, token: &str, path: &str, body: Value) -> (u16, Value) {
+    let r = relay
+        .http
+        .patch(relay.url(path))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
 }
 
 /// Registers a simulated client directly; returns its id.
@@ -252,6 +293,8 @@ async fn installed_client_connects_refuses_impostors_and_returns_after_restart()
     service
         .wait_log_count("event=jump_online", 1, Duration::from_secs(30))
         .await;
+    // The client is in group team:ops: its members see it.
+    set_teams(&relay, &admin, &rep, &["ops"]).await;
     let list = clients(&relay, &rep, "").await;
     assert_eq!(list.len(), 1, "{list:?}");
     let c = &list[0];
@@ -326,6 +369,7 @@ async fn licence_limit_is_respected_with_the_message() {
         "{answer}"
     );
     assert!(answer["retry_after_s"].as_u64().unwrap() > 0);
+    set_teams(&relay, &admin, &rep, &["ops"]).await;
     let online = clients(&relay, &rep, "")
         .await
         .iter()
@@ -372,4 +416,382 @@ async fn reconnections_are_rate_limited() {
     let refused = refusals[0];
     assert_eq!(refused["code"], "rate_limited");
     assert!((2..=10).contains(&refused["retry_after_s"].as_u64().unwrap()));
+}
+
+/// A relay with `[jump] unattended = …`, a private X server, and a jump client installed from
+/// the downloaded installer and run by the service runner with that X server as its desktop.
+struct JumpLab {
+    relay: Relay,
+    admin: String,
+    rep: String,
+    x: Xvfb,
+    service: Service,
+    id: String,
+    _config: tempfile::TempDir,
+}
+
+impl JumpLab {
+    async fn start(unattended: bool) -> JumpLab {
+        let config = tempfile::tempdir().unwrap();
+        let path = config.path().join("relay.toml");
+        std::fs::write(&path, format!("[jump]\nunattended = {unattended}\n")).unwrap();
+        let relay = Relay::start_with(&["--config", path.to_str().unwrap()]).await;
+        stock_client(&relay);
+        let admin = relay.token("admin", ADMIN_PASSWORD).await;
+        let rep = relay.rep_token().await;
+        let key = deploy_key(&relay, &admin, 1).await;
+        let installer = download_installer(&relay, &key, "installer").await;
+        let home = relay.dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let svc = relay.dir.path().join("svc");
+        let out = run_installer(&installer, &svc, &home);
+        assert!(
+            out.status.success(),
+            "installer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let x = Xvfb::start();
+        let service = Service::start_in(
+            &svc.join("lifeline-jump.service"),
+            relay.dir.path().join("service.log"),
+            Some(&x.display),
+        );
+        service
+            .wait_log_count("event=jump_online", 1, Duration::from_secs(60))
+            .await;
+        let id = clients(&relay, &admin, "").await[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        JumpLab {
+            relay,
+            admin,
+            rep,
+            x,
+            service,
+            id,
+            _config: config,
+        }
+    }
+
+    async fn jump(&self) -> (u16, Value) {
+        self.relay
+            .post(
+                &self.rep,
+                &format!("/api/v1/jump/clients/{}/jump", self.id),
+                json!({}),
+            )
+            .await
+    }
+
+    /// Opens a viewer, asks for the screen, and waits for the first frame.
+    async fn first_frame(&self, sid: &str) -> Ws {
+        let mut viewer = ws_connect(
+            &self.relay.addr,
+            &format!("/ws/view/{sid}"),
+            Some(&self.rep),
+        )
+        .await;
+        let (s, v) = self
+            .relay
+            .post(
+                &self.rep,
+                &format!("/api/v1/sessions/{sid}/permissions"),
+                json!({"permission": "view"}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let got = tokio::time::timeout(Duration::from_secs(60), async {
+            use futures_util::StreamExt;
+            while let Some(m) = viewer.next().await {
+                if let Ok(tokio_tungstenite::tungstenite::Message::Binary(b)) = m
+                    && !b.is_empty()
+                {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(
+            got.ok(),
+            Some(true),
+            "no frame reached the viewer:\n{}",
+            self.service.log()
+        );
+        viewer
+    }
+
+    async fn end(&self, sid: &str) {
+        let (s, v) = self
+            .relay
+            .post(&self.rep, &format!("/api/v1/sessions/{sid}/end"), json!({}))
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jump_unattended_streams_the_screen_and_is_audited() {
+    let lab = JumpLab::start(true).await;
+    let (relay, rep, admin) = (&lab.relay, &lab.rep, &lab.admin);
+
+    // rep1 is in no team: the team:ops client does not exist for them.
+    assert!(clients(relay, rep, "").await.is_empty());
+    let (s, _) = lab.jump().await;
+    assert_eq!(s, 404);
+    let (s, _) = patch(
+        relay,
+        rep,
+        &format!("/api/v1/jump/clients/{}", lab.id),
+        json!({"name": "x"}),
+    )
+    .await;
+    assert_eq!(s, 404);
+
+    set_teams(relay, admin, rep, &["ops"]).await;
+    let list = clients(relay, rep, "").await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["online"], true);
+
+    // Renaming: administrators (a team's client is not the rep's personal one), validated.
+    let path = format!("/api/v1/jump/clients/{}", lab.id);
+    let (s, _) = patch(relay, rep, &path, json!({"name": "Lab PC"})).await;
+    assert_eq!(s, 403);
+    let (s, _) = patch(relay, admin, &path, json!({"name": "  "})).await;
+    assert_eq!(s, 400);
+    let (s, v) = patch(
+        relay,
+        admin,
+        &path,
+        json!({"name": "Lab PC", "comment": "room 4"}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let c = &clients(relay, rep, "room 4").await[0];
+    assert_eq!(c["name"], "Lab PC");
+
+    // Jump: the session is the rep's at once; the screen comes without a question.
+    let (s, v) = lab.jump().await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["unattended"], true);
+    let sid = v["session_id"].as_str().unwrap().to_string();
+    lab.service
+        .wait_log_count("event=state state=active", 1, Duration::from_secs(60))
+        .await;
+    let _viewer = lab.first_frame(&sid).await;
+    assert!(
+        lab.service
+            .log()
+            .contains("event=permission_granted_without_asking permission=view")
+    );
+    // The client window says a representative is connected.
+    window(&lab.x, "Support").await;
+
+    lab.end(&sid).await;
+    lab.service
+        .wait_log_count("event=ended by=rep", 1, Duration::from_secs(60))
+        .await;
+
+    let (_, audit) = relay.get(admin, "/api/v1/audit?action=jump.session").await;
+    let audit = audit.to_string();
+    for needle in ["sent", "connected", "unattended", &lab.id] {
+        assert!(audit.contains(needle), "{needle} in {audit}");
+    }
+    let (_, audit) = relay
+        .get(admin, "/api/v1/audit?action=jump.client_update")
+        .await;
+    assert!(audit.to_string().contains("Lab PC"), "{audit}");
+    let (s, report) = relay.get(rep, &format!("/api/v1/sessions/{sid}")).await;
+    assert_eq!(s, 200);
+    assert!(report.to_string().contains("jumped to"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jump_with_the_prompt_policy_asks_the_user() {
+    let lab = JumpLab::start(false).await;
+    let (relay, rep, admin) = (&lab.relay, &lab.rep, &lab.admin);
+    set_teams(relay, admin, rep, &["ops"]).await;
+    let mut console = ws_connect(&relay.addr, "/ws/console", Some(rep)).await;
+    recv_type(&mut console, "snapshot").await;
+
+    // Declined: the session ends and the rep reads why.
+    let (s, v) = lab.jump().await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["unattended"], false);
+    let sid = v["session_id"].as_str().unwrap().to_string();
+    let wid = window(&lab.x, "Remote support request").await;
+    wait_for(Duration::from_secs(30), "the decline", async || {
+        if lab.x.try_xdotool(&["windowfocus", "--sync", &wid]) {
+            lab.x.try_xdotool(&["key", "Escape"]);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        lab.service
+            .log()
+            .contains("event=jump_answer answer=Declined")
+            .then_some(())
+    })
+    .await;
+    let ended = loop {
+        let e = recv_type(&mut console, "ended").await;
+        if e["session_id"] == sid.as_str() {
+            break e;
+        }
+    };
+    assert!(
+        ended["reason"].as_str().unwrap().contains("declined"),
+        "{ended}"
+    );
+    let (_, audit) = relay.get(admin, "/api/v1/audit?action=jump.session").await;
+    assert!(audit.to_string().contains("failed"), "{audit}");
+    assert!(audit.to_string().contains("asked"), "{audit}");
+
+    // Allowed: the session starts and the screen streams.
+    let (s, v) = lab.jump().await;
+    assert_eq!(s, 200, "{v}");
+    let sid = v["session_id"].as_str().unwrap().to_string();
+    let wid = wait_for(Duration::from_secs(30), "the second question", async || {
+        (lab.service
+            .log()
+            .matches("event=jump_session_started")
+            .count()
+            >= 2)
+            .then(|| lab.x.find_window("Remote support request"))
+            .flatten()
+    })
+    .await;
+    wait_for(Duration::from_secs(30), "the allow", async || {
+        if lab.x.try_xdotool(&["windowfocus", "--sync", &wid]) {
+            lab.x.try_xdotool(&["key", "Return"]);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        lab.service
+            .log()
+            .contains("event=jump_answer answer=Allowed")
+            .then_some(())
+    })
+    .await;
+    lab.service
+        .wait_log_count("event=state state=active", 1, Duration::from_secs(60))
+        .await;
+    let _viewer = lab.first_frame(&sid).await;
+    lab.end(&sid).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jump_to_offline_or_passive_clients_is_refused_and_routes_are_documented() {
+    let relay = Relay::start().await;
+    let admin = relay.token("admin", ADMIN_PASSWORD).await;
+    let rep = relay.rep_token().await;
+    let (s, v) = relay
+        .post(
+            &admin,
+            "/api/v1/jump/deploy-keys",
+            json!({"mode": "active", "valid_minutes": 120, "uses": 5}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let k = new_key();
+    let id = register(&relay, v["key"].as_str().unwrap(), &k, "pc-off").await;
+    let (s, v) = relay
+        .post(&rep, &format!("/api/v1/jump/clients/{id}/jump"), json!({}))
+        .await;
+    assert_eq!(s, 409, "{v}");
+    assert!(v.to_string().contains("offline"), "{v}");
+
+    let (s, v) = relay
+        .post(
+            &admin,
+            "/api/v1/jump/deploy-keys",
+            json!({"mode": "passive", "valid_minutes": 120, "uses": 5}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let r = relay
+        .http
+        .post(relay.url("/api/v1/jump/register"))
+        .json(&json!({
+            "deploy_key": v["key"],
+            "public_key": B64.encode(new_key().verifying_key().to_bytes()),
+            "mode": "passive",
+            "info": {"computer": "pc-passive", "platform": "Linux x86_64", "agent_version": "0.1.0"},
+            "wake_port": 47123,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let passive: Value = r.json().await.unwrap();
+    let pid = passive["client_id"].as_str().unwrap();
+    let (s, v) = relay
+        .post(&rep, &format!("/api/v1/jump/clients/{pid}/jump"), json!({}))
+        .await;
+    assert_eq!(s, 409, "{v}");
+    // It never checked in, so the box does not know where to wake it.
+    assert!(v.to_string().contains("could not be woken"), "{v}");
+    let (_, audit) = relay.get(&admin, "/api/v1/audit?action=jump.session").await;
+    assert!(audit.to_string().contains("unreachable"), "{audit}");
+
+    // Only administrators set teams.
+    let r = relay
+        .http
+        .put(relay.url("/api/v1/jump/users/rep1/teams"))
+        .bearer_auth(&rep)
+        .json(&json!({"teams": ["ops"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    let spec: Value = relay
+        .http
+        .get(relay.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for p in [
+        "/api/v1/jump/deploy-keys",
+        "/jump/installer/{key}/{platform}",
+        "/api/v1/jump/register",
+        "/api/v1/jump/clients",
+        "/api/v1/jump/clients/{id}",
+        "/api/v1/jump/clients/{id}/jump",
+        "/api/v1/jump/clients/{id}/wake",
+        "/api/v1/jump/users/{username}/teams",
+    ] {
+        assert!(spec["paths"][p].is_object(), "OpenAPI lacks {p}");
+    }
+}
+
+/// The console's jump panel in Chromium (`tests/browser/jump.mjs`) against a real jump client:
+/// listed online, search, rename, "Jump" opens the viewer with the remote screen, and the
+/// panel in English, French and German (screenshots in `target/artifacts/jump`).
+#[tokio::test(flavor = "multi_thread")]
+async fn jump_console_in_chromium() {
+    let lab = JumpLab::start(true).await;
+    let name = clients(&lab.relay, &lab.admin, "").await[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let art = artifacts("jump");
+    let script = RepScript::start(
+        &lab.relay,
+        "jump.mjs",
+        "",
+        &art,
+        &[
+            ("LIFELINE_REP_USER", "admin"),
+            ("LIFELINE_REP_PASSWORD", ADMIN_PASSWORD),
+            ("LIFELINE_JUMP_NAME", &name),
+        ],
+    );
+    script.passed(Duration::from_secs(300)).await;
+    let (_, audit) = lab
+        .relay
+        .get(&lab.admin, "/api/v1/audit?action=jump.session")
+        .await;
+    assert!(audit.to_string().contains("connected"), "{audit}");
 }

@@ -191,7 +191,7 @@ fn button_at(
         .map(|(y0, y1, x0, x1)| ((x0 + x1) / 2, (y0 + y1) / 2))
 }
 
-/// The customer's "Allow" button (blue, 120 pixels wide) once the question is on screen.
+/// The customer's "Allow" button (blue, 100 pixels wide) once the question is on screen.
 const BRAND: [u8; 3] = [29, 91, 168];
 
 /// Waits until the client window shows its question, then answers it: a click on "Allow",
@@ -200,7 +200,7 @@ async fn answer(x: &Xvfb, wid: &str, allow: bool) {
     let (bx, by) = wait_for(
         Duration::from_secs(30),
         "the question in the client window",
-        async || button_at(x, BRAND, 115..=125),
+        async || button_at(x, BRAND, 95..=105),
     )
     .await;
     if allow {

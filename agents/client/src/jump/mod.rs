@@ -21,11 +21,16 @@
 //!
 //! Log lines are `event=...` so tests and administrators can follow the service.
 //!
-//! Limits of this version: the box's order to start a session is logged and not carried out
-//! yet.
+//! * A representative's jump ([`RelayToJump::StartSession`]) starts a session agent in the
+//!   logged-in user's desktop ([`session`]); if it cannot start or the user declines, the
+//!   service answers `SessionFailed`.
+//!
+//! Limits of this version: a service running as root does not switch to the logged-in user's
+//! account or find their display by itself (it uses its own `DISPLAY`, or `:0`).
 
 pub mod install;
 pub mod passive;
+pub mod session;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -321,9 +326,16 @@ async fn link(
         _ => return Ok(lost()),
     };
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    // What jump sessions started from this link have to tell the box.
+    let (replies_tx, mut replies) = tokio::sync::mpsc::unbounded_channel::<JumpToRelay>();
     let mut last_heard = Instant::now();
     loop {
         tokio::select! {
+            Some(reply) = replies.recv() => {
+                if ws.send(Message::Text(lifeline_proto::encode(&reply).into())).await.is_err() {
+                    return Ok(lost());
+                }
+            }
             _ = ping.tick() => {
                 if last_heard.elapsed() > heartbeat * 3 {
                     tracing::info!("event=jump_silent");
@@ -337,13 +349,10 @@ async fn link(
                 Some(Ok(Message::Text(t))) => {
                     last_heard = Instant::now();
                     match RelayToJump::decode(&t) {
-                        Ok(RelayToJump::StartSession { request_id, .. }) => {
-                            tracing::info!("event=jump_order order=start_session request_id={request_id:?}");
-                            let no = JumpToRelay::SessionFailed {
-                                request_id,
-                                reason: "This jump client cannot start sessions yet.".into(),
-                            };
-                            let _ = ws.send(Message::Text(lifeline_proto::encode(&no).into())).await;
+                        Ok(RelayToJump::StartSession { request_id, ticket, rep, prompt }) => {
+                            tracing::info!("event=jump_order order=start_session request_id={request_id:?} prompt={prompt}");
+                            let order = session::StartSession { request_id, ticket, rep, prompt };
+                            session::start(order, env, replies_tx.clone());
                         }
                         Ok(RelayToJump::Uninstall) => {
                             tracing::info!("event=jump_order order=uninstall");

@@ -21,17 +21,26 @@
 //!   licence manager 100,000 times).
 //! * "Last seen" is written when a link opens and when it closes, and for online clients by
 //!   [`Jumps::spawn_saver`] every few minutes in a few large transactions — never per heartbeat.
-//!
 //! * Passive clients check in (facts, last seen, the address they came from) and leave; the
 //!   box wakes one with a signed line sent to its wake port ([`wake`]) and waits for its
 //!   `Woken` link. Check-ins are every [`CHECK_IN_S`] unless `[jump] check_in_s` says otherwise.
 //! * An administrator removes a client (`DELETE /api/v1/jump/clients/{id}`, [`api`]): it is
 //!   refused from then on, and a connected (or woken) client is told to uninstall itself.
+//! * Jumping ([`api`], `POST /api/v1/jump/clients/{id}/jump`): who may see a client is
+//!   [`groups`]; the relay stores a session already accepted by the representative and a
+//!   one-time ticket pointing at it, and sends `StartSession` (with `prompt` unless `[jump]
+//!   unattended = true`). The pending jump is kept in [`Jumps`] until the client's session
+//!   agent presents the ticket (`/ws/agent` joins it to the session) or the client answers
+//!   `SessionFailed` (the session ends with the client's reason). Every step is audited as
+//!   `jump.session` (sent, connected, failed, unreachable) with who, which client, and
+//!   whether the user was asked.
 //!
 //! # Limits of this version
-//! The console's jump list, jumping into a session and the support button are not here yet.
+//! Pending jumps live in memory (a relay restart forgets them; their sessions end by the
+//! hub's reaper).
 
 pub mod api;
+pub mod groups;
 pub mod store;
 pub mod wake;
 
@@ -131,7 +140,23 @@ pub struct Jumps {
     wake_key: ed25519_dalek::SigningKey,
     waiters: Mutex<wake::Waiters>,
     check_in_s: u32,
+    /// Jumps whose session agent has not connected yet: request id → what it was for.
+    pending: Mutex<HashMap<String, PendingJump>>,
 }
+
+/// A jump sent to a client and not answered yet.
+#[derive(Debug, Clone)]
+pub struct PendingJump {
+    pub client_id: String,
+    pub session_id: String,
+    pub rep: String,
+    pub unattended: bool,
+    pub at: Instant,
+}
+
+/// How long a jump may stay unanswered before it is forgotten (the user has 60 s to answer,
+/// and a session without its client is ended by the hub's reaper anyway).
+const PENDING_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// Why a client may not connect now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +180,7 @@ impl Jumps {
             wake_key: load_or_create_key(wake_key_path)?,
             waiters: Mutex::new(Default::default()),
             check_in_s: CHECK_IN_S,
+            pending: Mutex::new(HashMap::new()),
         })
     }
 
@@ -296,6 +322,42 @@ impl Jumps {
             .keys()
             .map(|k| k.to_string())
             .collect()
+    }
+
+    /// Queues an order for a connected client; false when it is not connected (or its queue
+    /// is full).
+    pub fn send_order(&self, id: &str, order: RelayToJump) -> bool {
+        let online = self.online.lock().unwrap_or_else(|e| e.into_inner());
+        online
+            .map
+            .get(id)
+            .is_some_and(|o| o.orders.try_send(Box::new(order)).is_ok())
+    }
+
+    /// Remembers a jump until its session agent connects or the client says it failed.
+    pub fn pending(&self, request_id: &str, jump: PendingJump) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.retain(|_, j| j.at.elapsed() < PENDING_TTL);
+        p.insert(request_id.to_string(), jump);
+    }
+
+    /// Takes the pending jump `request_id` of `client_id` (another client's id takes nothing).
+    pub fn take_pending(&self, client_id: &str, request_id: &str) -> Option<PendingJump> {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if p.get(request_id)?.client_id != client_id {
+            return None;
+        }
+        p.remove(request_id)
+    }
+
+    /// Forgets the pending jump of `session_id` (its agent connected).
+    pub fn take_pending_session(&self, session_id: &str) -> Option<PendingJump> {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let key = p
+            .iter()
+            .find(|(_, j)| j.session_id == session_id)
+            .map(|(k, _)| k.clone())?;
+        p.remove(&key)
     }
 
     /// Writes "last seen" of every connected client every `every`.

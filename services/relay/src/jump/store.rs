@@ -19,6 +19,9 @@ pub struct DeployKeyRow {
     pub valid_until: i64,
     pub uses_left: i64,
     pub created_at: i64,
+    /// Who created the key (the owner of the personal clients it registers).
+    #[serde(skip)]
+    pub created_by: Option<i64>,
 }
 
 /// A registered jump client.
@@ -39,6 +42,9 @@ pub struct ClientRow {
     pub last_seen: Option<i64>,
     #[serde(skip)]
     pub removed: bool,
+    /// The representative a personal client belongs to.
+    #[serde(skip)]
+    pub owner_id: Option<i64>,
 }
 
 fn client_from(r: &sqlx::sqlite::SqliteRow) -> ClientRow {
@@ -56,6 +62,7 @@ fn client_from(r: &sqlx::sqlite::SqliteRow) -> ClientRow {
         created_at: r.get("created_at"),
         last_seen: r.get("last_seen"),
         removed: r.get::<Option<i64>, _>("removed_at").is_some(),
+        owner_id: r.get("owner_id"),
     }
 }
 
@@ -114,6 +121,7 @@ pub async fn live_deploy_key(db: &Db, key_hash: &str) -> Result<Option<DeployKey
         valid_until: r.get("valid_until"),
         uses_left: r.get("uses_left"),
         created_at: r.get("created_at"),
+        created_by: r.get("created_by"),
     }))
 }
 
@@ -138,6 +146,8 @@ pub struct NewClient<'a> {
     pub group: &'a str,
     pub info: &'a JumpInfo,
     pub wake_port: Option<u16>,
+    /// For personal groups: the representative who created the deployment key.
+    pub owner_id: Option<i64>,
 }
 
 /// Takes one use of the deployment key and records the client; false when the key has no
@@ -154,8 +164,8 @@ pub async fn register(db: &Db, c: NewClient<'_>) -> Result<bool, DbError> {
             .requiring_change(),
             Stmt::new(
                 "INSERT INTO jump_clients (id, public_key, mode, name, grp, computer, platform,
-                   logged_in_user, agent_version, wake_port, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   logged_in_user, agent_version, wake_port, created_at, owner_id)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 vec![
                     c.id.into(),
                     c.public_key.into(),
@@ -168,6 +178,7 @@ pub async fn register(db: &Db, c: NewClient<'_>) -> Result<bool, DbError> {
                     c.info.agent_version.as_str().into(),
                     c.wake_port.map(i64::from).into(),
                     now.into(),
+                    c.owner_id.into(),
                 ],
             ),
         ])
@@ -238,6 +249,129 @@ pub async fn touch_many(db: &Db, ids: &[String], at: i64) {
             .collect();
         let _ = db.append(stmts).await;
     }
+}
+
+/// The teams `user_id` belongs to (`user_teams`, set by administrators).
+pub async fn teams_of(db: &Db, user_id: i64) -> Result<Vec<String>, DbError> {
+    let rows = sqlx::query("SELECT team FROM user_teams WHERE user_id = ? ORDER BY team")
+        .bind(user_id)
+        .fetch_all(&db.pool)
+        .await?;
+    Ok(rows.iter().map(|r| r.get("team")).collect())
+}
+
+/// Replaces the teams of `user_id`.
+pub async fn set_teams(db: &Db, user_id: i64, teams: &[String]) -> Result<(), DbError> {
+    let mut stmts = vec![Stmt::new(
+        "DELETE FROM user_teams WHERE user_id = ?",
+        vec![user_id.into()],
+    )];
+    stmts.extend(teams.iter().map(|t| {
+        Stmt::new(
+            "INSERT INTO user_teams (user_id, team) VALUES (?, ?)",
+            vec![user_id.into(), t.as_str().into()],
+        )
+    }));
+    db.write(stmts).await?;
+    Ok(())
+}
+
+/// Renames a client and sets its comment.
+pub async fn update_client(db: &Db, id: &str, name: &str, comment: &str) -> Result<(), DbError> {
+    db.write(vec![Stmt::new(
+        "UPDATE jump_clients SET name = ?, comment = ? WHERE id = ?",
+        vec![name.into(), comment.into(), id.into()],
+    )])
+    .await?;
+    Ok(())
+}
+
+/// A session made by a jump: its ticket and the session itself, already accepted by the
+/// representative (never in a queue).
+#[derive(Debug)]
+pub struct NewJumpSession<'a> {
+    pub ticket_id: &'a str,
+    pub session_id: &'a str,
+    pub rep_id: i64,
+    pub client: &'a ClientRow,
+    pub expires_at: i64,
+    /// Until the client connects with the ticket, a hash nobody can present.
+    pub resume_token_hash: &'a str,
+}
+
+pub async fn create_jump_session(db: &Db, s: NewJumpSession<'_>) -> Result<(), DbError> {
+    let now = now_ms();
+    let customer = if s.client.logged_in_user.is_empty() {
+        s.client.name.clone()
+    } else {
+        format!("{} ({})", s.client.name, s.client.logged_in_user)
+    };
+    db.write(vec![
+        Stmt::new(
+            "INSERT INTO tickets (id, queue, rep_id, customer_name, language, created_at,
+               expires_at, session_id)
+             VALUES (?, 'personal', ?, ?, 'en', ?, ?, ?)",
+            vec![
+                s.ticket_id.into(),
+                s.rep_id.into(),
+                customer.as_str().into(),
+                now.into(),
+                s.expires_at.into(),
+                s.session_id.into(),
+            ],
+        ),
+        Stmt::new(
+            "INSERT INTO sessions (id, ticket_id, queue, owner_id, state, customer_name, computer,
+               platform, language, remote_addr, resume_token_hash, created_at, accepted_at,
+               accepted_by)
+             VALUES (?, ?, 'personal', ?, 'active', ?, ?, ?, 'en', '', ?, ?, ?, ?)",
+            vec![
+                s.session_id.into(),
+                s.ticket_id.into(),
+                s.rep_id.into(),
+                customer.as_str().into(),
+                s.client.computer.as_str().into(),
+                s.client.platform.as_str().into(),
+                s.resume_token_hash.into(),
+                now.into(),
+                now.into(),
+                s.rep_id.into(),
+            ],
+        ),
+    ])
+    .await?;
+    Ok(())
+}
+
+/// The jump client's session agent presented the ticket: it is used now, and the session
+/// gets the agent's resume token and address. False when the ticket was used already.
+pub async fn use_jump_ticket(
+    db: &Db,
+    ticket_id: &str,
+    session_id: &str,
+    resume_token_hash: &str,
+    remote_addr: &str,
+) -> Result<bool, DbError> {
+    let r = db
+        .write(vec![
+            Stmt::new(
+                "UPDATE tickets SET used_at = ? WHERE id = ? AND session_id = ? AND used_at IS NULL",
+                vec![now_ms().into(), ticket_id.into(), session_id.into()],
+            )
+            .requiring_change(),
+            Stmt::new(
+                "UPDATE sessions SET resume_token_hash = ?, remote_addr = ?
+                 WHERE id = ? AND state != 'ended'",
+                vec![
+                    resume_token_hash.into(),
+                    remote_addr.into(),
+                    session_id.into(),
+                ],
+            )
+            .requiring_change(),
+        ])
+        .await?;
+    Ok(r.completed)
 }
 
 /// Where a passive client can be woken: the address it last connected from and its wake

@@ -232,6 +232,10 @@ impl Conn {
             self.refuse(RefuseCode::TicketExpired, "This support program has expired. Please enter your session key on the support portal again, or ask your technician for a new one.").await;
             return None;
         }
+        // A jump's ticket: its session exists already (accepted by the representative).
+        if let Some(session_id) = row.session_id.clone() {
+            return self.join_jump(&row.id, &session_id, tx).await;
+        }
         let clean = |s: &str| sanitize_text(s).replace('\n', " ").trim().to_string();
         let customer_name = if row.customer_name.is_empty() {
             clean(&info.customer_name)
@@ -290,6 +294,66 @@ impl Conn {
             })
             .await;
         ok.then_some((session_id, gen_))
+    }
+
+    /// A jump client's session agent with its one-time ticket: joins the session the
+    /// representative opened with the jump ([`crate::jump`]).
+    async fn join_jump(
+        &mut self,
+        ticket_id: &str,
+        session_id: &str,
+        tx: mpsc::Sender<RelayToAgent>,
+    ) -> Option<(String, u64)> {
+        let state = self.state.clone();
+        let resume_token = auth::random_token(32);
+        let hash = auth::token_hash(&resume_token);
+        let ip = self.ip.to_string();
+        match crate::jump::store::use_jump_ticket(&state.db, ticket_id, session_id, &hash, &ip)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                super::audit(&state, "agent", self.ip, "ticket.use", "used", ticket_id).await;
+                self.refuse(
+                    RefuseCode::TicketUsed,
+                    "This session has already been started or has ended.",
+                )
+                .await;
+                return None;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot use a jump ticket");
+                self.refuse(RefuseCode::Busy, "The support box cannot take your session right now. Please try again in a minute.").await;
+                return None;
+            }
+        }
+        state.hub.set_resume_hash(session_id, &hash);
+        let Some((gen_, session_state, rep, _)) = state.hub.attach_agent(session_id, |_| true, tx)
+        else {
+            self.refuse(RefuseCode::SessionEnded, "This support session has ended.")
+                .await;
+            return None;
+        };
+        super::audit(&state, "agent", self.ip, "ticket.use", "ok", session_id).await;
+        crate::jump::api::session_joined(&state, session_id, self.ip).await;
+        let _ = state
+            .db
+            .add_event(session_id, "client_connected", &ip)
+            .await;
+        let mut ok = self
+            .send(&RelayToAgent::Welcome {
+                version: VERSION,
+                session_id: session_id.to_string(),
+                resume_token,
+                site: state.config.company.clone(),
+                state: session_state,
+                rep_name: rep.clone(),
+            })
+            .await;
+        if let Some(name) = rep {
+            ok &= self.send(&RelayToAgent::RepJoined { name }).await;
+        }
+        ok.then(|| (session_id.to_string(), gen_))
     }
 
     /// Reconnection after a dropped link.

@@ -4,7 +4,8 @@
 //! work, then the challenge, the client's signed hello (checked against the public key it
 //! registered: another key is refused and audited), the licence limit for connected active
 //! clients, and the welcome. Afterwards the relay only answers pings (the WebSocket layer
-//! does) and forwards orders; a link silent for three heartbeats is dropped.
+//! does), forwards orders and hears `SessionFailed` (the jump's session ends with the
+//! client's reason); a link silent for three heartbeats is dropped.
 //!
 //! Passive clients: a check-in records the address the client came from (a wake-up goes
 //! there) and ends after the welcome; a `Woken` link is handed to whoever is waiting in
@@ -289,7 +290,9 @@ async fn serve(
                         close(socket, 1000, "goodbye").await;
                         return;
                     }
-                    Ok(JumpToRelay::SessionFailed { .. }) => {}
+                    Ok(JumpToRelay::SessionFailed { request_id, reason }) => {
+                        api::session_failed(state, client_id, &request_id, &reason).await;
+                    }
                     _ => {
                         close(socket, 1008, "unexpected message").await;
                         return;
