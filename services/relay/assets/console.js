@@ -1139,6 +1139,7 @@ async function start() {
   // A jump opens a session that is already this representative's, like an accepted one.
   state.jump = new JumpPanel({
     api,
+    isAdmin: () => !!(state.me && state.me.role === 'admin'),
     onError: reportError,
     onJump: async (id) => {
       await ensureSession(id, { refresh: true });

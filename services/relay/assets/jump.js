@@ -6,7 +6,10 @@
 // POLL_MS (online state stays live without a socket of its own) and while typing a search.
 // Name and comment are edited in place (PATCH /api/v1/jump/clients/{id}) where the relay
 // says `editable`. "Jump" (POST /api/v1/jump/clients/{id}/jump) opens a session that is
-// already the representative's; the console opens it like an accepted one.
+// already the representative's; the console opens it like an accepted one. A passive client
+// (no connection between check-ins) can be jumped to as well: the relay wakes it first.
+// Administrators remove a client ("Remove", DELETE /api/v1/jump/clients/{id}, after a
+// confirmation): a connected one uninstalls itself, a passive one is woken to do so.
 //
 // Everything from the server is put in the page as text, never as HTML.
 
@@ -42,8 +45,9 @@ function groupLabel(g) {
 
 export class JumpPanel {
   /** `onJump(sessionId)` opens the session the jump created. */
-  constructor({ api, onJump, onError }) {
+  constructor({ api, onJump, onError, isAdmin }) {
     this.api = api;
+    this.isAdmin = isAdmin || (() => false);
     this.onJump = onJump;
     this.onError = onError;
     this.clients = [];
@@ -94,8 +98,10 @@ export class JumpPanel {
   row(c) {
     const id = str(c.id);
     const li = h('li', { class: 'jump-client', 'data-testid': 'jump-client', 'data-id': id, 'data-online': c.online ? 'true' : 'false' });
+    // A passive client holds no connection: the box wakes it when someone jumps.
+    const passive = c.mode === 'passive';
     const state = h('span', { class: `jump-state ${c.online ? 'is-online' : ''}`, 'data-testid': 'jump-state',
-      text: c.online ? t.jump.online : t.jump.offline });
+      text: c.online ? t.jump.online : passive ? t.jump.passive : t.jump.offline });
     const facts = [str(c.platform), c.logged_in_user ? t.jump.user(str(c.logged_in_user)) : t.jump.noUser,
       c.online ? t.jump.onlineNow : t.jump.lastSeen(c.last_seen ? new Date(c.last_seen).toLocaleString() : t.jump.never)]
       .filter(Boolean).join(' · ');
@@ -123,9 +129,13 @@ export class JumpPanel {
     }
     const go = h('button', { type: 'button', class: 'btn btn-sm btn-primary', 'data-testid': 'jump-go',
       text: this.jumping.has(id) ? t.jump.jumping : t.jump.jump,
-      title: c.online ? t.jump.jumpHint : t.jump.offlineHint,
+      title: c.online ? t.jump.jumpHint : passive ? t.jump.wakeHint : t.jump.offlineHint,
       onclick: () => this.jump(id) });
-    go.disabled = !c.online || this.jumping.has(id);
+    go.disabled = !(c.online || passive) || this.jumping.has(id);
+    if (this.isAdmin()) {
+      actions.append(h('button', { type: 'button', class: 'btn btn-sm btn-ghost', 'data-testid': 'jump-remove', text: t.jump.remove,
+        onclick: () => this.remove(id, str(c.name)) }));
+    }
     actions.append(go);
     li.append(main, actions);
     return li;
@@ -135,6 +145,17 @@ export class JumpPanel {
     try {
       await this.api('PATCH', `/api/v1/jump/clients/${encodeURIComponent(id)}`, { name, comment });
       this.editing = null;
+      await this.load();
+    } catch (e) {
+      this.onError(e);
+    }
+  }
+
+  /** Removes a client (administrators); a connected one uninstalls itself. */
+  async remove(id, name) {
+    if (!window.confirm(t.jump.removeConfirm(name))) return;
+    try {
+      await this.api('DELETE', `/api/v1/jump/clients/${encodeURIComponent(id)}`);
       await this.load();
     } catch (e) {
       this.onError(e);

@@ -917,6 +917,8 @@ const JUMP = {
       jump: 'Jump', jumping: 'Connecting…',
       jumpHint: 'Open a session on this computer', offlineHint: 'This computer is offline right now.',
       edit: 'Edit', save: 'Save', cancel: 'Cancel', name: 'Name', comment: 'Comment',
+      passive: 'Passive', wakeHint: 'The support box wakes this computer first, then opens a session',
+      remove: 'Remove', removeConfirm: (n) => `Remove the jump client "${n}"? It uninstalls itself from the computer.`,
     },
   },
   fr: {
@@ -932,6 +934,8 @@ const JUMP = {
       jump: 'Se connecter', jumping: 'Connexion…',
       jumpHint: 'Ouvrir une session sur cet ordinateur', offlineHint: 'Cet ordinateur est hors ligne pour le moment.',
       edit: 'Modifier', save: 'Enregistrer', cancel: 'Annuler', name: 'Nom', comment: 'Commentaire',
+      passive: 'Passif', wakeHint: 'Le boîtier réveille d’abord cet ordinateur, puis ouvre une session',
+      remove: 'Retirer', removeConfirm: (n) => `Retirer le client de saut « ${n} » ? Il se désinstalle de l’ordinateur.`,
     },
   },
   de: {
@@ -947,6 +951,8 @@ const JUMP = {
       jump: 'Verbinden', jumping: 'Wird verbunden…',
       jumpHint: 'Eine Sitzung auf diesem Computer öffnen', offlineHint: 'Dieser Computer ist gerade offline.',
       edit: 'Bearbeiten', save: 'Speichern', cancel: 'Abbrechen', name: 'Name', comment: 'Kommentar',
+      passive: 'Passiv', wakeHint: 'Die Support-Box weckt diesen Computer zuerst und öffnet dann eine Sitzung',
+      remove: 'Entfernen', removeConfirm: (n) => `Jump-Client „${n}“ entfernen? Er deinstalliert sich vom Computer.`,
     },
   },
 };

@@ -86,13 +86,22 @@ struct Service {
 
 impl Service {
     fn start(svc: &Path, log: PathBuf) -> Service {
+        Self::start_on(svc, log, None)
+    }
+
+    /// Started with a desktop (`DISPLAY`), where a jump's session agent can show.
+    fn start_on(svc: &Path, log: PathBuf, display: Option<&str>) -> Service {
         let unit = std::fs::read_to_string(svc.join("lifeline-jump.service")).unwrap();
         let args = lifeline_agent_exec_start(&unit);
         let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(&args[0])
+        let mut cmd = Command::new(&args[0]);
+        match display {
+            Some(d) => cmd.env("DISPLAY", d),
+            None => cmd.env_remove("DISPLAY"),
+        };
+        let child = cmd
             .args(&args[1..])
             .env("RUST_LOG", "info")
-            .env_remove("DISPLAY")
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .stdin(Stdio::null())
@@ -324,6 +333,61 @@ async fn passive_client_checks_in_wakes_and_ignores_forged_or_replayed_wakeups()
         .await;
     assert_eq!(service.count("event=jump_woken"), 1);
     wait_online(&relay, &rep, &id, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jumping_to_a_passive_client_wakes_it_and_starts_the_session() {
+    let conf = tempfile::tempdir().unwrap();
+    let config = conf.path().join("relay.toml");
+    std::fs::write(&config, "[jump]\nunattended = true\n").unwrap();
+    let relay = Relay::start_with(&["--config", config.to_str().unwrap()]).await;
+    let admin = relay.token("admin", ADMIN_PASSWORD).await;
+    let rep = relay.rep_token().await;
+    let port = free_port();
+    let svc = install(
+        &relay,
+        &admin,
+        "passive",
+        &[
+            "--wake-port",
+            &port.to_string(),
+            "--wake-address",
+            "127.0.0.1",
+        ],
+    )
+    .await;
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(svc.join("jump.json")).unwrap()).unwrap();
+    let id = saved["client_id"].as_str().unwrap().to_string();
+    let x = Xvfb::start();
+    let service = Service::start_on(&svc, relay.dir.path().join("service.log"), Some(&x.display));
+    service.wait_log_count("event=jump_checked_in", 1).await;
+    wait_online(&relay, &rep, &id, false).await;
+
+    // "Jump" wakes it, then its session agent joins the representative's session.
+    let (s, v) = relay
+        .post(&rep, &format!("/api/v1/jump/clients/{id}/jump"), json!({}))
+        .await;
+    assert_eq!(s, 200, "{v}\n{}", service.log());
+    assert_eq!(v["unattended"], true);
+    assert_eq!(service.count("event=jump_woken"), 1);
+    service
+        .wait_log_count("event=jump_session_started", 1)
+        .await;
+    let sid = v["session_id"].as_str().unwrap().to_string();
+    wait_for(
+        Duration::from_secs(60),
+        "the jump's session agent",
+        async || {
+            let (_, audit) = relay.get(&admin, "/api/v1/audit?action=jump.session").await;
+            audit.to_string().contains("connected").then_some(())
+        },
+    )
+    .await;
+    let (s, _) = relay
+        .post(&rep, &format!("/api/v1/sessions/{sid}/end"), json!({}))
+        .await;
+    assert_eq!(s, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
