@@ -768,26 +768,9 @@ impl Ui {
                 rep,
                 expires_in,
             } => {
-                let rep = if rep.trim().is_empty() {
-                    self.rep_name
-                        .clone()
-                        .unwrap_or_else(|| self.texts.get(Key::Technician).to_owned())
-                } else {
-                    rep
-                };
                 self.asks
                     .retain(|a| a.question != Question::Permission(permission));
-                self.asks.push_back(Ask {
-                    question: Question::Permission(permission),
-                    rep,
-                    deadline: Instant::now() + expires_in,
-                });
-                if self.current() != Screen::Chat {
-                    self.enter_chat();
-                }
-                self.show_prompt();
-                // Bring the window to the front: the question must be seen.
-                self.window.show();
+                self.ask(Question::Permission(permission), rep, expires_in);
             }
             Event::EndProcessAsked {
                 request,
@@ -795,49 +778,13 @@ impl Ui {
                 name,
                 rep,
                 expires_in,
-            } => {
-                let rep = if rep.trim().is_empty() {
-                    self.rep_name
-                        .clone()
-                        .unwrap_or_else(|| self.texts.get(Key::Technician).to_owned())
-                } else {
-                    rep
-                };
-                self.asks.push_back(Ask {
-                    question: Question::EndProcess { request, pid, name },
-                    rep,
-                    deadline: Instant::now() + expires_in,
-                });
-                if self.current() != Screen::Chat {
-                    self.enter_chat();
-                }
-                self.show_prompt();
-                self.window.show();
-            }
+            } => self.ask(Question::EndProcess { request, pid, name }, rep, expires_in),
             Event::InstallAsked {
                 request,
                 what,
                 rep,
                 expires_in,
-            } => {
-                let rep = if rep.trim().is_empty() {
-                    self.rep_name
-                        .clone()
-                        .unwrap_or_else(|| self.texts.get(Key::Technician).to_owned())
-                } else {
-                    rep
-                };
-                self.asks.push_back(Ask {
-                    question: Question::Install { request, what },
-                    rep,
-                    deadline: Instant::now() + expires_in,
-                });
-                if self.current() != Screen::Chat {
-                    self.enter_chat();
-                }
-                self.show_prompt();
-                self.window.show();
-            }
+            } => self.ask(Question::Install { request, what }, rep, expires_in),
             Event::InstallDone(done) => {
                 use lifeline_proto::install::{InstallKind, InstallOutcome};
                 let key = match (done.outcome, done.what) {
@@ -907,6 +854,28 @@ impl Ui {
                 self.show_grants();
             }
         }
+    }
+
+    /// Puts a question to the customer (from `rep`, or "the technician") and brings the
+    /// window to the front: the question must be seen.
+    fn ask(&mut self, question: Question, rep: String, expires_in: Duration) {
+        let rep = if rep.trim().is_empty() {
+            self.rep_name
+                .clone()
+                .unwrap_or_else(|| self.texts.get(Key::Technician).to_owned())
+        } else {
+            rep
+        };
+        self.asks.push_back(Ask {
+            question,
+            rep,
+            deadline: Instant::now() + expires_in,
+        });
+        if self.current() != Screen::Chat {
+            self.enter_chat();
+        }
+        self.show_prompt();
+        self.window.show();
     }
 
     /// Shows the first open question (or hides the box when there is none).

@@ -17,26 +17,6 @@ async fn create(relay: &Relay, admin: &str, body: Value) -> (u16, Value) {
     relay.post(admin, "/api/v1/buttons", body).await
 }
 
-async fn download(relay: &Relay, button: &Value) -> PathBuf {
-    let url = button["downloads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p[0] == "linux-x86_64")
-        .unwrap()[1]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let resp = relay.http.get(&url).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let bytes = resp.bytes().await.unwrap();
-    let path = relay.dir.path().join("lifeline-support-button");
-    std::fs::write(&path, &bytes).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
-
 /// The program a desktop entry starts (its `Exec="<path>" --button`).
 fn entry_program(entry: &str) -> PathBuf {
     let line = entry
@@ -110,7 +90,7 @@ async fn button_queues_to_its_representative_until_revoked() {
     // Installed for a user: the entry in the menu and on the desktop, the program private.
     let home = tempfile::tempdir().unwrap();
     std::fs::create_dir(home.path().join("Desktop")).unwrap();
-    let installer = download(&relay, &button).await;
+    let installer = download_linux(&relay, &button["downloads"], "lifeline-support-button").await;
     let out = Command::new(&installer)
         .env("HOME", home.path())
         .env_remove("XDG_DATA_HOME")

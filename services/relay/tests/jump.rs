@@ -30,26 +30,6 @@ async fn deploy_key(relay: &Relay, admin: &str, uses: i64) -> Value {
     v
 }
 
-async fn download_installer(relay: &Relay, key: &Value, name: &str) -> PathBuf {
-    let url = key["installers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p[0] == "linux-x86_64")
-        .unwrap()[1]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let resp = relay.http.get(&url).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let bytes = resp.bytes().await.unwrap();
-    let path = relay.dir.path().join(name);
-    std::fs::write(&path, &bytes).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
-
 fn run_installer(installer: &Path, dir: &Path, home: &Path) -> std::process::Output {
     Command::new(installer)
         .arg("--service-dir")
@@ -253,7 +233,7 @@ async fn installed_client_connects_refuses_impostors_and_returns_after_restart()
         .await;
     assert_eq!(s, 403);
     let key = deploy_key(&relay, &admin, 1).await;
-    let installer = download_installer(&relay, &key, "installer").await;
+    let installer = download_linux(&relay, &key["installers"], "installer").await;
 
     let home = relay.dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
@@ -440,7 +420,7 @@ impl JumpLab {
         let admin = relay.token("admin", ADMIN_PASSWORD).await;
         let rep = relay.rep_token().await;
         let key = deploy_key(&relay, &admin, 1).await;
-        let installer = download_installer(&relay, &key, "installer").await;
+        let installer = download_linux(&relay, &key["installers"], "installer").await;
         let home = relay.dir.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
         let svc = relay.dir.path().join("svc");

@@ -32,30 +32,11 @@ async fn deploy_key(relay: &Relay, admin: &str, mode: &str, uses: i64) -> Value 
     v
 }
 
-async fn download_installer(relay: &Relay, key: &Value) -> PathBuf {
-    let url = key["installers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p[0] == "linux-x86_64")
-        .unwrap()[1]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let resp = relay.http.get(&url).send().await.unwrap();
-    assert_eq!(resp.status(), 200);
-    let path = relay.dir.path().join("installer");
-    std::fs::write(&path, resp.bytes().await.unwrap()).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
-}
-
 /// Installs from the downloaded installer into `relay.dir/svc` without systemd.
 async fn install(relay: &Relay, admin: &str, mode: &str, extra: &[&str]) -> PathBuf {
     stock_client(relay);
     let key = deploy_key(relay, admin, mode, 1).await;
-    let installer = download_installer(relay, &key).await;
+    let installer = download_linux(relay, &key["installers"], "installer").await;
     let svc = relay.dir.path().join("svc");
     let home = relay.dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();

@@ -81,6 +81,28 @@ pub async fn download_client(relay: &Relay, key: &str, name: &str, lang: &str) -
     path
 }
 
+/// Downloads the Linux program from a list of `[platform, address]` pairs (a deployment
+/// key's installers, a support button's downloads) into the relay's folder as `name`,
+/// executable.
+pub async fn download_linux(relay: &Relay, links: &serde_json::Value, name: &str) -> PathBuf {
+    let url = links
+        .as_array()
+        .expect("a list of [platform, address]")
+        .iter()
+        .find(|p| p[0] == "linux-x86_64")
+        .expect("a Linux download")[1]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resp = relay.http.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let path = relay.dir.path().join(name);
+    std::fs::write(&path, resp.bytes().await.unwrap()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
 pub struct Agent {
     pub child: Child,
     pub log: PathBuf,
