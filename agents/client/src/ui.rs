@@ -162,6 +162,19 @@ fn paragraph(text: &str) -> Frame {
     f
 }
 
+/// The primary answer of a screen or dialog: the brand colour, and Enter presses it.
+fn return_button(text: &str) -> ReturnButton {
+    let mut b = ReturnButton::default().with_label(text);
+    b.set_label_size(FONT_SIZE);
+    b.set_frame(FrameType::RFlatBox);
+    b.set_down_frame(FrameType::RFlatBox);
+    b.set_color(rgb(BRAND));
+    b.set_selection_color(rgb(BRAND).darker());
+    b.set_label_color(Color::White);
+    b.set_label_font(Font::HelveticaBold);
+    b
+}
+
 fn button(text: &str, primary: Option<(u8, u8, u8)>) -> Button {
     let mut b = Button::default().with_label(text);
     b.set_label_size(FONT_SIZE);
@@ -323,14 +336,7 @@ impl Ui {
         let mut row = begin_row();
         let mut decline = button(texts.get(Key::Decline), None);
         decline.emit(sender, Msg::Decline);
-        let mut accept = ReturnButton::default().with_label(texts.get(Key::Accept));
-        accept.set_label_size(FONT_SIZE);
-        accept.set_frame(FrameType::RFlatBox);
-        accept.set_down_frame(FrameType::RFlatBox);
-        accept.set_color(rgb(BRAND));
-        accept.set_selection_color(rgb(BRAND).darker());
-        accept.set_label_color(Color::White);
-        accept.set_label_font(Font::HelveticaBold);
+        let mut accept = return_button(texts.get(Key::Accept));
         accept.emit(sender, Msg::Accept);
         row.fixed(&decline, 130);
         row.fixed(&accept, 150);
@@ -493,14 +499,7 @@ impl Ui {
         final_screen.fixed(&final_text, 150);
         Frame::default();
         let mut row = begin_row();
-        let mut close = ReturnButton::default().with_label(texts.get(Key::Close));
-        close.set_label_size(FONT_SIZE);
-        close.set_frame(FrameType::RFlatBox);
-        close.set_down_frame(FrameType::RFlatBox);
-        close.set_color(rgb(BRAND));
-        close.set_selection_color(rgb(BRAND).darker());
-        close.set_label_color(Color::White);
-        close.set_label_font(Font::HelveticaBold);
+        let mut close = return_button(texts.get(Key::Close));
         close.emit(sender, Msg::Close);
         let mut portal = Button::default().with_label(texts.get(Key::OpenPortal));
         portal.set_label_size(FONT_SIZE);
@@ -1199,7 +1198,6 @@ fn end_and_wait(runtime: &tokio::runtime::Runtime, handle: &SessionHandle, reaso
     }
 }
 
-/// Shows a single sentence (e.g. a ticket error) with a Close button, until closed.
 /// The password dialog of "run as administrator" (the client started by `sudo` as its
 /// askpass program): the password the customer typed, or `None` when they cancelled or
 /// closed the dialog. The password never leaves this computer: it goes to `sudo` on stdout.
@@ -1226,13 +1224,7 @@ pub fn ask_password(texts: Texts) -> Option<String> {
     Frame::default();
     let mut cancel = button(texts.get(Key::AskpassCancel), None);
     cancel.emit(sender, Msg::Answer(false));
-    let mut ok = ReturnButton::default().with_label(texts.get(Key::AskpassOk));
-    ok.set_label_size(FONT_SIZE);
-    ok.set_frame(FrameType::RFlatBox);
-    ok.set_down_frame(FrameType::RFlatBox);
-    ok.set_color(rgb(BRAND));
-    ok.set_label_color(Color::White);
-    ok.set_label_font(Font::HelveticaBold);
+    let mut ok = return_button(texts.get(Key::AskpassOk));
     ok.emit(sender, Msg::Answer(true));
     row.fixed(&cancel, 110);
     row.fixed(&ok, 110);
@@ -1294,13 +1286,7 @@ pub fn ask_jump(texts: Texts, rep: &str, site: &str, timeout: std::time::Duratio
     Frame::default();
     let mut decline = button(texts.get(Key::JumpDecline), None);
     decline.emit(sender, Msg::Answer(false));
-    let mut allow = ReturnButton::default().with_label(texts.get(Key::JumpAllow));
-    allow.set_label_size(FONT_SIZE);
-    allow.set_frame(FrameType::RFlatBox);
-    allow.set_down_frame(FrameType::RFlatBox);
-    allow.set_color(rgb(BRAND));
-    allow.set_label_color(Color::White);
-    allow.set_label_font(Font::HelveticaBold);
+    let mut allow = return_button(texts.get(Key::JumpAllow));
     allow.emit(sender, Msg::Answer(true));
     row.fixed(&decline, 110);
     row.fixed(&allow, 110);
@@ -1332,23 +1318,14 @@ pub fn ask_jump(texts: Texts, rep: &str, site: &str, timeout: std::time::Duratio
     answer
 }
 
+/// Shows a single sentence (e.g. a ticket error) with a Close button, until closed.
 pub fn show_error(texts: Texts, sentence: &str) {
-    let app = app::App::default();
-    style(&app);
-    let (sender, receiver): (Sender<Msg>, Receiver<Msg>) = app::channel();
-    let mut ui = Ui::build(texts, "", sender);
-    ui.show_final(
+    show_notice(
+        texts,
         texts.get(Key::ErrorTitle),
         &as_sentence(sentence),
-        Outcome::Failed,
+        None,
     );
-    ui.window.show();
-    while app.wait() {
-        if let Some(Msg::Close | Msg::WindowClose) = receiver.recv() {
-            break;
-        }
-    }
-    ui.window.hide();
 }
 
 /// A window with one message (a support button installed or expired), a Close button and,

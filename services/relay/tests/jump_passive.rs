@@ -59,6 +59,29 @@ async fn install(relay: &Relay, admin: &str, mode: &str, extra: &[&str]) -> Path
     svc
 }
 
+/// A passive client installed from the downloaded installer, listening for wake-ups on a
+/// free loopback port: its service folder, its id and the port.
+async fn install_passive(relay: &Relay, admin: &str) -> (PathBuf, String, u16) {
+    let port = free_port();
+    let svc = install(
+        relay,
+        admin,
+        "passive",
+        &[
+            "--wake-port",
+            &port.to_string(),
+            "--wake-address",
+            "127.0.0.1",
+        ],
+    )
+    .await;
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(svc.join("jump.json")).unwrap()).unwrap();
+    assert_eq!(saved["mode"], "passive");
+    assert_eq!(saved["wake_port"], port);
+    (svc, saved["client_id"].as_str().unwrap().to_string(), port)
+}
+
 /// The systemd-less service runner: starts the unit's command as a child process.
 struct Service {
     child: Child,
@@ -230,24 +253,7 @@ async fn passive_client_checks_in_wakes_and_ignores_forged_or_replayed_wakeups()
     let relay = Relay::start_with(&["--config", config.to_str().unwrap()]).await;
     let admin = relay.token("admin", ADMIN_PASSWORD).await;
     let rep = relay.rep_token().await;
-    let port = free_port();
-    let svc = install(
-        &relay,
-        &admin,
-        "passive",
-        &[
-            "--wake-port",
-            &port.to_string(),
-            "--wake-address",
-            "127.0.0.1",
-        ],
-    )
-    .await;
-    let saved: Value =
-        serde_json::from_str(&std::fs::read_to_string(svc.join("jump.json")).unwrap()).unwrap();
-    assert_eq!(saved["mode"], "passive");
-    assert_eq!(saved["wake_port"], port);
-    let id = saved["client_id"].as_str().unwrap().to_string();
+    let (svc, id, port) = install_passive(&relay, &admin).await;
 
     // It checks in at start and again after `check_in_s`, holding no link in between.
     let service = Service::start(&svc, relay.dir.path().join("service.log"));
@@ -324,22 +330,7 @@ async fn jumping_to_a_passive_client_wakes_it_and_starts_the_session() {
     let relay = Relay::start_with(&["--config", config.to_str().unwrap()]).await;
     let admin = relay.token("admin", ADMIN_PASSWORD).await;
     let rep = relay.rep_token().await;
-    let port = free_port();
-    let svc = install(
-        &relay,
-        &admin,
-        "passive",
-        &[
-            "--wake-port",
-            &port.to_string(),
-            "--wake-address",
-            "127.0.0.1",
-        ],
-    )
-    .await;
-    let saved: Value =
-        serde_json::from_str(&std::fs::read_to_string(svc.join("jump.json")).unwrap()).unwrap();
-    let id = saved["client_id"].as_str().unwrap().to_string();
+    let (svc, id, _) = install_passive(&relay, &admin).await;
     let x = Xvfb::start();
     let service = Service::start_on(&svc, relay.dir.path().join("service.log"), Some(&x.display));
     service.wait_log_count("event=jump_checked_in", 1).await;
@@ -439,25 +430,10 @@ async fn a_removed_passive_client_is_woken_and_removes_itself() {
     let relay = Relay::start().await;
     let admin = relay.token("admin", ADMIN_PASSWORD).await;
     let rep = relay.rep_token().await;
-    let port = free_port();
-    let svc = install(
-        &relay,
-        &admin,
-        "passive",
-        &[
-            "--wake-port",
-            &port.to_string(),
-            "--wake-address",
-            "127.0.0.1",
-        ],
-    )
-    .await;
+    let (svc, id, _) = install_passive(&relay, &admin).await;
     let mut service = Service::start(&svc, relay.dir.path().join("service.log"));
     service.wait_log_count("event=jump_checked_in", 1).await;
-    let id = clients(&relay, &rep).await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    assert_eq!(clients(&relay, &rep).await[0]["id"], id.as_str());
     let (s, v) = delete(&relay, &admin, &format!("/api/v1/jump/clients/{id}")).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["uninstall"], "woken");
