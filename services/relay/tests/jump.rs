@@ -5,12 +5,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
 use common::desktop::*;
+use common::jump::*;
 use common::*;
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
@@ -41,87 +42,6 @@ fn run_installer(installer: &Path, dir: &Path, home: &Path) -> std::process::Out
         .env_remove("HTTPS_PROXY")
         .output()
         .unwrap()
-}
-
-/// The arguments of a unit's `ExecStart=` line (double-quoted, as the installer writes it).
-fn exec_start(unit: &str) -> Vec<String> {
-    let line = unit
-        .lines()
-        .find_map(|l| l.strip_prefix("ExecStart="))
-        .expect("the unit has ExecStart");
-    let mut args = Vec::new();
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            ' ' => {}
-            '"' => {
-                let mut arg = String::new();
-                while let Some(c) = chars.next() {
-                    match c {
-                        '"' => break,
-                        '\\' | '%' | '$' => arg.push(chars.next().unwrap()),
-                        c => arg.push(c),
-                    }
-                }
-                args.push(arg);
-            }
-            c => panic!("unquoted argument starting with {c:?}"),
-        }
-    }
-    args
-}
-
-/// The systemd-less service runner: starts the unit's command as a child process.
-struct Service {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Service {
-    fn start(unit: &Path, log: PathBuf) -> Service {
-        Self::start_in(unit, log, None)
-    }
-
-    /// Starts the service with `DISPLAY` set to a desktop (the runner's stand-in for the
-    /// logged-in user's X server).
-    fn start_in(unit: &Path, log: PathBuf, display: Option<&str>) -> Service {
-        let args = exec_start(&std::fs::read_to_string(unit).unwrap());
-        let out = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(&args[0]);
-        match display {
-            Some(d) => cmd.env("DISPLAY", d),
-            None => cmd.env_remove("DISPLAY"),
-        };
-        let child = cmd
-            .args(&args[1..])
-            .env("RUST_LOG", "info")
-            .env_remove("https_proxy")
-            .env_remove("HTTPS_PROXY")
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        Service { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn wait_log_count(&self, needle: &str, n: usize, limit: Duration) {
-        wait_for(limit, needle, async || {
-            (self.log().matches(needle).count() >= n).then_some(())
-        })
-        .await;
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn clients(relay: &Relay, rep: &str, search: &str) -> Vec<Value> {
@@ -269,9 +189,10 @@ async fn installed_client_connects_refuses_impostors_and_returns_after_restart()
     let service = Service::start(
         &svc.join("lifeline-jump.service"),
         relay.dir.path().join("service.log"),
+        None,
     );
     service
-        .wait_log_count("event=jump_online", 1, Duration::from_secs(30))
+        .wait_log_count_for("event=jump_online", 1, Duration::from_secs(30))
         .await;
     // The client is in group team:ops: its members see it.
     set_teams(&relay, &admin, &rep, &["ops"]).await;
@@ -307,7 +228,7 @@ async fn installed_client_connects_refuses_impostors_and_returns_after_restart()
     relay.kill9();
     relay.spawn(Some(port)).await;
     service
-        .wait_log_count("event=jump_online", 2, Duration::from_secs(60))
+        .wait_log_count_for("event=jump_online", 2, Duration::from_secs(60))
         .await;
     wait_online(&relay, &rep, &id, true).await;
     let log = service.log();
@@ -431,13 +352,13 @@ impl JumpLab {
             String::from_utf8_lossy(&out.stderr)
         );
         let x = Xvfb::start();
-        let service = Service::start_in(
+        let service = Service::start(
             &svc.join("lifeline-jump.service"),
             relay.dir.path().join("service.log"),
             Some(&x.display),
         );
         service
-            .wait_log_count("event=jump_online", 1, Duration::from_secs(60))
+            .wait_log_count_for("event=jump_online", 1, Duration::from_secs(60))
             .await;
         let id = clients(&relay, &admin, "").await[0]["id"]
             .as_str()
@@ -557,7 +478,7 @@ async fn jump_unattended_streams_the_screen_and_is_audited() {
     assert_eq!(v["unattended"], true);
     let sid = v["session_id"].as_str().unwrap().to_string();
     lab.service
-        .wait_log_count("event=state state=active", 1, Duration::from_secs(60))
+        .wait_log_count_for("event=state state=active", 1, Duration::from_secs(60))
         .await;
     let _viewer = lab.first_frame(&sid).await;
     assert!(
@@ -570,7 +491,7 @@ async fn jump_unattended_streams_the_screen_and_is_audited() {
 
     lab.end(&sid).await;
     lab.service
-        .wait_log_count("event=ended by=rep", 1, Duration::from_secs(60))
+        .wait_log_count_for("event=ended by=rep", 1, Duration::from_secs(60))
         .await;
 
     let (_, audit) = relay.get(admin, "/api/v1/audit?action=jump.session").await;
@@ -652,7 +573,7 @@ async fn jump_with_the_prompt_policy_asks_the_user() {
     })
     .await;
     lab.service
-        .wait_log_count("event=state state=active", 1, Duration::from_secs(60))
+        .wait_log_count_for("event=state state=active", 1, Duration::from_secs(60))
         .await;
     let _viewer = lab.first_frame(&sid).await;
     lab.end(&sid).await;

@@ -8,11 +8,12 @@ mod common;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
 use common::desktop::*;
+use common::jump::*;
 use common::*;
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::{Signer, SigningKey};
@@ -80,89 +81,6 @@ async fn install_passive(relay: &Relay, admin: &str) -> (PathBuf, String, u16) {
     assert_eq!(saved["mode"], "passive");
     assert_eq!(saved["wake_port"], port);
     (svc, saved["client_id"].as_str().unwrap().to_string(), port)
-}
-
-/// The systemd-less service runner: starts the unit's command as a child process.
-struct Service {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Service {
-    fn start(svc: &Path, log: PathBuf) -> Service {
-        Self::start_on(svc, log, None)
-    }
-
-    /// Started with a desktop (`DISPLAY`), where a jump's session agent can show.
-    fn start_on(svc: &Path, log: PathBuf, display: Option<&str>) -> Service {
-        let unit = std::fs::read_to_string(svc.join("lifeline-jump.service")).unwrap();
-        let args = lifeline_agent_exec_start(&unit);
-        let out = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(&args[0]);
-        match display {
-            Some(d) => cmd.env("DISPLAY", d),
-            None => cmd.env_remove("DISPLAY"),
-        };
-        let child = cmd
-            .args(&args[1..])
-            .env("RUST_LOG", "info")
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        Service { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn count(&self, needle: &str) -> usize {
-        self.log().matches(needle).count()
-    }
-
-    async fn wait_log_count(&self, needle: &str, n: usize) {
-        wait_for(Duration::from_secs(60), needle, async || {
-            (self.count(needle) >= n).then_some(())
-        })
-        .await;
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The arguments of a unit's `ExecStart=` line (double-quoted, as the installer writes it).
-fn lifeline_agent_exec_start(unit: &str) -> Vec<String> {
-    let line = unit
-        .lines()
-        .find_map(|l| l.strip_prefix("ExecStart="))
-        .expect("the unit has ExecStart");
-    let mut args = Vec::new();
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            ' ' => {}
-            '"' => {
-                let mut arg = String::new();
-                while let Some(c) = chars.next() {
-                    match c {
-                        '"' => break,
-                        '\\' | '%' | '$' => arg.push(chars.next().unwrap()),
-                        c => arg.push(c),
-                    }
-                }
-                args.push(arg);
-            }
-            c => panic!("unquoted argument starting with {c:?}"),
-        }
-    }
-    args
 }
 
 async fn clients(relay: &Relay, rep: &str) -> Vec<Value> {
@@ -256,7 +174,11 @@ async fn passive_client_checks_in_wakes_and_ignores_forged_or_replayed_wakeups()
     let (svc, id, port) = install_passive(&relay, &admin).await;
 
     // It checks in at start and again after `check_in_s`, holding no link in between.
-    let service = Service::start(&svc, relay.dir.path().join("service.log"));
+    let service = Service::start(
+        &svc.join("lifeline-jump.service"),
+        relay.dir.path().join("service.log"),
+        None,
+    );
     service.wait_log_count("event=jump_checked_in", 2).await;
     let c = wait_online(&relay, &rep, &id, false).await;
     assert_eq!(c["mode"], "passive");
@@ -332,7 +254,11 @@ async fn jumping_to_a_passive_client_wakes_it_and_starts_the_session() {
     let rep = relay.rep_token().await;
     let (svc, id, _) = install_passive(&relay, &admin).await;
     let x = Xvfb::start();
-    let service = Service::start_on(&svc, relay.dir.path().join("service.log"), Some(&x.display));
+    let service = Service::start(
+        &svc.join("lifeline-jump.service"),
+        relay.dir.path().join("service.log"),
+        Some(&x.display),
+    );
     service.wait_log_count("event=jump_checked_in", 1).await;
     wait_online(&relay, &rep, &id, false).await;
 
@@ -369,7 +295,11 @@ async fn uninstall_removes_an_online_client_which_cannot_come_back() {
     let rep = relay.rep_token().await;
     let svc = install(&relay, &admin, "active", &[]).await;
     let key = read_key(&svc.join("jump.key"));
-    let mut service = Service::start(&svc, relay.dir.path().join("service.log"));
+    let mut service = Service::start(
+        &svc.join("lifeline-jump.service"),
+        relay.dir.path().join("service.log"),
+        None,
+    );
     service.wait_log_count("event=jump_online", 1).await;
     let list = clients(&relay, &rep).await;
     let id = list[0]["id"].as_str().unwrap().to_string();
@@ -431,7 +361,11 @@ async fn a_removed_passive_client_is_woken_and_removes_itself() {
     let admin = relay.token("admin", ADMIN_PASSWORD).await;
     let rep = relay.rep_token().await;
     let (svc, id, _) = install_passive(&relay, &admin).await;
-    let mut service = Service::start(&svc, relay.dir.path().join("service.log"));
+    let mut service = Service::start(
+        &svc.join("lifeline-jump.service"),
+        relay.dir.path().join("service.log"),
+        None,
+    );
     service.wait_log_count("event=jump_checked_in", 1).await;
     assert_eq!(clients(&relay, &rep).await[0]["id"], id.as_str());
     let (s, v) = delete(&relay, &admin, &format!("/api/v1/jump/clients/{id}")).await;

@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 pub mod appliance;
 pub mod desktop;
+pub mod jump;
 
 pub const REP_PASSWORD: &str = "rep-password-123";
 pub const ADMIN_PASSWORD: &str = "admin-password-123";
