@@ -4,7 +4,7 @@
 //! * Run as downloaded, it installs itself for the current user ([`install`]): the program,
 //!   ticket included, goes to `$XDG_DATA_HOME/lifeline/buttons/<id>/lifeline-support`
 //!   (folder 0700: the ticket lets anyone queue requests), and a desktop entry
-//!   `lifeline-support-<id>.desktop` ("Get help from <site>", in English, French and German)
+//!   `lifeline-support-<id>.desktop` ("Get help from `<site>`", in English, French and German)
 //!   goes to the applications menu (`$XDG_DATA_HOME/applications`) and, when the person has
 //!   one, to the desktop folder. `<id>` comes from a hash of the token, never the token.
 //! * Clicked ([`START_ARG`]), it asks the box for a session in the button's queue

@@ -29,9 +29,10 @@
 //!
 //! Limits of this version: Linux with X11 only for screen, input and clipboard (Wayland,
 //! Windows and macOS have no desktop module yet, so their requests are answered "not
-//! available"); the shell on Linux only; jump mode ([`jump`]: install with a deployment key, the
-//! active service) is Linux-only and does not start sessions yet; the support button ([`button`]) is
-//! a freedesktop entry (Linux); errors below the UI are English sentences.
+//! available"); the shell on Linux only; jump mode ([`jump`]: install with a deployment key,
+//! the active and passive service, sessions started by a representative's jump) is Linux-only;
+//! the support button ([`button`]) is a freedesktop entry (Linux); errors below the UI are
+//! English sentences.
 #![forbid(unsafe_code)]
 
 #[cfg(target_os = "linux")]

@@ -34,7 +34,8 @@
 //!
 //! Jump clients ([`jump`]): registration with a deployment key, challenge-signed links on
 //! `/ws/jump`, the reconnection and licence limits, passive clients' check-ins and signed
-//! wake-ups ([`jump::wake`]), and removing a client (it uninstalls itself).
+//! wake-ups ([`jump::wake`]), groups and teams ([`jump::groups`]), jumping into a session
+//! (unattended or asking the logged-in user), and removing a client (it uninstalls itself).
 //!
 //! Installing from a session ([`install`]): a jump client or a support button offered to the
 //! customer, who agrees or not in the client.
@@ -42,8 +43,7 @@
 //! Support buttons ([`buttons`]): desktop entries that ask for a session in a chosen
 //! representative's queue or the general queue until they expire.
 //!
-//! Current limits: jumping into a session is later work; the site admin
-//! interface is not written yet (accounts come from the setup page and
+//! Current limits: the site admin interface is not written yet (accounts come from the setup page and
 //! `lifeline-relay user add`).
 //!
 //! Licences: representatives take a seat from the licence manager at login ([`licence`]);

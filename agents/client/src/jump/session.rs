@@ -1,4 +1,5 @@
-//! A jump's session: what the jump service does with [`RelayToJump::StartSession`].
+//! A jump's session: what the jump service does with
+//! [`lifeline_proto::jump::RelayToJump::StartSession`].
 //!
 //! The service writes the one-time session ticket to a private file (mode 0600, created new
 //! in the temporary folder) and starts this same program as the session agent in the
