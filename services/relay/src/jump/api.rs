@@ -18,7 +18,8 @@
 //!   owned by the caller and already accepted, its one-time ticket, and `StartSession` to the
 //!   online client; offline or passive clients answer 409 (`reachable`).
 //! * `GET`/`PUT /api/v1/jump/users/{username}/teams`: a user's teams (set by administrators).
-//! * `POST /api/v1/jump/clients/{id}/wake` (representatives; audited): wakes a passive client
+//! * `POST /api/v1/jump/clients/{id}/wake` (a rep or admin who may see the client; audited):
+//!   wakes a passive client
 //!   ([`super::Jumps::wake`]) and answers once it is connected (at most 30 s).
 //! * `DELETE /api/v1/jump/clients/{id}` (administrators; audited): removes the client; a
 //!   connected one is told to uninstall itself, a passive one is woken to hear it.
@@ -775,9 +776,8 @@ pub async fn wake_client(
     Path(id): Path<String>,
 ) -> Result<Json<WakeResponse>, ApiError> {
     use super::wake::WakeError;
-    if id.len() > 64 {
-        return Err(ApiError::NotFound("there is no such jump client".into()));
-    }
+    // The same rule as the list, a jump and a rename: a client one may not see is not woken.
+    visible_client(&state, &a.user, &id).await?;
     let result = state.jump.wake(&state.db, &id).await;
     let outcome = match &result {
         Ok(_) => "ok".to_string(),
