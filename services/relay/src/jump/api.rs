@@ -16,11 +16,12 @@
 //!   name and comment, validated and audited.
 //! * `POST /api/v1/jump/clients/{id}/jump` (a rep or admin who may see the client): a session
 //!   owned by the caller and already accepted, its one-time ticket, and `StartSession` to the
-//!   online client; offline or passive clients answer 409 (`reachable`).
+//!   client (a passive one is woken first, `reachable`); an offline active client, or a
+//!   passive one that cannot be woken, answers 409.
 //! * `GET`/`PUT /api/v1/jump/users/{username}/teams`: a user's teams (set by administrators).
 //! * `POST /api/v1/jump/clients/{id}/wake` (a rep or admin who may see the client; audited):
-//!   wakes a passive client
-//!   ([`super::Jumps::wake`]) and answers once it is connected (at most 30 s).
+//!   wakes a passive client ([`super::Jumps::wake`]) and answers once it is connected (at
+//!   most 30 s).
 //! * `DELETE /api/v1/jump/clients/{id}` (administrators; audited): removes the client; a
 //!   connected one is told to uninstall itself, a passive one is woken to hear it.
 //!
