@@ -1,9 +1,10 @@
 //! Jump clients: agents installed as a service so a representative can reach a computer
 //! without anyone at it, in two modes.
 //!
-//! * **Active**: a persistent `wss://box/ws/jump` connection. The client sends a WebSocket
+//! * **Active**: a persistent `wss://box/ws/jump` connection. The relay sends a WebSocket
 //!   ping every [`RelayToJump::Welcome`] `heartbeat_s` seconds (short enough for proxies'
-//!   idle time-outs); the relay answers it (pong) and drops a link silent for three
+//!   idle time-outs) and the client answers (pong); a client that heard nothing from the
+//!   relay for a whole heartbeat pings itself. Either side drops a link silent for three
 //!   heartbeats; the client reconnects with exponential back-off and jitter.
 //! * **Passive**: the client checks in (connects, proves who it is, reports its facts, leaves)
 //!   at boot and once a day, and otherwise holds no connection. It listens on a local TCP port
@@ -164,7 +165,7 @@ pub enum RelayToJump {
     Challenge { nonce: String },
     Welcome {
         version: Version,
-        /// Seconds between the client's WebSocket pings.
+        /// Seconds between the relay's WebSocket pings.
         heartbeat_s: u32,
         /// For passive clients: seconds until the next check-in.
         next_check_in_s: u32,

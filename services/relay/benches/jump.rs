@@ -2,7 +2,8 @@
 //!
 //! N simulated active jump clients against the real relay (release build) on loopback: real
 //! TLS, the real protocol (challenge signed with each client's own ed25519 key, hello,
-//! welcome) and WebSocket pings every `heartbeat_s`. The clients connect from A source
+//! welcome) and the heartbeats of the real client (answer the relay's pings, ping only
+//! after a heartbeat without hearing from it). The clients connect from A source
 //! addresses (127.0.0.1 … 127.0.A.x) so the ephemeral ports of one address do not run out.
 //! The relay runs beside a licence manager whose licence allows N active clients, with the
 //! reconnection limit lifted (`[jump] reconnect_limit = false`).
@@ -123,21 +124,21 @@ async fn hold(shared: &Shared, id: &str, key: &SigningKey, source: IpAddr) -> bo
     };
     shared.online.fetch_add(1, Ordering::Relaxed);
     shared.welcomes.fetch_add(1, Ordering::Relaxed);
-    // Heartbeats: a ping every 25 s, the first at a random point so they spread.
-    use rand::Rng as _;
+    // Heartbeats as the real client does them: answer the relay's pings (the WebSocket layer
+    // sends the pong), ping only after a heartbeat without hearing from the relay.
     let beat = Duration::from_secs(25);
-    let first = Duration::from_millis(rand::thread_rng().gen_range(0..25_000));
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + first, beat);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
+    let mut last_heard = Instant::now();
     loop {
         tokio::select! {
-            _ = ping.tick() => {
-                if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
+            _ = tick.tick() => {
+                if last_heard.elapsed() >= beat && ws.send(Message::Ping(Vec::new().into())).await.is_err() {
                     return true;
                 }
             }
             m = ws.next() => match m {
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return true,
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => last_heard = Instant::now(),
             }
         }
     }

@@ -58,6 +58,9 @@ struct JumpSection {
     reconnect_limit: Option<bool>,
     /// Seconds between a passive client's check-ins (1 to 7 days; default one day).
     check_in_s: Option<u32>,
+    /// Seconds between the heartbeats of active links (5 to 300; default 25). Lower it when
+    /// a proxy between clients and the box closes quiet connections sooner.
+    heartbeat_s: Option<u32>,
     /// True: a representative's jump starts the session without asking the user logged in
     /// at the computer. False (the default): that user is asked first and may decline.
     unattended: Option<bool>,
@@ -139,6 +142,8 @@ pub struct Config {
     pub jump_reconnects: crate::jump::ReconnectLimit,
     /// `[jump] check_in_s`: seconds between a passive client's check-ins.
     pub jump_check_in_s: u32,
+    /// `[jump] heartbeat_s`: seconds between the heartbeats of active links.
+    pub jump_heartbeat_s: u32,
     /// How long a support button installed from a session works (`[buttons]`).
     pub button_lifetime: std::time::Duration,
     /// `[jump] unattended`: whether a jump starts without asking the logged-in user.
@@ -285,6 +290,16 @@ impl Config {
                 ));
             }
         };
+        let jump_heartbeat_s = match file.jump.heartbeat_s {
+            None => crate::jump::HEARTBEAT_S,
+            Some(n) if (5..=300).contains(&n) => n,
+            Some(_) => {
+                return Err(invalid(
+                    "jump.heartbeat_s",
+                    "must be between 5 and 300 seconds".into(),
+                ));
+            }
+        };
         let button_days = match file.buttons.session_lifetime_days {
             None => 365,
             Some(d) if (1..=1826).contains(&d) => d,
@@ -299,6 +314,7 @@ impl Config {
             button_lifetime: std::time::Duration::from_secs(u64::from(button_days) * 86_400),
             jump_reconnects,
             jump_check_in_s,
+            jump_heartbeat_s,
             jump_unattended: file.jump.unattended.unwrap_or(false),
             files: file.files,
             tools: file.tools,
@@ -377,6 +393,25 @@ mod tests {
         assert_eq!(c.public_url(443), "https://support.example.org");
         assert_eq!(c.public_url(8443), "https://support.example.org:8443");
         assert_eq!(c.key_attempts_per_minute_per_address, 10);
+    }
+
+    #[test]
+    fn jump_heartbeat_has_a_default_and_a_range() {
+        let load =
+            |text: &str| Config::from_toml(Path::new("relay.toml"), text, Overrides::default());
+        assert_eq!(load("").unwrap().jump_heartbeat_s, crate::jump::HEARTBEAT_S);
+        assert_eq!(
+            load("[jump]\nheartbeat_s = 10\n").unwrap().jump_heartbeat_s,
+            10
+        );
+        for bad in ["4", "301"] {
+            let e = load(&format!("[jump]\nheartbeat_s = {bad}\n")).unwrap_err();
+            assert!(
+                e.to_string().contains("`jump.heartbeat_s`")
+                    && e.to_string().contains("between 5 and 300"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

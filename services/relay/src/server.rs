@@ -97,9 +97,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let hub = Hub::load(db.clone()).await?;
     let jump = Arc::new(
         crate::jump::Jumps::new(config.jump_reconnects, &config.data_dir.join("wake.key"))?
-            .with_check_in_s(config.jump_check_in_s),
+            .with_check_in_s(config.jump_check_in_s)
+            .with_heartbeat_s(config.jump_heartbeat_s),
     );
     let jump_saver = jump.spawn_saver(db.clone(), Duration::from_secs(300));
+    let jump_beat = jump.spawn_heartbeat();
 
     let tls_listener =
         TcpListener::bind(config.listen)
@@ -257,6 +259,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     reaper.abort();
     counter_saver.abort();
     jump_saver.abort();
+    jump_beat.abort();
     crate::jump::store::touch_many(&db, &jump.online_ids(), crate::db::now_ms()).await;
     renewer.abort();
     reporter.abort();

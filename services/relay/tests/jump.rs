@@ -289,6 +289,51 @@ async fn licence_limit_is_respected_with_the_message() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_relay_drives_heartbeats_and_drops_a_silent_link() {
+    use futures_util::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    let cfg = tempfile::tempdir().unwrap();
+    let path = cfg.path().join("relay.toml");
+    std::fs::write(&path, "[jump]\nheartbeat_s = 5\n").unwrap();
+    let relay = Relay::start_with(&["--config", path.to_str().unwrap()]).await;
+    let admin = relay.token("admin", ADMIN_PASSWORD).await;
+    let key = deploy_key(&relay, &admin, 2).await;
+    let dk = key["key"].as_str().unwrap();
+    let (ka, kb) = (new_key(), new_key());
+    let a = register(&relay, dk, &ka, "answers").await;
+    let b = register(&relay, dk, &kb, "silent").await;
+    let (mut ws_a, welcome) = connect(&relay, &a, &ka).await;
+    assert_eq!(welcome["heartbeat_s"], 5, "{welcome}");
+    // B never reads again, so it never answers the relay's pings.
+    let (_ws_b, welcome) = connect(&relay, &b, &kb).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    wait_online(&relay, &admin, &b, true).await;
+
+    // A only listens (the WebSocket layer answers each ping) and never pings by itself: the
+    // relay's pings come every heartbeat, and A stays online while B is dropped.
+    let listener = tokio::spawn(async move {
+        let mut pings = 0;
+        while let Some(Ok(m)) = ws_a.next().await {
+            if matches!(m, Message::Ping(_)) {
+                pings += 1;
+            }
+            if pings == 5 {
+                break;
+            }
+        }
+        (pings, ws_a)
+    });
+    wait_online(&relay, &admin, &b, false).await;
+    let (pings, _ws_a) = tokio::time::timeout(Duration::from_secs(60), listener)
+        .await
+        .expect("five pings from the relay")
+        .unwrap();
+    assert_eq!(pings, 5);
+    let online = clients(&relay, &admin, "answers").await;
+    assert_eq!(online[0]["online"], true, "{online:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn reconnections_are_rate_limited() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("relay.toml");

@@ -8,8 +8,9 @@
 //!   systemd unit — then enables the unit where systemd runs (see
 //!   [`crate::platform::linux::service`]).
 //! * [`run`] is the service itself (`lifeline-agent jump run --dir DIR`): it keeps one
-//!   `wss://box/ws/jump` link, proves who it is by signing the box's challenge, pings every
-//!   `heartbeat_s` seconds, and after a lost link or a refusal connects again with exponential
+//!   `wss://box/ws/jump` link, proves who it is by signing the box's challenge, answers the
+//!   box's heartbeat pings (and pings itself only after a heartbeat without hearing from the
+//!   box; three such and the link counts as lost), and after a lost link or a refusal connects again with exponential
 //!   back-off (1 s doubling to 5 minutes) and jitter (each wait drawn between half and all of
 //!   it), or after the `retry_after_s` the box asked for.
 //!
@@ -337,11 +338,14 @@ async fn link(
                 }
             }
             _ = ping.tick() => {
-                if last_heard.elapsed() > heartbeat * 3 {
+                let quiet = last_heard.elapsed();
+                if quiet > heartbeat * 3 {
                     tracing::info!("event=jump_silent");
                     return Ok(lost());
                 }
-                if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
+                // The box pings every heartbeat; a ping of ours is only needed when it has
+                // not (an older box, or a lost ping): it keeps proxies from timing out.
+                if quiet >= heartbeat && ws.send(Message::Ping(Vec::new().into())).await.is_err() {
                     return Ok(lost());
                 }
             }

@@ -332,7 +332,7 @@ pub async fn register(
         client_id: id,
         name: info.computer,
         wake_public_key: state.jump.wake_public_key(),
-        heartbeat_s: super::HEARTBEAT_S,
+        heartbeat_s: state.jump.heartbeat_s(),
         mode: Some(mode),
     }))
 }

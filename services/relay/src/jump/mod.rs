@@ -19,6 +19,9 @@
 //! * The licence limits concurrently connected active clients and installed passive ones
 //!   ([`Jumps::limit`], cached for a short while so a reconnection storm does not ask the
 //!   licence manager 100,000 times).
+//! * Heartbeats: one timer for all links ([`Jumps::spawn_heartbeat`]); at each beat every
+//!   link sends its client a WebSocket ping and drops the link if nothing came from the
+//!   client for three beats. Pings and pongs thus come in one burst per beat.
 //! * "Last seen" is written when a link opens and when it closes, and for online clients by
 //!   [`Jumps::spawn_saver`] every few minutes in a few large transactions — never per heartbeat.
 //! * Passive clients check in (facts, last seen, the address they came from) and leave; the
@@ -53,7 +56,9 @@ use lifeline_license_api::SeatKind;
 use lifeline_proto::jump::{JumpMode, RelayToJump};
 use tokio::sync::mpsc;
 
-/// Seconds between a client's pings, sent in every welcome.
+/// Seconds between heartbeats unless `[jump] heartbeat_s` says otherwise, sent in every
+/// welcome: the relay pings every link this often (short enough for proxies' idle
+/// time-outs) and drops a link silent for three of them.
 pub const HEARTBEAT_S: u32 = 25;
 /// Seconds between a passive client's check-ins.
 pub const CHECK_IN_S: u32 = 24 * 3600;
@@ -140,8 +145,11 @@ pub struct Jumps {
     wake_key: ed25519_dalek::SigningKey,
     waiters: Mutex<wake::Waiters>,
     check_in_s: u32,
+    heartbeat_s: u32,
     /// Jumps whose session agent has not connected yet: request id → what it was for.
     pending: Mutex<HashMap<String, PendingJump>>,
+    /// The one heartbeat of every link ([`Jumps::spawn_heartbeat`]).
+    beat: tokio::sync::watch::Sender<()>,
 }
 
 /// A jump sent to a client and not answered yet.
@@ -180,7 +188,32 @@ impl Jumps {
             wake_key: load_or_create_key(wake_key_path)?,
             waiters: Mutex::new(Default::default()),
             check_in_s: CHECK_IN_S,
+            heartbeat_s: HEARTBEAT_S,
             pending: Mutex::new(HashMap::new()),
+            beat: tokio::sync::watch::Sender::new(()),
+        })
+    }
+
+    /// A link's view of the shared heartbeat: it changes every [`Jumps::heartbeat_s`].
+    pub fn heartbeat(&self) -> tokio::sync::watch::Receiver<()> {
+        self.beat.subscribe()
+    }
+
+    /// Beats every [`Jumps::heartbeat_s`]: each connected link then pings its client (and gives up on one
+    /// that has been silent too long). One timer for all links, so the relay wakes once per
+    /// heartbeat and serves every link's ping and pong in one burst, instead of a timer and
+    /// a wake-up per link spread over the interval.
+    pub fn spawn_heartbeat(self: &std::sync::Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        let every = Duration::from_secs(u64::from(self.heartbeat_s));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                me.beat.send_replace(());
+            }
         })
     }
 
@@ -188,6 +221,17 @@ impl Jumps {
     pub fn with_check_in_s(mut self, s: u32) -> Jumps {
         self.check_in_s = s.max(1);
         self
+    }
+
+    /// Heartbeats every `s` seconds (at least 1).
+    pub fn with_heartbeat_s(mut self, s: u32) -> Jumps {
+        self.heartbeat_s = s.max(1);
+        self
+    }
+
+    /// Seconds between heartbeats.
+    pub fn heartbeat_s(&self) -> u32 {
+        self.heartbeat_s
     }
 
     /// Seconds between a passive client's check-ins.

@@ -3,9 +3,10 @@
 //! Order on every link: the reconnection limit ([`crate::jump::Jumps::admit`]) before any
 //! work, then the challenge, the client's signed hello (checked against the public key it
 //! registered: another key is refused and audited), the licence limit for connected active
-//! clients, and the welcome. Afterwards the relay only answers pings (the WebSocket layer
-//! does), forwards orders and hears `SessionFailed` (the jump's session ends with the
-//! client's reason); a link silent for three heartbeats is dropped.
+//! clients, and the welcome. Afterwards the relay pings the client at each shared heartbeat
+//! ([`crate::jump::Jumps::spawn_heartbeat`]; the client's pong, or a ping of its own, counts
+//! as hearing from it), forwards orders and hears `SessionFailed` (the jump's session ends
+//! with the client's reason); a link silent for three heartbeats is dropped.
 //!
 //! Passive clients: a check-in records the address the client came from (a wake-up goes
 //! there) and ends after the welcome; a `Woken` link is handed to whoever is waiting in
@@ -31,7 +32,7 @@ use lifeline_proto::{VERSION, encode};
 use tokio::sync::mpsc;
 
 use super::{ClientIp, State};
-use crate::jump::{Admission, HEARTBEAT_S, ORDER_QUEUE, WOKEN_IDLE, api, store};
+use crate::jump::{Admission, ORDER_QUEUE, WOKEN_IDLE, api, store};
 
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest message a jump client may send.
@@ -232,7 +233,7 @@ async fn run(state: State, ip: IpAddr, mut socket: WebSocket) {
         &mut socket,
         &RelayToJump::Welcome {
             version: VERSION,
-            heartbeat_s: HEARTBEAT_S,
+            heartbeat_s: state.jump.heartbeat_s(),
             next_check_in_s: state.jump.check_in_s(),
             name: row.name.clone(),
         },
@@ -267,8 +268,10 @@ async fn run(state: State, ip: IpAddr, mut socket: WebSocket) {
     }
 }
 
-/// The idle life of a link: answer pings, forward orders, notice silence. A woken passive
-/// client's link (`idle` set) is let go after that long without an order.
+/// The idle life of a link: at each shared heartbeat ping the client (or drop it when it has
+/// been silent for three), forward orders, hear replies. A woken passive client's link
+/// (`idle` set) is let go after that long without an order. No timer of its own otherwise:
+/// an idle link costs a ping and a pong per heartbeat, served with every other link's.
 async fn serve(
     state: &State,
     socket: &mut WebSocket,
@@ -276,35 +279,49 @@ async fn serve(
     (client_id, ip): (&str, IpAddr),
     idle: Option<Duration>,
 ) {
-    let silence = Duration::from_secs(u64::from(HEARTBEAT_S) * 3);
+    let silence = Duration::from_secs(u64::from(state.jump.heartbeat_s()) * 3);
     let mut stop = state.shutdown.clone();
-    let let_go = tokio::time::sleep(idle.unwrap_or(Duration::from_secs(30 * 365 * 24 * 3600)));
+    let mut beat = state.jump.heartbeat();
+    beat.mark_unchanged();
+    let mut last_heard = std::time::Instant::now();
+    let let_go = tokio::time::sleep(idle.unwrap_or(Duration::ZERO));
     tokio::pin!(let_go);
     loop {
         tokio::select! {
-            m = tokio::time::timeout(silence, socket.recv()) => match m {
-                Ok(Some(Ok(Message::Text(t)))) => match JumpToRelay::decode(&t) {
-                    Ok(JumpToRelay::Uninstalled) => {
-                        store::uninstalled(&state.db, client_id).await;
-                        super::audit(state, "jump", ip, "jump.uninstalled", "ok", client_id).await;
-                        close(socket, 1000, "goodbye").await;
+            m = socket.recv() => {
+                last_heard = std::time::Instant::now();
+                match m {
+                    Some(Ok(Message::Text(t))) => match JumpToRelay::decode(&t) {
+                        Ok(JumpToRelay::Uninstalled) => {
+                            store::uninstalled(&state.db, client_id).await;
+                            super::audit(state, "jump", ip, "jump.uninstalled", "ok", client_id).await;
+                            close(socket, 1000, "goodbye").await;
+                            return;
+                        }
+                        Ok(JumpToRelay::SessionFailed { request_id, reason }) => {
+                            api::session_failed(state, client_id, &request_id, &reason).await;
+                        }
+                        _ => {
+                            close(socket, 1008, "unexpected message").await;
+                            return;
+                        }
+                    },
+                    Some(Ok(Message::Binary(_))) => {
+                        close(socket, 1008, "unexpected binary message").await;
                         return;
                     }
-                    Ok(JumpToRelay::SessionFailed { request_id, reason }) => {
-                        api::session_failed(state, client_id, &request_id, &reason).await;
-                    }
-                    _ => {
-                        close(socket, 1008, "unexpected message").await;
-                        return;
-                    }
-                },
-                Ok(Some(Ok(Message::Binary(_)))) => {
-                    close(socket, 1008, "unexpected binary message").await;
+                    Some(Ok(_)) => {}
+                    _ => return,
+                }
+            }
+            changed = beat.changed() => {
+                if changed.is_err() || last_heard.elapsed() > silence {
                     return;
                 }
-                Ok(Some(Ok(_))) => {}
-                _ => return,
-            },
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
             o = orders.recv() => match o {
                 Some(order) => {
                     if !send(socket, &order).await {
@@ -320,7 +337,7 @@ async fn serve(
                     return;
                 }
             },
-            _ = &mut let_go => {
+            _ = &mut let_go, if idle.is_some() => {
                 close(socket, 1000, "goodbye").await;
                 return;
             }
