@@ -7,15 +7,17 @@
 //!
 //! 1. **logind**, through the `loginctl` command when it exists and answers within
 //!    [`LOGINCTL_TIMEOUT`]: `loginctl list-sessions --no-legend`, then for each session
-//!    `loginctl show-session ID -p Name -p User -p Display -p Type -p Active -p State -p Remote`.
-//!    Sessions that are remote, closing, or not graphical (`Type` other than `x11`/`wayland`)
-//!    are left out; of the rest the active one wins, then an X11 one ([`choose_logind`]). A
+//!    `loginctl show-session ID -p Name -p User -p Display -p Type -p Active -p State -p Remote
+//!    -p Class`. Sessions that are remote, closing, a display manager's login screen
+//!    (`Class` other than `user`) or not graphical (`Type` other than `x11`/`wayland`) are
+//!    left out; of the rest the active one wins, then an X11 one ([`choose_logind`]). A
 //!    chosen Wayland session is refused with [`SeatError::Wayland`] (this version captures X11
 //!    only). logind knows the user and display but not the X cookie: the rest of the
 //!    environment comes from that user's processes on that display (step 2, filtered), else
 //!    from the usual places (`~/.Xauthority`, `/run/user/UID`, its `bus`).
-//! 2. **Processes**: `/proc/*/environ` of processes owned by users other than root, keeping
-//!    those whose `DISPLAY` is a local display (`:N`, `:N.S`, `unix:N`) whose socket
+//! 2. **Processes**: `/proc/*/environ` of processes of people's accounts (uid at least
+//!    `UID_MIN` of `/etc/login.defs`, 1000 by default: not root, services, or a display
+//!    manager's login screen, whose accounts are system ones), keeping those whose `DISPLAY` is a local display (`:N`, `:N.S`, `unix:N`) whose socket
 //!    `/tmp/.X11-unix/XN` exists, with their `XAUTHORITY`, `XDG_RUNTIME_DIR`,
 //!    `DBUS_SESSION_BUS_ADDRESS` and `LANG` ([`parse_environ`], [`desktop_vars`]). The rule
 //!    ([`choose_process`]): a process whose user owns the display's socket (a rootless X
@@ -41,7 +43,8 @@
 //! plain `LANG`; the only path root looks at is `/tmp/.X11-unix/X<number>`.
 //!
 //! Limits: one desktop is chosen (no choice between several users' sessions); the
-//! process scan cannot tell an inactive switched-away session from the active one when the
+//! logind path is exercised by unit tests of its parsers and choice only (the tests' machines
+//! run no logind); the process scan cannot tell an inactive switched-away session from the active one when the
 //! X server runs as root; Wayland sessions are refused; X servers reached over TCP are not
 //! considered.
 
@@ -120,6 +123,9 @@ pub struct LogindSession {
     pub active: bool,
     pub state: String,
     pub remote: bool,
+    /// `user` for a person's session; `greeter`, `lock-screen`, … otherwise (empty when
+    /// logind does not say).
+    pub class: String,
 }
 
 /// A process of another user that has a local desktop in its environment.
@@ -171,6 +177,7 @@ pub fn parse_show_session(id: &str, text: &str) -> Option<LogindSession> {
             "Active" => s.active = value == "yes",
             "State" => s.state = value.chars().take(32).collect(),
             "Remote" => s.remote = value == "yes",
+            "Class" => s.class = value.chars().take(32).collect(),
             _ => {}
         }
     }
@@ -178,13 +185,17 @@ pub fn parse_show_session(id: &str, text: &str) -> Option<LogindSession> {
     Some(s)
 }
 
-/// The logind session to use: local, not closing, graphical (`x11` or `wayland`); the active
-/// one first, then X11 before Wayland, then the first listed.
+/// The logind session to use: a person's (class `user`, not a display manager's greeter),
+/// local, not closing, graphical (`x11` or `wayland`); the active one first, then X11 before
+/// Wayland, then the first listed.
 pub fn choose_logind(sessions: &[LogindSession]) -> Option<&LogindSession> {
     sessions
         .iter()
         .filter(|s| {
-            !s.remote && s.state != "closing" && matches!(s.kind.as_str(), "x11" | "wayland")
+            !s.remote
+                && s.state != "closing"
+                && matches!(s.class.as_str(), "user" | "")
+                && matches!(s.kind.as_str(), "x11" | "wayland")
         })
         .enumerate()
         .max_by_key(|(i, s)| (s.active, s.kind == "x11", std::cmp::Reverse(*i)))
@@ -289,12 +300,26 @@ fn read_capped(path: &Path, max: usize) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
-/// Processes of users other than root with a local desktop in their environment (only
+/// The first uid of people's accounts: `UID_MIN` of a `login.defs` text, else 1000.
+pub fn uid_min(login_defs: &str) -> u32 {
+    login_defs
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some("UID_MIN")).then(|| words.next()?.parse().ok())?
+        })
+        .next_back()
+        .unwrap_or(1000)
+}
+
+/// Processes of people's accounts (uid at least [`uid_min`]: root, services and display
+/// managers' greeters have lower ones) with a local desktop in their environment (only
 /// `uid` when given).
 pub fn scan_processes(only_uid: Option<u32>) -> Vec<DesktopProcess> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
+    let first = uid_min(&std::fs::read_to_string("/etc/login.defs").unwrap_or_default());
     let mut found = Vec::new();
     for entry in dir.flatten() {
         let Some(pid) = entry
@@ -308,7 +333,7 @@ pub fn scan_processes(only_uid: Option<u32>) -> Vec<DesktopProcess> {
             continue;
         };
         let uid = meta.uid();
-        if uid == 0 || only_uid.is_some_and(|u| u != uid) {
+        if uid == 0 || uid < first || only_uid.is_some_and(|u| u != uid) {
             continue;
         }
         let Some(environ) = read_capped(&entry.path().join("environ"), ENVIRON_MAX) else {
@@ -332,6 +357,13 @@ pub fn scan_processes(only_uid: Option<u32>) -> Vec<DesktopProcess> {
         });
     }
     found
+}
+
+/// [`scan_processes`] on a blocking thread (it reads many small files).
+async fn scan(only_uid: Option<u32>) -> Vec<DesktopProcess> {
+    tokio::task::spawn_blocking(move || scan_processes(only_uid))
+        .await
+        .unwrap_or_default()
 }
 
 /// Runs `loginctl` with `args`; its output, or `None` when it is missing, fails or is slow.
@@ -373,6 +405,8 @@ async fn logind_sessions() -> Option<Vec<LogindSession>> {
             "State",
             "-p",
             "Remote",
+            "-p",
+            "Class",
         ];
         if let Some(text) = loginctl(&props).await
             && let Some(s) = parse_show_session(&id, &text)
@@ -441,7 +475,7 @@ pub async fn find(only: Option<u32>) -> Result<Seat, SeatError> {
             }
             let found_by = format!("logind session {}", s.id);
             let uid = s.uid;
-            let procs = scan_processes(Some(uid));
+            let procs = scan(Some(uid)).await;
             let number = display_number(&s.display);
             let on_display: Vec<DesktopProcess> = procs
                 .iter()
@@ -458,7 +492,7 @@ pub async fn find(only: Option<u32>) -> Result<Seat, SeatError> {
             }
         }
     }
-    let mut procs = scan_processes(None);
+    let mut procs = scan(None).await;
     procs.retain(|p| on_only(Some(p.vars.number)));
     let p = choose_process(&procs).ok_or(SeatError::NoDesktop)?;
     seat_of(p.uid, p.vars.clone(), format!("process {}", p.pid))
@@ -552,6 +586,7 @@ mod tests {
             active,
             state: if active { "active" } else { "online" }.into(),
             remote,
+            class: "user".into(),
         }
     }
 
@@ -566,8 +601,7 @@ mod tests {
 
     #[test]
     fn show_session_properties() {
-        let text =
-            "Name=alice\nUser=1000\nDisplay=:1\nType=x11\nActive=yes\nState=active\nRemote=no\n";
+        let text = "Name=alice\nUser=1000\nDisplay=:1\nType=x11\nActive=yes\nState=active\nRemote=no\nClass=user\n";
         let s = parse_show_session("3", text).unwrap();
         assert_eq!(s.name, "alice");
         assert_eq!(s.uid, 1000);
@@ -575,6 +609,7 @@ mod tests {
         assert_eq!(s.kind, "x11");
         assert!(s.active && !s.remote);
         assert_eq!(s.state, "active");
+        assert_eq!(s.class, "user");
         assert_eq!(parse_show_session("3", "Name=x\nUser=abc\n"), None);
     }
 
@@ -611,6 +646,24 @@ mod tests {
         let mut closing = logind("7", "x11", false, false);
         closing.state = "closing".into();
         assert_eq!(choose_logind(&[closing]), None);
+        let mut greeter = logind("8", "x11", true, false);
+        greeter.class = "greeter".into();
+        assert_eq!(
+            choose_logind(&[greeter, logind("9", "x11", false, false)])
+                .unwrap()
+                .id,
+            "9"
+        );
+    }
+
+    #[test]
+    fn people_start_at_uid_min() {
+        assert_eq!(uid_min(""), 1000);
+        assert_eq!(
+            uid_min("# UID_MIN 5\nUID_MIN\t\t 2000\nUID_MAX 60000\n"),
+            2000
+        );
+        assert_eq!(uid_min("UID_MIN x\n"), 1000);
     }
 
     #[test]
