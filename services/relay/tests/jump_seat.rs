@@ -389,22 +389,34 @@ async fn root_service_jumps_into_the_logged_in_users_desktop_as_that_user() {
         )
         .await;
     assert_eq!(s, 200, "{v}");
+    // The first screen update's surface is nobody's 1024x640 screen.
     let got = tokio::time::timeout(Duration::from_secs(60), async {
         use futures_util::StreamExt;
+        use lifeline_proto::frame::Channel;
+        let mut inflater = lifeline_proto::deflate::ScreenInflater::new();
         while let Some(m) = viewer.next().await {
-            if let Ok(tokio_tungstenite::tungstenite::Message::Binary(b)) = m
-                && !b.is_empty()
+            let Ok(tokio_tungstenite::tungstenite::Message::Binary(b)) = m else {
+                continue;
+            };
+            let Ok((header, payload)) = lifeline_proto::frame::decode(&b) else {
+                continue;
+            };
+            if header.channel != Channel::Screen {
+                continue;
+            }
+            if let Ok(update) = inflater.message(&header, payload)
+                && let Ok(u) = lifeline_proto::screen::decode_update(update)
             {
-                return true;
+                return Some((u.width, u.height));
             }
         }
-        false
+        None
     })
     .await;
     assert_eq!(
-        got.ok(),
-        Some(true),
-        "no frame reached the viewer:\n{}",
+        got.ok().flatten(),
+        Some((1024, 640)),
+        "no frame of nobody's screen reached the viewer:\n{}",
         service.log()
     );
     let (s, v) = relay
