@@ -35,7 +35,9 @@
 //! representative; the ticket file (and its folder) is removed when the agent ends.
 //!
 //! Limits of this version: only the program's own folder is made searchable (its parents
-//! must already be, as `/opt` is); see [`super::seat`] for how the desktop is chosen.
+//! must already be, as `/opt` is); the session agent stays a child of the service (in its
+//! systemd unit, not in the user's login session: restarting the service ends it); see
+//! [`super::seat`] for how the desktop is chosen.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -104,7 +106,15 @@ fn write_ticket(ticket: &TicketFile, owner: Option<(u32, u32)>) -> std::io::Resu
         Some(_) => {
             let d = std::env::temp_dir().join(format!("lifeline-jump-{tag:016x}"));
             // mkdir fails on anything already there, a symbolic link included.
-            std::fs::DirBuilder::new().mode(0o711).create(&d)?;
+            std::fs::DirBuilder::new().mode(0o700).create(&d)?;
+            // The mode asked of mkdir goes through the umask: set it now (nobody but root
+            // can rename or remove root's folder in the sticky temporary folder).
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o711)).inspect_err(
+                |_| {
+                    let _ = std::fs::remove_dir(&d);
+                },
+            )?;
             Some(d)
         }
         None => None,
