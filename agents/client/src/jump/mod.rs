@@ -24,13 +24,15 @@
 //!
 //! * A representative's jump ([`RelayToJump::StartSession`]) starts a session agent in the
 //!   logged-in user's desktop ([`session`]); if it cannot start or the user declines, the
-//!   service answers `SessionFailed`.
+//!   service answers `SessionFailed`. A service running as root finds that desktop itself
+//!   (logind, else the users' processes: [`seat`]) and starts the agent as that user.
 //!
-//! Limits of this version: a service running as root does not switch to the logged-in user's
-//! account or find their display by itself (it uses its own `DISPLAY`, or `:0`).
+//! Limits of this version: the desktop must be an X11 session (a Wayland one is refused
+//! with a sentence for the representative).
 
 pub mod install;
 pub mod passive;
+pub mod seat;
 pub mod session;
 
 use std::path::{Path, PathBuf};
