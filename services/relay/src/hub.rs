@@ -9,6 +9,12 @@
 //! the new places of that queue go out together a moment later ([`POSITION_DELAY`]), so a
 //! burst of accepted sessions costs each waiting customer one message, not one per departure.
 //!
+//! Who sees a session follows its queue: `general` every representative, `personal` its
+//! owner, `team` the members of that team (kept here from `user_teams`, and updated when an
+//! administrator changes someone's teams), and administrators everything. A console that is
+//! open while its user's teams change sees the new team queues from its next snapshot (on
+//! reconnecting); announcements follow the new membership at once.
+//!
 //! Each open session has a screen-sharing [`Room`] (grants, viewers, frame routing). Locks
 //! are taken in one order only: the hub's session map, then a room, then a viewer's queue.
 
@@ -37,6 +43,8 @@ pub const AGENT_QUEUE: usize = 256;
 pub struct Audience {
     pub queue: QueueKind,
     pub owner_id: Option<i64>,
+    /// The team of a team queue.
+    pub team: Option<String>,
     pub accepted_by: Option<i64>,
     /// Chat and presence go to the accepting representative only; queue changes to
     /// everyone who can see the queue.
@@ -44,7 +52,8 @@ pub struct Audience {
 }
 
 impl Audience {
-    pub fn admits(&self, user: &User) -> bool {
+    /// Whether `user`, a member of `teams`, may hear this.
+    pub fn admits(&self, user: &User, teams: &[String]) -> bool {
         if user.role == "admin" {
             return true;
         }
@@ -57,6 +66,10 @@ impl Audience {
         match self.queue {
             QueueKind::General => true,
             QueueKind::Personal => self.owner_id == Some(user.id),
+            QueueKind::Team => self
+                .team
+                .as_deref()
+                .is_some_and(|team| teams.iter().any(|t| t == team)),
         }
     }
 }
@@ -79,10 +92,10 @@ struct Live {
 
 impl Live {
     fn queue_kind(&self) -> QueueKind {
-        if self.row.queue == "personal" {
-            QueueKind::Personal
-        } else {
-            QueueKind::General
+        match self.row.queue.as_str() {
+            "personal" => QueueKind::Personal,
+            "team" => QueueKind::Team,
+            _ => QueueKind::General,
         }
     }
 
@@ -100,6 +113,7 @@ impl Live {
             session_id: self.row.id.clone(),
             queue: self.queue_kind(),
             owner: self.owner_name.clone(),
+            team: self.row.team.clone(),
             customer_name: self.row.customer_name.clone(),
             computer: self.row.computer.clone(),
             platform: self.row.platform.clone(),
@@ -113,14 +127,15 @@ impl Live {
         Audience {
             queue: self.queue_kind(),
             owner_id: self.row.owner_id,
+            team: self.row.team.clone(),
             accepted_by: self.row.accepted_by,
             only_accepting_rep,
         }
     }
 
     /// Sessions compete for a place only with those of the same queue.
-    fn queue_key(&self) -> (QueueKind, Option<i64>) {
-        (self.queue_kind(), self.row.owner_id)
+    fn queue_key(&self) -> QueueKey {
+        (self.queue_kind(), self.row.owner_id, self.row.team.clone())
     }
 }
 
@@ -156,7 +171,8 @@ pub struct Counters {
 /// How long new queue places wait after someone ahead left (more may leave meanwhile).
 pub const POSITION_DELAY: Duration = Duration::from_millis(250);
 
-type QueueKey = (QueueKind, Option<i64>);
+/// A queue: its kind, the owner of a personal one, the team of a team one.
+type QueueKey = (QueueKind, Option<i64>, Option<String>);
 
 #[derive(Debug)]
 pub struct Hub {
@@ -170,6 +186,8 @@ pub struct Hub {
     pub counters: Counters,
     /// user id → number of console sockets (the portal lists reps who are online).
     online_reps: Mutex<HashMap<i64, u32>>,
+    /// user id → the teams the user belongs to (`user_teams`).
+    teams: Mutex<HashMap<i64, Arc<[String]>>>,
     /// File transfers in flight, per session.
     pub files: crate::files::FileHub,
     /// System-information reports being waited for.
@@ -212,6 +230,11 @@ impl Hub {
                 },
             );
         }
+        let mut teams: HashMap<i64, Vec<String>> = HashMap::new();
+        for (user_id, team) in db.all_user_teams().await? {
+            teams.entry(user_id).or_default().push(team);
+        }
+        let teams = teams.into_iter().map(|(u, t)| (u, t.into())).collect();
         let (announce, _) = broadcast::channel(8192);
         let hub = Arc::new(Hub {
             db,
@@ -222,6 +245,7 @@ impl Hub {
             link_gen: AtomicU64::new(1),
             counters: Counters::default(),
             online_reps: Mutex::new(HashMap::new()),
+            teams: Mutex::new(teams),
             shells: Default::default(),
             files: crate::files::FileHub::default(),
             sysinfo: Default::default(),
@@ -253,13 +277,39 @@ impl Hub {
         });
     }
 
+    /// The teams `user_id` belongs to, as last stored.
+    pub fn teams_of(&self, user_id: i64) -> Arc<[String]> {
+        self.teams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&user_id)
+            .cloned()
+            .unwrap_or_else(|| Arc::new([]))
+    }
+
+    /// Records a user's new teams (already stored in the database).
+    pub fn set_teams(&self, user_id: i64, teams: &[String]) {
+        let mut m = self.teams.lock().unwrap_or_else(|e| e.into_inner());
+        if teams.is_empty() {
+            m.remove(&user_id);
+        } else {
+            m.insert(user_id, teams.into());
+        }
+    }
+
+    /// Whether `user` may hear an announcement.
+    pub fn admits(&self, audience: &Audience, user: &User) -> bool {
+        audience.admits(user, &self.teams_of(user.id))
+    }
+
     /// What `user` sees right now.
     pub fn snapshot(&self, user: &User) -> Vec<QueueEntry> {
+        let teams = self.teams_of(user.id);
         let mut entries: Vec<QueueEntry> = self
             .lock()
             .values()
             .filter(|l| matches!(l.state(), SessionState::Waiting | SessionState::Active))
-            .filter(|l| l.audience(false).admits(user))
+            .filter(|l| l.audience(false).admits(user, &teams))
             .filter(|l| {
                 l.state() == SessionState::Waiting
                     || l.row.accepted_by == Some(user.id)
@@ -512,16 +562,18 @@ impl Hub {
 
     /// Whether `user` may see this session (queue visibility, or it is theirs).
     pub fn visible_to(&self, session_id: &str, user: &User) -> Option<bool> {
+        let teams = self.teams_of(user.id);
         self.lock()
             .get(session_id)
-            .map(|l| l.audience(false).admits(user))
+            .map(|l| l.audience(false).admits(user, &teams))
     }
 
     pub async fn accept(&self, session_id: &str, user: &User) -> Result<(), HubError> {
+        let teams = self.teams_of(user.id);
         {
             let s = self.lock();
             let live = s.get(session_id).ok_or(HubError::NotFound)?;
-            if !live.audience(false).admits(user) {
+            if !live.audience(false).admits(user, &teams) {
                 return Err(HubError::Forbidden);
             }
             if live.state() != SessionState::Waiting {
@@ -626,12 +678,13 @@ impl Hub {
 
     /// A representative ends a session (theirs, or one waiting in a queue they see).
     pub async fn rep_end(&self, session_id: &str, user: &User) -> Result<(), HubError> {
+        let teams = self.teams_of(user.id);
         {
             let s = self.lock();
             let live = s.get(session_id).ok_or(HubError::NotFound)?;
             let mine = live.row.accepted_by == Some(user.id) || user.role == "admin";
             let waiting_visible =
-                live.state() == SessionState::Waiting && live.audience(false).admits(user);
+                live.state() == SessionState::Waiting && live.audience(false).admits(user, &teams);
             if !mine && !waiting_visible {
                 return Err(HubError::Forbidden);
             }
