@@ -11,9 +11,8 @@
 //!
 //! Who sees a session follows its queue: `general` every representative, `personal` its
 //! owner, `team` the members of that team (kept here from `user_teams`, and updated when an
-//! administrator changes someone's teams), and administrators everything. A console that is
-//! open while its user's teams change sees the new team queues from its next snapshot (on
-//! reconnecting); announcements follow the new membership at once.
+//! administrator changes someone's teams), and administrators everything. When someone's
+//! teams change, their open consoles get a fresh snapshot at once.
 //!
 //! Each open session has a screen-sharing [`Room`] (grants, viewers, frame routing). Locks
 //! are taken in one order only: the hub's session map, then a room, then a viewer's queue.
@@ -49,11 +48,16 @@ pub struct Audience {
     /// Chat and presence go to the accepting representative only; queue changes to
     /// everyone who can see the queue.
     pub only_accepting_rep: bool,
+    /// For one user only (a snapshot made for them), whatever their role.
+    pub only_user: Option<i64>,
 }
 
 impl Audience {
     /// Whether `user`, a member of `teams`, may hear this.
     pub fn admits(&self, user: &User, teams: &[String]) -> bool {
+        if let Some(only) = self.only_user {
+            return only == user.id;
+        }
         if user.role == "admin" {
             return true;
         }
@@ -130,6 +134,7 @@ impl Live {
             team: self.row.team.clone(),
             accepted_by: self.row.accepted_by,
             only_accepting_rep,
+            only_user: None,
         }
     }
 
@@ -287,14 +292,31 @@ impl Hub {
             .unwrap_or_else(|| Arc::new([]))
     }
 
-    /// Records a user's new teams (already stored in the database).
-    pub fn set_teams(&self, user_id: i64, teams: &[String]) {
-        let mut m = self.teams.lock().unwrap_or_else(|e| e.into_inner());
-        if teams.is_empty() {
-            m.remove(&user_id);
-        } else {
-            m.insert(user_id, teams.into());
+    /// Records a user's new teams (already stored in the database); their open consoles get
+    /// a fresh snapshot with the queues they now see.
+    pub fn set_teams(&self, user: &User, teams: &[String]) {
+        {
+            let mut m = self.teams.lock().unwrap_or_else(|e| e.into_inner());
+            if teams.is_empty() {
+                m.remove(&user.id);
+            } else {
+                m.insert(user.id, teams.into());
+            }
         }
+        let audience = Audience {
+            queue: QueueKind::Personal,
+            owner_id: Some(user.id),
+            team: None,
+            accepted_by: None,
+            only_accepting_rep: true,
+            only_user: Some(user.id),
+        };
+        self.announce(
+            audience,
+            RelayToConsole::Snapshot {
+                entries: self.snapshot(user),
+            },
+        );
     }
 
     /// Whether `user` may hear an announcement.

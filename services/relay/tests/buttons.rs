@@ -406,8 +406,14 @@ async fn team_button_queues_to_the_team_only() {
         .await;
     assert_eq!(s, 200, "{v}");
 
-    // A known team without members is allowed, with a note.
+    // Out of the team: the member's open console is sent a fresh snapshot at once, without
+    // the team's waiting request (the session they took stays theirs).
     set_teams(&relay, &admin, "rep2", &[]).await;
+    let snap = recv_type(&mut seen_by_member, "snapshot").await;
+    assert!(!snap.to_string().contains("Theo"), "{snap}");
+    assert!(snap.to_string().contains(&sid), "{snap}");
+
+    // A known team without members is allowed, with a note.
     let (s, button) = create(
         &relay,
         &admin,

@@ -814,7 +814,7 @@ pub async fn set_user_teams(
         ));
     }
     store::set_teams(&state.db, user.id, &req.teams).await?;
-    state.hub.set_teams(user.id, &req.teams);
+    state.hub.set_teams(&user, &req.teams);
     audit(
         &state,
         &a.user.username,
