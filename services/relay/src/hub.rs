@@ -940,3 +940,56 @@ async fn send_moved_places(hub: Weak<Hub>, moved: Arc<Notify>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: i64, role: &str) -> User {
+        User {
+            id,
+            username: format!("u{id}"),
+            display_name: format!("U{id}"),
+            role: role.into(),
+            password_hash: String::new(),
+            show_on_portal: true,
+            disabled: false,
+        }
+    }
+
+    fn team_queue(team: &str) -> Audience {
+        Audience {
+            queue: QueueKind::Team,
+            owner_id: None,
+            team: Some(team.into()),
+            accepted_by: None,
+            only_accepting_rep: false,
+            only_user: None,
+        }
+    }
+
+    #[test]
+    fn team_queues_are_heard_by_members_and_admins_only() {
+        let ops = ["ops".to_string()];
+        let a = team_queue("ops");
+        assert!(a.admits(&user(2, "rep"), &ops));
+        assert!(!a.admits(&user(3, "rep"), &[]));
+        assert!(!a.admits(&user(3, "rep"), &["opsx".to_string()]));
+        assert!(a.admits(&user(1, "admin"), &[]));
+        // Once taken, the session is its representative's only.
+        let taken = Audience {
+            accepted_by: Some(4),
+            only_accepting_rep: true,
+            ..team_queue("ops")
+        };
+        assert!(!taken.admits(&user(2, "rep"), &ops));
+        assert!(taken.admits(&user(4, "rep"), &[]));
+        // A snapshot made for one user goes to nobody else, administrators included.
+        let mine = Audience {
+            only_user: Some(2),
+            ..team_queue("ops")
+        };
+        assert!(mine.admits(&user(2, "rep"), &[]));
+        assert!(!mine.admits(&user(1, "admin"), &[]));
+    }
+}
