@@ -6,6 +6,9 @@
 //   LIFELINE_URL LIFELINE_REP_USER LIFELINE_REP_PASSWORD LIFELINE_SYNC LIFELINE_ARTIFACTS
 //   LIFELINE_JUMP_NAME (the client's name as the relay shows it)
 //
+// Last, an administrator removes the client from the list ("Remove", with a confirmation);
+// the Rust side checks that the client uninstalled itself.
+//
 // Exits 0 only if every step passed.
 
 import path from 'node:path';
@@ -30,8 +33,9 @@ async function run() {
   page = await ctx.newPage();
   pages.add(page);
   page.on('pageerror', (e) => console.log(`      [page error] ${e.message}`));
-  // "End session" asks for confirmation.
-  page.on('dialog', (d) => d.accept());
+  // "End session" and "Remove" ask for confirmation: accept, and remember what was asked.
+  const asked = [];
+  page.on('dialog', (d) => { asked.push(d.message()); d.accept(); });
   const client = () => page.locator('[data-testid=jump-client]');
 
   await step('a. the panel lists the jump client, online', async () => {
@@ -104,6 +108,19 @@ async function run() {
       return shown;
     }, { chain: false });
   }
+
+  await step('g. an administrator removes the jump client after a confirmation', async () => {
+    await page.goto(`${BASE}/console`);
+    const row = client().first();
+    await row.waitFor();
+    const name = (await row.locator('[data-testid=jump-name]').innerText()).trim();
+    await row.locator('[data-testid=jump-remove]').click();
+    await page.locator('#jump-empty:not([hidden])').waitFor();
+    check(await client().count() === 0, 'the client left the list');
+    check(asked.some((m) => m.includes(name)), `confirmation asked: ${asked.join(' | ')}`);
+    await page.locator('[data-testid=jump-panel]').screenshot({ path: path.join(ARTIFACTS, 'jump-panel-removed-en.png') });
+    return name;
+  });
 }
 
 finish(run, { overallMs: OVERALL_TIMEOUT, cleanup: async () => { if (browser) await browser.close(); } });

@@ -21,6 +21,8 @@ pub enum QueueKind {
     Personal,
     /// The queue every representative sees.
     General,
+    /// The queue of a team: its members see it (the team is [`QueueEntry::team`]).
+    Team,
 }
 
 /// One session as a representative's console lists it.
@@ -31,6 +33,9 @@ pub struct QueueEntry {
     /// For personal queues, the representative who owns it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// For team queues, the team's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
     pub customer_name: String,
     pub computer: String,
     pub platform: String,
@@ -108,6 +113,7 @@ mod tests {
                 session_id: "s1".into(),
                 queue: QueueKind::General,
                 owner: None,
+                team: None,
                 customer_name: "Ana".into(),
                 computer: "pc".into(),
                 platform: "Linux".into(),

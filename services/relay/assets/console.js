@@ -10,6 +10,10 @@
 // Everything that comes from the server (customer names, chat, event details) is untrusted:
 // it only ever reaches the DOM through textContent, text nodes or attribute setters.
 //
+// Sessions of a team queue show in "Team queues" (the relay sends only those of the user's
+// teams, or all of them to administrators). Administrators also get the "Deployment" page
+// (deploy.js, `#deployment`): support buttons and deployment keys.
+//
 // The "Screen" area of a session (permission requests, the live viewer) is viewer.js; this
 // file keeps each session's permission states (from the session detail and the socket's
 // `permission` events) and tells the screen area which session is shown.
@@ -21,6 +25,7 @@ import { ShellArea, shellEventDetail, transcriptLink } from '/static/shell.js';
 import { InstallArea } from '/static/install.js';
 import { t, localise } from '/static/texts.js';
 import { JumpPanel } from '/static/jump.js';
+import { DeploymentPage } from '/static/deploy.js';
 
 const MAX_CHAT_CHARS = 4000;
 const WS_BACKOFF_MIN_MS = 1000;
@@ -252,7 +257,12 @@ async function loadMe() {
     display_name: str(me.display_name) || str(me.username),
     role: str(me.role),
     csrf_token: str(me.csrf_token),
+    teams: Array.isArray(me.teams) ? me.teams.map(String) : [],
   };
+  // A session key can go to one of the user's teams.
+  const teamSelect = byId('key-team');
+  teamSelect.replaceChildren(...state.me.teams.map((n) => h('option', { value: n, text: n })));
+  byId('key-team-choice').hidden = state.me.teams.length === 0;
   byId('logout-csrf').value = state.me.csrf_token;
   const evaluation = byId('evaluation');
   evaluation.hidden = !me.evaluation;
@@ -289,7 +299,9 @@ function initKeyForm() {
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     err.hidden = true;
-    const queue = form.elements.queue.value === 'general' ? 'general' : 'personal';
+    const chosen = form.elements.queue.value;
+    const queue = chosen === 'general' || chosen === 'team' ? chosen : 'personal';
+    const team = queue === 'team' ? str(byId('key-team').value) : null;
     const ttlInput = byId('ttl');
     const ttl = Number(ttlInput.value);
     if (!Number.isInteger(ttl) || ttl < 1 || ttl > 1440) {
@@ -301,8 +313,10 @@ function initKeyForm() {
     button.disabled = true;
     button.textContent = t.generating;
     try {
-      const r = await api('POST', '/api/v1/session-keys', { queue, ttl_minutes: ttl });
-      state.key = { ...r, queue };
+      const body = { queue, ttl_minutes: ttl };
+      if (team) body.team = team;
+      const r = await api('POST', '/api/v1/session-keys', body);
+      state.key = { ...r, queue, team };
       renderKey();
     } catch (e) {
       if (e.status !== 401) {
@@ -313,6 +327,10 @@ function initKeyForm() {
       button.disabled = false;
       button.textContent = t.generateKey;
     }
+  });
+
+  form.addEventListener('change', () => {
+    byId('key-team-row').hidden = form.elements.queue.value !== 'team';
   });
 
   byId('key-result').addEventListener('click', (ev) => {
@@ -354,7 +372,7 @@ function tickKey() {
   if (!k) return;
   const exp = toDate(k.expires_at);
   const el = byId('key-expiry');
-  const queue = k.queue === 'general' ? t.generalQueue : t.myQueue;
+  const queue = k.queue === 'general' ? t.generalQueue : k.queue === 'team' ? t.queueTeam(str(k.team)) : t.myQueue;
   if (!exp) { el.textContent = queue; return; }
   const left = exp.getTime() - Date.now();
   if (left <= 0) {
@@ -375,8 +393,9 @@ function normEntry(e) {
   if (!e || e.session_id == null) return null;
   return {
     session_id: String(e.session_id),
-    queue: e.queue === 'personal' ? 'personal' : 'general',
+    queue: e.queue === 'personal' || e.queue === 'team' ? e.queue : 'general',
     owner: e.owner == null ? null : String(e.owner),
+    team: e.team == null ? null : String(e.team),
     customer_name: str(e.customer_name),
     computer: str(e.computer),
     platform: str(e.platform),
@@ -414,6 +433,9 @@ function entryElement(e) {
   if (e.queue === 'personal' && e.owner && state.me && e.owner !== state.me.display_name) {
     metaEl.append(h('span', { class: 'entry-owner', text: t.forOwner(e.owner) }));
   }
+  if (e.queue === 'team' && e.team) {
+    metaEl.append(h('span', { class: 'entry-owner entry-team', 'data-testid': 'entry-team', text: t.forTeam(e.team) }));
+  }
   li.dataset.waitingSince = e.waiting_since == null ? '' : String(e.waiting_since);
   li.title = t.dblClickAccept(e.customer_name || t.customer);
   const btn = li.querySelector('[data-testid=accept]');
@@ -433,7 +455,9 @@ function renderQueues() {
   const waiting = [...state.entries.values()]
     .filter((e) => e.state === 'waiting')
     .sort((a, b) => (a.waiting_since || 0) - (b.waiting_since || 0));
-  for (const q of ['personal', 'general']) {
+  const teamEntries = waiting.some((e) => e.queue === 'team');
+  byId('team-card').hidden = !teamEntries && !(state.me && state.me.teams && state.me.teams.length);
+  for (const q of ['personal', 'general', 'team']) {
     const ul = byId(`queue-${q}`);
     const items = waiting.filter((e) => e.queue === q).map(entryElement);
     const same = items.length === ul.children.length && items.every((li, i) => ul.children[i] === li);
@@ -922,7 +946,8 @@ async function showRecent(id) {
   const endedAt = toDate(d.ended_at);
   const facts = [
     [t.factState, stateLabel[d.state] || str(d.state)],
-    [t.factQueue, d.queue === 'personal' ? t.queuePersonal : d.queue === 'general' ? t.queueGeneral : str(d.queue)],
+    [t.factQueue, d.queue === 'personal' ? t.queuePersonal : d.queue === 'general' ? t.queueGeneral
+      : d.queue === 'team' ? t.queueTeam(str(d.team)) : str(d.queue)],
     [t.factAddress, str(d.remote_addr) || '—'],
     [t.factCreated, fmtDateTime(d.created_at)],
     [t.factAccepted, d.accepted_at ? (d.accepted_by ? t.acceptedBy(fmtDateTime(d.accepted_at), str(d.accepted_by)) : fmtDateTime(d.accepted_at)) : '—'],
@@ -1108,6 +1133,37 @@ function initSessionPane() {
   });
 }
 
+// ---------------------------------------------------------------------------------------------
+// Pages: the sessions, and the administrators' "Deployment" page (`#deployment`)
+
+function initViews() {
+  if (!state.me || state.me.role !== 'admin') return;
+  byId('views').hidden = false;
+  const show = () => {
+    const deploy = location.hash === '#deployment';
+    byId('deploy').hidden = !deploy;
+    document.querySelector('main.layout').hidden = deploy;
+    byId('view-deployment').classList.toggle('is-current', deploy);
+    byId('view-console').classList.toggle('is-current', !deploy);
+    if (deploy) byId('view-deployment').setAttribute('aria-current', 'page');
+    else byId('view-deployment').removeAttribute('aria-current');
+    if (!deploy) byId('view-console').setAttribute('aria-current', 'page');
+    else byId('view-console').removeAttribute('aria-current');
+    if (deploy) {
+      if (!state.deploy) state.deploy = new DeploymentPage({ api, onError: reportError });
+      state.deploy.show();
+    }
+  };
+  byId('view-console').addEventListener('click', (ev) => {
+    ev.preventDefault();
+    history.pushState(null, '', location.pathname + location.search);
+    show();
+  });
+  window.addEventListener('hashchange', show);
+  window.addEventListener('popstate', show);
+  show();
+}
+
 async function start() {
   localise();
   initKeyForm();
@@ -1155,6 +1211,7 @@ async function start() {
       setTimeout(look, 1000);
     },
   });
+  initViews();
   // The socket's snapshot replaces this; the REST call fills the queues if the socket is slow.
   api('GET', '/api/v1/queues')
     .then((r) => { if (!state.gotSnapshot && r && Array.isArray(r.entries)) setEntries(r.entries); })

@@ -1,10 +1,15 @@
 //! Support buttons: a desktop entry on a customer's computer that opens the client and puts a
-//! request straight into a chosen representative's queue (or the general queue), for as long
-//! as an administrator decided (an hour to five years).
+//! request straight into a chosen representative's or team's queue (or the general queue),
+//! for as long as an administrator decided (an hour to five years).
 //!
-//! * `POST /api/v1/buttons` (administrators): label, queue (`general`, or `rep:<user name>`
-//!   for that person's personal queue), lifetime in minutes. The answer holds the button's
-//!   token once, with the download address per platform; only the token's SHA-256 is kept.
+//! * `POST /api/v1/buttons` (administrators): label, queue (`general`, `rep:<user name>` for
+//!   that person's personal queue, or `team` with `team: <name>` for a team's queue), lifetime
+//!   in minutes. The answer holds the button's token once, with the download address per
+//!   platform; only the token's SHA-256 is kept. A team must be known (a member, a jump group
+//!   or another button names it); a team without members is accepted with a `note` saying
+//!   that only administrators will see its requests until someone joins it.
+//! * `GET /api/v1/buttons/targets` (administrators): the representatives and teams a button
+//!   can target (the console's chooser).
 //! * `GET /api/v1/buttons` (administrators): every button with its state (active, expired,
 //!   revoked), how many sessions it started and when it was last used.
 //! * `DELETE /api/v1/buttons/{id}` (administrators): revokes a button; it then answers like
@@ -20,8 +25,8 @@
 //!
 //! A token is 24 random bytes, so guessing one is hopeless; the per-address limit only stops
 //! one computer from flooding a queue. Every creation, revocation, download and start is
-//! audited. Limits of this version: buttons target a representative or the general queue
-//! (there are no team queues yet), and are created through the API (no console page).
+//! audited. The console's "Deployment" page (administrators) creates, lists and revokes
+//! buttons with these routes.
 
 use axum::extract::{Path, State as AxState};
 use axum::http::{HeaderMap, StatusCode};
@@ -49,6 +54,7 @@ pub fn router() -> Router<State> {
     Router::new()
         .route("/", post(create).get(list))
         .route("/{id}", delete(revoke))
+        .route("/targets", axum::routing::get(targets))
         .route("/session", post(start_session))
 }
 
@@ -57,8 +63,11 @@ pub fn router() -> Router<State> {
 pub struct ButtonRequest {
     #[serde(default)]
     pub label: String,
-    /// `general` or `rep:<user name>`.
+    /// `general`, `rep:<user name>` or `team` (with `team`).
     pub queue: String,
+    /// The team, for `queue: "team"`.
+    #[serde(default)]
+    pub team: Option<String>,
     /// Minutes the button works (60 to five years).
     pub valid_minutes: i64,
 }
@@ -70,7 +79,11 @@ pub struct ButtonCreated {
     pub token: String,
     pub expires_at: i64,
     /// Download address per platform id (e.g. `linux-x86_64`).
+    #[schema(value_type = Vec<Vec<String>>)]
     pub downloads: Vec<(String, String)>,
+    /// Said when the button works but something deserves attention (a team with no members).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// A button as the administrators' list shows it.
@@ -80,6 +93,8 @@ pub struct ButtonRow {
     pub label: String,
     pub queue: String,
     pub rep: Option<String>,
+    /// The team of a `team` queue.
+    pub team: Option<String>,
     pub expires_at: i64,
     pub created_at: i64,
     pub revoked: bool,
@@ -108,11 +123,40 @@ pub async fn create(
             "valid_minutes must be between 60 (an hour) and five years".into(),
         ));
     }
-    let (queue, rep_id) = match req.queue.as_str() {
-        "general" => ("general", None),
+    let mut note = None;
+    let (queue, rep_id, team) = match req.queue.as_str() {
+        "general" if req.team.is_none() => ("general", None, None),
+        "team" => {
+            let Some(team) = req.team.as_deref() else {
+                return Err(ApiError::BadRequest(
+                    "a team queue needs \"team\": \"<name>\"".into(),
+                ));
+            };
+            let (members, known) = if crate::jump::groups::valid_team(team) {
+                state.db.team_known(team).await?
+            } else {
+                (0, false)
+            };
+            if !known {
+                return Err(ApiError::BadRequest(format!(
+                    "there is no team called `{team}`: add a representative to it first"
+                )));
+            }
+            if members == 0 {
+                note = Some(format!(
+                    "The team `{team}` has no active member yet: only administrators see its requests until someone joins it."
+                ));
+            }
+            ("team", None, Some(team.to_string()))
+        }
+        q if req.team.is_some() => {
+            return Err(ApiError::BadRequest(format!(
+                "\"team\" goes only with \"queue\": \"team\", not with `{q}`"
+            )));
+        }
         q => match q.strip_prefix("rep:") {
             Some(name) => match state.db.user_by_name(name).await? {
-                Some(u) if !u.disabled => ("personal", Some(u.id)),
+                Some(u) if !u.disabled => ("personal", Some(u.id), None),
                 _ => {
                     return Err(ApiError::BadRequest(format!(
                         "there is no active representative called `{name}`"
@@ -121,7 +165,7 @@ pub async fn create(
             },
             None => {
                 return Err(ApiError::BadRequest(
-                    "queue must be \"general\" or \"rep:<user name>\"".into(),
+                    "queue must be \"general\", \"rep:<user name>\" or \"team\" (with \"team\": \"<name>\")".into(),
                 ));
             }
         },
@@ -137,13 +181,14 @@ pub async fn create(
     state
         .db
         .write(vec![Stmt::new(
-            "INSERT INTO support_buttons (id, token_hash, label, queue, rep_id, expires_at, created_by, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO support_buttons (id, token_hash, label, queue, team, rep_id, expires_at, created_by, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             vec![
                 id.as_str().into(),
                 auth::token_hash(&token).into(),
                 label.as_str().into(),
                 queue.into(),
+                team.clone().into(),
                 rep_id.into(),
                 expires_at.into(),
                 a.user.id.into(),
@@ -157,7 +202,11 @@ pub async fn create(
         ip,
         "button.create",
         "ok",
-        &format!("{id} {} {label}", req.queue),
+        &format!(
+            "{id} {}{} {label}",
+            req.queue,
+            team.as_deref().map(|t| format!(":{t}")).unwrap_or_default()
+        ),
     )
     .await;
     let downloads = clients::PLATFORMS
@@ -174,6 +223,7 @@ pub async fn create(
         token,
         expires_at,
         downloads,
+        note,
     }))
 }
 
@@ -205,6 +255,7 @@ pub async fn list(
                     label: r.get("label"),
                     queue: r.get("queue"),
                     rep: r.get("rep"),
+                    team: r.get("team"),
                     expires_at,
                     created_at: r.get("created_at"),
                     revoked,
@@ -258,10 +309,63 @@ pub async fn revoke(
     }
 }
 
+/// A representative a button can target.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RepTarget {
+    pub username: String,
+    pub display_name: String,
+}
+
+/// A team a button can target.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TeamTarget {
+    pub name: String,
+    /// Active members (0: only administrators would see its requests).
+    pub members: i64,
+}
+
+/// What a button can target (the console's chooser).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ButtonTargets {
+    /// Active representatives and administrators.
+    pub reps: Vec<RepTarget>,
+    pub teams: Vec<TeamTarget>,
+}
+
+/// The representatives and teams a button can target (administrators).
+#[utoipa::path(get, path = "/api/v1/buttons/targets", security(("bearer" = [])),
+    responses((status = 200, body = ButtonTargets), (status = 403, body = crate::web::error::ErrorBody)))]
+pub async fn targets(
+    AxState(state): AxState<State>,
+    a: Authed,
+) -> Result<Json<ButtonTargets>, ApiError> {
+    if a.user.role != "admin" {
+        return Err(ApiError::Forbidden);
+    }
+    let reps = state
+        .db
+        .list_users()
+        .await?
+        .into_iter()
+        .filter(|u| !u.disabled && (u.role == "rep" || u.role == "admin"))
+        .map(|u| RepTarget {
+            username: u.username,
+            display_name: u.display_name,
+        })
+        .collect();
+    let mut teams = Vec::new();
+    for name in state.db.team_names().await? {
+        let (members, _) = state.db.team_known(&name).await?;
+        teams.push(TeamTarget { name, members });
+    }
+    Ok(Json(ButtonTargets { reps, teams }))
+}
+
 /// A button that may still start sessions.
 struct LiveButton {
     id: String,
     queue: String,
+    team: Option<String>,
     rep_id: Option<i64>,
     expires_at: i64,
 }
@@ -272,7 +376,7 @@ async fn live(db: &Db, token: &str) -> Result<Option<LiveButton>, DbError> {
         return Ok(None);
     }
     let r = sqlx::query(
-        "SELECT id, queue, rep_id, expires_at FROM support_buttons
+        "SELECT id, queue, team, rep_id, expires_at FROM support_buttons
          WHERE token_hash = ? AND revoked_at IS NULL AND expires_at > ?",
     )
     .bind(auth::token_hash(token))
@@ -282,6 +386,7 @@ async fn live(db: &Db, token: &str) -> Result<Option<LiveButton>, DbError> {
     Ok(r.map(|r| LiveButton {
         id: r.get("id"),
         queue: r.get("queue"),
+        team: r.get("team"),
         rep_id: r.get("rep_id"),
         expires_at: r.get("expires_at"),
     }))
@@ -386,8 +491,14 @@ pub async fn start_session(
             .map(|u| u.id),
         _ => None,
     };
-    let queue = if rep.is_some() { "personal" } else { "general" };
-    let ticket = portal::new_ticket(queue, rep, &req.name, lang);
+    let team = button.team.filter(|_| button.queue == "team");
+    let queue = match (&rep, &team) {
+        (Some(_), _) => "personal",
+        (None, Some(_)) => "team",
+        (None, None) => "general",
+    };
+    let mut ticket = portal::new_ticket(queue, rep, &req.name, lang);
+    ticket.team = team;
     state
         .db
         .write(vec![

@@ -73,6 +73,8 @@ pub struct SessionKeyRow {
     pub link_token: String,
     pub rep_id: i64,
     pub queue: String,
+    /// The team of a `team` queue.
+    pub team: Option<String>,
     pub expires_at: i64,
     pub used_at: Option<i64>,
 }
@@ -81,6 +83,8 @@ pub struct SessionKeyRow {
 pub struct TicketRow {
     pub id: String,
     pub queue: String,
+    /// The team of a `team` queue.
+    pub team: Option<String>,
     pub rep_id: Option<i64>,
     pub customer_name: String,
     pub language: String,
@@ -95,6 +99,8 @@ pub struct TicketRow {
 pub struct SessionRow {
     pub id: String,
     pub queue: String,
+    /// The team of a `team` queue.
+    pub team: Option<String>,
     pub owner_id: Option<i64>,
     pub state: String,
     pub customer_name: String,
@@ -175,6 +181,7 @@ fn session_from(r: &sqlx::sqlite::SqliteRow) -> SessionRow {
     SessionRow {
         id: r.get("id"),
         queue: r.get("queue"),
+        team: r.get("team"),
         owner_id: r.get("owner_id"),
         state: r.get("state"),
         customer_name: r.get("customer_name"),
@@ -199,6 +206,7 @@ pub struct NewSession<'a> {
     pub id: &'a str,
     pub ticket_id: &'a str,
     pub queue: &'a str,
+    pub team: Option<&'a str>,
     pub owner_id: Option<i64>,
     pub customer_name: &'a str,
     pub computer: &'a str,
@@ -321,6 +329,48 @@ impl Db {
         Ok(rows.iter().map(user_from).collect())
     }
 
+    /// Every (user id, team) pair of `user_teams`.
+    pub async fn all_user_teams(&self) -> Result<Vec<(i64, String)>, DbError> {
+        let rows = sqlx::query("SELECT user_id, team FROM user_teams ORDER BY user_id, team")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("user_id"), r.get("team")))
+            .collect())
+    }
+
+    /// How many active users belong to `team`, and whether anything names it at all (a
+    /// member, a jump group `team:<name>`, a deployment key for one, or a support button).
+    pub async fn team_known(&self, team: &str) -> Result<(i64, bool), DbError> {
+        let r = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM user_teams t JOIN users u ON u.id = t.user_id
+                     WHERE t.team = ?1 AND u.disabled = 0) AS members,
+                    EXISTS (SELECT 1 FROM user_teams WHERE team = ?1)
+                    OR EXISTS (SELECT 1 FROM jump_clients WHERE grp = 'team:' || ?1)
+                    OR EXISTS (SELECT 1 FROM jump_deploy_keys WHERE grp = 'team:' || ?1)
+                    OR EXISTS (SELECT 1 FROM support_buttons WHERE team = ?1) AS known",
+        )
+        .bind(team)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((r.get("members"), r.get::<i64, _>("known") != 0))
+    }
+
+    /// Every team name in use (members, jump groups, deployment keys, buttons), sorted.
+    pub async fn team_names(&self) -> Result<Vec<String>, DbError> {
+        let rows = sqlx::query(
+            "SELECT team FROM user_teams
+             UNION SELECT substr(grp, 6) FROM jump_clients WHERE grp LIKE 'team:%'
+             UNION SELECT substr(grp, 6) FROM jump_deploy_keys WHERE grp LIKE 'team:%'
+             UNION SELECT team FROM support_buttons WHERE team IS NOT NULL
+             ORDER BY 1",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     // ---- auth sessions (cookies and bearer tokens) --------------------------------------
 
     pub async fn insert_auth_session(
@@ -383,6 +433,7 @@ impl Db {
         link_token: &str,
         rep_id: i64,
         queue: &str,
+        team: Option<&str>,
         expires_at: i64,
     ) -> Result<bool, DbError> {
         let now = now_ms();
@@ -395,13 +446,14 @@ impl Db {
                     vec![key.into(), now.into()],
                 ),
                 Stmt::new(
-                    "INSERT OR IGNORE INTO session_keys (key, link_token, rep_id, queue, created_at, expires_at)
-                     VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO session_keys (key, link_token, rep_id, queue, team, created_at, expires_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
                     vec![
                         key.into(),
                         link_token.into(),
                         rep_id.into(),
                         queue.into(),
+                        team.map(str::to_string).into(),
                         now.into(),
                         expires_at.into(),
                     ],
@@ -434,6 +486,7 @@ impl Db {
             link_token: r.get("link_token"),
             rep_id: r.get("rep_id"),
             queue: r.get("queue"),
+            team: r.get("team"),
             expires_at: r.get("expires_at"),
             used_at: r.get("used_at"),
         }))
@@ -473,6 +526,7 @@ impl Db {
             rep_name: r.get("rep_name"),
             id: r.get("id"),
             queue: r.get("queue"),
+            team: r.get("team"),
             rep_id: r.get("rep_id"),
             customer_name: r.get("customer_name"),
             language: r.get("language"),
@@ -494,13 +548,14 @@ impl Db {
                 )
                 .requiring_change(),
                 Stmt::new(
-                    "INSERT INTO sessions (id, ticket_id, queue, owner_id, state, customer_name, computer,
-                       platform, language, remote_addr, resume_token_hash, created_at)
-                     VALUES (?, ?, ?, ?, 'terms', ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO sessions (id, ticket_id, queue, team, owner_id, state, customer_name,
+                       computer, platform, language, remote_addr, resume_token_hash, created_at)
+                     VALUES (?, ?, ?, ?, ?, 'terms', ?, ?, ?, ?, ?, ?, ?)",
                     vec![
                         s.id.into(),
                         s.ticket_id.into(),
                         s.queue.into(),
+                        s.team.map(str::to_string).into(),
                         s.owner_id.into(),
                         s.customer_name.into(),
                         s.computer.into(),
@@ -516,6 +571,7 @@ impl Db {
         Ok(r.completed.then(|| SessionRow {
             id: s.id.to_string(),
             queue: s.queue.to_string(),
+            team: s.team.map(str::to_string),
             owner_id: s.owner_id,
             state: "terms".to_string(),
             customer_name: s.customer_name.to_string(),
@@ -814,12 +870,13 @@ pub fn ticket_stmt(t: &TicketRow) -> Stmt {
 
 fn insert_ticket(key: Option<&str>, t: &TicketRow) -> Stmt {
     Stmt::new(
-        "INSERT INTO tickets (id, session_key, queue, rep_id, customer_name, language, created_at, expires_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO tickets (id, session_key, queue, team, rep_id, customer_name, language, created_at, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         vec![
             t.id.as_str().into(),
             key.map_or(Value::OptText(None), |k| k.into()),
             t.queue.as_str().into(),
+            t.team.clone().into(),
             t.rep_id.into(),
             t.customer_name.as_str().into(),
             t.language.as_str().into(),

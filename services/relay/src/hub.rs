@@ -9,6 +9,11 @@
 //! the new places of that queue go out together a moment later ([`POSITION_DELAY`]), so a
 //! burst of accepted sessions costs each waiting customer one message, not one per departure.
 //!
+//! Who sees a session follows its queue: `general` every representative, `personal` its
+//! owner, `team` the members of that team (kept here from `user_teams`, and updated when an
+//! administrator changes someone's teams), and administrators everything. When someone's
+//! teams change, their open consoles get a fresh snapshot at once.
+//!
 //! Each open session has a screen-sharing [`Room`] (grants, viewers, frame routing). Locks
 //! are taken in one order only: the hub's session map, then a room, then a viewer's queue.
 
@@ -37,14 +42,22 @@ pub const AGENT_QUEUE: usize = 256;
 pub struct Audience {
     pub queue: QueueKind,
     pub owner_id: Option<i64>,
+    /// The team of a team queue.
+    pub team: Option<String>,
     pub accepted_by: Option<i64>,
     /// Chat and presence go to the accepting representative only; queue changes to
     /// everyone who can see the queue.
     pub only_accepting_rep: bool,
+    /// For one user only (a snapshot made for them), whatever their role.
+    pub only_user: Option<i64>,
 }
 
 impl Audience {
-    pub fn admits(&self, user: &User) -> bool {
+    /// Whether `user`, a member of `teams`, may hear this.
+    pub fn admits(&self, user: &User, teams: &[String]) -> bool {
+        if let Some(only) = self.only_user {
+            return only == user.id;
+        }
         if user.role == "admin" {
             return true;
         }
@@ -57,6 +70,10 @@ impl Audience {
         match self.queue {
             QueueKind::General => true,
             QueueKind::Personal => self.owner_id == Some(user.id),
+            QueueKind::Team => self
+                .team
+                .as_deref()
+                .is_some_and(|team| teams.iter().any(|t| t == team)),
         }
     }
 }
@@ -79,10 +96,10 @@ struct Live {
 
 impl Live {
     fn queue_kind(&self) -> QueueKind {
-        if self.row.queue == "personal" {
-            QueueKind::Personal
-        } else {
-            QueueKind::General
+        match self.row.queue.as_str() {
+            "personal" => QueueKind::Personal,
+            "team" => QueueKind::Team,
+            _ => QueueKind::General,
         }
     }
 
@@ -100,6 +117,7 @@ impl Live {
             session_id: self.row.id.clone(),
             queue: self.queue_kind(),
             owner: self.owner_name.clone(),
+            team: self.row.team.clone(),
             customer_name: self.row.customer_name.clone(),
             computer: self.row.computer.clone(),
             platform: self.row.platform.clone(),
@@ -113,14 +131,16 @@ impl Live {
         Audience {
             queue: self.queue_kind(),
             owner_id: self.row.owner_id,
+            team: self.row.team.clone(),
             accepted_by: self.row.accepted_by,
             only_accepting_rep,
+            only_user: None,
         }
     }
 
     /// Sessions compete for a place only with those of the same queue.
-    fn queue_key(&self) -> (QueueKind, Option<i64>) {
-        (self.queue_kind(), self.row.owner_id)
+    fn queue_key(&self) -> QueueKey {
+        (self.queue_kind(), self.row.owner_id, self.row.team.clone())
     }
 }
 
@@ -156,7 +176,8 @@ pub struct Counters {
 /// How long new queue places wait after someone ahead left (more may leave meanwhile).
 pub const POSITION_DELAY: Duration = Duration::from_millis(250);
 
-type QueueKey = (QueueKind, Option<i64>);
+/// A queue: its kind, the owner of a personal one, the team of a team one.
+type QueueKey = (QueueKind, Option<i64>, Option<String>);
 
 #[derive(Debug)]
 pub struct Hub {
@@ -170,6 +191,8 @@ pub struct Hub {
     pub counters: Counters,
     /// user id → number of console sockets (the portal lists reps who are online).
     online_reps: Mutex<HashMap<i64, u32>>,
+    /// user id → the teams the user belongs to (`user_teams`).
+    teams: Mutex<HashMap<i64, Arc<[String]>>>,
     /// File transfers in flight, per session.
     pub files: crate::files::FileHub,
     /// System-information reports being waited for.
@@ -212,6 +235,11 @@ impl Hub {
                 },
             );
         }
+        let mut teams: HashMap<i64, Vec<String>> = HashMap::new();
+        for (user_id, team) in db.all_user_teams().await? {
+            teams.entry(user_id).or_default().push(team);
+        }
+        let teams = teams.into_iter().map(|(u, t)| (u, t.into())).collect();
         let (announce, _) = broadcast::channel(8192);
         let hub = Arc::new(Hub {
             db,
@@ -222,6 +250,7 @@ impl Hub {
             link_gen: AtomicU64::new(1),
             counters: Counters::default(),
             online_reps: Mutex::new(HashMap::new()),
+            teams: Mutex::new(teams),
             shells: Default::default(),
             files: crate::files::FileHub::default(),
             sysinfo: Default::default(),
@@ -253,13 +282,56 @@ impl Hub {
         });
     }
 
+    /// The teams `user_id` belongs to, as last stored.
+    pub fn teams_of(&self, user_id: i64) -> Arc<[String]> {
+        self.teams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&user_id)
+            .cloned()
+            .unwrap_or_else(|| Arc::new([]))
+    }
+
+    /// Records a user's new teams (already stored in the database); their open consoles get
+    /// a fresh snapshot with the queues they now see.
+    pub fn set_teams(&self, user: &User, teams: &[String]) {
+        {
+            let mut m = self.teams.lock().unwrap_or_else(|e| e.into_inner());
+            if teams.is_empty() {
+                m.remove(&user.id);
+            } else {
+                m.insert(user.id, teams.into());
+            }
+        }
+        let audience = Audience {
+            queue: QueueKind::Personal,
+            owner_id: Some(user.id),
+            team: None,
+            accepted_by: None,
+            only_accepting_rep: true,
+            only_user: Some(user.id),
+        };
+        self.announce(
+            audience,
+            RelayToConsole::Snapshot {
+                entries: self.snapshot(user),
+            },
+        );
+    }
+
+    /// Whether `user` may hear an announcement.
+    pub fn admits(&self, audience: &Audience, user: &User) -> bool {
+        audience.admits(user, &self.teams_of(user.id))
+    }
+
     /// What `user` sees right now.
     pub fn snapshot(&self, user: &User) -> Vec<QueueEntry> {
+        let teams = self.teams_of(user.id);
         let mut entries: Vec<QueueEntry> = self
             .lock()
             .values()
             .filter(|l| matches!(l.state(), SessionState::Waiting | SessionState::Active))
-            .filter(|l| l.audience(false).admits(user))
+            .filter(|l| l.audience(false).admits(user, &teams))
             .filter(|l| {
                 l.state() == SessionState::Waiting
                     || l.row.accepted_by == Some(user.id)
@@ -512,16 +584,18 @@ impl Hub {
 
     /// Whether `user` may see this session (queue visibility, or it is theirs).
     pub fn visible_to(&self, session_id: &str, user: &User) -> Option<bool> {
+        let teams = self.teams_of(user.id);
         self.lock()
             .get(session_id)
-            .map(|l| l.audience(false).admits(user))
+            .map(|l| l.audience(false).admits(user, &teams))
     }
 
     pub async fn accept(&self, session_id: &str, user: &User) -> Result<(), HubError> {
+        let teams = self.teams_of(user.id);
         {
             let s = self.lock();
             let live = s.get(session_id).ok_or(HubError::NotFound)?;
-            if !live.audience(false).admits(user) {
+            if !live.audience(false).admits(user, &teams) {
                 return Err(HubError::Forbidden);
             }
             if live.state() != SessionState::Waiting {
@@ -626,12 +700,13 @@ impl Hub {
 
     /// A representative ends a session (theirs, or one waiting in a queue they see).
     pub async fn rep_end(&self, session_id: &str, user: &User) -> Result<(), HubError> {
+        let teams = self.teams_of(user.id);
         {
             let s = self.lock();
             let live = s.get(session_id).ok_or(HubError::NotFound)?;
             let mine = live.row.accepted_by == Some(user.id) || user.role == "admin";
             let waiting_visible =
-                live.state() == SessionState::Waiting && live.audience(false).admits(user);
+                live.state() == SessionState::Waiting && live.audience(false).admits(user, &teams);
             if !mine && !waiting_visible {
                 return Err(HubError::Forbidden);
             }
@@ -863,5 +938,58 @@ async fn send_moved_places(hub: Weak<Hub>, moved: Arc<Notify>) {
         for key in keys {
             hub.update_positions(key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: i64, role: &str) -> User {
+        User {
+            id,
+            username: format!("u{id}"),
+            display_name: format!("U{id}"),
+            role: role.into(),
+            password_hash: String::new(),
+            show_on_portal: true,
+            disabled: false,
+        }
+    }
+
+    fn team_queue(team: &str) -> Audience {
+        Audience {
+            queue: QueueKind::Team,
+            owner_id: None,
+            team: Some(team.into()),
+            accepted_by: None,
+            only_accepting_rep: false,
+            only_user: None,
+        }
+    }
+
+    #[test]
+    fn team_queues_are_heard_by_members_and_admins_only() {
+        let ops = ["ops".to_string()];
+        let a = team_queue("ops");
+        assert!(a.admits(&user(2, "rep"), &ops));
+        assert!(!a.admits(&user(3, "rep"), &[]));
+        assert!(!a.admits(&user(3, "rep"), &["opsx".to_string()]));
+        assert!(a.admits(&user(1, "admin"), &[]));
+        // Once taken, the session is its representative's only.
+        let taken = Audience {
+            accepted_by: Some(4),
+            only_accepting_rep: true,
+            ..team_queue("ops")
+        };
+        assert!(!taken.admits(&user(2, "rep"), &ops));
+        assert!(taken.admits(&user(4, "rep"), &[]));
+        // A snapshot made for one user goes to nobody else, administrators included.
+        let mine = Audience {
+            only_user: Some(2),
+            ..team_queue("ops")
+        };
+        assert!(mine.admits(&user(2, "rep"), &[]));
+        assert!(!mine.admits(&user(1, "admin"), &[]));
     }
 }

@@ -8,6 +8,11 @@
 //!   a deflated stream of Palette rectangles made here with the agent's own compressor
 //!   ([`deflated_stream`]).
 //!
+//! * the administrators' "Deployment" page and team queues (`tests/browser/deploy.mjs`): an
+//!   administrator creates a team support button and a deployment key in the page, sees them
+//!   listed and revokes them (en/fr/de screenshots); a request from a team button waits in
+//!   the console of a member of the team, and not in that of a representative outside it.
+//!
 //! Scripts that need real customer-side processes run from their own test files with
 //! `common::desktop::RepScript`: `screen.mjs` from `tests/screen.rs`, and the console's
 //! jump panel (`jump.mjs`, a real installed jump client under Xvfb) from `tests/jump.rs`.
@@ -18,6 +23,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 use lifeline_proto::{frame, screen};
@@ -28,9 +34,118 @@ async fn portal_and_console_in_chromium() {
     run_script(relay, "console.mjs", artifacts("browser"), vec![]).await;
 }
 
-/// Runs one browser script against `relay` with extra environment; fails the test unless
+/// The "Deployment" page and team queues in Chromium (`deploy.mjs`). Before the script runs,
+/// a team button made through the API is clicked by a simulated customer, whose request then
+/// waits in the queue of team `ops` (rep2 is a member, rep3 is not).
+#[tokio::test(flavor = "multi_thread")]
+async fn deployment_page_and_team_queue_in_chromium() {
+    let relay = Relay::start().await;
+    relay.add_user("rep2", "rep", "Rita Team", REP_PASSWORD);
+    relay.add_user("rep3", "rep", "Otto Outside", REP_PASSWORD);
+    let admin = relay.token("admin", ADMIN_PASSWORD).await;
+    let r = relay
+        .http
+        .put(relay.url("/api/v1/jump/users/rep2/teams"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"teams": ["ops"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Two customers click a button: one of team `ops`, one of the general queue.
+    let mut customers = Vec::new();
+    for (label, queue, name) in [
+        (
+            "Scripted",
+            serde_json::json!({"queue": "team", "team": "ops"}),
+            "Tess Team",
+        ),
+        (
+            "Everyone",
+            serde_json::json!({"queue": "general"}),
+            "Gus General",
+        ),
+    ] {
+        let mut body = queue;
+        body["label"] = label.into();
+        body["valid_minutes"] = 60.into();
+        let (s, button) = relay.post(&admin, "/api/v1/buttons", body).await;
+        assert_eq!(s, 200, "{button}");
+        let r = relay
+            .http
+            .post(relay.url("/api/v1/buttons/session"))
+            .json(&serde_json::json!({"token": button["token"], "name": name}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let ticket: serde_json::Value = r.json().await.unwrap();
+        let mut agent = ws_connect(&relay.addr, "/ws/agent", None).await;
+        send_json(&mut agent, hello(ticket["ticket"].as_str().unwrap(), name)).await;
+        recv_type(&mut agent, "welcome").await;
+        send_json(&mut agent, serde_json::json!({"type": "accept_terms"})).await;
+        // The customer's client stays connected (and answers pings) while the script runs.
+        customers.push(tokio::spawn(async move {
+            use futures_util::StreamExt;
+            while let Some(Ok(_)) = agent.next().await {}
+        }));
+        wait_for(
+            Duration::from_secs(10),
+            "the request in its queue",
+            async || {
+                let (_, q) = relay.get(&admin, "/api/v1/queues").await;
+                q.to_string().contains(name).then_some(())
+            },
+        )
+        .await;
+    }
+    let art = artifacts("deploy");
+    let env = [
+        ("LIFELINE_ADMIN_USER", "admin"),
+        ("LIFELINE_ADMIN_PASSWORD", ADMIN_PASSWORD),
+        ("LIFELINE_TEAM_REP", "rep2"),
+        ("LIFELINE_OTHER_REP", "rep3"),
+        ("LIFELINE_CUSTOMER", "Tess Team"),
+        ("LIFELINE_GENERAL_CUSTOMER", "Gus General"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let relay = run_script(relay, "deploy.mjs", art, env).await;
+    for c in customers {
+        c.abort();
+    }
+    // What the page did, as the API sees it.
+    let (_, buttons) = relay.get(&admin, "/api/v1/buttons").await;
+    let made = buttons
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["label"] == "Ops desk")
+        .unwrap_or_else(|| panic!("the page's button: {buttons}"));
+    assert_eq!(made["queue"], "team", "{made}");
+    assert_eq!(made["team"], "ops", "{made}");
+    assert_eq!(made["state"], "revoked", "{made}");
+    let (_, keys) = relay.get(&admin, "/api/v1/jump/deploy-keys").await;
+    let key = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["label"] == "Branch laptops")
+        .unwrap_or_else(|| panic!("the page's key: {keys}"));
+    assert_eq!(key["group"], "team:ops", "{key}");
+    assert_eq!(key["uses_left"], 25, "{key}");
+    assert_eq!(key["state"], "revoked", "{key}");
+}
+
+/// Runs one browser script against `relay` with extra environment;/// Runs one browser script against `relay` with extra environment; fails the test unless
 /// every step passed.
-async fn run_script(relay: Relay, script: &str, artifacts: PathBuf, env: Vec<(String, String)>) {
+async fn run_script(
+    relay: Relay,
+    script: &str,
+    artifacts: PathBuf,
+    env: Vec<(String, String)>,
+) -> Relay {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let script = root.join("tests/browser").join(script);
     assert!(
@@ -63,6 +178,7 @@ async fn run_script(relay: Relay, script: &str, artifacts: PathBuf, env: Vec<(St
         relay.log()
     );
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    relay
 }
 
 /// The PNG test picture: 64x48, 8-pixel squares of red and near-white (the script knows the

@@ -713,11 +713,12 @@ async fn jump_to_offline_or_passive_clients_is_refused_and_routes_are_documented
 }
 
 /// The console's jump panel in Chromium (`tests/browser/jump.mjs`) against a real jump client:
-/// listed online, search, rename, "Jump" opens the viewer with the remote screen, and the
-/// panel in English, French and German (screenshots in `target/artifacts/jump`).
+/// listed online, search, rename, "Jump" opens the viewer with the remote screen, the panel
+/// in English, French and German (screenshots in `target/artifacts/jump`), and last the
+/// administrator's "Remove" (after a confirmation): the client uninstalls itself.
 #[tokio::test(flavor = "multi_thread")]
 async fn jump_console_in_chromium() {
-    let lab = JumpLab::start(true).await;
+    let mut lab = JumpLab::start(true).await;
     let name = clients(&lab.relay, &lab.admin, "").await[0]["name"]
         .as_str()
         .unwrap()
@@ -740,4 +741,19 @@ async fn jump_console_in_chromium() {
         .get(&lab.admin, "/api/v1/audit?action=jump.session")
         .await;
     assert!(audit.to_string().contains("connected"), "{audit}");
+    // "Remove" in the page: the client was told to uninstall, and did.
+    let status = wait_for(Duration::from_secs(30), "the service to exit", async || {
+        lab.service.child.try_wait().unwrap()
+    })
+    .await;
+    assert!(status.success(), "{status:?}: {}", lab.service.log());
+    assert!(
+        !lab.relay.dir.path().join("svc").exists(),
+        "the service folder is removed"
+    );
+    let (_, audit) = lab
+        .relay
+        .get(&lab.admin, "/api/v1/audit?action=jump.remove")
+        .await;
+    assert!(audit.to_string().contains(&lab.id), "{audit}");
 }

@@ -5,6 +5,9 @@
 //!   the installer's address; only its hash is kept. A key is 24 random bytes, so neither
 //!   route below needs an attempt limit (a mass deployment behind one address registers
 //!   thousands of machines quickly).
+//! * `GET /api/v1/jump/deploy-keys` (administrators): every key with its state and uses
+//!   left; `DELETE /api/v1/jump/deploy-keys/{id}` (administrators; audited) revokes one (the
+//!   id is the first 16 hex digits of the key's hash, as listed).
 //! * `GET /jump/installer/{key}/{platform}`: the stock client with a `jump_install` ticket
 //!   whose `ticket` is the deployment key (the key is the authorisation, like a download
 //!   link; it is not spent by downloading).
@@ -49,7 +52,14 @@ pub const MAX_KEY_LIFETIME_MS: i64 = 5 * 366 * 24 * 3600 * 1000;
 
 pub fn router() -> Router<State> {
     Router::new()
-        .route("/deploy-keys", post(create_deploy_key))
+        .route(
+            "/deploy-keys",
+            post(create_deploy_key).get(list_deploy_keys),
+        )
+        .route(
+            "/deploy-keys/{id}",
+            axum::routing::delete(revoke_deploy_key),
+        )
         .route("/register", post(register))
         .route("/clients", get(list_clients))
         .route(
@@ -82,6 +92,8 @@ pub struct DeployKeyRequest {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeployKeyResponse {
+    /// The key's id in the list (the first 16 hex digits of its hash).
+    pub id: String,
     pub key: String,
     pub group: String,
     pub valid_until: i64,
@@ -164,12 +176,65 @@ pub async fn create_deploy_key(
         })
         .collect();
     Ok(Json(DeployKeyResponse {
+        id: auth::token_hash(&key)
+            .chars()
+            .take(store::KEY_ID_LEN)
+            .collect(),
         key,
         group,
         valid_until,
         uses: req.uses,
         installers,
     }))
+}
+
+/// Every deployment key with its state and the uses it has left (administrators).
+#[utoipa::path(get, path = "/api/v1/jump/deploy-keys", security(("bearer" = [])),
+    responses((status = 200, body = Vec<store::DeployKeyListed>), (status = 403, body = crate::web::error::ErrorBody)))]
+pub async fn list_deploy_keys(
+    AxState(state): AxState<State>,
+    a: Authed,
+) -> Result<Json<Vec<store::DeployKeyListed>>, ApiError> {
+    if a.user.role != "admin" {
+        return Err(ApiError::Forbidden);
+    }
+    Ok(Json(store::list_deploy_keys(&state.db).await?))
+}
+
+/// Revokes a deployment key (administrators): it registers no more clients; clients it
+/// registered stay.
+#[utoipa::path(delete, path = "/api/v1/jump/deploy-keys/{id}", security(("bearer" = [])),
+    params(("id" = String, Path, description = "the key's id as listed")),
+    responses((status = 204), (status = 403, body = crate::web::error::ErrorBody),
+              (status = 404, body = crate::web::error::ErrorBody)))]
+pub async fn revoke_deploy_key(
+    AxState(state): AxState<State>,
+    ClientIp(ip): ClientIp,
+    a: Authed,
+    Path(id): Path<String>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    if a.user.role != "admin" {
+        return Err(ApiError::Forbidden);
+    }
+    let done = store::revoke_deploy_key(&state.db, &id).await?;
+    let outcome = if done { "ok" } else { "unknown" };
+    let shown: String = id.chars().take(store::KEY_ID_LEN).collect();
+    audit(
+        &state,
+        &a.user.username,
+        ip,
+        "jump.deploy_key.revoke",
+        outcome,
+        &shown,
+    )
+    .await;
+    if done {
+        Ok(axum::http::StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(
+            "no such deployment key, or it was revoked already".into(),
+        ))
+    }
 }
 
 /// The installer: the stock client with a `jump_install` ticket.
@@ -576,6 +641,7 @@ pub async fn jump(
         &crate::db::TicketRow {
             id: ticket_id,
             queue: "personal".into(),
+            team: None,
             rep_id: Some(a.user.id),
             customer_name: row.name.clone(),
             language: String::new(),
@@ -721,7 +787,8 @@ pub async fn user_teams(
     }))
 }
 
-/// Sets a user's teams (administrators): members of team `x` see jump clients of `team:x`.
+/// Sets a user's teams (administrators): members of team `x` see jump clients of `team:x`
+/// and the sessions waiting in the queue of team `x`.
 #[utoipa::path(put, path = "/api/v1/jump/users/{username}/teams", request_body = Teams,
     security(("bearer" = [])), params(("username" = String, Path)),
     responses((status = 200, body = Teams), (status = 400, body = crate::web::error::ErrorBody),
@@ -747,6 +814,7 @@ pub async fn set_user_teams(
         ));
     }
     store::set_teams(&state.db, user.id, &req.teams).await?;
+    state.hub.set_teams(&user, &req.teams);
     audit(
         &state,
         &a.user.username,

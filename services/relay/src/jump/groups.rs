@@ -7,7 +7,8 @@
 //!   administrator with `PUT /api/v1/jump/users/{username}/teams`).
 //! * Administrators see every client.
 //!
-//! Limits: teams exist only for jump groups in this version (queues do not use them yet).
+//! The same teams have queues of their own ([`crate::hub`]): support buttons and session keys
+//! can send a request to a team's queue.
 
 use super::store::ClientRow;
 use crate::db::User;

@@ -1,4 +1,7 @@
 //! The jump tables (`migrations/0003_jump.sql`): deployment keys and registered clients.
+//! A deployment key is known in lists by its id, the first 16 hex digits of its hash (the
+//! secret cannot be found from it); a revoked key (`revoked_at`, migration 0007) registers
+//! nothing.
 //!
 //! Writes go through the database's one writer ([`crate::db`]); taking a use of a deployment
 //! key and recording the client are one op, so a key's uses can never be over-spent.
@@ -108,7 +111,8 @@ pub async fn insert_deploy_key(db: &Db, k: NewDeployKey<'_>) -> Result<(), DbErr
 /// A deployment key that may still register a client.
 pub async fn live_deploy_key(db: &Db, key_hash: &str) -> Result<Option<DeployKeyRow>, DbError> {
     let r = sqlx::query(
-        "SELECT * FROM jump_deploy_keys WHERE key_hash = ? AND valid_until > ? AND uses_left > 0",
+        "SELECT * FROM jump_deploy_keys WHERE key_hash = ? AND valid_until > ? AND uses_left > 0
+         AND revoked_at IS NULL",
     )
     .bind(key_hash)
     .bind(now_ms())
@@ -123,6 +127,79 @@ pub async fn live_deploy_key(db: &Db, key_hash: &str) -> Result<Option<DeployKey
         created_at: r.get("created_at"),
         created_by: r.get("created_by"),
     }))
+}
+
+/// Length of a deployment key's id (a prefix of its hash).
+pub const KEY_ID_LEN: usize = 16;
+
+/// A deployment key in the administrators' list.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DeployKeyListed {
+    /// The first 16 hex digits of the key's hash.
+    pub id: String,
+    pub label: String,
+    pub group: String,
+    pub mode: String,
+    pub valid_until: i64,
+    pub uses_left: i64,
+    pub created_at: i64,
+    /// Who created it (user name), if the account still exists.
+    pub created_by: Option<String>,
+    /// `active`, `expired`, `used_up` or `revoked`.
+    pub state: &'static str,
+}
+
+/// Every deployment key, newest first (at most 1000).
+pub async fn list_deploy_keys(db: &Db) -> Result<Vec<DeployKeyListed>, DbError> {
+    let rows = sqlx::query(
+        "SELECT k.*, u.username AS creator FROM jump_deploy_keys k
+         LEFT JOIN users u ON u.id = k.created_by ORDER BY k.created_at DESC LIMIT 1000",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    let now = now_ms();
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let hash: String = r.get("key_hash");
+            let valid_until: i64 = r.get("valid_until");
+            let uses_left: i64 = r.get("uses_left");
+            DeployKeyListed {
+                id: hash.chars().take(KEY_ID_LEN).collect(),
+                label: r.get("label"),
+                group: r.get("grp"),
+                mode: r.get("mode"),
+                valid_until,
+                uses_left,
+                created_at: r.get("created_at"),
+                created_by: r.get("creator"),
+                state: if r.get::<Option<i64>, _>("revoked_at").is_some() {
+                    "revoked"
+                } else if valid_until <= now {
+                    "expired"
+                } else if uses_left <= 0 {
+                    "used_up"
+                } else {
+                    "active"
+                },
+            }
+        })
+        .collect())
+}
+
+/// Revokes the deployment key whose id is `id`; false when there is none (or it was revoked).
+pub async fn revoke_deploy_key(db: &Db, id: &str) -> Result<bool, DbError> {
+    if id.len() != KEY_ID_LEN || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(false);
+    }
+    let r = db
+        .write(vec![Stmt::new(
+            "UPDATE jump_deploy_keys SET revoked_at = ?
+             WHERE substr(key_hash, 1, 16) = ? AND revoked_at IS NULL",
+            vec![now_ms().into(), id.to_ascii_lowercase().into()],
+        )])
+        .await?;
+    Ok(r.rows_affected > 0)
 }
 
 /// Installed clients of a mode (not removed).
@@ -158,7 +235,7 @@ pub async fn register(db: &Db, c: NewClient<'_>) -> Result<bool, DbError> {
         .write(vec![
             Stmt::new(
                 "UPDATE jump_deploy_keys SET uses_left = uses_left - 1
-                 WHERE key_hash = ? AND uses_left > 0 AND valid_until > ?",
+                 WHERE key_hash = ? AND uses_left > 0 AND valid_until > ? AND revoked_at IS NULL",
                 vec![c.key_hash.into(), now.into()],
             )
             .requiring_change(),

@@ -70,17 +70,17 @@ pub fn router() -> Router<State> {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Lifeline API", version = "1.0.0", description = "Script the Lifeline support box: session keys, queues, sessions, chat, permissions for screen sharing."),
-    paths(token, logout, me, super::appliance::status_json, super::appliance::panel_key, create_key, queues, recent_sessions, session, accept, message, end, request_permission, crate::tools::system_info, crate::tools::end_process, crate::tools::policy, crate::shell::transcript, crate::files::list, crate::files::make_dir, crate::files::download, crate::files::offers, crate::files::offered, crate::files::prepare_upload, crate::files::upload, portal_ticket, audit_log, crate::buttons::create, crate::buttons::list, crate::buttons::revoke, crate::buttons::start_session, crate::install::offer,
-        crate::jump::api::create_deploy_key, crate::jump::api::installer, crate::jump::api::register, crate::jump::api::list_clients, crate::jump::api::update_client, crate::jump::api::jump, crate::jump::api::user_teams, crate::jump::api::set_user_teams, crate::jump::api::wake_client, crate::jump::api::remove_client),
+    paths(token, logout, me, super::appliance::status_json, super::appliance::panel_key, create_key, queues, recent_sessions, session, accept, message, end, request_permission, crate::tools::system_info, crate::tools::end_process, crate::tools::policy, crate::shell::transcript, crate::files::list, crate::files::make_dir, crate::files::download, crate::files::offers, crate::files::offered, crate::files::prepare_upload, crate::files::upload, portal_ticket, audit_log, crate::buttons::create, crate::buttons::list, crate::buttons::targets, crate::buttons::revoke, crate::buttons::start_session, crate::install::offer,
+        crate::jump::api::create_deploy_key, crate::jump::api::list_deploy_keys, crate::jump::api::revoke_deploy_key, crate::jump::api::installer, crate::jump::api::register, crate::jump::api::list_clients, crate::jump::api::update_client, crate::jump::api::jump, crate::jump::api::user_teams, crate::jump::api::set_user_teams, crate::jump::api::wake_client, crate::jump::api::remove_client),
     components(schemas(ErrorBody, TokenRequest, TokenResponse, Me, KeyRequest, KeyResponse, SessionDetail,
         MessageRequest, MessageCreated, TicketRequest, TicketResponse, Download, SessionList, QueueList,
         MessageRow, EventRow, PermissionRequest, PermissionState, StreamTotals, crate::tools::ToolPolicy, crate::tools::EndProcessRequest, crate::tools::EndProcessAnswer, crate::db::AuditRow, super::appliance::ApplianceReport,
         super::appliance::LicenceReport, super::appliance::Connected, super::appliance::ServiceReport,
-        super::appliance::KeyPress, crate::jump::api::DeployKeyRequest, crate::jump::api::DeployKeyResponse,
+        super::appliance::KeyPress, crate::jump::api::DeployKeyRequest, crate::jump::api::DeployKeyResponse, crate::jump::store::DeployKeyListed,
         crate::jump::api::RegistrationDoc, crate::jump::api::RegisteredDoc, crate::jump::api::ClientView,
         crate::jump::store::ClientRow, crate::jump::api::ClientUpdate, crate::jump::api::JumpStarted, crate::jump::api::Teams, crate::jump::api::WakeResponse, crate::jump::api::RemoveResponse,
         crate::buttons::ButtonRequest, crate::buttons::ButtonCreated,
-        crate::buttons::ButtonRow, crate::buttons::ButtonStart, crate::buttons::ButtonExpired,
+        crate::buttons::ButtonRow, crate::buttons::ButtonStart, crate::buttons::ButtonTargets, crate::buttons::TeamTarget, crate::buttons::RepTarget, crate::buttons::ButtonExpired,
         crate::install::InstallRequest, crate::install::InstallAnswer)),
     modifiers(&BearerAuth)
 )]
@@ -196,6 +196,8 @@ pub struct Me {
     username: String,
     display_name: String,
     role: String,
+    /// The teams the caller belongs to (their team queues).
+    teams: Vec<String>,
     /// Present for browser sessions: send it as `X-CSRF-Token` on changes.
     #[serde(skip_serializing_if = "Option::is_none")]
     csrf_token: Option<String>,
@@ -211,6 +213,7 @@ pub struct Me {
 async fn me(AxState(state): AxState<State>, a: Authed) -> Json<Me> {
     let licence = state.licence.status().await.status;
     Json(Me {
+        teams: state.hub.teams_of(a.user.id).to_vec(),
         username: a.user.username,
         display_name: a.user.display_name,
         role: a.user.role,
@@ -225,9 +228,12 @@ async fn me(AxState(state): AxState<State>, a: Authed) -> Json<Me> {
 
 #[derive(Deserialize, ToSchema)]
 pub struct KeyRequest {
-    /// `personal` (default) or `general`.
+    /// `personal` (default), `general` or `team` (with `team`).
     #[serde(default)]
     queue: Option<String>,
+    /// For `queue: "team"`: one of the caller's teams (any team for administrators).
+    #[serde(default)]
+    team: Option<String>,
     /// Minutes the key may be used to start a session (1 to 1440, default 20).
     #[serde(default)]
     ttl_minutes: Option<i64>,
@@ -252,7 +258,8 @@ fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// Generates a 7-digit session key for the caller's personal queue or the general queue.
+/// Generates a 7-digit session key for the caller's personal queue, the general queue, or
+/// the queue of one of the caller's teams.
 #[utoipa::path(post, path = "/api/v1/session-keys", request_body = KeyRequest, security(("bearer" = [])),
     responses((status = 200, body = KeyResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn create_key(
@@ -262,11 +269,24 @@ async fn create_key(
     JsonBody(req): JsonBody<KeyRequest>,
 ) -> Result<Json<KeyResponse>, ApiError> {
     let queue = req.queue.as_deref().unwrap_or("personal");
-    if queue != "personal" && queue != "general" {
-        return Err(ApiError::BadRequest(
-            "queue must be \"personal\" or \"general\"".into(),
-        ));
-    }
+    let team = match (queue, req.team.as_deref()) {
+        ("personal" | "general", None) => None,
+        ("team", Some(team)) => {
+            let member = state.hub.teams_of(a.user.id).iter().any(|t| t == team);
+            if !member && (a.user.role != "admin" || !state.db.team_known(team).await?.1) {
+                return Err(ApiError::BadRequest(format!(
+                    "you are not a member of the team `{team}`"
+                )));
+            }
+            Some(team)
+        }
+        _ => {
+            return Err(ApiError::BadRequest(
+                "queue must be \"personal\", \"general\" or \"team\" (with \"team\": \"<name>\")"
+                    .into(),
+            ));
+        }
+    };
     let ttl = req.ttl_minutes.unwrap_or(20);
     if !(1..=1440).contains(&ttl) {
         return Err(ApiError::BadRequest(
@@ -280,7 +300,7 @@ async fn create_key(
         let candidate = format!("{:07}", rand::rngs::OsRng.gen_range(0..10_000_000u32));
         if state
             .db
-            .insert_session_key(&candidate, &link_token, a.user.id, queue, expires_at)
+            .insert_session_key(&candidate, &link_token, a.user.id, queue, team, expires_at)
             .await?
         {
             key = candidate;
@@ -346,6 +366,9 @@ pub struct SessionDetail {
     /// `terms`, `waiting`, `active` or `ended`.
     state: String,
     queue: String,
+    /// The team of a `team` queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    team: Option<String>,
     customer_name: String,
     computer: String,
     platform: String,
@@ -435,6 +458,7 @@ async fn detail(state: &State, row: SessionRow, full: bool) -> Result<SessionDet
         id: row.id,
         state: row.state,
         queue: row.queue,
+        team: row.team,
         customer_name: row.customer_name,
         computer: row.computer,
         platform: row.platform,

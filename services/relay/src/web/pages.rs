@@ -403,6 +403,10 @@ pub async fn asset(Path(file): Path<String>) -> Response {
             include_str!("../../assets/jump.js"),
             "text/javascript; charset=utf-8",
         ),
+        "deploy.js" => (
+            include_str!("../../assets/deploy.js"),
+            "text/javascript; charset=utf-8",
+        ),
         // xterm.js and its fit add-on, vendored byte for byte from npm (see
         // assets/vendor/xterm/VERSION; tests/vendor.rs checks them against node_modules).
         "xterm.mjs" => (

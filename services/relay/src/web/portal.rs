@@ -75,6 +75,7 @@ pub(crate) fn new_ticket(queue: &str, rep_id: Option<i64>, name: &str, lang: Lan
     TicketRow {
         id: crate::auth::random_token(16),
         queue: queue.to_string(),
+        team: None,
         rep_id,
         customer_name: clean_name(name),
         language: lang.code().to_string(),
@@ -146,7 +147,8 @@ async fn redeem_row(
         return Ok(Err(Refusal::Expired));
     }
     let owner = (row.queue == "personal").then_some(row.rep_id);
-    let ticket = new_ticket(&row.queue, owner, name, lang);
+    let mut ticket = new_ticket(&row.queue, owner, name, lang);
+    ticket.team = row.team.clone();
     if !state.db.redeem_key(&row.key, &ticket).await? {
         return Ok(Err(Refusal::Used));
     }

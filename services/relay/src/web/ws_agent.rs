@@ -256,6 +256,7 @@ impl Conn {
             id: &session_id,
             ticket_id: &row.id,
             queue: &row.queue,
+            team: row.team.as_deref(),
             owner_id: row.rep_id,
             customer_name: &customer_name,
             computer: &clean(&info.computer),

@@ -66,7 +66,7 @@ async fn run(state: State, a: Authed, mut socket: WebSocket) {
         tokio::select! {
             ev = events.recv() => {
                 ok = match ev {
-                    Ok(a) if a.audience.admits(&user) => send(&mut socket, &a.event).await,
+                    Ok(a) if hub.admits(&a.audience, &user) => send(&mut socket, &a.event).await,
                     Ok(_) => true,
                     // This console fell behind: start it over from a fresh snapshot.
                     Err(RecvError::Lagged(_)) => send(&mut socket, &RelayToConsole::Snapshot { entries: hub.snapshot(&user) }).await,
