@@ -48,6 +48,7 @@
 pub mod artifacts;
 pub mod bundle;
 pub mod desktop;
+pub mod desktop_libs;
 pub mod image;
 pub mod machine;
 pub mod portal;
