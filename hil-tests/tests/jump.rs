@@ -43,6 +43,21 @@ fn clients(portal: &Portal, token: &str) -> Vec<Value> {
     v.as_array().cloned().unwrap_or_default()
 }
 
+/// The jump clients the token's user sees, or `None` while the box does not answer (it
+/// restarts).
+fn try_clients(portal: &Portal, token: &str) -> Option<Vec<Value>> {
+    let r = portal
+        .http
+        .get(portal.url("/api/v1/jump/clients"))
+        .bearer_auth(token)
+        .send()
+        .ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    r.json::<Value>().ok()?.as_array().cloned()
+}
+
 /// How often the guest's jump service logged `event=jump_online` in this boot.
 fn online_events(m: &mut Machine) -> usize {
     m.shell
@@ -55,7 +70,7 @@ fn online_events(m: &mut Machine) -> usize {
 /// `event=jump_online` lines in this boot.
 fn wait_online(m: &mut Machine, portal: &Portal, token: &str, id: &str, events: usize, what: &str) {
     wait_for(Duration::from_secs(120), Duration::from_millis(500), what, || {
-        let listed = clients(portal, token)
+        let listed = try_clients(portal, token)?
             .iter()
             .any(|c| c["id"] == id && c["online"] == true);
         (listed && online_events(m) >= events).then_some(())
