@@ -349,6 +349,23 @@ fn jump_client_runs_as_a_systemd_service_and_survives_restart_and_reboot() {
         "enabled"
     );
 
+    // systemd started it at boot (its unit is wanted by multi-user.target), and it never
+    // had to restart it.
+    let boot_journal = m
+        .shell
+        .ok(&format!("journalctl -b -u {UNIT} --no-pager -o cat"));
+    assert!(
+        boot_journal.contains("Started lifeline-jump.service"),
+        "{boot_journal}"
+    );
+    assert_eq!(
+        m.shell
+            .ok(&format!("systemctl show -P NRestarts {UNIT}"))
+            .trim(),
+        "0",
+        "{boot_journal}"
+    );
+
     // 7. The administrator removes it in the console: it uninstalls itself.
     writable_root(&mut m);
     let (s, v) = portal.delete(&admin, &format!("/api/v1/jump/clients/{id}"));
