@@ -13,7 +13,8 @@
 //! ([`machine::Channel`]), which is exactly how a real box is reached. TCG is the default
 //! accelerator; `LIFELINE_QEMU_ACCEL=kvm` tries KVM. [`portal::Portal`] speaks to the
 //! box's HTTPS API through the forwarded port; [`desktop`] runs the customer client
-//! downloaded from the box under Xvfb on the host. [`artifacts::Artifacts`] keeps the
+//! downloaded from the box under Xvfb on the host; [`desktop_libs`] lets the guest itself
+//! play a customer's Linux computer (the jump image test). [`artifacts::Artifacts`] keeps the
 //! console log, the journal and screenshots under `target/artifacts/hil/TEST/` when a test
 //! fails. Figures ([`figure`]) are printed and kept in `target/artifacts/hil/figures.txt`.
 //!
@@ -48,6 +49,7 @@
 pub mod artifacts;
 pub mod bundle;
 pub mod desktop;
+pub mod desktop_libs;
 pub mod image;
 pub mod machine;
 pub mod portal;

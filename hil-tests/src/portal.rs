@@ -89,6 +89,17 @@ impl Portal {
         (s, r.json().unwrap_or(Value::Null))
     }
 
+    pub fn delete(&self, token: &str, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .unwrap_or_else(|e| panic!("DELETE {path}: {e}"));
+        let s = r.status().as_u16();
+        (s, r.json().unwrap_or(Value::Null))
+    }
+
     /// The body of `GET path` with a bearer token; `Err(status)` unless 200 (0: no answer).
     pub fn bytes(&self, token: &str, path: &str) -> Result<Vec<u8>, u16> {
         let r = self
