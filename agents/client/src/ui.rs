@@ -1198,47 +1198,86 @@ fn end_and_wait(runtime: &tokio::runtime::Runtime, handle: &SessionHandle, reaso
     }
 }
 
+/// A small question window: a title, a paragraph of `text_h` pixels, a password field when
+/// `secret`, and two buttons, `no` and `yes` (the default: Enter). Closing it or pressing
+/// Escape sends [`Msg::WindowClose`]; the buttons send [`Msg::Answer`].
+struct Dialog {
+    app: app::App,
+    window: Window,
+    receiver: Receiver<Msg>,
+    secret: Option<fltk::input::SecretInput>,
+}
+
+impl Dialog {
+    fn show(
+        size: (i32, i32),
+        title: &str,
+        text: &str,
+        text_h: i32,
+        secret: bool,
+        (no, yes): (&str, &str),
+    ) -> Dialog {
+        let app = app::App::default();
+        style(&app);
+        let (sender, receiver): (Sender<Msg>, Receiver<Msg>) = app::channel();
+        let mut window = Window::default()
+            .with_size(size.0, size.1)
+            .with_label(title);
+        window.set_color(rgb(BG));
+        let mut col = Flex::default_fill().column();
+        col.set_margins(MARGIN, MARGIN / 2, MARGIN, MARGIN / 2);
+        col.set_pad(10);
+        let heading = label(title, 16, true);
+        col.fixed(&heading, 26);
+        let paragraph = paragraph(text);
+        col.fixed(&paragraph, text_h);
+        let secret = secret.then(|| {
+            let mut field = fltk::input::SecretInput::default();
+            field.set_text_size(FONT_SIZE);
+            col.fixed(&field, 32);
+            field
+        });
+        let mut row = Flex::default().row();
+        row.set_pad(10);
+        Frame::default();
+        let mut no = button(no, None);
+        no.emit(sender, Msg::Answer(false));
+        let mut yes = return_button(yes);
+        yes.emit(sender, Msg::Answer(true));
+        row.fixed(&no, 110);
+        row.fixed(&yes, 110);
+        row.end();
+        col.fixed(&row, 34);
+        col.end();
+        window.end();
+        window.set_callback(move |_| sender.send(Msg::WindowClose));
+        window.show();
+        Dialog {
+            app,
+            window,
+            receiver,
+            secret,
+        }
+    }
+}
+
 /// The password dialog of "run as administrator" (the client started by `sudo` as its
 /// askpass program): the password the customer typed, or `None` when they cancelled or
 /// closed the dialog. The password never leaves this computer: it goes to `sudo` on stdout.
 pub fn ask_password(texts: Texts) -> Option<String> {
-    let app = app::App::default();
-    style(&app);
-    let (sender, receiver): (Sender<Msg>, Receiver<Msg>) = app::channel();
-    let mut window = Window::default()
-        .with_size(440, 210)
-        .with_label(texts.get(Key::AskpassTitle));
-    window.set_color(rgb(BG));
-    let mut col = Flex::default_fill().column();
-    col.set_margins(MARGIN, MARGIN / 2, MARGIN, MARGIN / 2);
-    col.set_pad(10);
-    let title = label(texts.get(Key::AskpassTitle), 16, true);
-    col.fixed(&title, 26);
-    let text = paragraph(texts.get(Key::AskpassText));
-    col.fixed(&text, 64);
-    let mut secret = fltk::input::SecretInput::default();
-    secret.set_text_size(FONT_SIZE);
-    col.fixed(&secret, 32);
-    let mut row = Flex::default().row();
-    row.set_pad(10);
-    Frame::default();
-    let mut cancel = button(texts.get(Key::AskpassCancel), None);
-    cancel.emit(sender, Msg::Answer(false));
-    let mut ok = return_button(texts.get(Key::AskpassOk));
-    ok.emit(sender, Msg::Answer(true));
-    row.fixed(&cancel, 110);
-    row.fixed(&ok, 110);
-    row.end();
-    col.fixed(&row, 34);
-    col.end();
-    window.end();
-    // Closing the dialog or pressing Escape cancels.
-    window.set_callback(move |_| sender.send(Msg::WindowClose));
-    window.show();
+    let mut d = Dialog::show(
+        (440, 210),
+        texts.get(Key::AskpassTitle),
+        texts.get(Key::AskpassText),
+        64,
+        true,
+        (texts.get(Key::AskpassCancel), texts.get(Key::AskpassOk)),
+    );
+    let mut secret = d.secret.take()?;
     let _ = secret.take_focus();
     let mut answer = None;
-    while app.wait() {
-        match receiver.recv() {
+    while d.app.wait() {
+        match d.receiver.recv() {
             Some(Msg::Answer(true)) => {
                 answer = Some(secret.value());
                 break;
@@ -1247,7 +1286,7 @@ pub fn ask_password(texts: Texts) -> Option<String> {
             _ => {}
         }
     }
-    window.hide();
+    d.window.hide();
     answer
 }
 
@@ -1263,46 +1302,25 @@ pub enum JumpAnswer {
 /// Asks the logged-in user whether `rep` from `site` may connect (a jump with the prompt
 /// policy); closing the window declines, silence for `timeout` counts as no answer.
 pub fn ask_jump(texts: Texts, rep: &str, site: &str, timeout: std::time::Duration) -> JumpAnswer {
-    let app = app::App::default();
-    style(&app);
-    let (sender, receiver): (Sender<Msg>, Receiver<Msg>) = app::channel();
-    let mut window = Window::default()
-        .with_size(460, 190)
-        .with_label(texts.get(Key::JumpAskTitle));
-    window.set_color(rgb(BG));
-    let mut col = Flex::default_fill().column();
-    col.set_margins(MARGIN, MARGIN / 2, MARGIN, MARGIN / 2);
-    col.set_pad(10);
-    let title = label(texts.get(Key::JumpAskTitle), 16, true);
-    col.fixed(&title, 26);
     let question = texts
         .get(Key::JumpAskText)
         .replace("{0}", rep)
         .replace("{1}", site);
-    let text = paragraph(&question);
-    col.fixed(&text, 80);
-    let mut row = Flex::default().row();
-    row.set_pad(10);
-    Frame::default();
-    let mut decline = button(texts.get(Key::JumpDecline), None);
-    decline.emit(sender, Msg::Answer(false));
-    let mut allow = return_button(texts.get(Key::JumpAllow));
-    allow.emit(sender, Msg::Answer(true));
-    row.fixed(&decline, 110);
-    row.fixed(&allow, 110);
-    row.end();
-    col.fixed(&row, 34);
-    col.end();
-    window.end();
-    window.set_callback(move |_| sender.send(Msg::WindowClose));
-    window.show();
+    let mut d = Dialog::show(
+        (460, 190),
+        texts.get(Key::JumpAskTitle),
+        &question,
+        80,
+        false,
+        (texts.get(Key::JumpDecline), texts.get(Key::JumpAllow)),
+    );
     let deadline = std::time::Instant::now() + timeout;
     let mut answer = JumpAnswer::NoAnswer;
     while std::time::Instant::now() < deadline {
-        if !matches!(app::wait_for(0.2), Ok(true)) && !window.shown() {
+        if !matches!(app::wait_for(0.2), Ok(true)) && !d.window.shown() {
             break;
         }
-        match receiver.recv() {
+        match d.receiver.recv() {
             Some(Msg::Answer(true)) => {
                 answer = JumpAnswer::Allowed;
                 break;
@@ -1314,7 +1332,7 @@ pub fn ask_jump(texts: Texts, rep: &str, site: &str, timeout: std::time::Duratio
             _ => {}
         }
     }
-    window.hide();
+    d.window.hide();
     answer
 }
 
