@@ -13,7 +13,9 @@
 //! the relay's CPU while only heartbeats flow, over S seconds (`idle_cpu_pct`, of one core);
 //! then the relay is killed and started again on the same port and the time until all N are
 //! back is `reconnect_all_s` (clients retry after a short random pause, as after the real
-//! back-off's first step). Prints `name=value` lines.
+//! back-off's first step), with the restarted relay's CPU time per client
+//! (`reconnect_relay_cpu_us_per_client`: what a reconnection costs the relay, whatever the
+//! generator beside it takes). Prints `name=value` lines.
 //!
 //! Then, with the N held, one real jump client joins: the stock agent, installed from the
 //! installer downloaded with its own deployment key and run as the service under a private
@@ -347,6 +349,12 @@ async fn run() {
         ),
     }
     let pid = relay.child.as_ref().unwrap().id();
+    // The relay's own work per reconnection (TLS handshake, signature check, bookkeeping):
+    // here it shares two cores with this generator, on a box it has them to itself.
+    println!(
+        "reconnect_relay_cpu_us_per_client={:.0}",
+        cpu_s(pid) * 1e6 / count.max(1) as f64
+    );
     println!("relay_rss_after_reconnect_kib={}", rss_kib(pid));
     relay.kill9();
 }
