@@ -327,6 +327,10 @@ const OVERLAY_ELSEWHERE: &[(&str, &str)] = &[
         "base-files' own fstab, taken from rootfs/etc by base-files_%.bbappend",
     ),
     (
+        "etc/hosts",
+        "base-files' own hosts, taken from rootfs/etc by base-files_%.bbappend",
+    ),
+    (
         "usr/lib/sysusers.d/lifeline.conf",
         "the same users are made by USERADD_PARAM in the lifeline recipe",
     ),

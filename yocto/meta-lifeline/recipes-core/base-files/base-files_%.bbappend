@@ -1,2 +1,3 @@
-# The appliance's mounts: data partition, boot state, bind mounts onto /var.
+# The appliance's mounts (fstab: data partition, boot state, bind mounts onto /var) and
+# hosts (localhost resolves: the relay's default site name).
 FILESEXTRAPATHS:prepend:lifeline := "${LIFELINE_SRCDIR}/rootfs/etc:"
