@@ -289,6 +289,10 @@ async fn root_service_jumps_into_the_logged_in_users_desktop_as_that_user() {
     let (s, list) = relay.get(&rep, "/api/v1/jump/clients").await;
     assert_eq!(s, 200, "{list}");
     let id = list[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        list[0]["logged_in_user"], "",
+        "nobody is logged in yet: {list}"
+    );
     let mut console = ws_connect(&relay.addr, "/ws/console", Some(&rep)).await;
     recv_type(&mut console, "snapshot").await;
 
@@ -440,4 +444,18 @@ async fn root_service_jumps_into_the_logged_in_users_desktop_as_that_user() {
         "the ticket is removed when the agent ends"
     );
     assert!(!ticket.parent().unwrap().exists());
+
+    // The client tells the box who is logged in when it connects: the console shows nobody.
+    drop(service);
+    let service = Service::start(
+        &svc.join("lifeline-jump.service"),
+        relay.dir.path().join("service-2.log"),
+        None,
+    );
+    service
+        .wait_log_count_for("event=jump_online", 1, Duration::from_secs(60))
+        .await;
+    let (s, list) = relay.get(&rep, "/api/v1/jump/clients").await;
+    assert_eq!(s, 200, "{list}");
+    assert_eq!(list[0]["logged_in_user"], "nobody", "{list}");
 }

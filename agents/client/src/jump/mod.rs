@@ -26,6 +26,8 @@
 //!   logged-in user's desktop ([`session`]); if it cannot start or the user declines, the
 //!   service answers `SessionFailed`. A service running as root finds that desktop itself
 //!   (logind, else the users' processes: [`seat`]) and starts the agent as that user.
+//!   Each link's hello names that user (the console's "logged-in user"), as it is when the
+//!   link opens.
 //!
 //! Limits of this version: the desktop must be an X11 session (a Wayland one is refused
 //! with a sentence for the representative).
@@ -174,6 +176,25 @@ pub fn info(env: &Env) -> JumpInfo {
     }
 }
 
+/// Who is at this computer's desktop as the link opens (the console shows it): for a root
+/// service the user of the graphical session a jump would open in ([`seat::find`]), else the
+/// service's own user; empty when nobody is.
+async fn logged_in_user(env: &Env) -> String {
+    let name = if nix::unistd::geteuid().is_root() {
+        match seat::find(None).await {
+            Ok(seat) => seat.user,
+            Err(seat::SeatError::Wayland { user, .. }) => user,
+            Err(_) => String::new(),
+        }
+    } else {
+        env.get("USER")
+            .or_else(|| env.get("LOGNAME"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    name.chars().take(64).collect()
+}
+
 /// How one link ended.
 enum LinkEnd {
     /// Lost or closed; `held` tells how long it was up.
@@ -270,6 +291,9 @@ async fn link(
     env: &Env,
     purpose: Purpose,
 ) -> Result<LinkEnd, LinkError> {
+    // Looked up before connecting: the box waits only a few seconds for the hello.
+    let mut facts = info(env);
+    facts.logged_in_user = logged_in_user(env).await;
     let mut ws = net::connect_to(&config.ticket(), env, "/ws/jump")
         .await
         .map_err(LinkError::Net)?;
@@ -295,7 +319,7 @@ async fn link(
         version: lifeline_proto::VERSION,
         client_id: config.client_id.clone(),
         purpose,
-        info: info(env),
+        info: facts,
         signature: base64::engine::general_purpose::STANDARD.encode(signature.to_bytes()),
     };
     if ws
