@@ -67,6 +67,22 @@ pub struct User {
     pub disabled: bool,
 }
 
+#[cfg(test)]
+impl User {
+    /// An account for unit tests: `u<id>` with `role`.
+    pub fn for_test(id: i64, role: &str) -> User {
+        User {
+            id,
+            username: format!("u{id}"),
+            display_name: format!("U{id}"),
+            role: role.into(),
+            password_hash: String::new(),
+            show_on_portal: true,
+            disabled: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SessionKeyRow {
     pub key: String,

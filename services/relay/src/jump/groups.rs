@@ -50,15 +50,7 @@ mod tests {
     use super::*;
 
     fn user(id: i64, role: &str) -> User {
-        User {
-            id,
-            username: format!("u{id}"),
-            display_name: format!("U{id}"),
-            role: role.into(),
-            password_hash: String::new(),
-            show_on_portal: true,
-            disabled: false,
-        }
+        User::for_test(id, role)
     }
 
     fn client(group: &str, owner: Option<i64>) -> ClientRow {
