@@ -100,7 +100,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             .with_check_in_s(config.jump_check_in_s)
             .with_heartbeat_s(config.jump_heartbeat_s),
     );
-    let jump_saver = jump.spawn_saver(db.clone(), Duration::from_secs(300));
+    let jump_saver = jump.spawn_saver(db.clone(), crate::jump::SAVE_EVERY);
     let jump_beat = jump.spawn_heartbeat();
 
     let tls_listener =

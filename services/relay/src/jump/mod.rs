@@ -22,8 +22,10 @@
 //! * Heartbeats: one timer for all links ([`Jumps::spawn_heartbeat`]); at each beat every
 //!   link sends its client a WebSocket ping and drops the link if nothing came from the
 //!   client for three beats. Pings and pongs thus come in one burst per beat.
-//! * "Last seen" is written when a link opens and when it closes, and for online clients by
-//!   [`Jumps::spawn_saver`] every few minutes in a few large transactions — never per heartbeat.
+//! * "Last seen" is written when a link closes, when it opens (unless the client's facts are
+//!   unchanged and it was seen within [`SAVE_EVERY`], as after a relay restart), and for online
+//!   clients by [`Jumps::spawn_saver`] every [`SAVE_EVERY`] in a few large transactions —
+//!   never per heartbeat.
 //! * Passive clients check in (facts, last seen, the address they came from) and leave; the
 //!   box wakes one with a signed line sent to its wake port ([`wake`]) and waits for its
 //!   `Woken` link. Check-ins are every [`CHECK_IN_S`] unless `[jump] check_in_s` says otherwise.
@@ -62,6 +64,8 @@ use tokio::sync::mpsc;
 pub const HEARTBEAT_S: u32 = 25;
 /// Seconds between a passive client's check-ins.
 pub const CHECK_IN_S: u32 = 24 * 3600;
+/// How often "last seen" of online clients is written.
+pub const SAVE_EVERY: Duration = Duration::from_secs(300);
 /// How many orders may wait for one client.
 pub const ORDER_QUEUE: usize = 4;
 /// How long a woken passive client's link stays up without an order.

@@ -225,7 +225,27 @@ async fn run(state: State, ip: IpAddr, mut socket: WebSocket) {
         logged_in_user: lifeline_proto::sanitize_text(&info.logged_in_user),
         agent_version: lifeline_proto::sanitize_text(&info.agent_version),
     };
-    store::connected(&state.db, &client_id, &facts).await;
+    // Written when they changed or "last seen" is older than the saver's round: a
+    // reconnection storm of unchanged clients then costs the database nothing.
+    let known = (
+        row.computer.as_str(),
+        row.platform.as_str(),
+        row.logged_in_user.as_str(),
+        row.agent_version.as_str(),
+    );
+    let told = (
+        facts.computer.as_str(),
+        facts.platform.as_str(),
+        facts.logged_in_user.as_str(),
+        facts.agent_version.as_str(),
+    );
+    let save_ms = i64::try_from(crate::jump::SAVE_EVERY.as_millis()).unwrap_or(i64::MAX);
+    let stale = row
+        .last_seen
+        .is_none_or(|t| crate::db::now_ms().saturating_sub(t) > save_ms);
+    if known != told || stale {
+        store::connected(&state.db, &client_id, &facts).await;
+    }
     if mode == JumpMode::Passive {
         store::record_address(&state.db, &client_id, &ip.to_canonical().to_string()).await;
     }
