@@ -26,6 +26,7 @@ import { InstallArea } from '/static/install.js';
 import { t, localise } from '/static/texts.js';
 import { JumpPanel } from '/static/jump.js';
 import { DeploymentPage } from '/static/deploy.js';
+import { byId, h } from '/static/dom.js';
 
 const MAX_CHAT_CHARS = 4000;
 const WS_BACKOFF_MIN_MS = 1000;
@@ -35,27 +36,8 @@ const RECENT_LIMIT = 50;
 // ---------------------------------------------------------------------------------------------
 // Small DOM helpers
 
-const byId = (id) => document.getElementById(id);
 
 /** Creates an element. String children become text nodes (never parsed as HTML). */
-function h(tag, attrs, ...children) {
-  const el = document.createElement(tag);
-  if (attrs) {
-    for (const [k, v] of Object.entries(attrs)) {
-      if (v == null || v === false) continue;
-      if (k === 'class') el.className = v;
-      else if (k === 'text') el.textContent = String(v);
-      else if (k === 'dataset') Object.assign(el.dataset, v);
-      else if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
-      else el.setAttribute(k, v === true ? '' : String(v));
-    }
-  }
-  for (const c of children.flat()) {
-    if (c == null || c === false) continue;
-    el.append(c instanceof Node ? c : String(c));
-  }
-  return el;
-}
 
 /** Only http(s) URLs may become links. */
 function safeUrl(u) {

@@ -13,26 +13,13 @@
 // Everything from the server reaches the page as text, never as HTML.
 
 import { t } from '/static/texts.js';
+import { byId, h } from '/static/dom.js';
 
-const byId = (id) => document.getElementById(id);
 const str = (v) => (v == null ? '' : String(v));
 
 const HOUR_MIN = 60;
 const FIVE_YEARS_MIN = 5 * 365 * 24 * 60;
 const DAY_MS = 24 * 3600 * 1000;
-
-function h(tag, attrs, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v == null || v === false) continue;
-    if (k === 'text') el.textContent = String(v);
-    else if (k === 'class') el.className = v;
-    else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
-    else el.setAttribute(k, v === true ? '' : String(v));
-  }
-  for (const c of children) if (c != null && c !== false) el.append(c);
-  return el;
-}
 
 /** Only http(s) addresses become links. */
 function safeUrl(u) {

@@ -41,6 +41,7 @@
 // downloaded folder's files until its ZIP is saved (no ZIP64: under 4 GB in all).
 
 import { t } from '/static/texts.js';
+import { byId, h } from '/static/dom.js';
 
 const RETRIES = 5;
 const RETRY_PAUSE_MS = 1500;
@@ -50,24 +51,6 @@ export const MAX_FOLDER_ENTRIES = 10_000;
 /** A stored ZIP without ZIP64 holds less than this. */
 const ZIP_MAX = 0xffff_fff0;
 
-const byId = (id) => document.getElementById(id);
-
-function h(tag, attrs, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v == null || v === false) continue;
-    if (k === 'class') el.className = v;
-    else if (k === 'text') el.textContent = String(v);
-    else if (k === 'dataset') Object.assign(el.dataset, v);
-    else if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
-    else el.setAttribute(k, v === true ? '' : String(v));
-  }
-  for (const c of children.flat()) {
-    if (c == null || c === false) continue;
-    el.append(c instanceof Node ? c : String(c));
-  }
-  return el;
-}
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

@@ -8,8 +8,8 @@
 // events). Shown only while the session is active and the `install` tool is allowed.
 
 import { t } from '/static/texts.js';
+import { byId } from '/static/dom.js';
 
-const byId = (id) => document.getElementById(id);
 
 export class InstallArea {
   /** @param {{api: Function, onError: Function}} opts */

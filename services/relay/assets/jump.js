@@ -14,24 +14,11 @@
 // Everything from the server is put in the page as text, never as HTML.
 
 import { t } from '/static/texts.js';
+import { byId, h } from '/static/dom.js';
 
 const POLL_MS = 5000;
 const SEARCH_DELAY_MS = 250;
 
-const byId = (id) => document.getElementById(id);
-
-function h(tag, attrs, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v == null || v === false) continue;
-    if (k === 'text') el.textContent = String(v);
-    else if (k === 'class') el.className = v;
-    else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
-    else el.setAttribute(k, v === true ? '' : String(v));
-  }
-  for (const c of children) if (c != null) el.append(c);
-  return el;
-}
 
 const str = (v) => (v == null ? '' : String(v));
 

@@ -25,8 +25,8 @@
 import { Terminal } from '/static/xterm.mjs';
 import { FitAddon } from '/static/addon-fit.mjs';
 import { t } from '/static/texts.js';
+import { byId } from '/static/dom.js';
 
-const byId = (id) => document.getElementById(id);
 /** Largest input message (lifeline_proto::shell::MAX_INPUT). */
 const MAX_INPUT = 16 * 1024;
 /** Acknowledge after this many bytes, or ACK_DELAY_MS after the last write. */

@@ -14,23 +14,11 @@
 // (the filter narrows them; the export has everything).
 
 import { t } from '/static/texts.js';
+import { byId, h } from '/static/dom.js';
 
 const ROW_LIMIT = 2000;
 const TABS = ['overview', 'disks', 'network', 'users', 'processes', 'services', 'packages'];
 
-const byId = (id) => document.getElementById(id);
-
-function h(tag, attrs, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v == null || v === false) continue;
-    if (k === 'text') el.textContent = String(v);
-    else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
-    else el.setAttribute(k, v === true ? '' : String(v));
-  }
-  for (const c of children) if (c != null) el.append(c);
-  return el;
-}
 
 const num = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
 const str = (v) => (v == null ? '' : String(v));

@@ -29,6 +29,7 @@
 // Texts (English, French, German) are in texts.js.
 
 import { t as texts, lang as pageLang } from '/static/texts.js';
+import { byId } from '/static/dom.js';
 
 export const MAGIC = 0x4c;
 export const HEADER_LEN = 12;
@@ -308,7 +309,6 @@ export function keysymOf(key) {
 // ---------------------------------------------------------------------------------------------
 // The viewer
 
-const byId = (id) => document.getElementById(id);
 
 export class ScreenArea {
   /**

@@ -379,6 +379,10 @@ pub async fn asset(Path(file): Path<String>) -> Response {
             include_str!("../../assets/texts.js"),
             "text/javascript; charset=utf-8",
         ),
+        "dom.js" => (
+            include_str!("../../assets/dom.js"),
+            "text/javascript; charset=utf-8",
+        ),
         "viewer.js" => (
             include_str!("../../assets/viewer.js"),
             "text/javascript; charset=utf-8",
