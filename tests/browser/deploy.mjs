@@ -148,6 +148,35 @@ async function run() {
     await shot(page, 'deploy-2-revoked-en.png');
   });
 
+  await step('e2. teams are set in the page: saved, offered in the choosers, a bad name refused', async () => {
+    const row = page.locator(`[data-testid=team-row][data-user="${ADMIN}"]`);
+    await row.waitFor();
+    const memberRow = page.locator(`[data-testid=team-row][data-user="${TEAM_REP}"]`);
+    check(await memberRow.locator('[data-testid=team-input]').inputValue() === 'ops', 'the member\'s team is shown');
+    await row.locator('[data-testid=team-input]').fill(' network,ops ,, ');
+    await row.locator('[data-testid=team-save]').click();
+    await row.locator('[data-testid=team-status]', { hasText: 'Saved' }).waitFor();
+    const saved = await row.locator('[data-testid=team-input]').inputValue();
+    check(saved === 'network, ops', `saved as: ${saved}`);
+    await page.locator('[data-testid=button-queue] option[value="team:network"]').waitFor({ state: 'attached' });
+    const options = await page.locator('[data-testid=button-queue] option').allTextContents();
+    check(options.some((o) => o.startsWith('Team ops (2 members)')), `options: ${options}`);
+    await page.locator('[data-testid=dkey-group] option[value="team:network"]').waitFor({ state: 'attached' });
+    // A name the box refuses: the message is shown and nothing changes.
+    await row.locator('[data-testid=team-input]').fill('network, not a team!');
+    await row.locator('[data-testid=team-input]').press('Enter');
+    const status = row.locator('[data-testid=team-status].is-error');
+    await status.waitFor();
+    check((await status.innerText()).includes('48'), await status.innerText());
+    await page.reload();
+    await page.locator('[data-testid=deploy-page]').waitFor({ state: 'visible' });
+    await row.waitFor();
+    const kept = await row.locator('[data-testid=team-input]').inputValue();
+    check(kept === 'network, ops', `after the refusal: ${kept}`);
+    await page.locator('[data-testid=teams-card]').screenshot({ path: path.join(ARTIFACTS, 'teams-en.png') });
+    return kept;
+  });
+
   for (const [lang, title, create] of [['en', 'Deployment', 'Create button'], ['fr', 'Déploiement', 'Créer le bouton'], ['de', 'Bereitstellung', 'Knopf erstellen']]) {
     await step(`f. the page in ${lang}`, async () => {
       await page.goto(`${BASE}/console?lang=${lang}#deployment`);

@@ -7,6 +7,9 @@
 // (after a confirmation). The button's queue chooser comes from GET /api/v1/buttons/targets:
 // the general queue, a representative's, or a team's (with how many members it has).
 //
+// "Teams": every representative's teams (GET/PUT /api/v1/jump/users/{name}/teams), written
+// as names separated by commas; members see their teams' queues and jump clients.
+//
 // Limits: lifetimes are asked in whole hours, days, weeks or years (one hour to five years,
 // the relay checks again); a key's "valid until" is the end of the chosen day, local time.
 // The page is shown only to administrators; the relay refuses every route to others anyway.
@@ -103,7 +106,7 @@ export class DeploymentPage {
 
   /** Loads the choices and both lists (each time the page is shown). */
   async show() {
-    await Promise.all([this.loadTargets(), this.loadButtons(), this.loadKeys()]);
+    await Promise.all([this.loadTargets().then(() => this.loadTeamRows()), this.loadButtons(), this.loadKeys()]);
     this.loaded = true;
   }
 
@@ -164,10 +167,11 @@ export class DeploymentPage {
       this.onError(e);
     }
     this.teams = Array.isArray(targets.teams) ? targets.teams : [];
+    this.reps = Array.isArray(targets.reps) ? targets.reps : [];
     const queue = byId('button-queue');
     const keep = queue.value;
     const reps = h('optgroup', { label: t.deploy.reps });
-    for (const r of Array.isArray(targets.reps) ? targets.reps : []) {
+    for (const r of this.reps) {
       reps.append(h('option', { value: `rep:${str(r.username)}`, text: t.deploy.rep(str(r.display_name), str(r.username)) }));
     }
     const teams = h('optgroup', { label: t.deploy.teams });
@@ -336,5 +340,57 @@ export class DeploymentPage {
       this.onError(e);
     }
     await this.loadKeys();
+  }
+
+  // ---- teams -------------------------------------------------------------------------------
+
+  /** One row per representative: their teams, editable, saved with PUT. */
+  async loadTeamRows() {
+    const rows = await Promise.all(this.reps.map(async (r) => {
+      const user = str(r.username);
+      try {
+        const v = await this.api('GET', `/api/v1/jump/users/${encodeURIComponent(user)}/teams`);
+        return this.teamRow(r, Array.isArray(v && v.teams) ? v.teams : []);
+      } catch (e) {
+        this.onError(e);
+        return null;
+      }
+    }));
+    byId('team-rows').replaceChildren(...rows.filter(Boolean));
+    byId('team-empty').hidden = this.reps.length > 0;
+  }
+
+  teamRow(r, teams) {
+    const user = str(r.username);
+    const input = h('input', { class: 'team-input', 'data-testid': 'team-input', maxlength: '2500', autocomplete: 'off',
+      placeholder: t.deploy.teamsPlaceholder, 'aria-label': t.deploy.teamsOf(str(r.display_name)) });
+    input.value = teams.map(str).join(', ');
+    const status = h('span', { class: 'team-status', 'data-testid': 'team-status', role: 'status' });
+    const save = h('button', { type: 'button', class: 'btn btn-sm btn-primary', 'data-testid': 'team-save', text: t.deploy.save,
+      onclick: () => this.saveTeams(user, input, status, save) });
+    input.addEventListener('keydown', (ev) => { if (ev.key === 'Enter') save.click(); });
+    return h('tr', { 'data-testid': 'team-row', 'data-user': user },
+      h('td', { class: 'deploy-label', text: t.deploy.rep(str(r.display_name), user) }),
+      h('td', {}, input),
+      h('td', { class: 'deploy-row-actions' }, save, status));
+  }
+
+  async saveTeams(user, input, status, save) {
+    const teams = input.value.split(',').map((s) => s.trim()).filter(Boolean);
+    save.disabled = true;
+    status.textContent = '';
+    status.classList.remove('is-error');
+    try {
+      const v = await this.api('PUT', `/api/v1/jump/users/${encodeURIComponent(user)}/teams`, { teams });
+      input.value = (Array.isArray(v && v.teams) ? v.teams : teams).join(', ');
+      status.textContent = t.deploy.teamsSaved;
+      // The queue and group choosers list the teams: they may have changed.
+      await this.loadTargets();
+    } catch (e) {
+      status.textContent = e.message || t.deploy.teamsInvalid;
+      status.classList.add('is-error');
+    } finally {
+      save.disabled = false;
+    }
   }
 }
