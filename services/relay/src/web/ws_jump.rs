@@ -227,23 +227,15 @@ async fn run(state: State, ip: IpAddr, mut socket: WebSocket) {
     };
     // Written when they changed or "last seen" is older than the saver's round: a
     // reconnection storm of unchanged clients then costs the database nothing.
-    let known = (
-        row.computer.as_str(),
-        row.platform.as_str(),
-        row.logged_in_user.as_str(),
-        row.agent_version.as_str(),
-    );
-    let told = (
-        facts.computer.as_str(),
-        facts.platform.as_str(),
-        facts.logged_in_user.as_str(),
-        facts.agent_version.as_str(),
-    );
+    let unchanged = row.computer == facts.computer
+        && row.platform == facts.platform
+        && row.logged_in_user == facts.logged_in_user
+        && row.agent_version == facts.agent_version;
     let save_ms = i64::try_from(crate::jump::SAVE_EVERY.as_millis()).unwrap_or(i64::MAX);
     let stale = row
         .last_seen
         .is_none_or(|t| crate::db::now_ms().saturating_sub(t) > save_ms);
-    if known != told || stale {
+    if !unchanged || stale {
         store::connected(&state.db, &client_id, &facts).await;
     }
     if mode == JumpMode::Passive {
