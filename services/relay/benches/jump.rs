@@ -72,7 +72,7 @@ async fn client(shared: Arc<Shared>, id: String, key: SigningKey, source: IpAddr
 
 /// Returns whether the link was welcomed (and counted online).
 async fn hold(shared: &Shared, id: &str, key: &SigningKey, source: IpAddr) -> bool {
-    let mut ws = {
+    let (mut ws, beat) = {
         let Ok(_permit) = shared.handshakes.acquire().await else {
             return false;
         };
@@ -115,20 +115,19 @@ async fn hold(shared: &Shared, id: &str, key: &SigningKey, source: IpAddr) -> bo
         {
             return false;
         }
-        match next_json(&mut ws).await {
-            Some(v) if v["type"] == "welcome" => {}
+        let beat = match next_json(&mut ws).await {
+            Some(v) if v["type"] == "welcome" => v["heartbeat_s"].as_u64().unwrap_or(30),
             _ => {
                 shared.refusals.fetch_add(1, Ordering::Relaxed);
                 return false;
             }
-        }
-        ws
+        };
+        (ws, Duration::from_secs(beat.max(1)))
     };
     shared.online.fetch_add(1, Ordering::Relaxed);
     shared.welcomes.fetch_add(1, Ordering::Relaxed);
     // Heartbeats as the real client does them: answer the relay's pings (the WebSocket layer
     // sends the pong), ping only after a heartbeat without hearing from the relay.
-    let beat = Duration::from_secs(25);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
     let mut last_heard = Instant::now();
     loop {

@@ -58,7 +58,7 @@ struct JumpSection {
     reconnect_limit: Option<bool>,
     /// Seconds between a passive client's check-ins (1 to 7 days; default one day).
     check_in_s: Option<u32>,
-    /// Seconds between the heartbeats of active links (5 to 300; default 25). Lower it when
+    /// Seconds between the heartbeats of active links (5 to 300; default 30). Lower it when
     /// a proxy between clients and the box closes quiet connections sooner.
     heartbeat_s: Option<u32>,
     /// True: a representative's jump starts the session without asking the user logged in

@@ -61,7 +61,7 @@ use tokio::sync::mpsc;
 /// Seconds between heartbeats unless `[jump] heartbeat_s` says otherwise, sent in every
 /// welcome: the relay pings every link this often (short enough for proxies' idle
 /// time-outs) and drops a link silent for three of them.
-pub const HEARTBEAT_S: u32 = 25;
+pub const HEARTBEAT_S: u32 = 30;
 /// Seconds between a passive client's check-ins.
 pub const CHECK_IN_S: u32 = 24 * 3600;
 /// How often "last seen" of online clients is written.
