@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -29,19 +27,6 @@ async fn deploy_key(relay: &Relay, admin: &str, uses: i64) -> Value {
         .await;
     assert_eq!(s, 200, "{v}");
     v
-}
-
-fn run_installer(installer: &Path, dir: &Path, home: &Path) -> std::process::Output {
-    Command::new(installer)
-        .arg("--service-dir")
-        .arg(dir)
-        .arg("--no-systemd")
-        .env("HOME", home)
-        .env_remove("DISPLAY")
-        .env_remove("https_proxy")
-        .env_remove("HTTPS_PROXY")
-        .output()
-        .unwrap()
 }
 
 async fn clients(relay: &Relay, rep: &str, search: &str) -> Vec<Value> {
@@ -158,12 +143,7 @@ async fn installed_client_connects_refuses_impostors_and_returns_after_restart()
     let home = relay.dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let svc = relay.dir.path().join("svc");
-    let out = run_installer(&installer, &svc, &home);
-    assert!(
-        out.status.success(),
-        "installer failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    install_ok(&installer, &svc, &home, &[]);
     use std::os::unix::fs::PermissionsExt;
     let key_mode = std::fs::metadata(svc.join("jump.key"))
         .unwrap()
@@ -181,7 +161,7 @@ async fn installed_client_connects_refuses_impostors_and_returns_after_restart()
     );
 
     // The key had one use: a second installation is refused with a sentence.
-    let out = run_installer(&installer, &relay.dir.path().join("svc2"), &home);
+    let out = run_installer(&installer, &relay.dir.path().join("svc2"), &home, &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not valid any more"), "{err}");
@@ -390,12 +370,7 @@ impl JumpLab {
         let home = relay.dir.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
         let svc = relay.dir.path().join("svc");
-        let out = run_installer(&installer, &svc, &home);
-        assert!(
-            out.status.success(),
-            "installer failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        install_ok(&installer, &svc, &home, &[]);
         let x = Xvfb::start();
         let service = Service::start(
             &svc.join("lifeline-jump.service"),

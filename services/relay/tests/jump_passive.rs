@@ -8,7 +8,6 @@ mod common;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -41,22 +40,7 @@ async fn install(relay: &Relay, admin: &str, mode: &str, extra: &[&str]) -> Path
     let svc = relay.dir.path().join("svc");
     let home = relay.dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
-    let out = Command::new(installer)
-        .arg("--service-dir")
-        .arg(&svc)
-        .arg("--no-systemd")
-        .args(extra)
-        .env("HOME", &home)
-        .env_remove("DISPLAY")
-        .env_remove("https_proxy")
-        .env_remove("HTTPS_PROXY")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "installer failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    install_ok(&installer, &svc, &home, extra);
     svc
 }
 

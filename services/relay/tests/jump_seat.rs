@@ -188,6 +188,15 @@ fn nul_separated(path: &str) -> Vec<String> {
         .collect()
 }
 
+/// The installed service in `svc`, started as root (this test's user) and online.
+async fn start_online(svc: &std::path::Path, log: PathBuf) -> Service {
+    let service = Service::start(&svc.join("lifeline-jump.service"), log, None);
+    service
+        .wait_log_count_for("event=jump_online", 1, Duration::from_secs(60))
+        .await;
+    service
+}
+
 /// The pid of the `n`-th session agent the service started.
 fn started_pid(log: &str, n: usize) -> u32 {
     let line = log
@@ -261,31 +270,10 @@ async fn root_service_jumps_into_the_logged_in_users_desktop_as_that_user() {
     let opt = tempfile::tempdir().unwrap();
     std::fs::set_permissions(opt.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let svc = opt.path().join("lifeline-jump");
-    let out = Command::new(&installer)
-        .arg("--service-dir")
-        .arg(&svc)
-        .arg("--no-systemd")
-        .env("HOME", relay.dir.path())
-        .env_remove("DISPLAY")
-        .env_remove("https_proxy")
-        .env_remove("HTTPS_PROXY")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "installer failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    install_ok(&installer, &svc, relay.dir.path(), &[]);
 
     let x = UserX::start();
-    let service = Service::start(
-        &svc.join("lifeline-jump.service"),
-        relay.dir.path().join("service.log"),
-        None,
-    );
-    service
-        .wait_log_count_for("event=jump_online", 1, Duration::from_secs(60))
-        .await;
+    let service = start_online(&svc, relay.dir.path().join("service.log")).await;
     let (s, list) = relay.get(&rep, "/api/v1/jump/clients").await;
     assert_eq!(s, 200, "{list}");
     let id = list[0]["id"].as_str().unwrap().to_string();
@@ -447,14 +435,7 @@ async fn root_service_jumps_into_the_logged_in_users_desktop_as_that_user() {
 
     // The client tells the box who is logged in when it connects: the console shows nobody.
     drop(service);
-    let service = Service::start(
-        &svc.join("lifeline-jump.service"),
-        relay.dir.path().join("service-2.log"),
-        None,
-    );
-    service
-        .wait_log_count_for("event=jump_online", 1, Duration::from_secs(60))
-        .await;
+    let _service = start_online(&svc, relay.dir.path().join("service-2.log")).await;
     let (s, list) = relay.get(&rep, "/api/v1/jump/clients").await;
     assert_eq!(s, 200, "{list}");
     assert_eq!(list[0]["logged_in_user"], "nobody", "{list}");

@@ -7,6 +7,37 @@ use std::time::Duration;
 
 use super::wait_for;
 
+/// Runs a downloaded jump installer into `dir` without systemd, with `home` as HOME, no
+/// DISPLAY and no proxy, plus `extra` arguments.
+pub fn run_installer(
+    installer: &Path,
+    dir: &Path,
+    home: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    Command::new(installer)
+        .arg("--service-dir")
+        .arg(dir)
+        .arg("--no-systemd")
+        .args(extra)
+        .env("HOME", home)
+        .env_remove("DISPLAY")
+        .env_remove("https_proxy")
+        .env_remove("HTTPS_PROXY")
+        .output()
+        .unwrap()
+}
+
+/// [`run_installer`], which must succeed.
+pub fn install_ok(installer: &Path, dir: &Path, home: &Path, extra: &[&str]) {
+    let out = run_installer(installer, dir, home, extra);
+    assert!(
+        out.status.success(),
+        "installer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The arguments of a unit's `ExecStart=` line (double-quoted, as the installer writes it).
 pub fn exec_start(unit: &str) -> Vec<String> {
     let line = unit
