@@ -26,7 +26,7 @@ import { InstallArea } from '/static/install.js';
 import { t, localise } from '/static/texts.js';
 import { JumpPanel } from '/static/jump.js';
 import { DeploymentPage } from '/static/deploy.js';
-import { byId, h } from '/static/dom.js';
+import { byId, h, safeUrl } from '/static/dom.js';
 
 const MAX_CHAT_CHARS = 4000;
 const WS_BACKOFF_MIN_MS = 1000;
@@ -35,19 +35,6 @@ const RECENT_LIMIT = 50;
 
 // ---------------------------------------------------------------------------------------------
 // Small DOM helpers
-
-
-/** Creates an element. String children become text nodes (never parsed as HTML). */
-
-/** Only http(s) URLs may become links. */
-function safeUrl(u) {
-  try {
-    const url = new URL(String(u), location.href);
-    return url.protocol === 'https:' || url.protocol === 'http:' ? url.href : null;
-  } catch {
-    return null;
-  }
-}
 
 const str = (v, fallback = '') => (v == null ? fallback : String(v));
 

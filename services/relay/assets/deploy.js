@@ -16,23 +16,13 @@
 // Everything from the server reaches the page as text, never as HTML.
 
 import { t } from '/static/texts.js';
-import { byId, h } from '/static/dom.js';
+import { byId, h, safeUrl } from '/static/dom.js';
 
 const str = (v) => (v == null ? '' : String(v));
 
 const HOUR_MIN = 60;
 const FIVE_YEARS_MIN = 5 * 365 * 24 * 60;
 const DAY_MS = 24 * 3600 * 1000;
-
-/** Only http(s) addresses become links. */
-function safeUrl(u) {
-  try {
-    const url = new URL(String(u), location.href);
-    return url.protocol === 'https:' || url.protocol === 'http:' ? url.href : null;
-  } catch {
-    return null;
-  }
-}
 
 const dateFmt = new Intl.DateTimeFormat(undefined, { year: 'numeric', month: 'short', day: 'numeric' });
 const dateTimeFmt = new Intl.DateTimeFormat(undefined, {

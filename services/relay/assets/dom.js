@@ -1,4 +1,4 @@
-// The console's two DOM helpers, shared by its modules.
+// The console's DOM helpers, shared by its modules.
 
 /** The element with this id. */
 export const byId = (id) => document.getElementById(id);
@@ -24,4 +24,14 @@ export function h(tag, attrs, ...children) {
     el.append(c instanceof Node ? c : String(c));
   }
   return el;
+}
+
+/** The address `u` as a link target if it is http(s), else `null`. */
+export function safeUrl(u) {
+  try {
+    const url = new URL(String(u), location.href);
+    return url.protocol === 'https:' || url.protocol === 'http:' ? url.href : null;
+  } catch {
+    return null;
+  }
 }

@@ -51,7 +51,6 @@ export const MAX_FOLDER_ENTRIES = 10_000;
 /** A stored ZIP without ZIP64 holds less than this. */
 const ZIP_MAX = 0xffff_fff0;
 
-
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Bytes as "12.3 MB". */

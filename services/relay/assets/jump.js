@@ -19,7 +19,6 @@ import { byId, h } from '/static/dom.js';
 const POLL_MS = 5000;
 const SEARCH_DELAY_MS = 250;
 
-
 const str = (v) => (v == null ? '' : String(v));
 
 function groupLabel(g) {

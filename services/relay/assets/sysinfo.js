@@ -19,7 +19,6 @@ import { byId, h } from '/static/dom.js';
 const ROW_LIMIT = 2000;
 const TABS = ['overview', 'disks', 'network', 'users', 'processes', 'services', 'packages'];
 
-
 const num = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
 const str = (v) => (v == null ? '' : String(v));
 
