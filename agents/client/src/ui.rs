@@ -94,6 +94,17 @@ enum Question {
     },
 }
 
+impl Question {
+    /// The question's name in the log.
+    fn name(&self) -> &'static str {
+        match self {
+            Question::Permission(p) => p.as_str(),
+            Question::EndProcess { .. } => "end_process",
+            Question::Install { .. } => "install",
+        }
+    }
+}
+
 /// A question waiting for the customer's answer.
 #[derive(Debug, Clone)]
 struct Ask {
@@ -914,6 +925,7 @@ impl Ui {
                     // Enter or Space refuses.
                     self.shown_ask = Some(ask.question.clone());
                     let _ = self.deny.take_focus();
+                    tracing::info!("event=question_shown question={}", ask.question.name());
                 }
             }
             None => {

@@ -244,7 +244,7 @@ async fn file_transfer_with_the_real_client() {
         .await;
     assert_eq!(s, 200, "{v}");
     agent
-        .wait_log_for("event=permission_asked permission=file_transfer", LOG_WAIT)
+        .wait_log_for("event=question_shown question=file_transfer", LOG_WAIT)
         .await;
     x.xdotool(&["windowfocus", "--sync", &wid]);
     x.xdotool(&["key", "--delay", "120", "Tab", "space"]);
@@ -723,7 +723,7 @@ async fn the_file_panel_in_the_console_with_chromium() {
         async || {
             agent
                 .log()
-                .contains("event=permission_asked permission=file_transfer")
+                .contains("event=question_shown question=file_transfer")
                 .then_some(())
         },
     )
@@ -895,7 +895,7 @@ async fn one_folder_only_and_whole_folders_with_the_real_client() {
         .await;
     assert_eq!(s, 200, "{v}");
     agent
-        .wait_log_for("event=permission_asked permission=file_transfer", LOG_WAIT)
+        .wait_log_for("event=question_shown question=file_transfer", LOG_WAIT)
         .await;
     // Deny has the focus: Tab, Tab reaches "Allow only one folder…".
     x.xdotool(&["windowfocus", "--sync", &wid]);

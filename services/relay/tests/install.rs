@@ -90,7 +90,14 @@ async fn offers_are_asked_and_install_what_the_customer_allows() {
         x.xdotool(&["windowfocus", "--sync", &wid]);
         x.xdotool(&[&["key", "--delay", "120"][..], keys].concat());
     };
-    let asked = |n: usize| (agent.log().matches("event=install_asked").count() >= n).then_some(());
+    let asked = |n: usize| {
+        (agent
+            .log()
+            .matches("event=question_shown question=install")
+            .count()
+            >= n)
+            .then_some(())
+    };
 
     // 1. A support button, declined (the focused answer is "No"): nothing installed, and
     //    the button made for the offer no longer works.

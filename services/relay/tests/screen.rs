@@ -272,7 +272,7 @@ async fn screen_sharing_with_the_real_client_and_the_console_in_chromium() {
 
     // 1. The first request is refused: the focused answer is "Deny".
     wait_for(Duration::from_secs(60), "the first question", async || {
-        (asked("event=permission_asked permission=view") >= 1).then_some(())
+        (asked("event=question_shown question=view") >= 1).then_some(())
     })
     .await;
     x.screenshot(&art.join("1-question.png"));
@@ -283,7 +283,7 @@ async fn screen_sharing_with_the_real_client_and_the_console_in_chromium() {
 
     // 2. Asked again, allowed (Tab to "Allow").
     wait_for(Duration::from_secs(60), "the second question", async || {
-        (asked("event=permission_asked permission=view") >= 2).then_some(())
+        (asked("event=question_shown question=view") >= 2).then_some(())
     })
     .await;
     press(&["Tab", "space"]);
@@ -329,7 +329,7 @@ async fn screen_sharing_with_the_real_client_and_the_console_in_chromium() {
     wait_for(
         Duration::from_secs(60),
         "the control question",
-        async || (asked("event=permission_asked permission=control") >= 1).then_some(()),
+        async || (asked("event=question_shown question=control") >= 1).then_some(()),
     )
     .await;
     press(&["Tab", "space"]);
@@ -363,7 +363,7 @@ async fn screen_sharing_with_the_real_client_and_the_console_in_chromium() {
     wait_for(
         Duration::from_secs(60),
         "the clipboard question",
-        async || (asked("event=permission_asked permission=clipboard") >= 1).then_some(()),
+        async || (asked("event=question_shown question=clipboard") >= 1).then_some(()),
     )
     .await;
     press(&["Tab", "space"]);

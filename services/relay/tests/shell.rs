@@ -137,11 +137,13 @@ async fn refusal(relay: &Relay, rep: &str, sid: &str, query: &str) -> Value {
 }
 
 /// The centre of the window's button of `width` pixels in `color` (screen coordinates),
-/// read from a picture of the screen.
+/// read from a picture of the screen; with `beside`, only a button with that colour just
+/// right of it.
 fn button_at(
     x: &Xvfb,
     color: [u8; 3],
     width: std::ops::RangeInclusive<usize>,
+    beside: Option<[u8; 3]>,
 ) -> Option<(usize, usize)> {
     let out = Command::new("import")
         .args(["-window", "root", "-depth", "8", "ppm:-"])
@@ -185,14 +187,19 @@ fn button_at(
             }
         }
     }
+    let pixel = |x: usize, y: usize| pixels.get((y * w + x) * 3..(y * w + x) * 3 + 3);
     found
         .into_iter()
-        .find(|(_, _, x0, x1)| width.contains(&(x1 - x0 + 1)))
+        .filter(|(_, _, x0, x1)| width.contains(&(x1 - x0 + 1)))
+        .find(|&(y0, y1, _, x1)| beside.is_none_or(|c| pixel(x1 + 4, (y0 + y1) / 2) == Some(&c)))
         .map(|(y0, y1, x0, x1)| ((x0 + x1) / 2, (y0 + y1) / 2))
 }
 
 /// The customer's "Allow" button (blue, 100 pixels wide) once the question is on screen.
 const BRAND: [u8; 3] = [29, 91, 168];
+/// The background of the question's box ("Send" under the chat has the same blue and width,
+/// but not on this background).
+const QUESTION_BG: [u8; 3] = [226, 236, 250];
 
 /// Waits until the client window shows its question, then answers it: a click on "Allow",
 /// or Space on "Deny" (which has the focus when a question shows).
@@ -200,7 +207,7 @@ async fn answer(x: &Xvfb, wid: &str, allow: bool) {
     let (bx, by) = wait_for(
         Duration::from_secs(30),
         "the question in the client window",
-        async || button_at(x, BRAND, 95..=105),
+        async || button_at(x, BRAND, 95..=105, Some(QUESTION_BG)),
     )
     .await;
     if allow {
@@ -288,7 +295,7 @@ async fn a_shell_on_the_customers_computer() {
     // 6. The customer closes it with "Close it" in the client window.
     x.screenshot(&art.join("2-shell-row.png"));
     let (bx, by) = wait_for(Duration::from_secs(20), "the Close it button", async || {
-        button_at(&x, [180, 35, 24], 100..=120)
+        button_at(&x, [180, 35, 24], 100..=120, None)
     })
     .await;
     x.xdotool(&["mousemove", &bx.to_string(), &by.to_string(), "click", "1"]);

@@ -102,7 +102,7 @@ async fn system_information_with_the_real_client_and_the_console_in_chromium() {
     wait_for(
         Duration::from_secs(90),
         &format!("the first question\n{}", script_log()),
-        async || (asked("event=permission_asked permission=system_info") >= 1).then_some(()),
+        async || (asked("event=question_shown question=system_info") >= 1).then_some(()),
     )
     .await;
     x.screenshot(&art.join("1-question.png"));
@@ -121,7 +121,7 @@ async fn system_information_with_the_real_client_and_the_console_in_chromium() {
     wait_for(
         Duration::from_secs(60),
         &format!("the second question\n{}", script_log()),
-        async || (asked("event=permission_asked permission=system_info") >= 2).then_some(()),
+        async || (asked("event=question_shown question=system_info") >= 2).then_some(()),
     )
     .await;
     press(&["Tab", "space"]);
@@ -215,7 +215,7 @@ async fn system_information_with_the_real_client_and_the_console_in_chromium() {
             script_log(),
             relay.log()
         ),
-        async || (asked("event=end_process_asked") >= 1).then_some(()),
+        async || (asked("event=question_shown question=end_process") >= 1).then_some(()),
     )
     .await;
     x.screenshot(&art.join("3-end-question.png"));
@@ -228,7 +228,7 @@ async fn system_information_with_the_real_client_and_the_console_in_chromium() {
     wait_for(
         Duration::from_secs(60),
         &format!("the second end question\n{}", script_log()),
-        async || (asked("event=end_process_asked") >= 2).then_some(()),
+        async || (asked("event=question_shown question=end_process") >= 2).then_some(()),
     )
     .await;
     press(&["Tab", "space"]);
@@ -243,7 +243,7 @@ async fn system_information_with_the_real_client_and_the_console_in_chromium() {
     wait_for(
         Duration::from_secs(90),
         &format!("the install offer\n{}", script_log()),
-        async || (asked("event=install_asked") >= 1).then_some(()),
+        async || (asked("event=question_shown question=install") >= 1).then_some(()),
     )
     .await;
     press(&["space"]);
