@@ -742,8 +742,13 @@ async fn the_file_panel_in_the_console_with_chromium() {
     let (wx, wy) = geometry(&x, &wid);
     let (bx, by) = (wx + 205, wy + 64 + 30 + 54 + 34 / 2);
     x.screenshot(&art.join("client-granted.png"));
-    x.xdotool(&["mousemove", &bx.to_string(), &by.to_string(), "click", "1"]);
-    let chooser = window(&x, "Choose a file to send to the technician").await;
+    // The row shows once the window has handled the grant: click until the chooser opens.
+    let chooser = wait_for(Duration::from_secs(30), "the file chooser", async || {
+        x.xdotool(&["mousemove", &bx.to_string(), &by.to_string(), "click", "1"]);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        x.find_window("Choose a file to send to the technician")
+    })
+    .await;
     x.xdotool(&["windowfocus", "--sync", &chooser]);
     x.xdotool(&["type", "--delay", "20", gift.to_str().unwrap()]);
     x.screenshot(&art.join("client-chooser.png"));
