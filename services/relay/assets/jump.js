@@ -8,6 +8,9 @@
 // says `editable`. "Jump" (POST /api/v1/jump/clients/{id}/jump) opens a session that is
 // already the representative's; the console opens it like an accepted one. A passive client
 // (no connection between check-ins) can be jumped to as well: the relay wakes it first.
+// "Wake" (POST /api/v1/jump/clients/{id}/wake) only brings an offline passive client online,
+// to see that it answers and to refresh what the list says of it; it stays connected for
+// a couple of minutes without an order. One that cannot be reached says so in a toast.
 // Administrators remove a client ("Remove", DELETE /api/v1/jump/clients/{id}, after a
 // confirmation): a connected one uninstalls itself, a passive one is woken to do so.
 //
@@ -39,6 +42,7 @@ export class JumpPanel {
     this.clients = [];
     this.editing = null;
     this.jumping = new Set();
+    this.waking = new Set();
     this.search = byId('jump-search');
     this.list = byId('jump-list');
     this.empty = byId('jump-empty');
@@ -118,6 +122,13 @@ export class JumpPanel {
       title: c.online ? t.jump.jumpHint : passive ? t.jump.wakeHint : t.jump.offlineHint,
       onclick: () => this.jump(id) });
     go.disabled = !(c.online || passive) || this.jumping.has(id);
+    if (passive && !c.online) {
+      const waking = this.waking.has(id);
+      const wake = h('button', { type: 'button', class: 'btn btn-sm btn-ghost', 'data-testid': 'jump-wake',
+        text: waking ? t.jump.waking : t.jump.wake, title: t.jump.wakeOnlyHint, onclick: () => this.wake(id, str(c.name)) });
+      wake.disabled = waking;
+      actions.append(wake);
+    }
     if (this.isAdmin()) {
       actions.append(h('button', { type: 'button', class: 'btn btn-sm btn-ghost', 'data-testid': 'jump-remove', text: t.jump.remove,
         onclick: () => this.remove(id, str(c.name)) }));
@@ -145,6 +156,21 @@ export class JumpPanel {
       await this.load();
     } catch (e) {
       this.onError(e);
+    }
+  }
+
+  /** Wakes a passive client without opening a session. */
+  async wake(id, name) {
+    if (this.waking.has(id)) return;
+    this.waking.add(id);
+    this.render();
+    try {
+      await this.api('POST', `/api/v1/jump/clients/${encodeURIComponent(id)}/wake`);
+    } catch (e) {
+      this.onError(e.status === 503 ? new Error(t.jump.wakeFailed(name)) : e);
+    } finally {
+      this.waking.delete(id);
+      await this.load();
     }
   }
 

@@ -402,3 +402,58 @@ async fn passive_registrations_are_held_to_the_licence() {
         "{v}"
     );
 }
+
+/// "Wake" in the console's jump list (`tests/browser/jump_wake.mjs` in Chromium) against a
+/// real passive client: offline with "Wake"; woken, it is online and nothing else happens;
+/// stopped, a second wake-up fails with a sentence that names it; the button in French and
+/// German. Screenshots in `target/artifacts/jump-wake`.
+#[tokio::test(flavor = "multi_thread")]
+async fn waking_a_passive_client_from_the_console_in_chromium() {
+    let relay = Relay::start().await;
+    let admin = relay.token("admin", ADMIN_PASSWORD).await;
+    let rep = relay.rep_token().await;
+    let (svc, id, _) = install_passive(&relay, &admin).await;
+    let mut service = Service::start(
+        &svc.join("lifeline-jump.service"),
+        relay.dir.path().join("service.log"),
+        None,
+    );
+    service.wait_log_count("event=jump_checked_in", 1).await;
+    let listed = wait_online(&relay, &rep, &id, false).await;
+
+    let art = artifacts("jump-wake");
+    let script = RepScript::start(
+        &relay,
+        "jump_wake.mjs",
+        "",
+        &art,
+        &[("LIFELINE_JUMP_NAME", listed["name"].as_str().unwrap())],
+    );
+    wait_file(
+        &script.sync.join("woken.done"),
+        Duration::from_secs(120),
+        &format!("the wake-up from the console\n{}", script.log()),
+    )
+    .await;
+    assert_eq!(service.count("event=jump_woken"), 1, "{}", service.log());
+    assert_eq!(service.count("event=jump_session_started"), 0);
+
+    // Switched off: the relay lists it offline, and the next wake-up reaches nobody.
+    service.child.kill().unwrap();
+    service.child.wait().unwrap();
+    wait_online(&relay, &rep, &id, false).await;
+    std::fs::write(script.sync.join("stopped.done"), "").unwrap();
+    script.passed(Duration::from_secs(240)).await;
+
+    let (_, audit) = relay.get(&admin, "/api/v1/audit?action=jump.wake").await;
+    let entries = audit.as_array().unwrap();
+    let outcomes: Vec<_> = entries
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes.len(), 2, "{audit}");
+    assert!(
+        outcomes.contains(&"ok") && outcomes.contains(&"failed"),
+        "{audit}"
+    );
+}

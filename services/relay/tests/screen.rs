@@ -167,10 +167,6 @@ fn logged_at(log: &str, needle: &str, since: SystemTime) -> Option<SystemTime> {
     })
 }
 
-async fn wait_file(path: &Path, limit: Duration, what: &str) {
-    wait_for(limit, what, async || path.exists().then_some(())).await;
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn screen_sharing_with_the_real_client_and_the_console_in_chromium() {
     let art = artifacts("screen");

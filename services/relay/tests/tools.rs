@@ -129,10 +129,10 @@ async fn system_information_with_the_real_client_and_the_console_in_chromium() {
         .wait_log("event=permission permission=system_info change=granted")
         .await;
     x.screenshot(&art.join("2-granted.png"));
-    wait_for(
+    wait_file(
+        &sync.join("report.done"),
         Duration::from_secs(60),
         &format!("the console's report\n{}", script_log()),
-        async || sync.join("report.done").exists().then_some(()),
     )
     .await;
 

@@ -39,6 +39,11 @@ pub async fn wait_for<T>(limit: Duration, what: &str, mut f: impl AsyncFnMut() -
     }
 }
 
+/// Waits (at most `limit`) until `path` exists: the other side of a test finished a turn.
+pub async fn wait_file(path: &std::path::Path, limit: Duration, what: &str) {
+    wait_for(limit, what, async || path.exists().then_some(())).await;
+}
+
 pub struct Relay {
     pub dir: tempfile::TempDir,
     pub child: Option<Child>,
