@@ -18,6 +18,12 @@
 //! [`auth_message`], which binds the nonce, its id and the pin of the certificate it verified
 //! (a box with another certificate cannot relay the challenge).
 //!
+//! # Who is logged in
+//! The hello names the user at the desktop; while the link is up the client tells the box
+//! when that changes ([`JumpToRelay::LoggedInUser`], only to a box of protocol
+//! [`LOGGED_IN_USER_SINCE`] or newer, which the relay's welcome names), so the console's
+//! list stays true between connections.
+//!
 //! # Sessions
 //! When a representative jumps, the relay sends [`RelayToJump::StartSession`] with a one-time
 //! session ticket; the client starts a session agent with it (the same program, connecting to
@@ -38,6 +44,8 @@ use crate::{DecodeError, MAX_NAME_CHARS, Validate, Version, check_len, decode_js
 pub const MAX_COMMENT_CHARS: usize = 500;
 /// What the first line of a wake-up may weigh, in bytes.
 pub const MAX_WAKE_BYTES: usize = 2048;
+/// The first protocol version whose relay hears [`JumpToRelay::LoggedInUser`].
+pub const LOGGED_IN_USER_SINCE: Version = Version { major: 1, minor: 1 };
 
 /// How a jump client stays reachable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -112,6 +120,8 @@ pub enum JumpToRelay {
     SessionFailed { request_id: String, reason: String },
     /// The client removed itself after `Uninstall`.
     Uninstalled,
+    /// The user logged in at the desktop changed since the hello (empty: nobody now).
+    LoggedInUser { user: String },
 }
 
 impl JumpToRelay {
@@ -138,6 +148,7 @@ impl Validate for JumpToRelay {
                 check_len("reason", reason, 500, true)
             }
             JumpToRelay::Uninstalled => Ok(()),
+            JumpToRelay::LoggedInUser { user } => check_len("user", user, MAX_NAME_CHARS, true),
         }
     }
 }
@@ -355,6 +366,19 @@ mod tests {
             signature: "c2ln".into(),
         };
         assert_eq!(JumpToRelay::decode(&crate::encode(&h)).unwrap(), h);
+        let u = JumpToRelay::LoggedInUser {
+            user: "zoë".into()
+        };
+        assert_eq!(
+            crate::encode(&u),
+            r#"{"type":"logged_in_user","user":"zoë"}"#
+        );
+        assert_eq!(JumpToRelay::decode(&crate::encode(&u)).unwrap(), u);
+        let long = format!(
+            r#"{{"type":"logged_in_user","user":"{}"}}"#,
+            "u".repeat(121)
+        );
+        assert!(JumpToRelay::decode(&long).is_err());
         assert_eq!(
             auth_message("jc_1", "n1", "ab"),
             b"lifeline-jump-auth-v1\njc_1\nn1\nab\n"

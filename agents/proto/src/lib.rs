@@ -69,15 +69,17 @@ pub const MAX_CHAT_CHARS: usize = 4000;
 /// Longest name (person, computer, platform), in characters.
 pub const MAX_NAME_CHARS: usize = 120;
 
-/// A protocol version. Equal majors interoperate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A protocol version. Equal majors interoperate; a newer minor only adds messages, which
+/// a peer sends once the other side's version says it knows them (versions order by major,
+/// then minor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Version {
     pub major: u16,
     pub minor: u16,
 }
 
 /// The version this build speaks.
-pub const VERSION: Version = Version { major: 1, minor: 0 };
+pub const VERSION: Version = Version { major: 1, minor: 1 };
 
 /// Why a peer's version cannot be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -268,6 +268,53 @@ async fn licence_limit_is_respected_with_the_message() {
     assert_eq!(answer["name"], "pc-5");
 }
 
+/// A connected client tells the box when the user at its desktop changes: written for the
+/// list cleaned of control characters, at most once every two seconds per link, and a
+/// name too long closes the link.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_logged_in_user_follows_the_client_and_is_kept_clean() {
+    let relay = Relay::start().await;
+    let admin = relay.token("admin", ADMIN_PASSWORD).await;
+    let key = deploy_key(&relay, &admin, 1).await;
+    let k = new_key();
+    let id = register(&relay, key["key"].as_str().unwrap(), &k, "desk").await;
+    let (mut ws, welcome) = connect(&relay, &id, &k).await;
+    assert_eq!(
+        welcome["version"],
+        json!({"major": 1, "minor": 1}),
+        "{welcome}"
+    );
+    let user = async |want: &str| {
+        wait_for(
+            Duration::from_secs(20),
+            &format!("user {want:?}"),
+            async || {
+                let list = clients(&relay, &admin, "desk").await;
+                (list[0]["logged_in_user"] == want).then_some(())
+            },
+        )
+        .await;
+    };
+    let tell = |name: &str| json!({"type": "logged_in_user", "user": name});
+
+    send_json(&mut ws, tell("zoé\u{7}\u{202E}")).await;
+    user("zoé").await;
+    // Told again at once: ignored (a client tells it once a heartbeat at most).
+    send_json(&mut ws, tell("mallory")).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    user("zoé").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    send_json(&mut ws, tell("")).await;
+    user("").await;
+    wait_online(&relay, &admin, &id, true).await;
+
+    // Longer than a name may be: this link is closed, the list keeps what it knew.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    send_json(&mut ws, tell(&"u".repeat(121))).await;
+    wait_online(&relay, &admin, &id, false).await;
+    user("").await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_relay_drives_heartbeats_and_drops_a_silent_link() {
     use futures_util::StreamExt as _;

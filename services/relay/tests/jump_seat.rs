@@ -236,7 +236,7 @@ async fn root_service_jumps_into_the_logged_in_users_desktop_as_that_user() {
     );
     let config = tempfile::tempdir().unwrap();
     let path = config.path().join("relay.toml");
-    std::fs::write(&path, "[jump]\nunattended = true\n").unwrap();
+    std::fs::write(&path, "[jump]\nunattended = true\nheartbeat_s = 5\n").unwrap();
     let relay = Relay::start_with(&["--config", path.to_str().unwrap()]).await;
     stock_client(&relay);
     let admin = relay.token("admin", ADMIN_PASSWORD).await;
@@ -295,7 +295,11 @@ async fn root_service_jumps_into_the_logged_in_users_desktop_as_that_user() {
     assert_eq!(service.count("event=jump_session_started"), 0);
 
     // 2. nobody is logged in: the session agent runs as nobody in nobody's desktop.
-    let _desktop = Killed(x.desktop_process());
+    let desktop = Killed(x.desktop_process());
+    // The root service looks at the desktop each heartbeat: the list names the user
+    // without a new connection.
+    wait_user(&relay, &rep, "nobody").await;
+    assert_eq!(service.count("event=jump_online"), 1, "{}", service.log());
     let sid = jump(&relay, &rep, &id).await;
     service
         .wait_log_count_for("event=jump_session_started", 1, Duration::from_secs(30))
@@ -435,8 +439,27 @@ async fn root_service_jumps_into_the_logged_in_users_desktop_as_that_user() {
 
     // The client tells the box who is logged in when it connects: the console shows nobody.
     drop(service);
-    let _service = start_online(&svc, relay.dir.path().join("service-2.log")).await;
+    let service = start_online(&svc, relay.dir.path().join("service-2.log")).await;
     let (s, list) = relay.get(&rep, "/api/v1/jump/clients").await;
     assert_eq!(s, 200, "{list}");
     assert_eq!(list[0]["logged_in_user"], "nobody", "{list}");
+
+    // nobody logs out: the list says so while the link stays up.
+    drop(desktop);
+    wait_user(&relay, &rep, "").await;
+    assert!(service.log().contains("event=jump_user_changed user=\"\""));
+    assert_eq!(service.count("event=jump_online"), 1, "{}", service.log());
+}
+
+/// Waits until the jump list names `user` as logged in to the (only) client.
+async fn wait_user(relay: &Relay, rep: &str, user: &str) {
+    wait_for(
+        Duration::from_secs(30),
+        &format!("{user:?} in the list"),
+        async || {
+            let (_, list) = relay.get(rep, "/api/v1/jump/clients").await;
+            (list[0]["logged_in_user"] == user).then_some(())
+        },
+    )
+    .await;
 }

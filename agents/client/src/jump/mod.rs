@@ -176,7 +176,8 @@ pub fn info(env: &Env) -> JumpInfo {
     }
 }
 
-/// Who is at this computer's desktop as the link opens (the console shows it): for a root
+/// Who is at this computer's desktop (the console shows it; looked at as the link opens and,
+/// by a root service, at each heartbeat): for a root
 /// service the user of the graphical session a jump would open in ([`seat::find`]), else the
 /// service's own user; empty when nobody is.
 async fn logged_in_user(env: &Env) -> String {
@@ -294,6 +295,7 @@ async fn link(
     // Looked up before connecting: the box waits only a few seconds for the hello.
     let mut facts = info(env);
     facts.logged_in_user = logged_in_user(env).await;
+    let mut user = facts.logged_in_user.clone();
     let mut ws = net::connect_to(&config.ticket(), env, "/ws/jump")
         .await
         .map_err(LinkError::Net)?;
@@ -329,6 +331,7 @@ async fn link(
     {
         return Ok(lost());
     }
+    let relay_version;
     let heartbeat = match next_message(&mut ws, Duration::from_secs(20)).await {
         Some(RelayToJump::Welcome {
             next_check_in_s, ..
@@ -337,12 +340,16 @@ async fn link(
             return Ok(LinkEnd::CheckedIn { next_check_in_s });
         }
         Some(RelayToJump::Welcome {
-            heartbeat_s, name, ..
+            heartbeat_s,
+            name,
+            version,
+            ..
         }) => {
             tracing::info!(
                 "event=jump_online client_id={} name={name:?} heartbeat_s={heartbeat_s}",
                 config.client_id
             );
+            relay_version = version;
             Duration::from_secs(u64::from(heartbeat_s.clamp(5, 3600)))
         }
         Some(RelayToJump::Refused {
@@ -353,6 +360,10 @@ async fn link(
         _ => return Ok(lost()),
     };
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    // A root service looks at who is at the desktop once a heartbeat and tells a box that
+    // hears it (a service run by a user is that user for good).
+    let watch_user = nix::unistd::geteuid().is_root()
+        && relay_version >= lifeline_proto::jump::LOGGED_IN_USER_SINCE;
     // What jump sessions started from this link have to tell the box.
     let (replies_tx, mut replies) = tokio::sync::mpsc::unbounded_channel::<JumpToRelay>();
     let mut last_heard = Instant::now();
@@ -373,6 +384,17 @@ async fn link(
                 // not (an older box, or a lost ping): it keeps proxies from timing out.
                 if quiet >= heartbeat && ws.send(Message::Ping(Vec::new().into())).await.is_err() {
                     return Ok(lost());
+                }
+                if watch_user {
+                    let now = logged_in_user(env).await;
+                    if now != user {
+                        tracing::info!("event=jump_user_changed user={now:?}");
+                        let said = JumpToRelay::LoggedInUser { user: now.clone() };
+                        if ws.send(Message::Text(lifeline_proto::encode(&said).into())).await.is_err() {
+                            return Ok(lost());
+                        }
+                        user = now;
+                    }
                 }
             }
             m = ws.next() => match m {

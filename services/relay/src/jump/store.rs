@@ -312,6 +312,16 @@ pub async fn connected(db: &Db, id: &str, info: &JumpInfo) {
         .await;
 }
 
+/// The user at a connected client's desktop changed (already cleaned of control characters).
+pub async fn logged_in_user(db: &Db, id: &str, user: &str) {
+    let _ = db
+        .append(vec![Stmt::new(
+            "UPDATE jump_clients SET logged_in_user = ?, last_seen = ? WHERE id = ?",
+            vec![user.into(), now_ms().into(), id.into()],
+        )])
+        .await;
+}
+
 /// "Last seen" of many clients, a few hundred per op.
 pub async fn touch_many(db: &Db, ids: &[String], at: i64) {
     for chunk in ids.chunks(500) {

@@ -6,7 +6,8 @@
 //! clients, and the welcome. Afterwards the relay pings the client at each shared heartbeat
 //! ([`crate::jump::Jumps::spawn_heartbeat`]; the client's pong, or a ping of its own, counts
 //! as hearing from it), forwards orders and hears `SessionFailed` (the jump's session ends
-//! with the client's reason); a link silent for three heartbeats is dropped.
+//! with the client's reason) and `LoggedInUser` (written for the console's list, at most
+//! every [`USER_EVERY`]); a link silent for three heartbeats is dropped.
 //!
 //! Passive clients: a check-in records the address the client came from (a wake-up goes
 //! there) and ends after the welcome; a `Woken` link is handed to whoever is waiting in
@@ -37,6 +38,9 @@ use crate::jump::{Admission, ORDER_QUEUE, WOKEN_IDLE, api, store};
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest message a jump client may send.
 const MAX_MESSAGE: usize = 8 * 1024;
+/// How often a link's "logged-in user changed" is written at most (a client tells it at
+/// most once a heartbeat, 5 s or more).
+const USER_EVERY: Duration = Duration::from_secs(2);
 
 pub async fn upgrade(
     ws: WebSocketUpgrade,
@@ -296,6 +300,7 @@ async fn serve(
     let mut beat = state.jump.heartbeat();
     beat.mark_unchanged();
     let mut last_heard = std::time::Instant::now();
+    let mut user_told: Option<std::time::Instant> = None;
     let let_go = tokio::time::sleep(idle.unwrap_or(Duration::ZERO));
     tokio::pin!(let_go);
     loop {
@@ -312,6 +317,18 @@ async fn serve(
                         }
                         Ok(JumpToRelay::SessionFailed { request_id, reason }) => {
                             api::session_failed(state, client_id, &request_id, &reason).await;
+                        }
+                        Ok(JumpToRelay::LoggedInUser { user }) => {
+                            // A client tells a change once a heartbeat at most; more often
+                            // is ignored (each one is a database write).
+                            if user_told.is_some_and(|t| t.elapsed() < USER_EVERY) {
+                                tracing::debug!(client_id, "logged-in user told too often: ignored");
+                                continue;
+                            }
+                            user_told = Some(std::time::Instant::now());
+                            let user = lifeline_proto::sanitize_text(&user);
+                            tracing::debug!(client_id, user, "logged-in user changed");
+                            store::logged_in_user(&state.db, client_id, &user).await;
                         }
                         _ => {
                             close(socket, 1008, "unexpected message").await;
