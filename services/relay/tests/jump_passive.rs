@@ -67,6 +67,18 @@ async fn install_passive(relay: &Relay, admin: &str) -> (PathBuf, String, u16) {
     (svc, saved["client_id"].as_str().unwrap().to_string(), port)
 }
 
+/// Starts the service installed in `svc` (with `display` as the desktop) and waits for its
+/// first check-in.
+async fn start_checked_in(relay: &Relay, svc: &Path, display: Option<&str>) -> Service {
+    let service = Service::start(
+        &svc.join("lifeline-jump.service"),
+        relay.dir.path().join("service.log"),
+        display,
+    );
+    service.wait_log_count("event=jump_checked_in", 1).await;
+    service
+}
+
 async fn clients(relay: &Relay, rep: &str) -> Vec<Value> {
     let (s, v) = relay.get(rep, "/api/v1/jump/clients").await;
     assert_eq!(s, 200, "{v}");
@@ -158,11 +170,7 @@ async fn passive_client_checks_in_wakes_and_ignores_forged_or_replayed_wakeups()
     let (svc, id, port) = install_passive(&relay, &admin).await;
 
     // It checks in at start and again after `check_in_s`, holding no link in between.
-    let service = Service::start(
-        &svc.join("lifeline-jump.service"),
-        relay.dir.path().join("service.log"),
-        None,
-    );
+    let service = start_checked_in(&relay, &svc, None).await;
     service.wait_log_count("event=jump_checked_in", 2).await;
     let c = wait_online(&relay, &rep, &id, false).await;
     assert_eq!(c["mode"], "passive");
@@ -238,12 +246,7 @@ async fn jumping_to_a_passive_client_wakes_it_and_starts_the_session() {
     let rep = relay.rep_token().await;
     let (svc, id, _) = install_passive(&relay, &admin).await;
     let x = Xvfb::start();
-    let service = Service::start(
-        &svc.join("lifeline-jump.service"),
-        relay.dir.path().join("service.log"),
-        Some(&x.display),
-    );
-    service.wait_log_count("event=jump_checked_in", 1).await;
+    let service = start_checked_in(&relay, &svc, Some(&x.display)).await;
     wait_online(&relay, &rep, &id, false).await;
 
     // "Jump" wakes it, then its session agent joins the representative's session.
@@ -345,12 +348,7 @@ async fn a_removed_passive_client_is_woken_and_removes_itself() {
     let admin = relay.token("admin", ADMIN_PASSWORD).await;
     let rep = relay.rep_token().await;
     let (svc, id, _) = install_passive(&relay, &admin).await;
-    let mut service = Service::start(
-        &svc.join("lifeline-jump.service"),
-        relay.dir.path().join("service.log"),
-        None,
-    );
-    service.wait_log_count("event=jump_checked_in", 1).await;
+    let mut service = start_checked_in(&relay, &svc, None).await;
     assert_eq!(clients(&relay, &rep).await[0]["id"], id.as_str());
     let (s, v) = delete(&relay, &admin, &format!("/api/v1/jump/clients/{id}")).await;
     assert_eq!(s, 200, "{v}");
@@ -413,12 +411,7 @@ async fn waking_a_passive_client_from_the_console_in_chromium() {
     let admin = relay.token("admin", ADMIN_PASSWORD).await;
     let rep = relay.rep_token().await;
     let (svc, id, _) = install_passive(&relay, &admin).await;
-    let mut service = Service::start(
-        &svc.join("lifeline-jump.service"),
-        relay.dir.path().join("service.log"),
-        None,
-    );
-    service.wait_log_count("event=jump_checked_in", 1).await;
+    let mut service = start_checked_in(&relay, &svc, None).await;
     let listed = wait_online(&relay, &rep, &id, false).await;
 
     let art = artifacts("jump-wake");
