@@ -463,24 +463,23 @@ async fn the_admin_policy_turns_system_information_off() {
         )
         .await;
     assert_eq!(s, 403, "{body}");
-    let (_, doc) = relay.get(&rep, "/api/v1/openapi.json").await;
-    for p in [
-        "/api/v1/tools",
-        "/api/v1/sessions/{id}/system-info",
-        "/api/v1/sessions/{id}/processes/{pid}/end",
-        "/api/v1/sessions/{id}/files",
-        "/api/v1/sessions/{id}/files/content",
-        "/api/v1/sessions/{id}/files/uploads",
-        "/api/v1/sessions/{id}/files/folders",
-        "/api/v1/sessions/{id}/files/offers",
-        "/api/v1/sessions/{id}/files/offers/{offer}",
-        "/api/v1/sessions/{id}/install",
-        "/api/v1/buttons",
-        "/api/v1/buttons/{id}",
-        "/api/v1/buttons/session",
-    ] {
-        assert!(doc["paths"][p].is_object(), "OpenAPI lacks {p}");
-    }
+    relay
+        .assert_documented(&[
+            "/api/v1/tools",
+            "/api/v1/sessions/{id}/system-info",
+            "/api/v1/sessions/{id}/processes/{pid}/end",
+            "/api/v1/sessions/{id}/files",
+            "/api/v1/sessions/{id}/files/content",
+            "/api/v1/sessions/{id}/files/uploads",
+            "/api/v1/sessions/{id}/files/folders",
+            "/api/v1/sessions/{id}/files/offers",
+            "/api/v1/sessions/{id}/files/offers/{offer}",
+            "/api/v1/sessions/{id}/install",
+            "/api/v1/buttons",
+            "/api/v1/buttons/{id}",
+            "/api/v1/buttons/session",
+        ])
+        .await;
     // Nothing was asked of the agent.
     let (_, d) = relay.get(&rep, &format!("/api/v1/sessions/{sid}")).await;
     assert!(

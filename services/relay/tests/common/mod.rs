@@ -241,6 +241,15 @@ impl Relay {
         (s, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Asserts that the API description (`/api/v1/openapi.json`, public) has each of `paths`.
+    pub async fn assert_documented(&self, paths: &[&str]) {
+        let r = self.http.get(self.url("/api/v1/openapi.json")).send().await;
+        let spec: Value = r.unwrap().json().await.unwrap();
+        for p in paths {
+            assert!(spec["paths"][p].is_object(), "OpenAPI lacks {p}");
+        }
+    }
+
     /// A new key in `queue`.
     pub async fn new_key(&self, token: &str, queue: &str) -> Value {
         let (s, v) = self
