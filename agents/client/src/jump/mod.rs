@@ -177,9 +177,9 @@ pub fn info(env: &Env) -> JumpInfo {
 }
 
 /// Who is at this computer's desktop (the console shows it; looked at as the link opens and,
-/// by a root service, at each heartbeat): for a root
-/// service the user of the graphical session a jump would open in ([`seat::find`]), else the
-/// service's own user; empty when nobody is.
+/// by a root service, at each heartbeat): for a root service the user of the graphical
+/// session a jump would open in ([`seat::find`]), else the service's own user; empty when
+/// nobody is.
 async fn logged_in_user(env: &Env) -> String {
     let name = if nix::unistd::geteuid().is_root() {
         match seat::find(None).await {
