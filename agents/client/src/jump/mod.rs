@@ -10,9 +10,9 @@
 //! * [`run`] is the service itself (`lifeline-agent jump run --dir DIR`): it keeps one
 //!   `wss://box/ws/jump` link, proves who it is by signing the box's challenge, answers the
 //!   box's heartbeat pings (and pings itself only after a heartbeat without hearing from the
-//!   box; three such and the link counts as lost), and after a lost link or a refusal connects again with exponential
-//!   back-off (1 s doubling to 5 minutes) and jitter (each wait drawn between half and all of
-//!   it), or after the `retry_after_s` the box asked for.
+//!   box; three such and the link counts as lost), and after a lost link or a refusal
+//!   connects again with exponential back-off (1 s doubling to 5 minutes) and jitter (each
+//!   wait drawn between half and all of it), or after the `retry_after_s` the box asked for.
 //!
 //! * [`passive`] is the service of a passive installation: check-ins, and signed wake-ups
 //!   on its wake port.
@@ -26,8 +26,9 @@
 //!   logged-in user's desktop ([`session`]); if it cannot start or the user declines, the
 //!   service answers `SessionFailed`. A service running as root finds that desktop itself
 //!   (logind, else the users' processes: [`seat`]) and starts the agent as that user.
-//!   Each link's hello names that user (the console's "logged-in user"), as it is when the
-//!   link opens.
+//!   Each link's hello names that user (the console's "logged-in user"); a root service
+//!   looks again at each heartbeat and tells a box of protocol 1.1 or newer when it changed
+//!   (`LoggedInUser`).
 //!
 //! Limits of this version: the desktop must be an X11 session (a Wayland one is refused
 //! with a sentence for the representative).
