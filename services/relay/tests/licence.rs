@@ -359,6 +359,13 @@ async fn an_administrator_installs_a_licence_and_the_relay_follows() {
         "{rows:?}"
     );
 
+    // The route is in the OpenAPI document.
+    let (_, spec) = relay.get(&admin, "/api/v1/openapi.json").await;
+    assert!(
+        spec["paths"]["/api/v1/appliance/licence"]["put"].is_object(),
+        "OpenAPI lacks PUT /api/v1/appliance/licence"
+    );
+
     // The licence manager stops: nothing can be installed, and the caller is told so.
     lic.kill9();
     let (s, body) = put_licence(&relay, &admin, &three).await;
