@@ -15,11 +15,20 @@
 //! relay audits who clicked. The front panel's picture is fetched from `org.lifeline.Panel1`
 //! as PNG once a second by a small script, and the keys under it press the panel's keys.
 //!
+//! Licence upload: the Licence card's "Install a licence file…" reads the chosen file in the
+//! browser and sends its text to `PUT /api/v1/appliance/licence` ([`install_licence`]); the
+//! relay refuses more than 64 KiB itself, hands the rest to the licence manager's
+//! `InstallLicence` (which verifies, writes and reloads), audits `appliance.licence` with the
+//! outcome, and answers the licence now in force ([`LicenceReport`]), 400 with the refusal
+//! sentence, or 503 without the licence manager. The script updates the card in place.
+//!
 //! # Limits
 //!
 //! - Without the supervisor, uptime, load, time zone and services are unknown (`null` / an
 //!   empty list) and the page says the supervisor is not reachable.
 //! - Jump clients are not counted yet (always 0).
+//! - A refused licence's sentence comes from the licence manager, in English only.
+//! - The licence upload shares the front-panel keys' rate limit (per address).
 
 use askama::Template;
 use axum::Form;
