@@ -2,11 +2,15 @@
 // supervisor, licence manager and (optionally) front panel are on its bus.
 //
 //   LIFELINE_URL=https://127.0.0.1:8443 LIFELINE_ADMIN_USER=appadmin LIFELINE_ADMIN_PASSWORD=... \
-//   LIFELINE_ARTIFACTS=/tmp/a [LIFELINE_EXPECT_PANEL=1] node tests/browser/appliance.mjs
+//   LIFELINE_ARTIFACTS=/tmp/a [LIFELINE_EXPECT_PANEL=1] \
+//   [LIFELINE_GOOD_LICENCE=good.json LIFELINE_GOOD_SEATS=25 LIFELINE_GOOD_UNTIL=2097-12-31 \
+//    LIFELINE_BAD_LICENCE=bad.json] node tests/browser/appliance.mjs
 //
 // Checks that the page shows the same data as GET /api/v1/appliance/status, in English,
-// French and German, and (with LIFELINE_EXPECT_PANEL=1) that the live panel picture changes
-// when a key under it is clicked. Exits 0 only if every step passed.
+// French and German, (with LIFELINE_EXPECT_PANEL=1) that the live panel picture changes
+// when a key under it is clicked, and (with the licence files) that the "Licence" card
+// installs a good licence file (success line, new seats, in English and French) and shows
+// the refusal sentence for a bad one. Exits 0 only if every step passed.
 
 import {
   BASE, check, env, finish, launch, pages, shot, step,
@@ -18,6 +22,10 @@ const OVERALL_TIMEOUT = 120_000;
 const USER = env('LIFELINE_ADMIN_USER');
 const PASSWORD = env('LIFELINE_ADMIN_PASSWORD');
 const EXPECT_PANEL = env('LIFELINE_EXPECT_PANEL', '0') === '1';
+const GOOD_LICENCE = env('LIFELINE_GOOD_LICENCE', '');
+const GOOD_SEATS = env('LIFELINE_GOOD_SEATS', '');
+const GOOD_UNTIL = env('LIFELINE_GOOD_UNTIL', '');
+const BAD_LICENCE = env('LIFELINE_BAD_LICENCE', '');
 
 const pageErrors = [];
 let page;
@@ -134,7 +142,57 @@ async function run() {
       });
     }
 
-    await step('f. no script errors', async () => {
+    if (GOOD_LICENCE) {
+      await step('f. installing a good licence file shows the success line and the new seats', async () => {
+        await page.goto(`${BASE}/appliance?lang=en`);
+        check((await page.locator('[data-testid="licence-install"]').innerText()).includes('Install a licence file'),
+          'no "Install a licence file" button');
+        const before = await field('license.rep_seats');
+        await page.setInputFiles('#licence-file', GOOD_LICENCE);
+        const result = page.locator('[data-testid="licence-result"]');
+        const want = `Licence installed: ${GOOD_SEATS} representatives until ${GOOD_UNTIL}.`;
+        await result.filter({ hasText: want }).waitFor({ state: 'visible' });
+        check(await page.locator('[data-testid="licence-error"]').isHidden(), 'an error is shown too');
+        check((await field('license.rep_seats')) === GOOD_SEATS, `the card shows ${await field('license.rep_seats')} seats`);
+        check((await field('license.expires')) === GOOD_UNTIL, `the card shows valid until ${await field('license.expires')}`);
+        await shot(page, 'appliance-licence-installed.png');
+        // The page rendered afresh by the relay says the same.
+        await page.reload();
+        check((await field('license.rep_seats')) === GOOD_SEATS, 'the reloaded page lost the new seats');
+        const { body } = await statusJson();
+        check(String(body.license.rep_seats) === GOOD_SEATS, `the API says ${body.license.rep_seats} seats`);
+        return `${before} → ${GOOD_SEATS} seats, appliance-licence-installed.png`;
+      });
+
+      await step('g. the same in French', async () => {
+        await page.goto(`${BASE}/appliance?lang=fr`);
+        check((await page.locator('[data-testid="licence-install"]').innerText()).includes('Installer un fichier de licence'),
+          'no French install button');
+        await page.setInputFiles('#licence-file', GOOD_LICENCE);
+        const want = `Licence installée : ${GOOD_SEATS} techniciens jusqu'au ${GOOD_UNTIL}.`;
+        await page.locator('[data-testid="licence-result"]').filter({ hasText: want }).waitFor({ state: 'visible' });
+        await shot(page, 'appliance-licence-fr.png');
+        return 'appliance-licence-fr.png';
+      });
+    }
+
+    if (BAD_LICENCE) {
+      await step('h. a licence for another appliance is refused with the sentence', async () => {
+        await page.goto(`${BASE}/appliance?lang=en`);
+        const before = await field('license.rep_seats');
+        await page.setInputFiles('#licence-file', BAD_LICENCE);
+        const err = page.locator('[data-testid="licence-error"]');
+        await err.filter({ hasText: 'This licence is for appliance' }).waitFor({ state: 'visible' });
+        const text = (await err.innerText()).trim();
+        check(text.includes('Upload the licence issued for serial'), `the sentence is ${JSON.stringify(text)}`);
+        check(await page.locator('[data-testid="licence-result"]').isHidden(), 'a success line is shown too');
+        check((await field('license.rep_seats')) === before, 'the seats changed');
+        await shot(page, 'appliance-licence-refused.png');
+        return `${text} (appliance-licence-refused.png)`;
+      });
+    }
+
+    await step('i. no script errors', async () => {
       check(pageErrors.length === 0, `uncaught errors:\n${pageErrors.join('\n')}`);
     });
   } finally {

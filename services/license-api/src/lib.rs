@@ -14,6 +14,7 @@
 //! | `Release(lease_id s) -> b` | method | give a seat back; `false` if it was not held |
 //! | `Counts() -> (uuuuuu)` | method | [`Counts`]: seats in use and limits |
 //! | `Reload()` | method | re-read the licence file (after an admin installed a new one) |
+//! | `InstallLicence(licence s, actor s) -> s` | method | verify a licence file's text like a loaded file (trusted signature, this box's serial, dates; at most [`MAX_LICENCE_BYTES`]) and, only if accepted, write it atomically over the licence file and reload; returns the new [`LicenceStatus`] JSON, or `Error.LicenceRefused` with the sentence why (nothing changed). `actor` (who asked, e.g. `web:alice`) goes to the log |
 //! | `Licence` `s` | read-only property | the licence in force, as JSON ([`LicenceStatus`]) |
 //! | `Refusal` `s` | read-only property | why the installed licence was refused, as JSON ([`Refusal`]); `null` when it is in force |
 //! | `Changed(counts (uuuuuu))` | signal | emitted on every licence or count change |
@@ -50,6 +51,9 @@ pub const INTERFACE: &str = "org.lifeline.License1";
 /// Environment variable naming a D-Bus address to use instead of the system bus
 /// (development and tests).
 pub const DBUS_ADDRESS_ENV: &str = "LIFELINE_DBUS_ADDRESS";
+
+/// Largest licence file text `InstallLicence` accepts (checked before parsing).
+pub const MAX_LICENCE_BYTES: usize = 64 * 1024;
 
 /// Representative seats of the built-in evaluation licence.
 pub const EVALUATION_REP_SEATS: u32 = 1;
@@ -396,6 +400,9 @@ pub enum LicenseError {
     InvalidArgument(String),
     /// The service could not do what was asked (e.g. it could not save its state).
     Failed(String),
+    /// `InstallLicence`: the licence was not accepted (not a licence, altered, untrusted
+    /// key, another appliance, expired, too big); nothing was changed.
+    LicenceRefused(String),
 }
 
 impl LicenseError {
@@ -410,7 +417,8 @@ impl LicenseError {
             LicenseError::SeatsExhausted(m)
             | LicenseError::UnknownLease(m)
             | LicenseError::InvalidArgument(m)
-            | LicenseError::Failed(m) => m.clone(),
+            | LicenseError::Failed(m)
+            | LicenseError::LicenceRefused(m) => m.clone(),
         }
     }
 }
@@ -437,6 +445,11 @@ pub trait License1 {
 
     /// Re-read the licence file.
     fn reload(&self) -> Result<(), LicenseError>;
+
+    /// Verify `licence` (a licence file's text) and, if accepted, install it and reload;
+    /// returns the new licence in force as JSON ([`LicenceStatus::from_json`]). `actor`
+    /// names who asked, for the log.
+    fn install_licence(&self, licence: &str, actor: &str) -> Result<String, LicenseError>;
 
     /// The licence in force as JSON; see [`LicenceStatus::from_json`]. Read from the service
     /// every time (not from the proxy's cache, which lags behind a `Changed` signal).
@@ -540,6 +553,17 @@ mod tests {
             Some(Refusal::Tampered)
         );
         assert!(Refusal::from_json(r#"{"kind":"bored"}"#).is_err());
+    }
+
+    #[test]
+    fn a_refused_licence_is_a_named_error_with_its_sentence() {
+        use zbus::DBusError as _;
+        let e = LicenseError::LicenceRefused("This licence expired on 2021-01-01.".into());
+        assert_eq!(
+            e.name().as_str(),
+            "org.lifeline.License1.Error.LicenceRefused"
+        );
+        assert_eq!(e.user_message(), "This licence expired on 2021-01-01.");
     }
 
     #[test]

@@ -26,6 +26,15 @@
 //!
 //! envelope → key id known → signature → payload → serial → expiry. Each refusal is a
 //! distinct [`VerifyError`] whose message says what is wrong and what to do.
+//!
+//! # Installing
+//!
+//! [`install`] (behind the D-Bus method `InstallLicence`) verifies new file bytes with the
+//! same check as a loaded file ([`verify_for_box`]) and only then replaces the licence file
+//! atomically (temporary file in the same folder, fsync, rename, folder fsync), keeping the
+//! old file's mode. A refused or unwritable licence leaves the old file byte for byte.
+//! Limits: the model of the box is not compared with the licence's (a loaded file is not
+//! checked for it either); the new file is owned by the licence service's user.
 
 use std::path::Path;
 
@@ -290,18 +299,117 @@ pub fn load(
             });
         }
     };
+    verify_for_box(&bytes, keys, identity, today)
+}
+
+/// Verify licence file bytes for this box (its serial, today): exactly the check a loaded
+/// file goes through.
+pub fn verify_for_box(
+    bytes: &[u8],
+    keys: &TrustedKeys,
+    identity: &Identity,
+    today: Date,
+) -> Result<Licence, VerifyError> {
     let serial = identity
         .serial
         .as_deref()
         .map_err(|why| VerifyError::SerialUnknown { why: why.clone() })?;
     verify_bytes(
-        &bytes,
+        bytes,
         keys,
         Check {
             serial: Some(serial),
             today,
         },
     )
+}
+
+/// Why a licence was not installed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// The licence is not accepted for this box; nothing was written.
+    #[error(transparent)]
+    Refused(#[from] VerifyError),
+    /// Accepted, but it could not be written; the licence file in place is unchanged.
+    #[error(
+        "The licence is valid but could not be saved at {path} ({step}). Check the appliance's data storage on the status page, then try again."
+    )]
+    Write {
+        path: String,
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Mode of a newly created licence file (owner writes, group reads).
+pub const LICENCE_FILE_MODE: u32 = 0o640;
+
+/// Verify `bytes` for this box and, only if accepted, write them over the licence file at
+/// `path` atomically: a temporary file in the same folder, written and flushed to disk, given
+/// the mode of the file it replaces (or [`LICENCE_FILE_MODE`]), renamed over `path`, then the
+/// folder flushed so the rename survives a power cut. On any error `path` is unchanged.
+pub fn install(
+    path: &Path,
+    bytes: &[u8],
+    keys: &TrustedKeys,
+    identity: &Identity,
+    today: Date,
+) -> Result<Licence, InstallError> {
+    let licence = verify_for_box(bytes, keys, identity, today)?;
+    write_atomically(path, bytes)?;
+    Ok(licence)
+}
+
+fn write_error(path: &Path, step: &'static str) -> impl FnOnce(std::io::Error) -> InstallError {
+    let path = path.display().to_string();
+    move |source| InstallError::Write { path, step, source }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "licence.json".to_owned());
+    let tmp = dir.join(format!(".{name}.new-{:016x}", rand::random::<u64>()));
+    if let Err(e) = write_then_rename(&tmp, path, bytes) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // The file is in place; flushing the folder makes the rename durable. A failure here
+    // is logged, not reported: the new licence is installed and in force.
+    if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot flush the licence folder to disk");
+    }
+    Ok(())
+}
+
+/// Write `bytes` to the new file `tmp` with the mode of `path` (or [`LICENCE_FILE_MODE`]),
+/// flush it to disk and rename it over `path`.
+fn write_then_rename(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+
+    let mode = std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(LICENCE_FILE_MODE);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(tmp)
+        .map_err(write_error(path, "creating a temporary file"))?;
+    f.write_all(bytes).map_err(write_error(path, "writing"))?;
+    // The creation mode is filtered by the umask: set it exactly.
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(write_error(path, "setting its permissions"))?;
+    f.sync_all()
+        .map_err(write_error(path, "flushing it to disk"))?;
+    std::fs::rename(tmp, path).map_err(write_error(path, "replacing the old file"))
 }
 
 #[cfg(test)]
@@ -511,10 +619,147 @@ mod tests {
         );
     }
 
+    /// A licence folder holding `old` as the installed licence, mode 0640.
+    fn installed(old: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("licence.json");
+        std::fs::write(&path, old).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        (dir, path)
+    }
+
+    fn only_the_licence_is_left(dir: &Path) {
+        let names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["licence.json"], "temporary files left behind");
+    }
+
+    #[test]
+    fn an_accepted_licence_replaces_the_file_and_comes_into_force() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let old = sign(&licence(), &dev_key());
+        let (dir, path) = installed(old.as_bytes());
+        let before = load_in_force(&path, &keys(), &identity("LL-0001"), TODAY);
+        assert_eq!(before.licence.rep_seats, 6);
+        let mut more = licence();
+        more.rep_seats = 25;
+        more.expires = Some(date!(2027 - 12 - 31));
+        let new = sign(&more, &dev_key());
+        let got = install(&path, new.as_bytes(), &keys(), &identity("LL-0001"), TODAY).unwrap();
+        assert_eq!(got, more);
+        assert_eq!(std::fs::read(&path).unwrap(), new.as_bytes());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o640);
+        only_the_licence_is_left(dir.path());
+        let after = load_in_force(&path, &keys(), &identity("LL-0001"), TODAY);
+        assert!(!after.evaluation);
+        assert_eq!(after.licence.rep_seats, 25);
+    }
+
+    #[test]
+    fn a_first_licence_is_written_with_mode_0640() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("licence.json");
+        let new = sign(&licence(), &dev_key());
+        install(&path, new.as_bytes(), &keys(), &identity("LL-0001"), TODAY).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, LICENCE_FILE_MODE);
+        assert_eq!(std::fs::read(&path).unwrap(), new.as_bytes());
+    }
+
+    #[test]
+    fn a_refused_licence_changes_nothing_and_says_why() {
+        let old = sign(&licence(), &dev_key());
+        let (dir, path) = installed(old.as_bytes());
+        let mut other_box = licence();
+        other_box.serial = "LL-0002".into();
+        let mut expired = licence();
+        expired.expires = Some(date!(2026 - 02 - 28));
+        let untrusted = sign(&licence(), &SigningKey::from_bytes(&[7u8; 32]));
+        let mut env: Envelope = serde_json::from_str(&old).unwrap();
+        let mut payload = B64.decode(&env.payload).unwrap();
+        payload = String::from_utf8(payload)
+            .unwrap()
+            .replace("\"rep_seats\":6", "\"rep_seats\":60")
+            .into_bytes();
+        env.payload = B64.encode(payload);
+        let tampered = serde_json::to_string(&env).unwrap();
+        let too_big = format!("{old}{}", " ".repeat(MAX_FILE_BYTES));
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (
+                sign(&other_box, &dev_key()).into_bytes(),
+                "This licence is for appliance LL-0002, this box is LL-0001. \
+                 Upload the licence issued for serial LL-0001.",
+            ),
+            (
+                sign(&expired, &dev_key()).into_bytes(),
+                "expired on 2026-02-28",
+            ),
+            (
+                untrusted.into_bytes(),
+                "a key this appliance does not trust",
+            ),
+            (tampered.into_bytes(), "altered since it was signed"),
+            (
+                b"not a licence at all".to_vec(),
+                "not a valid Lifeline licence",
+            ),
+            (vec![0xff, 0x00, 0x17], "not text"),
+            (Vec::new(), "empty"),
+            (too_big.into_bytes(), "a licence is at most 65536"),
+        ];
+        for (bytes, needle) in cases {
+            let err = install(&path, &bytes, &keys(), &identity("LL-0001"), TODAY).unwrap_err();
+            assert!(matches!(err, InstallError::Refused(_)), "{err:?}");
+            assert!(err.to_string().contains(needle), "{err} lacks {needle}");
+            assert_eq!(std::fs::read(&path).unwrap(), old.as_bytes(), "{needle}");
+            only_the_licence_is_left(dir.path());
+        }
+        // A box whose serial cannot be read takes no licence at all.
+        let no_serial = Identity {
+            serial: Err("no factory data".into()),
+            model: None,
+        };
+        let err = install(&path, old.as_bytes(), &keys(), &no_serial, TODAY).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("could not be read (no factory data)"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), old.as_bytes());
+    }
+
+    #[test]
+    fn an_unwritable_folder_leaves_the_old_licence() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing-folder").join("licence.json");
+        let new = sign(&licence(), &dev_key());
+        let err = install(&path, new.as_bytes(), &keys(), &identity("LL-0001"), TODAY).unwrap_err();
+        assert!(matches!(err, InstallError::Write { .. }), "{err:?}");
+        assert!(err.to_string().contains("could not be saved"), "{err}");
+        assert!(!path.exists());
+    }
+
     proptest::proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
             let _ = verify_bytes(&bytes, &keys(), check("LL-0001"));
+        }
+
+        #[test]
+        fn installing_arbitrary_bytes_never_panics_nor_changes_the_file(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048),
+        ) {
+            let old = sign(&licence(), &dev_key());
+            let (dir, path) = installed(old.as_bytes());
+            let r = install(&path, &bytes, &keys(), &identity("LL-0001"), TODAY);
+            proptest::prop_assert!(r.is_err());
+            proptest::prop_assert_eq!(std::fs::read(&path).unwrap(), old.into_bytes());
+            drop(dir);
         }
 
         #[test]

@@ -7,20 +7,25 @@
 //! A timer sweeps too (so expired seats return and `Changed` is emitted without any call),
 //! re-reads the licence when the UTC day changes (so an expiry takes effect) and pings the
 //! systemd watchdog: a stuck state lock stops the pings.
+//!
+//! `InstallLicence` verifies new licence text like a loaded file, writes it atomically over
+//! the licence file only when accepted (see [`licence_file::install`]) and reloads; calls are
+//! serialised by their own lock, and the file is written while the state lock is not held.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lifeline_license_api::{
-    BUS_NAME, Counts, Lease, LicenceStatus, LicenseError, OBJECT_PATH, Refusal, SeatKind,
+    BUS_NAME, Counts, Lease, LicenceStatus, LicenseError, MAX_LICENCE_BYTES, OBJECT_PATH, Refusal,
+    SeatKind,
 };
 use time::{Date, OffsetDateTime};
 use zbus::object_server::SignalEmitter;
 
 use crate::env::IdentitySources;
 use crate::keys::TrustedKeys;
-use crate::licence_file;
+use crate::licence_file::{self, InstallError};
 use crate::seats::{Ledger, SeatError, Store, StoreError};
 
 /// Default lease time-to-live: the holder renews well within it.
@@ -121,6 +126,8 @@ struct Shared {
     state: Mutex<State>,
     store: Store,
     config: Config,
+    /// Serialises `InstallLicence` calls (verify, write, reload as one step).
+    install: Mutex<()>,
 }
 
 impl Shared {
@@ -284,6 +291,35 @@ impl LicenseService {
         Ok(())
     }
 
+    /// Verify a licence file's text exactly as a loaded file is verified and, only if it is
+    /// accepted, write it atomically over the licence file and reload (same signals as
+    /// `Reload`). Returns the licence now in force as JSON. A refused licence changes nothing
+    /// and is answered with `Error.LicenceRefused` and the sentence why. `actor` (who asked)
+    /// goes to the log.
+    async fn install_licence(
+        &self,
+        #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        licence: &str,
+        actor: &str,
+    ) -> Result<String, LicenseError> {
+        let actor: String = actor
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(100)
+            .collect();
+        let changed = install(&self.shared, licence.as_bytes(), &actor)?;
+        if let Some(counts) = changed {
+            if let Err(e) = self.licence_changed(&emitter).await {
+                tracing::warn!("cannot emit PropertiesChanged: {e}");
+            }
+            if let Err(e) = self.refusal_changed(&emitter).await {
+                tracing::warn!("cannot emit PropertiesChanged: {e}");
+            }
+            Self::notify(&emitter, Some(counts)).await;
+        }
+        Ok(self.shared.lock().status.to_json())
+    }
+
     /// The licence in force, as JSON (`lifeline_license_api::LicenceStatus`).
     #[zbus(property)]
     async fn licence(&self) -> String {
@@ -313,6 +349,50 @@ fn reload(shared: &Shared) -> Option<Counts> {
     st.status = status;
     st.refusal = refusal;
     Some(st.ledger.counts(&st.status.licence))
+}
+
+/// Verify and install a licence, then reload; the new counts if the licence in force
+/// changed. Nothing is written unless the licence is accepted.
+fn install(shared: &Shared, bytes: &[u8], actor: &str) -> Result<Option<Counts>, LicenseError> {
+    let _one_at_a_time = shared.install.lock().unwrap_or_else(|p| p.into_inner());
+    let refused = |sentence: String| {
+        tracing::warn!(event = "licence_refused", %actor, reason = %sentence, "licence not installed");
+        LicenseError::LicenceRefused(sentence)
+    };
+    // Checked before anything is parsed.
+    if bytes.len() > MAX_LICENCE_BYTES {
+        return Err(refused(format!(
+            "This file is {} bytes long; a licence file is at most {MAX_LICENCE_BYTES} bytes. \
+             Upload the licence file you received from your vendor.",
+            bytes.len()
+        )));
+    }
+    let identity = shared.config.identity.read();
+    let path = &shared.config.licence_path;
+    match licence_file::install(path, bytes, &shared.config.keys, &identity, today()) {
+        Ok(licence) => {
+            tracing::info!(
+                event = "licence_installed",
+                %actor,
+                serial = %licence.serial,
+                edition = %licence.edition,
+                rep_seats = licence.rep_seats,
+                expires = %licence.expires.map(crate::format_date).unwrap_or_else(|| "never".into()),
+                path = %path.display(),
+                "licence installed"
+            );
+            Ok(reload(shared))
+        }
+        Err(InstallError::Refused(e)) => Err(refused(e.to_string())),
+        Err(e @ InstallError::Write { .. }) => {
+            tracing::error!(event = "licence_refused", %actor, error = %anyhow::Error::from(e), "cannot write the licence file");
+            Err(LicenseError::Failed(
+                "The licence is valid but the licence service could not save it, so nothing was \
+                 changed. Check the appliance's data storage on the status page, then try again."
+                    .to_owned(),
+            ))
+        }
+    }
 }
 
 /// Load the ledger, moving a damaged lease file aside (its seats are lost; the alternative,
@@ -360,6 +440,7 @@ pub async fn run(
         }),
         store,
         config: config.clone(),
+        install: Mutex::new(()),
     });
     reload(&shared);
 

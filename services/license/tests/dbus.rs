@@ -92,7 +92,12 @@ impl Appliance {
 
     /// Issue a licence with the vendor tool of the same binary.
     fn issue(&self, serial: &str, rep_seats: u32, expires: &str) -> PathBuf {
-        let out = self.path("licence.json");
+        self.issue_as("licence.json", serial, rep_seats, expires)
+    }
+
+    /// Issue a licence into the file `name` of the appliance's folder.
+    fn issue_as(&self, name: &str, serial: &str, rep_seats: u32, expires: &str) -> PathBuf {
+        let out = self.path(name);
         let status = Command::new(BIN)
             .arg("issue")
             .arg("--key")
@@ -434,6 +439,83 @@ async fn missing_expired_and_tampered_licences_each_run_evaluation_with_the_reas
     std::fs::remove_file(&file).unwrap();
     proxy.reload().await.unwrap();
     evaluation("No licence is installed", Refusal::Missing).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_licence_replaces_the_file_only_when_the_licence_is_accepted() {
+    let bus = TestBus::start();
+    let app = Appliance::new();
+    let installed = app.issue(SERIAL, 6, "2099-12-31");
+    let old = std::fs::read(&installed).unwrap();
+    let mut daemon = app.start(&bus, 60);
+    let conn = connect(&bus).await;
+    let proxy = wait_ready(&conn, &mut daemon).await;
+    assert_eq!(proxy.counts().await.unwrap().rep_limit, 6);
+
+    // Refused: another box, expired, altered, garbage, too big. The file stays as it was.
+    let other =
+        std::fs::read_to_string(app.issue_as("other.json", "LL-OTHER-0002", 50, "2099-12-31"))
+            .unwrap();
+    let expired =
+        std::fs::read_to_string(app.issue_as("expired.json", SERIAL, 50, "2021-01-01")).unwrap();
+    let altered = app.issue_as("altered.json", SERIAL, 50, "2099-12-31");
+    tamper(&altered);
+    let altered = std::fs::read_to_string(altered).unwrap();
+    let too_big = " ".repeat(lifeline_license_api::MAX_LICENCE_BYTES + 1);
+    let cases = [
+        (
+            other.as_str(),
+            "This licence is for appliance LL-OTHER-0002, this box is LL-TEST-0001. \
+             Upload the licence issued for serial LL-TEST-0001.",
+        ),
+        (expired.as_str(), "This licence expired on 2021-01-01."),
+        (altered.as_str(), "altered since it was signed"),
+        (
+            "{\"hello\": 1}",
+            "This file is not a valid Lifeline licence",
+        ),
+        (too_big.as_str(), "a licence file is at most 65536 bytes"),
+    ];
+    for (text, needle) in cases {
+        match proxy.install_licence(text, "web:tester").await {
+            Err(LicenseError::LicenceRefused(msg)) => {
+                assert!(msg.contains(needle), "{msg} lacks {needle}")
+            }
+            other => panic!("expected LicenceRefused ({needle}), got {other:?}"),
+        }
+        assert_eq!(std::fs::read(&installed).unwrap(), old, "{needle}");
+        assert_eq!(proxy.counts().await.unwrap().rep_limit, 6);
+        assert!(!proxy.licence_status().await.unwrap().evaluation);
+    }
+
+    // Accepted: written over the licence file, in force at once, announced by Changed.
+    let mut changed = proxy.receive_changed().await.unwrap();
+    let new = std::fs::read_to_string(app.issue_as("new.json", SERIAL, 25, "2099-06-30")).unwrap();
+    let json = proxy.install_licence(&new, "web:tester").await.unwrap();
+    let status = lifeline_license_api::LicenceStatus::from_json(&json).unwrap();
+    assert!(!status.evaluation, "{status:?}");
+    assert_eq!(status.licence.rep_seats, 25);
+    assert_eq!(
+        status.licence.expires,
+        Some(time::macros::date!(2099 - 06 - 30))
+    );
+    wait_changed(&mut changed, |c| c.rep_limit == 25).await;
+    assert_eq!(std::fs::read_to_string(&installed).unwrap(), new);
+    assert_eq!(proxy.licence_status().await.unwrap(), status);
+    assert_eq!(proxy.refusal_kind().await.unwrap(), None);
+    let names: Vec<String> = std::fs::read_dir(app.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(names.is_empty(), "temporary files left: {names:?}");
+
+    // A restart reads the installed file.
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    let mut daemon = app.start(&bus, 60);
+    let proxy = wait_ready(&conn, &mut daemon).await;
+    assert_eq!(proxy.counts().await.unwrap().rep_limit, 25);
 }
 
 #[test]

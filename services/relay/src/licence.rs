@@ -29,6 +29,10 @@
 //! console open.
 //! The rep beyond the last seat is told plainly that all licences are in use.
 //!
+//! Installing a licence ([`Licensing::install`], the appliance page's upload) goes to the
+//! manager's `InstallLicence`, which verifies, writes and reloads; the relay keeps no copy of
+//! the licence, so seats and the evaluation banner follow at once.
+//!
 //! # Limits
 //!
 //! - The renewal task runs every 20 s (or a third of the lease time-to-live, if shorter).
@@ -60,6 +64,20 @@ pub enum SeatError {
     #[error("{0}")]
     Unavailable(String),
 }
+
+/// Why a licence was not installed; `Display` is the sentence for the administrator.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InstallError {
+    /// The licence manager refused the licence (nothing changed).
+    #[error("{0}")]
+    Refused(String),
+    /// The licence manager is not reachable, or failed to save the licence.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// How long installing a licence may take (it is written and flushed to disk).
+pub const INSTALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone)]
 struct Held {
@@ -527,6 +545,44 @@ impl Licensing {
             },
             relay_evaluation_mode: self.backend() == Backend::Evaluation,
         }
+    }
+
+    /// Install a licence file's text through the licence manager (`InstallLicence`); the
+    /// licence now in force. `actor` names who asked (e.g. `web:alice`). Without the
+    /// licence manager nothing can be installed. The relay keeps no copy of the licence:
+    /// [`Licensing::status`] and [`Licensing::counts`] ask the manager, so they follow at
+    /// once.
+    pub async fn install(&self, licence: &str, actor: &str) -> Result<LicenceStatus, InstallError> {
+        self.probe().await;
+        let proxy = match (&self.inner.proxy, self.backend()) {
+            (Some(p), Backend::Daemon) => p,
+            _ => {
+                return Err(InstallError::Unavailable(
+                    "The licence service of this appliance is not running, so no licence can be \
+                     installed. Check its state on the appliance status page, then try again."
+                        .into(),
+                ));
+            }
+        };
+        let call = tokio::time::timeout(INSTALL_TIMEOUT, proxy.install_licence(licence, actor));
+        let json = match call.await {
+            Ok(Ok(json)) => json,
+            Ok(Err(LicenseError::LicenceRefused(m))) => return Err(InstallError::Refused(m)),
+            Ok(Err(e)) => return Err(InstallError::Unavailable(e.user_message())),
+            Err(_) => {
+                return Err(InstallError::Unavailable(
+                    "The licence service did not answer in time. Reload the page to see \
+                     whether the licence was installed."
+                        .into(),
+                ));
+            }
+        };
+        LicenceStatus::from_json(&json).map_err(|e| {
+            InstallError::Unavailable(format!(
+                "The licence service sent a licence this program cannot read ({e}). \
+                 Update the appliance software so all its services are the same version."
+            ))
+        })
     }
 
     /// One round of the renewal task: renew seats in use, release idle ones.

@@ -1,7 +1,8 @@
 //! The appliance status: `GET /api/v1/appliance/status` and the `/appliance` page, with the
 //! real supervisor, licence manager and front-panel service (on its pty emulator) on a
-//! private `dbus-daemon`; the page is checked in headless Chromium against the JSON, and
-//! its live panel picture against a click on a key (`tests/browser/appliance.mjs`).
+//! private `dbus-daemon`; the page is checked in headless Chromium against the JSON, its
+//! live panel picture against a click on a key, and its "Licence" card installs a good
+//! licence file and refuses one for another appliance (`tests/browser/appliance.mjs`).
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::appliance::{LicenceManager, SERIAL, Supervisor, TestBus};
+use common::appliance::{LicenceManager, SERIAL, Supervisor, TestBus, issue_licence};
 use common::*;
 
 const APP_PASSWORD: &str = "appliance-password-1";
@@ -17,7 +18,7 @@ const APP_PASSWORD: &str = "appliance-password-1";
 #[tokio::test(flavor = "multi_thread")]
 async fn status_api_and_page_agree_in_chromium() {
     let bus = TestBus::start();
-    let _lic = LicenceManager::start(&bus, 6).await;
+    let lic = LicenceManager::start(&bus, 6).await;
     // The supervisor runs a stand-in program and the real front panel with its emulator.
     let tty_dir = tempfile::tempdir().unwrap();
     let tty = tty_dir.path().join("panel-tty");
@@ -125,6 +126,13 @@ async fn status_api_and_page_agree_in_chromium() {
     );
     let artifacts = artifacts("appliance");
     let url = relay.url.clone();
+    // Licence files for the card: 25 seats for this box, and one for another box.
+    let files = tempfile::tempdir().unwrap();
+    let good = files.path().join("lifeline-licence-25.json");
+    issue_licence(&good, SERIAL, 25, &["--expires", "2097-12-31"]);
+    let bad = files.path().join("licence-other-box.json");
+    issue_licence(&bad, "LL-OTHER-0099", 40, &["--expires", "2097-12-31"]);
+    let good_for_script = good.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .arg(&script)
@@ -132,6 +140,10 @@ async fn status_api_and_page_agree_in_chromium() {
             .env("LIFELINE_ADMIN_USER", "appadmin")
             .env("LIFELINE_ADMIN_PASSWORD", APP_PASSWORD)
             .env("LIFELINE_EXPECT_PANEL", "1")
+            .env("LIFELINE_GOOD_LICENCE", &good_for_script)
+            .env("LIFELINE_GOOD_SEATS", "25")
+            .env("LIFELINE_GOOD_UNTIL", "2097-12-31")
+            .env("LIFELINE_BAD_LICENCE", &bad)
             .env("LIFELINE_ARTIFACTS", &artifacts)
             .env("CHROMIUM", "/usr/bin/chromium")
             .output()
@@ -149,6 +161,19 @@ async fn status_api_and_page_agree_in_chromium() {
         relay.log()
     );
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    // The licence manager holds the licence installed from the page.
+    let conn = bus.connect().await;
+    let counts = lifeline_license_api::License1Proxy::new(&conn)
+        .await
+        .unwrap()
+        .counts()
+        .await
+        .unwrap();
+    assert_eq!(counts.rep_limit, 25, "{counts:?}");
+    assert_eq!(
+        std::fs::read(lic.licence_path()).unwrap(),
+        std::fs::read(&good).unwrap()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -70,13 +70,13 @@ pub fn router() -> Router<State> {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Lifeline API", version = "1.0.0", description = "Script the Lifeline support box: session keys, queues, sessions, chat, permissions for screen sharing."),
-    paths(token, logout, me, super::appliance::status_json, super::appliance::panel_key, create_key, queues, recent_sessions, session, accept, message, end, request_permission, crate::tools::system_info, crate::tools::end_process, crate::tools::policy, crate::shell::transcript, crate::files::list, crate::files::make_dir, crate::files::download, crate::files::offers, crate::files::offered, crate::files::prepare_upload, crate::files::upload, portal_ticket, audit_log, crate::buttons::create, crate::buttons::list, crate::buttons::targets, crate::buttons::revoke, crate::buttons::start_session, crate::install::offer,
+    paths(token, logout, me, super::appliance::status_json, super::appliance::panel_key, super::appliance::install_licence, create_key, queues, recent_sessions, session, accept, message, end, request_permission, crate::tools::system_info, crate::tools::end_process, crate::tools::policy, crate::shell::transcript, crate::files::list, crate::files::make_dir, crate::files::download, crate::files::offers, crate::files::offered, crate::files::prepare_upload, crate::files::upload, portal_ticket, audit_log, crate::buttons::create, crate::buttons::list, crate::buttons::targets, crate::buttons::revoke, crate::buttons::start_session, crate::install::offer,
         crate::jump::api::create_deploy_key, crate::jump::api::list_deploy_keys, crate::jump::api::revoke_deploy_key, crate::jump::api::installer, crate::jump::api::register, crate::jump::api::list_clients, crate::jump::api::update_client, crate::jump::api::jump, crate::jump::api::user_teams, crate::jump::api::set_user_teams, crate::jump::api::wake_client, crate::jump::api::remove_client),
     components(schemas(ErrorBody, TokenRequest, TokenResponse, Me, KeyRequest, KeyResponse, SessionDetail,
         MessageRequest, MessageCreated, TicketRequest, TicketResponse, Download, SessionList, QueueList,
         MessageRow, EventRow, PermissionRequest, PermissionState, StreamTotals, crate::tools::ToolPolicy, crate::tools::EndProcessRequest, crate::tools::EndProcessAnswer, crate::db::AuditRow, super::appliance::ApplianceReport,
         super::appliance::LicenceReport, super::appliance::Connected, super::appliance::ServiceReport,
-        super::appliance::KeyPress, crate::jump::api::DeployKeyRequest, crate::jump::api::DeployKeyResponse, crate::jump::store::DeployKeyListed,
+        super::appliance::KeyPress, super::appliance::LicenceUpload, crate::jump::api::DeployKeyRequest, crate::jump::api::DeployKeyResponse, crate::jump::store::DeployKeyListed,
         crate::jump::api::RegistrationDoc, crate::jump::api::RegisteredDoc, crate::jump::api::ClientView,
         crate::jump::store::ClientRow, crate::jump::api::ClientUpdate, crate::jump::api::JumpStarted, crate::jump::api::Teams, crate::jump::api::WakeResponse, crate::jump::api::RemoveResponse,
         crate::buttons::ButtonRequest, crate::buttons::ButtonCreated,

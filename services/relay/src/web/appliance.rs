@@ -15,11 +15,20 @@
 //! relay audits who clicked. The front panel's picture is fetched from `org.lifeline.Panel1`
 //! as PNG once a second by a small script, and the keys under it press the panel's keys.
 //!
+//! Licence upload: the Licence card's "Install a licence file…" reads the chosen file in the
+//! browser and sends its text to `PUT /api/v1/appliance/licence` ([`install_licence`]); the
+//! relay refuses more than 64 KiB itself, hands the rest to the licence manager's
+//! `InstallLicence` (which verifies, writes and reloads), audits `appliance.licence` with the
+//! outcome, and answers the licence now in force ([`LicenceReport`]), 400 with the refusal
+//! sentence, or 503 without the licence manager. The script updates the card in place.
+//!
 //! # Limits
 //!
 //! - Without the supervisor, uptime, load, time zone and services are unknown (`null` / an
 //!   empty list) and the page says the supervisor is not reachable.
 //! - Jump clients are not counted yet (always 0).
+//! - A refused licence's sentence comes from the licence manager, in English only.
+//! - The licence upload shares the front-panel keys' rate limit (per address).
 
 use askama::Template;
 use axum::Form;
@@ -54,6 +63,11 @@ pub fn api() -> Router<State> {
     Router::new()
         .route("/status", routing::get(status_json))
         .route("/panel/keys", routing::post(panel_key))
+        .route(
+            "/licence",
+            routing::put(install_licence)
+                .layer(axum::extract::DefaultBodyLimit::max(UPLOAD_BODY_LIMIT)),
+        )
 }
 
 /// An appliance administrator (role `appliance-admin`).
@@ -180,16 +194,7 @@ pub async fn build(state: &State, t: &Texts) -> ApplianceView {
             .as_ref()
             .map(|s| s.timezone.clone())
             .unwrap_or_else(|| "UTC".into()),
-        license: LicenceReport {
-            model: l.model.as_str().to_string(),
-            edition: l.edition.as_str().to_string(),
-            serial: l.serial.clone(),
-            rep_seats: counts.rep_limit,
-            rep_seats_in_use: counts.rep_in_use,
-            jump_active_limit: counts.jump_active_limit,
-            jump_passive_limit: counts.jump_passive_limit,
-            expires: l.expires.map(format_date),
-        },
+        license: licence_report(l, &counts),
         connected: Connected {
             rep_consoles: relay.rep_consoles,
             customer_clients: relay.customer_clients,
@@ -325,6 +330,15 @@ pub struct Texts {
     pub alert_disk: &'static str,
     pub alert_licence: &'static str,
     pub alert_update: &'static str,
+    pub licence_install: &'static str,
+    pub licence_install_hint: &'static str,
+    pub licence_checking: &'static str,
+    /// `{seats}` and `{until}` are filled in by the page's script.
+    pub licence_installed: &'static str,
+    /// `{seats}` is filled in by the page's script.
+    pub licence_installed_no_end: &'static str,
+    pub licence_too_big: &'static str,
+    pub licence_send_failed: &'static str,
 }
 
 impl Texts {
@@ -421,6 +435,13 @@ pub const EN: Texts = Texts {
     alert_disk: "The disk {} is {} % full. Delete old recordings or reports soon.",
     alert_licence: "The licence ends in {} days. Ask your vendor for a new licence.",
     alert_update: "The last software update did not succeed: {}",
+    licence_install: "Install a licence file…",
+    licence_install_hint: "Choose the licence file (.json) you received from your vendor. It is checked before it replaces the licence in force.",
+    licence_checking: "Checking the licence…",
+    licence_installed: "Licence installed: {seats} representatives until {until}.",
+    licence_installed_no_end: "Licence installed: {seats} representatives, with no end date.",
+    licence_too_big: "This file is too big to be a licence (a licence file is at most 64 KiB). Choose the file you received from your vendor.",
+    licence_send_failed: "The licence could not be sent to the appliance. Check the connection and try again.",
 };
 
 pub const FR: Texts = Texts {
@@ -482,6 +503,13 @@ pub const FR: Texts = Texts {
     alert_disk: "Le disque {} est plein à {} %. Supprimez bientôt d'anciens enregistrements ou rapports.",
     alert_licence: "La licence se termine dans {} jours. Demandez une nouvelle licence à votre fournisseur.",
     alert_update: "La dernière mise à jour n'a pas abouti : {}",
+    licence_install: "Installer un fichier de licence…",
+    licence_install_hint: "Choisissez le fichier de licence (.json) reçu de votre fournisseur. Il est vérifié avant de remplacer la licence en vigueur.",
+    licence_checking: "Vérification de la licence…",
+    licence_installed: "Licence installée : {seats} techniciens jusqu'au {until}.",
+    licence_installed_no_end: "Licence installée : {seats} techniciens, sans date de fin.",
+    licence_too_big: "Ce fichier est trop gros pour être une licence (64 Kio au plus). Choisissez le fichier reçu de votre fournisseur.",
+    licence_send_failed: "La licence n'a pas pu être envoyée à l'appliance. Vérifiez la connexion et réessayez.",
 };
 
 pub const DE: Texts = Texts {
@@ -543,6 +571,13 @@ pub const DE: Texts = Texts {
     alert_disk: "Die Festplatte {} ist zu {} % voll. Löschen Sie bald alte Aufzeichnungen oder Berichte.",
     alert_licence: "Die Lizenz endet in {} Tagen. Fragen Sie Ihren Anbieter nach einer neuen Lizenz.",
     alert_update: "Das letzte Software-Update ist fehlgeschlagen: {}",
+    licence_install: "Lizenzdatei installieren…",
+    licence_install_hint: "Wählen Sie die Lizenzdatei (.json), die Sie von Ihrem Anbieter erhalten haben. Sie wird geprüft, bevor sie die gültige Lizenz ersetzt.",
+    licence_checking: "Lizenz wird geprüft…",
+    licence_installed: "Lizenz installiert: {seats} Techniker bis {until}.",
+    licence_installed_no_end: "Lizenz installiert: {seats} Techniker, ohne Enddatum.",
+    licence_too_big: "Diese Datei ist zu groß für eine Lizenz (höchstens 64 KiB). Wählen Sie die Datei Ihres Anbieters.",
+    licence_send_failed: "Die Lizenz konnte nicht an das Gerät gesendet werden. Prüfen Sie die Verbindung und versuchen Sie es erneut.",
 };
 
 pub fn texts(lang: Lang) -> &'static Texts {
@@ -938,6 +973,92 @@ pub async fn panel_key(
     .await;
     r.map(|()| StatusCode::NO_CONTENT)
         .map_err(ApiError::Unavailable)
+}
+
+/// Largest licence file text accepted (the licence manager's limit).
+pub const MAX_LICENCE_BYTES: usize = lifeline_license_api::MAX_LICENCE_BYTES;
+/// Largest request body of `PUT /api/v1/appliance/licence` (the JSON string may escape the
+/// text); a bigger body is refused before it is read.
+const UPLOAD_BODY_LIMIT: usize = 4 * MAX_LICENCE_BYTES;
+
+/// `PUT /api/v1/appliance/licence`: a licence file's text.
+#[derive(Deserialize, ToSchema)]
+pub struct LicenceUpload {
+    /// The whole licence file as received from the vendor (JSON text, at most 64 KiB).
+    licence: String,
+}
+
+fn licence_report(
+    l: &lifeline_license_api::Licence,
+    counts: &lifeline_license_api::Counts,
+) -> LicenceReport {
+    LicenceReport {
+        model: l.model.as_str().to_string(),
+        edition: l.edition.as_str().to_string(),
+        serial: l.serial.clone(),
+        rep_seats: counts.rep_limit,
+        rep_seats_in_use: counts.rep_in_use,
+        jump_active_limit: counts.jump_active_limit,
+        jump_passive_limit: counts.jump_passive_limit,
+        expires: l.expires.map(format_date),
+    }
+}
+
+/// Install a licence file: the licence manager verifies it (signature, this appliance's
+/// serial, dates) and only then puts it in force. Answers the licence now in force, as the
+/// status shows it.
+#[utoipa::path(put, path = "/api/v1/appliance/licence", request_body = LicenceUpload, security(("bearer" = [])),
+    responses((status = 200, body = LicenceReport), (status = 400, body = super::error::ErrorBody),
+        (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
+        (status = 429, body = super::error::ErrorBody), (status = 503, body = super::error::ErrorBody)))]
+pub async fn install_licence(
+    AxState(state): AxState<State>,
+    ClientIp(ip): ClientIp,
+    ApplianceAdmin(a): ApplianceAdmin,
+    super::api::JsonBody(req): super::api::JsonBody<LicenceUpload>,
+) -> Result<Json<LicenceReport>, ApiError> {
+    if state.panel_limiter.check(ip).is_err() {
+        return Err(ApiError::RateLimited);
+    }
+    let user = &a.user.username;
+    if req.licence.len() > MAX_LICENCE_BYTES {
+        let m = format!(
+            "This file is {} bytes long; a licence file is at most {MAX_LICENCE_BYTES} bytes. \
+             Upload the licence file you received from your vendor.",
+            req.licence.len()
+        );
+        audit(&state, user, ip, "appliance.licence", "refused", &m).await;
+        return Err(ApiError::BadRequest(m));
+    }
+    let r = state
+        .licence
+        .install(&req.licence, &format!("web:{user}"))
+        .await;
+    match r {
+        Ok(status) => {
+            let counts = state.licence.counts().await;
+            let l = &status.licence;
+            let detail = format!(
+                "serial {}, {} edition, {} representative seats, valid until {}",
+                l.serial,
+                l.edition,
+                counts.rep_limit,
+                l.expires
+                    .map(format_date)
+                    .unwrap_or_else(|| "no end date".into())
+            );
+            audit(&state, user, ip, "appliance.licence", "ok", &detail).await;
+            Ok(Json(licence_report(l, &counts)))
+        }
+        Err(crate::licence::InstallError::Refused(m)) => {
+            audit(&state, user, ip, "appliance.licence", "refused", &m).await;
+            Err(ApiError::BadRequest(m))
+        }
+        Err(crate::licence::InstallError::Unavailable(m)) => {
+            audit(&state, user, ip, "appliance.licence", "failed", &m).await;
+            Err(ApiError::Unavailable(m))
+        }
+    }
 }
 
 async fn asset(Path(file): Path<String>) -> Response {

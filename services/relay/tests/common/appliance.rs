@@ -95,6 +95,33 @@ fn dev_key() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../license/dev-keys/dev-licence-signing.key.pem")
 }
 
+/// Issue a licence with the vendor tool and the development key into `out`: for `serial`,
+/// model b300, enterprise edition, `rep_seats` seats, issued 2020-01-01, with more `issue`
+/// arguments (`--expires` is required by the tool: pass it in `args`).
+pub fn issue_licence(out: &Path, serial: &str, rep_seats: u32, args: &[&str]) {
+    let status = Command::new(licence_bin())
+        .arg("issue")
+        .arg("--key")
+        .arg(dev_key())
+        .args([
+            "--serial",
+            serial,
+            "--model",
+            "b300",
+            "--edition",
+            "enterprise",
+        ])
+        .args(["--rep-seats", &rep_seats.to_string()])
+        .args(["--issued", "2020-01-01"])
+        .args(args)
+        .args(["--customer", "Université de Test", "--force", "--out"])
+        .arg(out)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "lifeline-license issue");
+}
+
 /// The licence manager with a licence of `rep_seats` seats, on `bus`; killed on drop.
 pub struct LicenceManager {
     pub dir: tempfile::TempDir,
@@ -115,27 +142,9 @@ impl LicenceManager {
             format!("serial = \"{SERIAL}\"\nmodel = \"b300\"\n"),
         )
         .unwrap();
-        let status = Command::new(licence_bin())
-            .arg("issue")
-            .arg("--key")
-            .arg(dev_key())
-            .args([
-                "--serial",
-                SERIAL,
-                "--model",
-                "b300",
-                "--edition",
-                "enterprise",
-            ])
-            .args(["--rep-seats", &rep_seats.to_string()])
-            .args(issue_args)
-            .args(["--issued", "2020-01-01", "--expires", "2099-12-31"])
-            .args(["--customer", "Université de Test", "--force", "--out"])
-            .arg(dir.path().join("licence.json"))
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "lifeline-license issue");
+        let mut args = vec!["--expires", "2099-12-31"];
+        args.extend_from_slice(issue_args);
+        issue_licence(&dir.path().join("licence.json"), SERIAL, rep_seats, &args);
         let mut m = LicenceManager {
             dir,
             child: None,
@@ -143,6 +152,11 @@ impl LicenceManager {
         };
         m.spawn(bus).await;
         m
+    }
+
+    /// The licence file the manager reads.
+    pub fn licence_path(&self) -> PathBuf {
+        self.dir.path().join("licence.json")
     }
 
     pub async fn spawn(&mut self, bus: &TestBus) {
