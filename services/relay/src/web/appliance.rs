@@ -26,7 +26,6 @@
 //!
 //! - Without the supervisor, uptime, load, time zone and services are unknown (`null` / an
 //!   empty list) and the page says the supervisor is not reachable.
-//! - Jump clients are not counted yet (always 0).
 //! - A refused licence's sentence comes from the licence manager, in English only.
 //! - The licence upload shares the front-panel keys' rate limit (per address).
 
