@@ -204,6 +204,21 @@ pub struct LicenseService {
 }
 
 impl LicenseService {
+    /// After a reload that changed the licence in force (`changed` holds the new counts):
+    /// the properties' change and `Changed`.
+    async fn reloaded(&self, emitter: &SignalEmitter<'_>, changed: Option<Counts>) {
+        if changed.is_none() {
+            return;
+        }
+        if let Err(e) = self.licence_changed(emitter).await {
+            tracing::warn!("cannot emit PropertiesChanged: {e}");
+        }
+        if let Err(e) = self.refusal_changed(emitter).await {
+            tracing::warn!("cannot emit PropertiesChanged: {e}");
+        }
+        Self::notify(emitter, changed).await;
+    }
+
     async fn notify(emitter: &SignalEmitter<'_>, changed: Option<Counts>) {
         if let Some(counts) = changed
             && let Err(e) = Self::changed(emitter, counts).await
@@ -279,15 +294,7 @@ impl LicenseService {
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
     ) -> Result<(), LicenseError> {
         let changed = reload(&self.shared);
-        if let Some(counts) = changed {
-            if let Err(e) = self.licence_changed(&emitter).await {
-                tracing::warn!("cannot emit PropertiesChanged: {e}");
-            }
-            if let Err(e) = self.refusal_changed(&emitter).await {
-                tracing::warn!("cannot emit PropertiesChanged: {e}");
-            }
-            Self::notify(&emitter, Some(counts)).await;
-        }
+        self.reloaded(&emitter, changed).await;
         Ok(())
     }
 
@@ -308,15 +315,7 @@ impl LicenseService {
             .take(100)
             .collect();
         let changed = install(&self.shared, licence.as_bytes(), &actor)?;
-        if let Some(counts) = changed {
-            if let Err(e) = self.licence_changed(&emitter).await {
-                tracing::warn!("cannot emit PropertiesChanged: {e}");
-            }
-            if let Err(e) = self.refusal_changed(&emitter).await {
-                tracing::warn!("cannot emit PropertiesChanged: {e}");
-            }
-            Self::notify(&emitter, Some(counts)).await;
-        }
+        self.reloaded(&emitter, changed).await;
         Ok(self.shared.lock().status.to_json())
     }
 
@@ -553,16 +552,9 @@ pub async fn run(
 /// Sweep expired leases and follow a change of day; emit what changed.
 async fn housekeeping(shared: &Shared, iface: &zbus::object_server::InterfaceRef<LicenseService>) {
     let new_day = shared.lock().loaded_on != today();
-    if new_day && let Some(counts) = reload(shared) {
+    if new_day && let changed @ Some(_) = reload(shared) {
         let svc = iface.get().await;
-        if let Err(e) = svc.licence_changed(iface.signal_emitter()).await {
-            tracing::warn!("cannot emit PropertiesChanged: {e}");
-        }
-        if let Err(e) = svc.refusal_changed(iface.signal_emitter()).await {
-            tracing::warn!("cannot emit PropertiesChanged: {e}");
-        }
-        drop(svc);
-        LicenseService::notify(iface.signal_emitter(), Some(counts)).await;
+        svc.reloaded(iface.signal_emitter(), changed).await;
     }
     match shared.counts() {
         Ok((_, changed)) => LicenseService::notify(iface.signal_emitter(), changed).await,
