@@ -637,38 +637,16 @@ async fn portal_pages_and_download_with_ticket() {
 #[tokio::test]
 async fn cookie_login_csrf_and_first_setup() {
     let relay = Relay::start().await;
-    let r = relay
-        .http
-        .post(relay.url("/login"))
-        .form(&[("username", "rep1"), ("password", "wrong-password")])
-        .send()
-        .await
-        .unwrap();
+    let r = relay.form_login("/login", "rep1", "wrong-password").await;
     assert_eq!(r.status(), 401);
-    let r = relay
-        .http
-        .post(relay.url("/login"))
-        .form(&[("username", "rep1"), ("password", REP_PASSWORD)])
-        .send()
-        .await
-        .unwrap();
+    let r = relay.form_login("/login", "rep1", REP_PASSWORD).await;
     assert_eq!(r.status(), 303);
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
     for attr in ["HttpOnly", "Secure", "SameSite=Strict"] {
         assert!(cookie.contains(attr), "{cookie}");
     }
     let c = cookie.split(';').next().unwrap().to_string();
-    let me: Value = relay
-        .http
-        .get(relay.url("/api/v1/me"))
-        .header("cookie", &c)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let csrf = me["csrf_token"].as_str().unwrap();
+    let csrf = relay.csrf_token(&c).await;
     let no = relay
         .http
         .post(relay.url("/api/v1/session-keys"))
@@ -682,7 +660,7 @@ async fn cookie_login_csrf_and_first_setup() {
         .http
         .post(relay.url("/api/v1/session-keys"))
         .header("cookie", &c)
-        .header("x-csrf-token", csrf)
+        .header("x-csrf-token", &csrf)
         .json(&json!({}))
         .send()
         .await

@@ -192,12 +192,8 @@ async fn without_supervisor_the_status_says_so_and_other_roles_are_refused() {
     assert_eq!(v["license"]["rep_seats"], 1, "evaluation licence: {v}");
     // A rep's cookie login cannot open the appliance page.
     let page = relay
-        .http
-        .post(relay.url("/appliance/login"))
-        .form(&[("username", "rep1"), ("password", REP_PASSWORD)])
-        .send()
-        .await
-        .unwrap();
+        .form_login("/appliance/login", "rep1", REP_PASSWORD)
+        .await;
     assert_eq!(page.status(), 403);
     assert!(
         page.text()

@@ -159,16 +159,23 @@ async fn without_the_licence_manager_the_relay_runs_in_evaluation_mode() {
 
 const APP_PASSWORD: &str = "appliance-password-1";
 
-async fn put_licence(relay: &Relay, token: &str, text: &str) -> (u16, serde_json::Value) {
-    let r = relay
-        .http
-        .put(relay.url("/api/v1/appliance/licence"))
-        .bearer_auth(token)
+/// `PUT /api/v1/appliance/licence` with `text`, the request authenticated by `auth`.
+async fn upload(
+    relay: &Relay,
+    auth: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    text: &str,
+) -> (u16, serde_json::Value) {
+    let request = relay.http.put(relay.url("/api/v1/appliance/licence"));
+    let r = auth(request)
         .json(&json!({ "licence": text }))
         .send()
         .await
         .unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or_default())
+}
+
+async fn put_licence(relay: &Relay, token: &str, text: &str) -> (u16, serde_json::Value) {
+    upload(relay, |r| r.bearer_auth(token), text).await
 }
 
 /// A licence file's text, issued with the development key.
@@ -251,12 +258,8 @@ async fn an_administrator_installs_a_licence_and_the_relay_follows() {
 
     // A cookie session must send its CSRF token.
     let login = relay
-        .http
-        .post(relay.url("/appliance/login"))
-        .form(&[("username", "appadmin"), ("password", APP_PASSWORD)])
-        .send()
-        .await
-        .unwrap();
+        .form_login("/appliance/login", "appadmin", APP_PASSWORD)
+        .await;
     assert_eq!(login.status().as_u16(), 303, "appliance login");
     let cookie = login
         .headers()
@@ -267,44 +270,17 @@ async fn an_administrator_installs_a_licence_and_the_relay_follows() {
         .and_then(|v| v.split(';').next())
         .unwrap()
         .to_string();
-    let r = relay
-        .http
-        .put(relay.url("/api/v1/appliance/licence"))
-        .header("cookie", &cookie)
-        .json(&json!({ "licence": three }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 403);
-    assert_eq!(
-        r.json::<serde_json::Value>().await.unwrap()["error"],
-        "csrf"
-    );
+    let (s, body) = upload(&relay, |r| r.header("cookie", &cookie), &three).await;
+    assert_eq!(s, 403, "{body}");
+    assert_eq!(body["error"], "csrf");
     assert_eq!(std::fs::read(lic.licence_path()).unwrap(), installed);
 
     // The administrator installs a three-seat licence (with the cookie and its token).
-    let me: serde_json::Value = relay
-        .http
-        .get(relay.url("/api/v1/me"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let csrf = me["csrf_token"].as_str().unwrap().to_string();
-    let r = relay
-        .http
-        .put(relay.url("/api/v1/appliance/licence"))
-        .header("cookie", &cookie)
-        .header("x-csrf-token", &csrf)
-        .json(&json!({ "licence": three }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let body: serde_json::Value = r.json().await.unwrap();
+    let csrf = relay.csrf_token(&cookie).await;
+    let with_token =
+        |r: reqwest::RequestBuilder| r.header("cookie", &cookie).header("x-csrf-token", &csrf);
+    let (s, body) = upload(&relay, with_token, &three).await;
+    assert_eq!(s, 200, "{body}");
     assert_eq!(body["rep_seats"], 3, "{body}");
     assert_eq!(body["rep_seats_in_use"], 1, "{body}");
     assert_eq!(body["serial"], SERIAL);

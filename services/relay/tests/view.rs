@@ -803,13 +803,7 @@ async fn viewers_of_other_reps_are_refused() {
     );
 
     // A browser's cookie works only from the relay's own origin.
-    let r = relay
-        .http
-        .post(relay.url("/login"))
-        .form(&[("username", "rep1"), ("password", REP_PASSWORD)])
-        .send()
-        .await
-        .unwrap();
+    let r = relay.form_login("/login", "rep1", REP_PASSWORD).await;
     let cookie = r.headers()["set-cookie"]
         .to_str()
         .unwrap()

@@ -241,6 +241,26 @@ impl Relay {
         (s, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Logs in through a page's form (`/login`, `/appliance/login`); the answer as it came.
+    pub async fn form_login(&self, path: &str, user: &str, password: &str) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .form(&[("username", user), ("password", password)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The CSRF token of the cookie session `cookie` (`name=value`), from `/api/v1/me`.
+    pub async fn csrf_token(&self, cookie: &str) -> String {
+        let r = self
+            .http
+            .get(self.url("/api/v1/me"))
+            .header("cookie", cookie);
+        let me: Value = r.send().await.unwrap().json().await.unwrap();
+        me["csrf_token"].as_str().unwrap().to_string()
+    }
+
     /// Asserts that the API description (`/api/v1/openapi.json`, public) has each of `paths`.
     pub async fn assert_documented(&self, paths: &[&str]) {
         let r = self.http.get(self.url("/api/v1/openapi.json")).send().await;
