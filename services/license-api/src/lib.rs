@@ -55,6 +55,15 @@ pub const DBUS_ADDRESS_ENV: &str = "LIFELINE_DBUS_ADDRESS";
 /// Largest licence file text `InstallLicence` accepts (checked before parsing).
 pub const MAX_LICENCE_BYTES: usize = 64 * 1024;
 
+/// The administrator's sentence for licence text of `len` bytes, over [`MAX_LICENCE_BYTES`]
+/// (said by the licence manager and by a caller that checks the size first).
+pub fn too_big_sentence(len: usize) -> String {
+    format!(
+        "This file is {len} bytes long; a licence file is at most {MAX_LICENCE_BYTES} bytes. \
+         Upload the licence file you received from your vendor."
+    )
+}
+
 /// Representative seats of the built-in evaluation licence.
 pub const EVALUATION_REP_SEATS: u32 = 1;
 /// Active and passive jump-client limits of the built-in evaluation licence.

@@ -360,11 +360,7 @@ fn install(shared: &Shared, bytes: &[u8], actor: &str) -> Result<Option<Counts>,
     };
     // Checked before anything is parsed.
     if bytes.len() > MAX_LICENCE_BYTES {
-        return Err(refused(format!(
-            "This file is {} bytes long; a licence file is at most {MAX_LICENCE_BYTES} bytes. \
-             Upload the licence file you received from your vendor.",
-            bytes.len()
-        )));
+        return Err(refused(lifeline_license_api::too_big_sentence(bytes.len())));
     }
     let identity = shared.config.identity.read();
     let path = &shared.config.licence_path;

@@ -1021,11 +1021,7 @@ pub async fn install_licence(
     }
     let user = &a.user.username;
     if req.licence.len() > MAX_LICENCE_BYTES {
-        let m = format!(
-            "This file is {} bytes long; a licence file is at most {MAX_LICENCE_BYTES} bytes. \
-             Upload the licence file you received from your vendor.",
-            req.licence.len()
-        );
+        let m = lifeline_license_api::too_big_sentence(req.licence.len());
         audit(&state, user, ip, "appliance.licence", "refused", &m).await;
         return Err(ApiError::BadRequest(m));
     }
