@@ -87,6 +87,10 @@ fn free_port() -> u16 {
         .expect("a free port on 127.0.0.1")
 }
 
+/// How long a reboot may stay silent after the kernel's "Restarting system" before the
+/// tests press the reset button ([`Machine::reset_hung_reboot`]).
+pub const HUNG_RESET: Duration = Duration::from_secs(60);
+
 pub struct Machine {
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
@@ -235,7 +239,12 @@ impl Machine {
             Console::Log => {
                 c.arg("-chardev")
                     .arg(format!("file,id=con,path={}", console_log.display()))
-                    .args(["-serial", "chardev:con"]);
+                    .args(["-serial", "chardev:con"])
+                    .arg("-monitor")
+                    .arg(format!(
+                        "unix:{},server=on,wait=off",
+                        dir.join("monitor.sock").display()
+                    ));
             }
             Console::Terminal => {
                 c.args(["-chardev", "stdio,id=con,mux=on,signal=off"])
@@ -380,6 +389,48 @@ impl Machine {
             self.console().contains(needle).then_some(())
         })
         .map_err(|e| format!("{e} on the serial console"))
+    }
+
+    /// Presses the machine's reset button (QEMU's monitor `system_reset`; `Console::Log`
+    /// machines only).
+    pub fn press_reset(&self) -> Result<(), String> {
+        use std::io::Write as _;
+        let path = self.dir.join("monitor.sock");
+        let mut monitor = std::os::unix::net::UnixStream::connect(&path)
+            .map_err(|e| format!("cannot reach QEMU's monitor at {}: {e}", path.display()))?;
+        monitor
+            .write_all(b"system_reset\n")
+            .map_err(|e| format!("cannot send system_reset: {e}"))?;
+        // The monitor reads the line before the connection closes.
+        std::thread::sleep(Duration::from_millis(500));
+        Ok(())
+    }
+
+    /// A reboot that hangs where a box's reset should happen (the kernel said "reboot:
+    /// Restarting system" and no firmware followed within [`HUNG_RESET`]) gets the reset
+    /// button, as a box's hardware watchdog would; said on standard error, once per reboot.
+    /// Call it while waiting for a boot, with `since` kept across calls (and cleared when
+    /// that boot came).
+    pub fn reset_hung_reboot(&self, since: &mut Option<Instant>) {
+        let console = self.console();
+        let hung = console.trim_end().ends_with("reboot: Restarting system");
+        match since {
+            _ if !hung => *since = None,
+            None => *since = Some(Instant::now()),
+            Some(t) if t.elapsed() > HUNG_RESET => {
+                eprintln!(
+                    "hil: the guest asked for a reset {} s ago and the firmware never started; \
+                     pressing the reset button",
+                    t.elapsed().as_secs()
+                );
+                if let Err(e) = self.press_reset() {
+                    eprintln!("hil: {e}");
+                }
+                // Not again for this reboot: the console moves on once the firmware runs.
+                *since = Some(Instant::now() + Duration::from_secs(3600));
+            }
+            Some(_) => {}
+        }
     }
 
     /// Whether QEMU still runs.

@@ -81,8 +81,13 @@ fn boots(m: &Machine) -> usize {
 
 /// Waits until the boot loader has started `n` boots in all, then for the command channel.
 fn wait_boots(m: &mut Machine, n: usize, limit: Duration, what: &str) {
+    let mut hung_since = None;
     wait_for(limit, Duration::from_millis(200), what, || {
-        (boots(m) >= n).then_some(())
+        let booted = boots(m) >= n;
+        if !booted {
+            m.reset_hung_reboot(&mut hung_since);
+        }
+        booted.then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", m.console()));
     m.shell
